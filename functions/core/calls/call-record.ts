@@ -1,0 +1,130 @@
+/**
+ * The durable call record and the ports (store, job queue, worker signals, Meta call control)
+ * the domain logic is given. Implementations live in `functions/adapters/`; domain code imports
+ * no AWS SDK.
+ */
+import type { BusinessLine, MetaCallError, WhatsAppUser } from '../meta/webhook.ts';
+import type { CallDirection, CallEvent, CallState, EndReason } from './call-state.ts';
+
+/** Which side ended the call. */
+export type EndedBy = 'whatsapp' | 'sip' | 'bridge' | 'meta';
+
+/** The media worker that owns a call, and where to send it in-call events. */
+export interface CallOwner {
+  readonly workerId: string;
+  /** The worker's own control queue. */
+  readonly controlQueueUrl: string;
+}
+
+/** One call as stored. `callId` is Meta's call id (`wacid.…`). */
+export interface CallRecord {
+  readonly callId: string;
+  readonly direction: CallDirection;
+  readonly state: CallState;
+  /** Incremented by every write. */
+  readonly version: number;
+  readonly line: BusinessLine;
+  readonly user: WhatsAppUser;
+  readonly sdpOffer?: string;
+  readonly deeplinkPayload?: string;
+  readonly ctaPayload?: string;
+  /** `default` uses the configured SIP target; `after-hours` the after-hours one. */
+  readonly route?: 'default' | 'after-hours';
+  /** SIP target chosen at admission when it differs from the worker's default. */
+  readonly sipTarget?: string;
+  /** Meta's event time of the connect, ms. */
+  readonly offeredAt?: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** The webhook invocation admitting the call holds this lease until the job is enqueued. */
+  readonly leaseUntil?: number;
+  readonly jobEnqueuedAt?: number;
+  /** True while the call holds one of its number's concurrency slots. */
+  readonly slotHeld?: boolean;
+  readonly owner?: CallOwner;
+  readonly endedAt?: number;
+  readonly endReason?: EndReason;
+  readonly endedBy?: EndedBy;
+  /** Meta's terminate status (`COMPLETED`, `FAILED`…). */
+  readonly metaStatus?: string;
+  readonly metaErrors?: readonly MetaCallError[];
+  /** Talk time reported by Meta, seconds (only for answered calls). */
+  readonly durationSeconds?: number;
+  readonly answeredAt?: number;
+  /** Why rejecting the call at Meta failed, if it did. */
+  readonly rejectError?: string;
+  /** DynamoDB TTL (epoch seconds) set on finished records; nothing depends on it. */
+  readonly expiresAt?: number;
+}
+
+/** Fields a write may set besides state and version. */
+export type CallPatch = Partial<Omit<CallRecord, 'callId' | 'state' | 'version' | 'createdAt'>>;
+
+/** A call-history entry. */
+export interface CallHistoryEntry {
+  readonly at: number;
+  readonly what: string;
+  readonly detail?: Record<string, unknown>;
+}
+
+/** Persistence of calls and per-number admission counters. Every method is a single conditional write or read. */
+export interface CallStore {
+  /** Writes `record` unless a record with its id exists; returns the existing one if so. */
+  createIfAbsent(record: CallRecord): Promise<{ created: true } | { created: false; existing: CallRecord }>;
+  get(callId: string): Promise<CallRecord | undefined>;
+  /**
+   * Applies the state move for `event` with a conditional write on the allowed source states.
+   * Returns the new record, or `undefined` when the condition failed (duplicate or too late).
+   */
+  transition(callId: string, event: CallEvent, patch?: CallPatch): Promise<CallRecord | undefined>;
+  /** Sets fields only if `expect` holds (attribute equality, `undefined` meaning absent). */
+  patchIf(callId: string, expect: Partial<Record<keyof CallRecord, unknown>>, patch: CallPatch): Promise<boolean>;
+  /** Takes one concurrency slot of a number if fewer than `cap` are taken. */
+  acquireSlot(phoneNumberId: string, cap: number): Promise<boolean>;
+  /** Returns one slot. */
+  releaseSlot(phoneNumberId: string): Promise<void>;
+  /** Slots in use (for health and tests). */
+  slotsInUse(phoneNumberId: string): Promise<number>;
+  appendHistory(callId: string, entry: CallHistoryEntry): Promise<void>;
+  history(callId: string): Promise<CallHistoryEntry[]>;
+}
+
+/** Everything a media worker needs to bridge a user-initiated call. */
+export interface UserCallJob {
+  readonly type: 'bridge-user-call';
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly caller: WhatsAppUser;
+  readonly sdpOffer: string;
+  readonly route: 'default' | 'after-hours';
+  readonly sipTarget?: string;
+  readonly deeplinkPayload?: string;
+  readonly ctaPayload?: string;
+  readonly offeredAt: number;
+  readonly enqueuedAt: number;
+}
+
+/** Jobs the media workers consume. */
+export type CallJob = UserCallJob;
+
+/** The queue of call jobs. */
+export interface CallJobQueue {
+  enqueue(job: CallJob): Promise<void>;
+}
+
+/** An in-call event for the worker that owns a call. */
+export type WorkerSignal =
+  | { type: 'call-terminated'; callId: string; reason: EndReason }
+  | { type: 'call-progress'; callId: string; status: 'ringing' | 'accepted' | 'rejected' }
+  | { type: 'call-answer-received'; callId: string; sdpAnswer: string };
+
+/** Delivers in-call events to the owning worker. */
+export interface WorkerSignals {
+  notify(owner: CallOwner, signal: WorkerSignal): Promise<void>;
+}
+
+/** The Meta call actions the control plane needs. */
+export interface MetaCallControl {
+  /** Rejects a user-initiated call that has not been accepted. */
+  reject(phoneNumberId: string, callId: string): Promise<void>;
+}

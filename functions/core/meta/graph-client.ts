@@ -1,0 +1,75 @@
+/**
+ * Meta adapter: the Graph API calls the bridge makes (`POST /{phone-number-id}/calls`).
+ * Every request has a timeout; failures become {@link MetaApiError} carrying Meta's error code.
+ */
+import { MetaApiError } from '../errors.ts';
+import type { MetaCallControl } from '../calls/call-record.ts';
+
+/** Settings of the Graph client. */
+export interface GraphClientOptions {
+  /** Base including the version, e.g. `https://graph.facebook.com/v23.0`. */
+  readonly baseUrl: string;
+  readonly accessToken: string;
+  /** Per-request timeout. */
+  readonly timeoutMs: number;
+}
+
+/** Minimal Graph API client for call actions. */
+export class MetaGraphClient implements MetaCallControl {
+  readonly #options: GraphClientOptions;
+
+  constructor(options: GraphClientOptions) {
+    this.#options = { ...options, baseUrl: options.baseUrl.replace(/\/+$/, '') };
+  }
+
+  /** Rejects an offered user-initiated call (§3.2). */
+  async reject(phoneNumberId: string, callId: string): Promise<void> {
+    await this.callAction(phoneNumberId, { call_id: callId, action: 'reject' });
+  }
+
+  /** Ends a call (§3.2: call it even after RTCP BYE, for billing). */
+  async terminate(phoneNumberId: string, callId: string): Promise<void> {
+    await this.callAction(phoneNumberId, { call_id: callId, action: 'terminate' });
+  }
+
+  /**
+   * Sends a call action. `sdp_type` must be `answer` for pre_accept/accept: the docs' tables say
+   * `offer`, and calls sent that way never connect (§3.2, whatsapp-api-js#522).
+   */
+  async callAction(phoneNumberId: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const callId = typeof body.call_id === 'string' ? body.call_id : undefined;
+    const url = `${this.#options.baseUrl}/${encodeURIComponent(phoneNumberId)}/calls`;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.#options.accessToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ messaging_product: 'whatsapp', ...body }),
+        signal: AbortSignal.timeout(this.#options.timeoutMs),
+      });
+    } catch (cause) {
+      throw new MetaApiError(`Graph ${String(body.action)} request failed`, { ...opt(callId), status: 0, cause });
+    }
+    const text = await response.text();
+    let json: Record<string, unknown> = {};
+    try {
+      json = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // fall through: a non-JSON body is reported below when the status is not 2xx
+    }
+    if (!response.ok) {
+      const error = (json.error ?? {}) as { message?: string; code?: number; error_data?: { details?: string } };
+      throw new MetaApiError(error.message ?? `Graph ${String(body.action)} answered ${response.status}`, {
+        ...opt(callId),
+        status: response.status,
+        ...(error.code === undefined ? {} : { metaCode: error.code }),
+        ...(error.error_data?.details === undefined ? {} : { details: error.error_data.details }),
+      });
+    }
+    return json;
+  }
+}
+
+function opt(callId: string | undefined): { callId?: string } {
+  return callId === undefined ? {} : { callId };
+}

@@ -1,0 +1,404 @@
+/**
+ * Meta adapter: turns a verified webhook body into domain events.
+ *
+ * Meta's field names (`wa_id`, `from_user_id`, `phone_number_id`…) stop here; the rest of the
+ * bridge speaks of callers, users and business numbers. Parsing is total: any JSON value yields
+ * either events or a {@link WebhookPayloadError} naming the path, never an exception of another kind.
+ */
+import { z } from 'zod';
+import { WebhookPayloadError } from '../errors.ts';
+
+/** A WhatsApp user as Meta identifies them. A user may have no phone number (BSUID only). */
+export interface WhatsAppUser {
+  /** Digits as Meta writes them (no `+`), when Meta sends one. */
+  readonly phone?: string;
+  /** Business-scoped user id (BSUID), e.g. `US.13491208655302741918`. */
+  readonly userId?: string;
+  readonly parentUserId?: string;
+  readonly name?: string;
+  readonly username?: string;
+}
+
+/** The business number an event is for. */
+export interface BusinessLine {
+  readonly phoneNumberId: string;
+  /** Digits as Meta writes them in `display_phone_number`. */
+  readonly businessNumber: string;
+  /** The WhatsApp Business Account id (`entry[].id`). */
+  readonly accountId: string;
+}
+
+/** Meta error info attached to a terminated call. */
+export interface MetaCallError {
+  readonly code: number;
+  readonly message?: string;
+  readonly details?: string;
+}
+
+/** A user-initiated call offered to the business (Meta `connect` with an SDP offer). */
+export interface CallOffered {
+  readonly kind: 'call-offered';
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly caller: WhatsAppUser;
+  readonly sdpOffer: string;
+  /** Meta's event time, ms since the epoch. */
+  readonly timestamp: number;
+  readonly deeplinkPayload?: string;
+  readonly ctaPayload?: string;
+}
+
+/** Meta's SDP answer for a business-initiated call (Meta `connect` with an answer). */
+export interface CallAnswerReceived {
+  readonly kind: 'call-answer-received';
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly callee: WhatsAppUser;
+  readonly sdpAnswer: string;
+  readonly timestamp: number;
+  readonly callbackData?: string;
+}
+
+/** A call ended at Meta (Meta `terminate`). */
+export interface CallTerminated {
+  readonly kind: 'call-terminated';
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly direction?: 'user-initiated' | 'business-initiated';
+  readonly user: WhatsAppUser;
+  /** Meta's status, upper-cased (`COMPLETED`, `FAILED`, …). */
+  readonly status: string;
+  /** Present only when the call was picked up (meta-calling-api.md §2.7). */
+  readonly startTime?: number;
+  readonly endTime?: number;
+  readonly durationSeconds?: number;
+  readonly errors: readonly MetaCallError[];
+  readonly timestamp: number;
+  readonly callbackData?: string;
+}
+
+/** Ringing / accepted / rejected progress of a business-initiated call (Meta `statuses[]`, type `call`). */
+export interface CallProgress {
+  readonly kind: 'call-progress';
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly status: 'ringing' | 'accepted' | 'rejected';
+  readonly user: WhatsAppUser;
+  readonly timestamp: number;
+  readonly callbackData?: string;
+}
+
+/** A user's answer to a call-permission request, or an automatic grant/revocation. */
+export interface PermissionReply {
+  readonly kind: 'permission-reply';
+  readonly line: BusinessLine;
+  readonly user: WhatsAppUser;
+  readonly response: 'accept' | 'reject';
+  readonly permanent: boolean;
+  /** Expiry of a temporary grant, ms since the epoch. */
+  readonly expiresAt?: number;
+  readonly source: 'user_action' | 'automatic' | string;
+  /** The request message id, or the call id of a callback grant. */
+  readonly contextId?: string;
+  readonly messageId: string;
+  readonly timestamp: number;
+}
+
+/** Something valid that the bridge does not act on (message statuses, recordings…), kept for logs. */
+export interface IgnoredChange {
+  readonly kind: 'ignored';
+  readonly field: string;
+  readonly reason: string;
+}
+
+/** Every domain event a webhook can carry. */
+export type InboundEvent = CallOffered | CallAnswerReceived | CallTerminated | CallProgress | PermissionReply | IgnoredChange;
+
+const str = z.string();
+const num = z.union([z.string(), z.number()]);
+const contactSchema = z.looseObject({
+  wa_id: str.optional(),
+  user_id: str.optional(),
+  parent_user_id: str.optional(),
+  profile: z.looseObject({ name: str.optional(), username: str.optional() }).optional(),
+});
+const metadataSchema = z.looseObject({ phone_number_id: str, display_phone_number: str });
+const callSchema = z.looseObject({
+  id: str.min(1),
+  event: str,
+  from: str.optional(),
+  to: str.optional(),
+  from_user_id: str.optional(),
+  from_parent_user_id: str.optional(),
+  to_user_id: str.optional(),
+  to_parent_user_id: str.optional(),
+  timestamp: num.optional(),
+  direction: str.optional(),
+  deeplink_payload: str.optional(),
+  cta_payload: str.optional(),
+  biz_opaque_callback_data: str.optional(),
+  status: z.union([str, z.array(str)]).optional(),
+  start_time: num.optional(),
+  end_time: num.optional(),
+  duration: num.optional(),
+  session: z.looseObject({ sdp_type: str, sdp: str }).optional(),
+});
+const errorSchema = z.looseObject({
+  code: num,
+  message: str.optional(),
+  title: str.optional(),
+  error_data: z.looseObject({ details: str.optional() }).optional(),
+});
+const statusSchema = z.looseObject({
+  id: str.min(1),
+  type: str.optional(),
+  status: str,
+  timestamp: num.optional(),
+  recipient_id: str.optional(),
+  recipient_user_id: str.optional(),
+  recipient_parent_user_id: str.optional(),
+  biz_opaque_callback_data: str.optional(),
+});
+const messageSchema = z.looseObject({
+  id: str,
+  from: str.optional(),
+  from_user_id: str.optional(),
+  timestamp: num.optional(),
+  type: str.optional(),
+  context: z.looseObject({ id: str.optional() }).optional(),
+  interactive: z
+    .looseObject({
+      type: str,
+      call_permission_reply: z
+        .looseObject({
+          response: z.enum(['accept', 'reject']),
+          is_permanent: z.union([z.boolean(), str]).optional(),
+          expiration_timestamp: num.optional(),
+          response_source: str.optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+});
+const valueSchema = z.looseObject({
+  messaging_product: str.optional(),
+  metadata: metadataSchema,
+  contacts: z.array(contactSchema).optional(),
+  calls: z.array(callSchema).optional(),
+  statuses: z.array(statusSchema).optional(),
+  messages: z.array(messageSchema).optional(),
+  errors: z.array(errorSchema).optional(),
+});
+const envelopeSchema = z.object({
+  object: z.literal('whatsapp_business_account'),
+  entry: z.array(
+    z.looseObject({
+      id: str,
+      changes: z.array(z.looseObject({ field: str, value: z.unknown() })),
+    }),
+  ),
+});
+
+type Value = z.infer<typeof valueSchema>;
+
+/**
+ * Parses a webhook body (already signature-checked) into domain events, in payload order.
+ *
+ * @param rawBody - the body text.
+ * @throws {@link WebhookPayloadError} for invalid JSON or a body that is not Meta's envelope.
+ */
+export function parseWebhook(rawBody: string): InboundEvent[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(rawBody);
+  } catch (cause) {
+    throw new WebhookPayloadError('body is not valid JSON', '', { cause });
+  }
+  const envelope = envelopeSchema.safeParse(json);
+  if (!envelope.success) throw schemaError(envelope.error);
+
+  const events: InboundEvent[] = [];
+  envelope.data.entry.forEach((entry, e) => {
+    entry.changes.forEach((change, c) => {
+      const at = `entry.${e}.changes.${c}`;
+      if (change.field !== 'calls' && change.field !== 'messages') {
+        events.push({ kind: 'ignored', field: change.field, reason: 'field not used by the bridge' });
+        return;
+      }
+      const parsed = valueSchema.safeParse(change.value);
+      if (!parsed.success) throw schemaError(parsed.error, `${at}.value`);
+      const value = parsed.data;
+      const line: BusinessLine = {
+        phoneNumberId: value.metadata.phone_number_id,
+        businessNumber: digits(value.metadata.display_phone_number),
+        accountId: entry.id,
+      };
+      if (change.field === 'calls') events.push(...callEvents(value, line));
+      else events.push(...messageEvents(value, line));
+    });
+  });
+  return events;
+}
+
+function callEvents(value: Value, line: BusinessLine): InboundEvent[] {
+  const out: InboundEvent[] = [];
+  const errors = (value.errors ?? []).map(
+    (e): MetaCallError => ({
+      code: Number(e.code),
+      ...optional('message', e.message ?? e.title),
+      ...optional('details', e.error_data?.details),
+    }),
+  );
+  for (const call of value.calls ?? []) {
+    const direction = parseDirection(call.direction);
+    const timestamp = toMillis(call.timestamp) ?? Date.now();
+    const event = call.event.toLowerCase();
+    if (event === 'connect') {
+      const sdpType = call.session?.sdp_type?.toLowerCase();
+      if (sdpType === 'offer' || (sdpType === undefined && direction !== 'business-initiated')) {
+        if (!call.session?.sdp) {
+          out.push({ kind: 'ignored', field: 'calls', reason: `connect ${call.id} has no SDP` });
+          continue;
+        }
+        out.push({
+          kind: 'call-offered',
+          callId: call.id,
+          line,
+          caller: userOf(value, call.from, call.from_user_id, call.from_parent_user_id),
+          sdpOffer: call.session.sdp,
+          timestamp,
+          ...optional('deeplinkPayload', call.deeplink_payload),
+          ...optional('ctaPayload', call.cta_payload),
+        });
+      } else if (sdpType === 'answer' && call.session?.sdp) {
+        out.push({
+          kind: 'call-answer-received',
+          callId: call.id,
+          line,
+          callee: userOf(value, call.to, call.to_user_id, call.to_parent_user_id),
+          sdpAnswer: call.session.sdp,
+          timestamp,
+          ...optional('callbackData', call.biz_opaque_callback_data),
+        });
+      } else {
+        out.push({ kind: 'ignored', field: 'calls', reason: `connect ${call.id} with sdp_type ${sdpType}` });
+      }
+    } else if (event === 'terminate') {
+      // For a business-initiated call the user is `to`; for a user-initiated one, `from`.
+      const bic = direction === 'business-initiated';
+      const status = Array.isArray(call.status) ? call.status[0] : call.status;
+      out.push({
+        kind: 'call-terminated',
+        callId: call.id,
+        line,
+        ...optional('direction', direction),
+        user: bic
+          ? userOf(value, call.to, call.to_user_id, call.to_parent_user_id)
+          : userOf(value, call.from, call.from_user_id, call.from_parent_user_id),
+        status: (status ?? 'UNKNOWN').toUpperCase(),
+        ...optional('startTime', toMillis(call.start_time)),
+        ...optional('endTime', toMillis(call.end_time)),
+        ...optional('durationSeconds', toNumber(call.duration)),
+        errors,
+        timestamp,
+        ...optional('callbackData', call.biz_opaque_callback_data),
+      });
+    } else {
+      out.push({ kind: 'ignored', field: 'calls', reason: `call event ${call.event}` });
+    }
+  }
+  for (const status of value.statuses ?? []) {
+    // Route on field first, then on type: message delivery statuses also use statuses[] (§2.5).
+    const s = status.status.toLowerCase();
+    if ((status.type ?? 'call') !== 'call' || (s !== 'ringing' && s !== 'accepted' && s !== 'rejected')) {
+      out.push({ kind: 'ignored', field: 'calls', reason: `status ${status.type}/${status.status}` });
+      continue;
+    }
+    out.push({
+      kind: 'call-progress',
+      callId: status.id,
+      line,
+      status: s,
+      user: userOf(value, status.recipient_id, status.recipient_user_id, status.recipient_parent_user_id),
+      timestamp: toMillis(status.timestamp) ?? Date.now(),
+      ...optional('callbackData', status.biz_opaque_callback_data),
+    });
+  }
+  return out;
+}
+
+function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
+  const out: InboundEvent[] = [];
+  for (const message of value.messages ?? []) {
+    const reply = message.interactive?.call_permission_reply;
+    if (message.interactive?.type !== 'call_permission_reply' || !reply) {
+      out.push({ kind: 'ignored', field: 'messages', reason: `message type ${message.type}` });
+      continue;
+    }
+    out.push({
+      kind: 'permission-reply',
+      line,
+      user: userOf(value, message.from, message.from_user_id, undefined),
+      response: reply.response,
+      permanent: reply.is_permanent === true || reply.is_permanent === 'true',
+      ...optional('expiresAt', toMillis(reply.expiration_timestamp)),
+      source: reply.response_source ?? 'user_action',
+      ...optional('contextId', message.context?.id),
+      messageId: message.id,
+      timestamp: toMillis(message.timestamp) ?? Date.now(),
+    });
+  }
+  if ((value.statuses ?? []).length > 0) {
+    out.push({ kind: 'ignored', field: 'messages', reason: 'message delivery statuses' });
+  }
+  return out;
+}
+
+/** Builds the user from the call's fields and the matching `contacts[]` entry (by wa_id or user_id). */
+function userOf(value: Value, phone?: string, userId?: string, parentUserId?: string): WhatsAppUser {
+  const contact = (value.contacts ?? []).find(
+    (c) => (phone !== undefined && c.wa_id === phone) || (userId !== undefined && c.user_id === userId),
+  ) ?? (value.contacts?.length === 1 ? value.contacts[0] : undefined);
+  const p = phone ?? contact?.wa_id;
+  return {
+    ...optional('phone', p === undefined ? undefined : digits(p)),
+    ...optional('userId', userId ?? contact?.user_id),
+    ...optional('parentUserId', parentUserId ?? contact?.parent_user_id),
+    ...optional('name', contact?.profile?.name),
+    ...optional('username', contact?.profile?.username),
+  };
+}
+
+function parseDirection(direction: string | undefined): 'user-initiated' | 'business-initiated' | undefined {
+  const d = direction?.toUpperCase();
+  if (d === 'USER_INITIATED') return 'user-initiated';
+  if (d === 'BUSINESS_INITIATED') return 'business-initiated';
+  return undefined;
+}
+
+/** Meta sends Unix seconds as a string (newer docs) or a number (older docs); parse both. */
+function toMillis(v: string | number | undefined): number | undefined {
+  const n = toNumber(v);
+  return n === undefined ? undefined : n * 1000;
+}
+
+function toNumber(v: string | number | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = typeof v === 'number' ? v : Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Meta writes numbers as digits; keep digits only (`+1 317-555` → `1317555`). Ids like `LB.946…` stay. */
+function digits(s: string): string {
+  return /^[+\d\s().-]+$/.test(s) ? s.replace(/\D/g, '') : s;
+}
+
+function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
+  return (v === undefined ? {} : { [key]: v }) as { [P in K]?: V };
+}
+
+function schemaError(error: z.ZodError, prefix = ''): WebhookPayloadError {
+  const issue = error.issues[0];
+  const path = [prefix, ...(issue?.path ?? []).map(String)].filter((p) => p !== '').join('.');
+  return new WebhookPayloadError(`invalid webhook payload at ${path || '(root)'}: ${issue?.message ?? 'invalid'}`, path);
+}

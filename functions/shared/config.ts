@@ -1,0 +1,151 @@
+/**
+ * Configuration of the control plane (the Lambda functions). This module is the only reader of
+ * the environment for the functions; in AWS the CDK stack fills the environment from SSM
+ * Parameter Store, locally `npm start` does. Invalid or missing settings fail fast, naming the key.
+ */
+import { z } from 'zod';
+import { businessHoursSchema, type BusinessHours } from '../core/checks/business-hours.ts';
+import { ConfigError } from '../core/errors.ts';
+
+/** One documented setting. The README's parameter table is generated from this list. */
+export interface SettingDoc {
+  readonly key: string;
+  readonly description: string;
+  readonly required: boolean;
+  readonly secret: boolean;
+  readonly default?: string;
+}
+
+const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
+const positiveInt = z.coerce.number().int().positive();
+
+/** The settings, their validation and documentation. */
+export const CONTROL_PLANE_SETTINGS = {
+  META_APP_SECRET: { schema: z.string().min(1), doc: 'Meta app secret; verifies X-Hub-Signature-256 on webhooks.', secret: true },
+  META_VERIFY_TOKEN: { schema: z.string().min(1), doc: 'Token Meta echoes in the webhook GET handshake.', secret: true },
+  CONTROL_API_KEY: { schema: z.string().min(16, 'at least 16 characters'), doc: 'Bearer token of the control API.', secret: true },
+  META_PHONE_NUMBER_ID: { schema: z.string().regex(/^\d+$/, 'digits'), doc: "Meta's phone number id of the business number served." },
+  META_BUSINESS_NUMBER: { schema: digits, doc: 'The business number, digits as Meta writes them (e.g. 13175551399).' },
+  META_GRAPH_URL: { schema: z.url(), doc: 'Graph API base with version, e.g. https://graph.facebook.com/v23.0.' },
+  META_ACCESS_TOKEN: { schema: z.string().min(1), doc: 'System-user access token for the Graph API.', secret: true },
+  META_GRAPH_TIMEOUT_MS: { schema: positiveInt.max(20_000), doc: 'Timeout of each Graph API request.', default: '5000' },
+  CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of calls, history and admission counters.' },
+  PERMISSIONS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of call permissions.' },
+  WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of media workers.' },
+  CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs for the media workers.' },
+  AWS_REGION: { schema: z.string().min(1), doc: 'AWS region (set by Lambda).', default: 'us-east-1' },
+  DYNAMODB_ENDPOINT: { schema: z.url().optional(), doc: 'DynamoDB endpoint override (local mode only).' },
+  SQS_ENDPOINT: { schema: z.url().optional(), doc: 'SQS endpoint override (local mode only).' },
+  BUSINESS_HOURS: {
+    schema: z.string().optional(),
+    doc: 'Business hours as JSON: {"timeZone","weekly":[{"day","open","close"}],"holidays":[{"date","start?","end?"}]}. Unset: always open.',
+  },
+  AFTER_HOURS_SIP_TARGET: {
+    schema: z.string().regex(/^sips?:/, 'a sip: or sips: URI').optional(),
+    doc: 'SIP URI for calls outside business hours. Unset: such calls are rejected at Meta.',
+  },
+  MAX_CONCURRENT_CALLS: { schema: positiveInt.max(1000), doc: 'Concurrent calls per business number (Meta caps at 1000).', default: '1000' },
+  STALE_CONNECT_SECONDS: { schema: positiveInt, doc: 'A connect webhook older than this is stale and ignored.', default: '60' },
+  FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept (DynamoDB TTL).', default: '30' },
+  LOG_LEVEL: { schema: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']), doc: 'Log level.', default: 'INFO' },
+} as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
+
+type Settings = typeof CONTROL_PLANE_SETTINGS;
+type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+/** The validated control-plane configuration. */
+export interface ControlPlaneConfig {
+  readonly meta: {
+    readonly appSecret: string;
+    readonly verifyToken: string;
+    readonly graphUrl: string;
+    readonly accessToken: string;
+    readonly graphTimeoutMs: number;
+  };
+  readonly controlApiKey: string;
+  readonly line: { readonly phoneNumberId: string; readonly businessNumber: string };
+  readonly tables: { readonly calls: string; readonly permissions: string; readonly workers: string };
+  readonly callJobsQueueUrl: string;
+  readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
+  readonly businessHours?: BusinessHours;
+  readonly afterHours: { readonly action: 'reject' } | { readonly action: 'route'; readonly sipTarget: string };
+  readonly maxConcurrentCalls: number;
+  readonly staleConnectMs: number;
+  readonly finishedRetentionSeconds: number;
+  readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+}
+
+/**
+ * Reads and validates the configuration.
+ *
+ * @param env - the environment; defaults to `process.env`.
+ * @throws {@link ConfigError} naming the first missing or invalid key.
+ */
+export function loadControlPlaneConfig(env: Record<string, string | undefined> = process.env): ControlPlaneConfig {
+  const raw = {} as Record<string, unknown>;
+  for (const [key, setting] of Object.entries(CONTROL_PLANE_SETTINGS)) {
+    const given = env[key] === '' ? undefined : env[key];
+    const value = given ?? ('default' in setting ? setting.default : undefined);
+    const parsed = (setting.schema as z.ZodType).safeParse(value);
+    if (!parsed.success) {
+      throw new ConfigError(key, value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'));
+    }
+    raw[key] = parsed.data;
+  }
+  const r = raw as Raw;
+  let businessHours: BusinessHours | undefined;
+  if (r.BUSINESS_HOURS !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(r.BUSINESS_HOURS);
+    } catch {
+      throw new ConfigError('BUSINESS_HOURS', 'is not valid JSON');
+    }
+    const parsed = businessHoursSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ConfigError('BUSINESS_HOURS', `${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
+    }
+    businessHours = parsed.data;
+  }
+  return {
+    meta: {
+      appSecret: r.META_APP_SECRET,
+      verifyToken: r.META_VERIFY_TOKEN,
+      graphUrl: r.META_GRAPH_URL,
+      accessToken: r.META_ACCESS_TOKEN,
+      graphTimeoutMs: r.META_GRAPH_TIMEOUT_MS,
+    },
+    controlApiKey: r.CONTROL_API_KEY,
+    line: { phoneNumberId: r.META_PHONE_NUMBER_ID, businessNumber: r.META_BUSINESS_NUMBER },
+    tables: { calls: r.CALLS_TABLE, permissions: r.PERMISSIONS_TABLE, workers: r.WORKERS_TABLE },
+    callJobsQueueUrl: r.CALL_JOBS_QUEUE_URL,
+    aws: {
+      region: r.AWS_REGION,
+      ...(r.DYNAMODB_ENDPOINT === undefined ? {} : { dynamodbEndpoint: r.DYNAMODB_ENDPOINT }),
+      ...(r.SQS_ENDPOINT === undefined ? {} : { sqsEndpoint: r.SQS_ENDPOINT }),
+    },
+    ...(businessHours === undefined ? {} : { businessHours }),
+    afterHours:
+      r.AFTER_HOURS_SIP_TARGET === undefined ? { action: 'reject' } : { action: 'route', sipTarget: r.AFTER_HOURS_SIP_TARGET },
+    maxConcurrentCalls: r.MAX_CONCURRENT_CALLS,
+    staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
+    finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,
+    logLevel: r.LOG_LEVEL,
+  };
+}
+
+/** Documentation rows of every setting, for the README table. */
+export function controlPlaneSettingsDoc(): SettingDoc[] {
+  return Object.entries(CONTROL_PLANE_SETTINGS).map(([key, s]) => {
+    const def = 'default' in s ? s.default : undefined;
+    const schema = s.schema as z.ZodType;
+    return {
+      key,
+      description: s.doc,
+      required: def === undefined && !schema.safeParse(undefined).success,
+      secret: 'secret' in s && s.secret === true,
+      ...(def === undefined ? {} : { default: def }),
+    };
+  });
+}

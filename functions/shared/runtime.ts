@@ -1,0 +1,95 @@
+/**
+ * Builds the control plane's collaborators from its configuration: AWS clients with timeouts,
+ * the stores, the job queue, the Graph client and the logger. Lambda entry points build it once
+ * per cold start; the local stack builds it from its own configuration. Same code either way.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import type { CallJobQueue, CallStore, WorkerSignals } from '../core/calls/call-record.ts';
+import type { IntakePolicy } from '../core/calls/intake.ts';
+import type { Logger } from '../core/logger.ts';
+import { MetaGraphClient } from '../core/meta/graph-client.ts';
+import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
+import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
+import { SqsCallJobQueue, SqsWorkerSignals } from '../adapters/sqs.ts';
+import type { ControlPlaneConfig } from './config.ts';
+
+/** Everything the handlers need. */
+export interface ControlPlaneRuntime {
+  readonly config: ControlPlaneConfig;
+  readonly calls: CallStore;
+  readonly permissionReplies: PermissionReplies;
+  readonly jobs: CallJobQueue;
+  readonly signals: WorkerSignals;
+  readonly meta: MetaGraphClient;
+  readonly policy: IntakePolicy;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/** Options for tests and the local stack. */
+export interface RuntimeOverrides {
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+/** Builds the runtime. AWS SDK calls time out (connection 1 s, request 3 s) and retry 3 times. */
+export function buildControlPlaneRuntime(config: ControlPlaneConfig, overrides: RuntimeOverrides = {}): ControlPlaneRuntime {
+  const requestHandler = { connectionTimeout: 1000, requestTimeout: 3000 };
+  const local = config.aws.dynamodbEndpoint !== undefined;
+  const credentials = local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined;
+  const dynamo = new DynamoDBClient({
+    region: config.aws.region,
+    maxAttempts: 3,
+    requestHandler,
+    ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
+    ...(credentials ? { credentials } : {}),
+  });
+  const sqs = new SQSClient({
+    region: config.aws.region,
+    maxAttempts: 3,
+    requestHandler,
+    ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
+    ...(credentials ? { credentials } : {}),
+  });
+  const logger = overrides.logger ?? powertoolsLogger(config.logLevel);
+  return {
+    config,
+    calls: new DynamoCallStore(dynamo, config.tables.calls),
+    permissionReplies: new DynamoPermissionReplies(dynamo, config.tables.permissions),
+    jobs: new SqsCallJobQueue(sqs, config.callJobsQueueUrl),
+    signals: new SqsWorkerSignals(sqs),
+    meta: new MetaGraphClient({ baseUrl: config.meta.graphUrl, accessToken: config.meta.accessToken, timeoutMs: config.meta.graphTimeoutMs }),
+    policy: {
+      lines: [config.line],
+      ...(config.businessHours ? { businessHours: config.businessHours } : {}),
+      afterHours: config.afterHours,
+      maxConcurrentCalls: config.maxConcurrentCalls,
+      staleAfterMs: config.staleConnectMs,
+      admissionLeaseMs: 10_000,
+      finishedRetentionSeconds: config.finishedRetentionSeconds,
+    },
+    logger,
+    now: overrides.now ?? Date.now,
+  };
+}
+
+/** Adapts Powertools Logger to the domain's {@link Logger}. */
+export function powertoolsLogger(level: ControlPlaneConfig['logLevel'], serviceName = 'wa-sip-bridge'): Logger {
+  return adapt(new PowertoolsLogger({ serviceName, logLevel: level }));
+}
+
+function adapt(l: PowertoolsLogger): Logger {
+  return {
+    debug: (m, f) => l.debug(m, f ?? {}),
+    info: (m, f) => l.info(m, f ?? {}),
+    warn: (m, f) => l.warn(m, f ?? {}),
+    error: (m, f) => l.error(m, f ?? {}),
+    child: (fields) => {
+      const c = l.createChild();
+      c.appendKeys(fields as Record<string, string>);
+      return adapt(c);
+    },
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * Lambda: Meta's webhook, `GET /webhook` (subscription handshake) and `POST /webhook` (events).
+ *
+ * The edge stays thin: verify the signature over the raw bytes before anything else, parse, hand
+ * each event to the domain, map the outcome to HTTP. Meta retries anything but 200 and does not
+ * promise order or uniqueness (meta-calling-api.md §2.4), so every domain step is idempotent and a
+ * failure answers 500 to get the whole POST redelivered.
+ */
+import middy from '@middy/core';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '../core/calls/intake.ts';
+import { WebhookPayloadError } from '../core/errors.ts';
+import { verifyMetaSignature } from '../core/meta/signature.ts';
+import { type InboundEvent, parseWebhook } from '../core/meta/webhook.ts';
+import { loadControlPlaneConfig } from '../shared/config.ts';
+import { header, json, rawBody, safeEqual, text } from '../shared/http.ts';
+import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
+
+type Handler = (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
+
+/** Builds the webhook handler on a runtime. The Lambda entry point and the local stack both use it. */
+export function createWebhookHandler(runtime: ControlPlaneRuntime) {
+  const handle: Handler = async (event) => {
+    const method = event.requestContext?.http?.method ?? 'GET';
+    if (method === 'GET') return handshake(event, runtime);
+    if (method === 'POST') return receive(event, runtime);
+    return json(405, { error: 'method not allowed' });
+  };
+  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(handle);
+}
+
+/** Meta's verification request (§2.2): 200 with the raw challenge, 403 otherwise. */
+function handshake(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): APIGatewayProxyStructuredResultV2 {
+  const q = event.queryStringParameters ?? {};
+  const token = q['hub.verify_token'];
+  const challenge = q['hub.challenge'];
+  if (q['hub.mode'] !== 'subscribe' || typeof token !== 'string' || typeof challenge !== 'string') {
+    return text(400, 'expected hub.mode=subscribe with hub.verify_token and hub.challenge');
+  }
+  if (!safeEqual(token, runtime.config.meta.verifyToken)) return text(403, 'verify token mismatch');
+  return text(200, challenge);
+}
+
+async function receive(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): Promise<APIGatewayProxyStructuredResultV2> {
+  const body = rawBody(event);
+  // Signature first: nothing is parsed, stored or enqueued for an unsigned body (§2.3).
+  if (!verifyMetaSignature(body, header(event, 'x-hub-signature-256'), runtime.config.meta.appSecret)) {
+    runtime.logger.warn('webhook signature rejected', { bytes: body.length });
+    return json(401, { error: 'invalid or missing X-Hub-Signature-256' });
+  }
+  let events: InboundEvent[];
+  try {
+    events = parseWebhook(body.toString('utf8'));
+  } catch (error) {
+    if (error instanceof WebhookPayloadError) return json(400, { error: error.message, path: error.path });
+    throw error;
+  }
+  const deps: IntakeDeps = runtime;
+  const outcomes: unknown[] = [];
+  try {
+    for (const e of events) outcomes.push(await dispatch(e, deps, runtime));
+  } catch (error) {
+    runtime.logger.error('webhook processing failed; Meta will redeliver', { error: describe(error) });
+    return json(500, { error: 'processing failed, retry' });
+  }
+  return json(200, { received: events.length, outcomes });
+}
+
+async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlaneRuntime): Promise<unknown> {
+  switch (e.kind) {
+    case 'call-offered':
+      return { callId: e.callId, ...(await handleCallOffered(e, deps)) };
+    case 'call-terminated':
+      return { callId: e.callId, result: await handleCallTerminated(e, deps) };
+    case 'call-progress':
+    case 'call-answer-received': {
+      // Business-initiated calls: hand the event to the worker that owns the call.
+      const call = await runtime.calls.get(e.callId);
+      await runtime.calls.appendHistory(e.callId, { at: runtime.now(), what: e.kind, ...(e.kind === 'call-progress' ? { detail: { status: e.status } } : {}) });
+      if (call?.owner) {
+        await runtime.signals.notify(
+          call.owner,
+          e.kind === 'call-progress'
+            ? { type: 'call-progress', callId: e.callId, status: e.status }
+            : { type: 'call-answer-received', callId: e.callId, sdpAnswer: e.sdpAnswer },
+        );
+      }
+      return { callId: e.callId, result: call?.owner ? 'signalled' : 'recorded' };
+    }
+    case 'permission-reply':
+      return { result: (await runtime.permissionReplies.record(e, runtime.now())) ? 'recorded' : 'duplicate' };
+    case 'ignored':
+      runtime.logger.debug('webhook change ignored', { field: e.field, reason: e.reason });
+      return { result: 'ignored', reason: e.reason };
+  }
+}
+
+function describe(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { error: String(error) };
+  const context = error as Error & { callId?: string; cause?: unknown };
+  return { name: error.name, message: error.message, callId: context.callId, cause: context.cause instanceof Error ? context.cause.message : undefined };
+}
+
+let cold: ReturnType<typeof createWebhookHandler> | undefined;
+
+/** Lambda entry point: configuration from the environment, built once per cold start. */
+export const handler = (event: APIGatewayProxyEventV2, context: import('aws-lambda').Context) => {
+  cold ??= createWebhookHandler(buildControlPlaneRuntime(loadControlPlaneConfig()));
+  return cold(event, context);
+};

@@ -1,0 +1,130 @@
+/**
+ * The local stack: the whole product on one machine. Embedded DynamoDB and SQS, an HTTP gateway
+ * that feeds API Gateway v2 events to the same handlers that run in Lambda, the Meta simulator
+ * (unless a real Graph API is configured) and, from the media-worker issue on, a media worker.
+ */
+import { createControlApiHandler } from '../functions/control-api/handler.ts';
+import type { Logger } from '../functions/core/logger.ts';
+import { loadControlPlaneConfig } from '../functions/shared/config.ts';
+import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../functions/shared/runtime.ts';
+import { createWebhookHandler } from '../functions/webhook/handler.ts';
+import type { MetaSimulator } from '../meta-simulator/simulator.ts';
+import type { LocalConfig } from './config.ts';
+import { startLocalAws, type LocalAws } from './emulators.ts';
+import { startHttpGateway, type HttpGateway, type LambdaHandler } from './http-gateway.ts';
+
+/** Options of {@link startLocalStack}. */
+export interface LocalStackOptions {
+  readonly config: LocalConfig;
+  /** Clock of the control plane (tests move it). */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+  /** Options passed to the simulator (timers, clock…). */
+  readonly simulator?: Record<string, unknown>;
+}
+
+/** A running local stack. */
+export interface LocalStack {
+  /** Base URL of the HTTP API (webhook and control API). */
+  readonly url: string;
+  readonly webhookUrl: string;
+  readonly aws: LocalAws;
+  readonly runtime: ControlPlaneRuntime;
+  /** The Meta simulator, unless a real Graph API is configured. */
+  readonly simulator?: MetaSimulator;
+  readonly graphUrl: string;
+  /** Stops everything; idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Starts the local stack. */
+export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const { config } = options;
+  const stoppers: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stoppers.reverse().splice(0)) await stop().catch(() => undefined);
+  };
+  try {
+    const aws = await startLocalAws();
+    stoppers.push(() => aws.stop());
+
+    let webhook: LambdaHandler | undefined;
+    let controlApi: LambdaHandler | undefined;
+    const gateway: HttpGateway = await startHttpGateway(
+      [
+        { method: 'ANY', path: '/webhook', handler: () => webhook },
+        { method: 'ANY', path: /^\/(v1\/|healthz$)/, handler: () => controlApi },
+      ],
+      { host: config.host, port: config.port },
+    );
+    stoppers.push(() => gateway.stop());
+    const webhookUrl = `${gateway.url}/webhook`;
+
+    let simulator: MetaSimulator | undefined;
+    let graphUrl: string;
+    let accessToken: string;
+    if (config.meta.external) {
+      graphUrl = config.meta.external.graphUrl;
+      accessToken = config.meta.external.accessToken;
+    } else {
+      accessToken = 'local-simulator-token';
+      // Loaded only when needed: a stack talking to a real Graph API never loads the simulator.
+      const { MetaSimulator } = await import('../meta-simulator/simulator.ts');
+      simulator = await MetaSimulator.start({
+        host: config.host,
+        port: config.simulatorPort,
+        accessToken,
+        appSecret: config.meta.appSecret,
+        verifyToken: config.meta.verifyToken,
+        webhookUrl,
+        business: {
+          wabaId: config.meta.wabaId,
+          phoneNumberId: config.meta.phoneNumberId,
+          displayPhoneNumber: config.meta.businessNumber,
+        },
+        ...(options.simulator ?? {}),
+      });
+      const sim = simulator;
+      stoppers.push(() => sim.stop());
+      graphUrl = simulator.graphUrl;
+    }
+
+    const controlPlaneConfig = loadControlPlaneConfig({
+      ...config.controlPlane,
+      META_APP_SECRET: config.meta.appSecret,
+      META_VERIFY_TOKEN: config.meta.verifyToken,
+      CONTROL_API_KEY: config.controlApiKey,
+      META_PHONE_NUMBER_ID: config.meta.phoneNumberId,
+      META_BUSINESS_NUMBER: config.meta.businessNumber,
+      META_GRAPH_URL: graphUrl,
+      META_ACCESS_TOKEN: accessToken,
+      CALLS_TABLE: aws.tables.calls,
+      PERMISSIONS_TABLE: aws.tables.permissions,
+      WORKERS_TABLE: aws.tables.workers,
+      CALL_JOBS_QUEUE_URL: aws.queues.callJobs,
+      AWS_REGION: aws.region,
+      DYNAMODB_ENDPOINT: aws.dynamodbEndpoint,
+      SQS_ENDPOINT: aws.sqsEndpoint,
+      LOG_LEVEL: config.logLevel,
+    });
+    const runtime = buildControlPlaneRuntime(controlPlaneConfig, {
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    webhook = createWebhookHandler(runtime) as unknown as LambdaHandler;
+    controlApi = createControlApiHandler(runtime) as unknown as LambdaHandler;
+
+    return {
+      url: gateway.url,
+      webhookUrl,
+      aws,
+      runtime,
+      ...(simulator ? { simulator } : {}),
+      graphUrl,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../functions/core/errors.ts';
+import { controlPlaneSettingsDoc, loadControlPlaneConfig } from '../../../functions/shared/config.ts';
+
+const env = {
+  META_APP_SECRET: 's',
+  META_VERIFY_TOKEN: 'v',
+  CONTROL_API_KEY: 'k'.repeat(16),
+  META_PHONE_NUMBER_ID: '436666719526789',
+  META_BUSINESS_NUMBER: '447700900123',
+  META_GRAPH_URL: 'http://127.0.0.1:1/v23.0',
+  META_ACCESS_TOKEN: 't',
+  CALLS_TABLE: 'calls',
+  PERMISSIONS_TABLE: 'permissions',
+  WORKERS_TABLE: 'workers',
+  CALL_JOBS_QUEUE_URL: 'http://127.0.0.1:2/000/jobs',
+};
+
+describe('loadControlPlaneConfig', () => {
+  it('applies defaults: always open, reject after hours, 1000 concurrent calls', () => {
+    const config = loadControlPlaneConfig(env);
+    expect(config.businessHours).toBeUndefined();
+    expect(config.afterHours).toEqual({ action: 'reject' });
+    expect(config.maxConcurrentCalls).toBe(1000);
+    expect(config.meta.graphTimeoutMs).toBe(5000);
+  });
+
+  it.each(Object.keys(env))('fails fast naming %s when it is missing', (key) => {
+    const { [key as keyof typeof env]: _gone, ...rest } = env;
+    expect(() => loadControlPlaneConfig(rest)).toThrow(new RegExp(`^configuration ${key}: is required`));
+  });
+
+  it.each([
+    ['META_BUSINESS_NUMBER', '+44 7700'],
+    ['MAX_CONCURRENT_CALLS', '1001'],
+    ['AFTER_HOURS_SIP_TARGET', 'agent@example.com'],
+    ['BUSINESS_HOURS', '{"timeZone":"UTC"}'],
+    ['BUSINESS_HOURS', 'not json'],
+    ['CONTROL_API_KEY', 'short'],
+  ])('rejects an invalid %s', (key, value) => {
+    const error = (() => {
+      try {
+        loadControlPlaneConfig({ ...env, [key]: value });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).key).toBe(key);
+  });
+
+  it('reads business hours and an after-hours target', () => {
+    const config = loadControlPlaneConfig({
+      ...env,
+      BUSINESS_HOURS: JSON.stringify({ timeZone: 'UTC', weekly: [{ day: 'MONDAY', open: '0900', close: '1700' }] }),
+      AFTER_HOURS_SIP_TARGET: 'sip:voicemail@127.0.0.1:5090',
+    });
+    expect(config.businessHours?.weekly[0]).toEqual({ day: 'MONDAY', open: 540, close: 1020 });
+    expect(config.afterHours).toEqual({ action: 'route', sipTarget: 'sip:voicemail@127.0.0.1:5090' });
+  });
+
+  it('documents every setting, marking secrets', () => {
+    const doc = controlPlaneSettingsDoc();
+    expect(doc.find((d) => d.key === 'META_APP_SECRET')).toMatchObject({ required: true, secret: true });
+    expect(doc.find((d) => d.key === 'MAX_CONCURRENT_CALLS')).toMatchObject({ required: false, default: '1000' });
+    expect(doc.find((d) => d.key === 'BUSINESS_HOURS')).toMatchObject({ required: false });
+  });
+});

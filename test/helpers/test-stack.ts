@@ -1,0 +1,99 @@
+/**
+ * Starts the real local stack (dynalite, local-aws-sqs, HTTP gateway, Meta simulator) on free
+ * loopback ports for a test, with helpers to look inside its table and queue.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { loadLocalConfig } from '../../local/config.ts';
+import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../local/stack.ts';
+import { captureLogger, type LogEntry } from './capture-logger.ts';
+
+export const TEST_SECRET = 'test-app-secret';
+export const TEST_VERIFY_TOKEN = 'test-verify-token';
+export const TEST_API_KEY = 'test-control-api-key-0123';
+export const TEST_BUSINESS = { wabaId: '366634483210360', phoneNumberId: '436666719526789', displayPhoneNumber: '447700900123' };
+
+/** A running test stack. */
+export interface TestStack extends LocalStack {
+  readonly logs: LogEntry[];
+  /** Every item of the calls table with sort key RECORD (one per call). */
+  callRecords(): Promise<Array<Record<string, unknown>>>;
+  /** Messages waiting on the call-job queue (visible + in flight). */
+  jobCount(): Promise<number>;
+  /** Receives (and leaves in flight) up to 10 jobs. */
+  receiveJobs(): Promise<Array<Record<string, unknown>>>;
+  /** GET on the control API with the bearer key. */
+  api(path: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
+}
+
+/** Starts a stack; `env` overrides local settings (e.g. BUSINESS_HOURS). */
+export async function startTestStack(env: Record<string, string> = {}, options: Partial<LocalStackOptions> = {}): Promise<TestStack> {
+  const logs: LogEntry[] = [];
+  const config = loadLocalConfig({
+    PORT: '0',
+    META_SIMULATOR_PORT: '0',
+    META_APP_SECRET: TEST_SECRET,
+    META_VERIFY_TOKEN: TEST_VERIFY_TOKEN,
+    CONTROL_API_KEY: TEST_API_KEY,
+    META_PHONE_NUMBER_ID: TEST_BUSINESS.phoneNumberId,
+    META_BUSINESS_NUMBER: TEST_BUSINESS.displayPhoneNumber,
+    META_WABA_ID: TEST_BUSINESS.wabaId,
+    LOG_LEVEL: 'WARN',
+    ...env,
+  });
+  const stack = await startLocalStack({ config, logger: captureLogger(logs), ...options });
+  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+  const doc = DynamoDBDocumentClient.from(new DynamoDBClient({ region: stack.aws.region, endpoint: stack.aws.dynamodbEndpoint, credentials }));
+  const sqs = new SQSClient({ region: stack.aws.region, endpoint: stack.aws.sqsEndpoint, credentials });
+  return {
+    ...stack,
+    logs,
+    async callRecords() {
+      const out = await doc.send(new ScanCommand({ TableName: stack.aws.tables.calls, ConsistentRead: true }));
+      return (out.Items ?? []).filter((i) => i.sk === 'RECORD');
+    },
+    async jobCount() {
+      const out = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: stack.aws.queues.callJobs,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+        }),
+      );
+      return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+    },
+    async receiveJobs() {
+      const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: stack.aws.queues.callJobs, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+      return (out.Messages ?? []).map((m) => JSON.parse(m.Body ?? '{}') as Record<string, unknown>);
+    },
+    api(path, init = {}) {
+      const { key = TEST_API_KEY, ...rest } = init;
+      return fetch(`${stack.url}${path}`, {
+        ...rest,
+        headers: { ...(key === null ? {} : { authorization: `Bearer ${key}` }), ...(rest.headers ?? {}) },
+        signal: AbortSignal.timeout(5000),
+      });
+    },
+    async stop() {
+      doc.destroy();
+      sqs.destroy();
+      await stack.stop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
