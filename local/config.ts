@@ -37,7 +37,10 @@ const schema = z.object({
   CONTROL_API_KEY: z.string().min(16).default('local-control-api-key'),
   META_PHONE_NUMBER_ID: z.string().regex(/^\d+$/).default('436666719526789'),
   // A UK drama-range number: business-initiated calling is not available for US numbers (§4.4).
-  META_BUSINESS_NUMBER: z.string().regex(/^\d{6,15}$/).default('447700900123'),
+  META_BUSINESS_NUMBER: z
+    .string()
+    .regex(/^\d{6,15}$/)
+    .default('447700900123'),
   META_WABA_ID: z.string().regex(/^\d+$/).default('366634483210360'),
   META_GRAPH_URL: z.url().optional(),
   META_ACCESS_TOKEN: z.string().min(1).optional(),
@@ -45,7 +48,13 @@ const schema = z.object({
 });
 
 /** Control-plane keys the local stack passes through when set. */
-const PASS_THROUGH = ['BUSINESS_HOURS', 'AFTER_HOURS_SIP_TARGET', 'MAX_CONCURRENT_CALLS', 'STALE_CONNECT_SECONDS', 'META_GRAPH_TIMEOUT_MS'];
+const PASS_THROUGH = [
+  'BUSINESS_HOURS',
+  'AFTER_HOURS_SIP_TARGET',
+  'MAX_CONCURRENT_CALLS',
+  'STALE_CONNECT_SECONDS',
+  'META_GRAPH_TIMEOUT_MS',
+];
 
 /**
  * Reads the local-stack configuration.
@@ -60,7 +69,10 @@ export function loadLocalConfig(env: Record<string, string | undefined> = proces
   }
   const c = parsed.data;
   if ((c.META_GRAPH_URL === undefined) !== (c.META_ACCESS_TOKEN === undefined)) {
-    throw new ConfigError(c.META_GRAPH_URL === undefined ? 'META_GRAPH_URL' : 'META_ACCESS_TOKEN', 'set both META_GRAPH_URL and META_ACCESS_TOKEN to use a real Graph API, or neither for the simulator');
+    throw new ConfigError(
+      c.META_GRAPH_URL === undefined ? 'META_GRAPH_URL' : 'META_ACCESS_TOKEN',
+      'set both META_GRAPH_URL and META_ACCESS_TOKEN to use a real Graph API, or neither for the simulator',
+    );
   }
   return {
     host: c.HOST,
@@ -72,7 +84,9 @@ export function loadLocalConfig(env: Record<string, string | undefined> = proces
       phoneNumberId: c.META_PHONE_NUMBER_ID,
       businessNumber: c.META_BUSINESS_NUMBER,
       wabaId: c.META_WABA_ID,
-      ...(c.META_GRAPH_URL && c.META_ACCESS_TOKEN ? { external: { graphUrl: c.META_GRAPH_URL, accessToken: c.META_ACCESS_TOKEN } } : {}),
+      ...(c.META_GRAPH_URL && c.META_ACCESS_TOKEN
+        ? { external: { graphUrl: c.META_GRAPH_URL, accessToken: c.META_ACCESS_TOKEN } }
+        : {}),
     },
     controlApiKey: c.CONTROL_API_KEY,
     controlPlane: Object.fromEntries(PASS_THROUGH.map((k) => [k, cleaned[k]])),

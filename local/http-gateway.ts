@@ -3,13 +3,16 @@
  * hands it to the same handler functions that run in Lambda.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 
 /** A Lambda-style handler. */
-export type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>;
+export type LambdaHandler = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
 
 /** A route: method (or `ANY`) and a path prefix or exact path. */
 export interface Route {
@@ -28,7 +31,10 @@ export interface HttpGateway {
 const MAX_BODY = 3 * 1024 * 1024; // Meta's payloads go up to 3 MB (§2.4)
 
 /** Starts the gateway on `host:port` (port 0 = any). */
-export async function startHttpGateway(routes: readonly Route[], options: { host?: string; port?: number } = {}): Promise<HttpGateway> {
+export async function startHttpGateway(
+  routes: readonly Route[],
+  options: { host?: string; port?: number } = {},
+): Promise<HttpGateway> {
   const host = options.host ?? '127.0.0.1';
   const server = createServer((req, res) => {
     serve(req, routes)
@@ -60,11 +66,17 @@ async function serve(req: IncomingMessage, routes: readonly Route[]): Promise<AP
   const url = new URL(req.url ?? '/', 'http://local');
   const method = (req.method ?? 'GET').toUpperCase();
   const route = routes.find(
-    (r) => (r.method === 'ANY' || r.method === method) && (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)),
+    (r) =>
+      (r.method === 'ANY' || r.method === method) &&
+      (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)),
   );
   const handler = route?.handler();
   if (!route || !handler) {
-    return { statusCode: 404, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'Not Found' }) };
+    return {
+      statusCode: 404,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'Not Found' }),
+    };
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -75,7 +87,8 @@ async function serve(req: IncomingMessage, routes: readonly Route[]): Promise<AP
   }
   const body = Buffer.concat(chunks);
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(',') : v;
+  for (const [k, v] of Object.entries(req.headers))
+    if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(',') : v;
   const query: Record<string, string> = {};
   for (const [k, v] of url.searchParams) query[k] = query[k] === undefined ? v : `${query[k]},${v}`;
   const text = body.toString('utf8');
@@ -93,7 +106,13 @@ async function serve(req: IncomingMessage, routes: readonly Route[]): Promise<AP
       apiId: 'local',
       domainName: headers.host ?? 'localhost',
       domainPrefix: 'local',
-      http: { method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: req.socket.remoteAddress ?? '', userAgent: headers['user-agent'] ?? '' },
+      http: {
+        method,
+        path: url.pathname,
+        protocol: 'HTTP/1.1',
+        sourceIp: req.socket.remoteAddress ?? '',
+        userAgent: headers['user-agent'] ?? '',
+      },
       requestId: randomUUID(),
       routeKey: `${method} ${url.pathname}`,
       stage: '$default',
@@ -103,6 +122,10 @@ async function serve(req: IncomingMessage, routes: readonly Route[]): Promise<AP
     ...(body.length > 0 ? { body: binary ? body.toString('base64') : text } : {}),
     isBase64Encoded: binary,
   };
-  const context = { awsRequestId: event.requestContext.requestId, functionName: 'local', getRemainingTimeInMillis: () => 30_000 } as unknown as Context;
+  const context = {
+    awsRequestId: event.requestContext.requestId,
+    functionName: 'local',
+    getRemainingTimeInMillis: () => 30_000,
+  } as unknown as Context;
   return handler(event, context);
 }

@@ -10,8 +10,8 @@ import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../functions
 import { createWebhookHandler } from '../functions/webhook/handler.ts';
 import type { MetaSimulator } from '../meta-simulator/simulator.ts';
 import type { LocalConfig } from './config.ts';
-import { startLocalAws, type LocalAws } from './emulators.ts';
-import { startHttpGateway, type HttpGateway, type LambdaHandler } from './http-gateway.ts';
+import { type LocalAws, startLocalAws } from './emulators.ts';
+import { type HttpGateway, type LambdaHandler, startHttpGateway } from './http-gateway.ts';
 
 /** Options of {@link startLocalStack}. */
 export interface LocalStackOptions {

@@ -3,15 +3,9 @@
  * reported as "did not apply", never as an error.
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import {
-  DynamoDBDocumentClient,
-  GetCommand,
-  PutCommand,
-  QueryCommand,
-  UpdateCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { CallHistoryEntry, CallPatch, CallRecord, CallStore } from '../core/calls/call-record.ts';
-import { movesFor, type CallEvent } from '../core/calls/call-state.ts';
+import { type CallEvent, movesFor } from '../core/calls/call-state.ts';
 import { StoreError } from '../core/errors.ts';
 
 const RECORD = 'RECORD';
@@ -41,7 +35,8 @@ export class DynamoCallStore implements CallStore {
       );
       return { created: true };
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw new StoreError('createCall', { callId: record.callId, cause: error });
+      if (!(error instanceof ConditionalCheckFailedException))
+        throw new StoreError('createCall', { callId: record.callId, cause: error });
     }
     const existing = await this.get(record.callId);
     if (!existing) throw new StoreError('createCall: record vanished', { callId: record.callId });
@@ -50,7 +45,9 @@ export class DynamoCallStore implements CallStore {
 
   async get(callId: string): Promise<CallRecord | undefined> {
     try {
-      const out = await this.#doc.send(new GetCommand({ TableName: this.#table, Key: callKey(callId), ConsistentRead: true }));
+      const out = await this.#doc.send(
+        new GetCommand({ TableName: this.#table, Key: callKey(callId), ConsistentRead: true }),
+      );
       return out.Item ? toRecord(out.Item) : undefined;
     } catch (cause) {
       throw new StoreError('getCall', { callId, cause });
@@ -66,10 +63,21 @@ export class DynamoCallStore implements CallStore {
       values[`:from${i}`] = s;
       return `:from${i}`;
     });
-    return this.#update(callId, `SET ${sets.join(', ')}`, `#state IN (${froms.join(', ')})`, names, values, 'transition');
+    return this.#update(
+      callId,
+      `SET ${sets.join(', ')}`,
+      `#state IN (${froms.join(', ')})`,
+      names,
+      values,
+      'transition',
+    );
   }
 
-  async patchIf(callId: string, expect: Partial<Record<keyof CallRecord, unknown>>, patch: CallPatch): Promise<boolean> {
+  async patchIf(
+    callId: string,
+    expect: Partial<Record<keyof CallRecord, unknown>>,
+    patch: CallPatch,
+  ): Promise<boolean> {
     const names: Record<string, string> = { '#version': 'version' };
     const values: Record<string, unknown> = { ':one': 1 };
     const conditions = ['attribute_exists(pk)'];
@@ -82,7 +90,14 @@ export class DynamoCallStore implements CallStore {
       }
     });
     const sets = ['#version = #version + :one', ...setClauses(patch, names, values)];
-    const updated = await this.#update(callId, `SET ${sets.join(', ')}`, conditions.join(' AND '), names, values, 'patch');
+    const updated = await this.#update(
+      callId,
+      `SET ${sets.join(', ')}`,
+      conditions.join(' AND '),
+      names,
+      values,
+      'patch',
+    );
     return updated !== undefined;
   }
 
@@ -122,7 +137,9 @@ export class DynamoCallStore implements CallStore {
   }
 
   async slotsInUse(phoneNumberId: string): Promise<number> {
-    const out = await this.#doc.send(new GetCommand({ TableName: this.#table, Key: slotKey(phoneNumberId), ConsistentRead: true }));
+    const out = await this.#doc.send(
+      new GetCommand({ TableName: this.#table, Key: slotKey(phoneNumberId), ConsistentRead: true }),
+    );
     return Number(out.Item?.inUse ?? 0);
   }
 

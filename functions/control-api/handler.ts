@@ -15,7 +15,10 @@ export function createControlApiHandler(runtime: ControlPlaneRuntime) {
     const path = event.rawPath ?? '/';
     if (method === 'GET' && path === '/healthz') return health(runtime);
     if (!authorized(event, runtime)) {
-      return { ...json(401, { error: 'missing or wrong bearer token' }), headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' } };
+      return {
+        ...json(401, { error: 'missing or wrong bearer token' }),
+        headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' },
+      };
     }
     const call = /^\/v1\/calls\/([^/]+)$/.exec(path);
     if (call) {

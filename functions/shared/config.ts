@@ -4,7 +4,7 @@
  * Parameter Store, locally `npm start` does. Invalid or missing settings fail fast, naming the key.
  */
 import { z } from 'zod';
-import { businessHoursSchema, type BusinessHours } from '../core/checks/business-hours.ts';
+import { type BusinessHours, businessHoursSchema } from '../core/checks/business-hours.ts';
 import { ConfigError } from '../core/errors.ts';
 
 /** One documented setting. The README's parameter table is generated from this list. */
@@ -21,14 +21,33 @@ const positiveInt = z.coerce.number().int().positive();
 
 /** The settings, their validation and documentation. */
 export const CONTROL_PLANE_SETTINGS = {
-  META_APP_SECRET: { schema: z.string().min(1), doc: 'Meta app secret; verifies X-Hub-Signature-256 on webhooks.', secret: true },
-  META_VERIFY_TOKEN: { schema: z.string().min(1), doc: 'Token Meta echoes in the webhook GET handshake.', secret: true },
-  CONTROL_API_KEY: { schema: z.string().min(16, 'at least 16 characters'), doc: 'Bearer token of the control API.', secret: true },
-  META_PHONE_NUMBER_ID: { schema: z.string().regex(/^\d+$/, 'digits'), doc: "Meta's phone number id of the business number served." },
+  META_APP_SECRET: {
+    schema: z.string().min(1),
+    doc: 'Meta app secret; verifies X-Hub-Signature-256 on webhooks.',
+    secret: true,
+  },
+  META_VERIFY_TOKEN: {
+    schema: z.string().min(1),
+    doc: 'Token Meta echoes in the webhook GET handshake.',
+    secret: true,
+  },
+  CONTROL_API_KEY: {
+    schema: z.string().min(16, 'at least 16 characters'),
+    doc: 'Bearer token of the control API.',
+    secret: true,
+  },
+  META_PHONE_NUMBER_ID: {
+    schema: z.string().regex(/^\d+$/, 'digits'),
+    doc: "Meta's phone number id of the business number served.",
+  },
   META_BUSINESS_NUMBER: { schema: digits, doc: 'The business number, digits as Meta writes them (e.g. 13175551399).' },
   META_GRAPH_URL: { schema: z.url(), doc: 'Graph API base with version, e.g. https://graph.facebook.com/v23.0.' },
   META_ACCESS_TOKEN: { schema: z.string().min(1), doc: 'System-user access token for the Graph API.', secret: true },
-  META_GRAPH_TIMEOUT_MS: { schema: positiveInt.max(20_000), doc: 'Timeout of each Graph API request.', default: '5000' },
+  META_GRAPH_TIMEOUT_MS: {
+    schema: positiveInt.max(20_000),
+    doc: 'Timeout of each Graph API request.',
+    default: '5000',
+  },
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of calls, history and admission counters.' },
   PERMISSIONS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of call permissions.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of media workers.' },
@@ -41,12 +60,27 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: 'Business hours as JSON: {"timeZone","weekly":[{"day","open","close"}],"holidays":[{"date","start?","end?"}]}. Unset: always open.',
   },
   AFTER_HOURS_SIP_TARGET: {
-    schema: z.string().regex(/^sips?:/, 'a sip: or sips: URI').optional(),
+    schema: z
+      .string()
+      .regex(/^sips?:/, 'a sip: or sips: URI')
+      .optional(),
     doc: 'SIP URI for calls outside business hours. Unset: such calls are rejected at Meta.',
   },
-  MAX_CONCURRENT_CALLS: { schema: positiveInt.max(1000), doc: 'Concurrent calls per business number (Meta caps at 1000).', default: '1000' },
-  STALE_CONNECT_SECONDS: { schema: positiveInt, doc: 'A connect webhook older than this is stale and ignored.', default: '60' },
-  FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept (DynamoDB TTL).', default: '30' },
+  MAX_CONCURRENT_CALLS: {
+    schema: positiveInt.max(1000),
+    doc: 'Concurrent calls per business number (Meta caps at 1000).',
+    default: '1000',
+  },
+  STALE_CONNECT_SECONDS: {
+    schema: positiveInt,
+    doc: 'A connect webhook older than this is stale and ignored.',
+    default: '60',
+  },
+  FINISHED_CALL_RETENTION_DAYS: {
+    schema: positiveInt,
+    doc: 'Days finished call records are kept (DynamoDB TTL).',
+    default: '30',
+  },
   LOG_LEVEL: { schema: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']), doc: 'Log level.', default: 'INFO' },
 } as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
 
@@ -88,7 +122,10 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
     const value = given ?? ('default' in setting ? setting.default : undefined);
     const parsed = (setting.schema as z.ZodType).safeParse(value);
     if (!parsed.success) {
-      throw new ConfigError(key, value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'));
+      throw new ConfigError(
+        key,
+        value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'),
+      );
     }
     raw[key] = parsed.data;
   }
@@ -127,7 +164,9 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
     },
     ...(businessHours === undefined ? {} : { businessHours }),
     afterHours:
-      r.AFTER_HOURS_SIP_TARGET === undefined ? { action: 'reject' } : { action: 'route', sipTarget: r.AFTER_HOURS_SIP_TARGET },
+      r.AFTER_HOURS_SIP_TARGET === undefined
+        ? { action: 'reject' }
+        : { action: 'route', sipTarget: r.AFTER_HOURS_SIP_TARGET },
     maxConcurrentCalls: r.MAX_CONCURRENT_CALLS,
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
     finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,

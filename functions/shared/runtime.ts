@@ -3,16 +3,17 @@
  * the stores, the job queue, the Graph client and the logger. Lambda entry points build it once
  * per cold start; the local stack builds it from its own configuration. Same code either way.
  */
+
+import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
+import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
+import { SqsCallJobQueue, SqsWorkerSignals } from '../adapters/sqs.ts';
 import type { CallJobQueue, CallStore, WorkerSignals } from '../core/calls/call-record.ts';
 import type { IntakePolicy } from '../core/calls/intake.ts';
 import type { Logger } from '../core/logger.ts';
 import { MetaGraphClient } from '../core/meta/graph-client.ts';
-import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
-import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
-import { SqsCallJobQueue, SqsWorkerSignals } from '../adapters/sqs.ts';
 import type { ControlPlaneConfig } from './config.ts';
 
 /** Everything the handlers need. */
@@ -35,7 +36,10 @@ export interface RuntimeOverrides {
 }
 
 /** Builds the runtime. AWS SDK calls time out (connection 1 s, request 3 s) and retry 3 times. */
-export function buildControlPlaneRuntime(config: ControlPlaneConfig, overrides: RuntimeOverrides = {}): ControlPlaneRuntime {
+export function buildControlPlaneRuntime(
+  config: ControlPlaneConfig,
+  overrides: RuntimeOverrides = {},
+): ControlPlaneRuntime {
   const requestHandler = { connectionTimeout: 1000, requestTimeout: 3000 };
   const local = config.aws.dynamodbEndpoint !== undefined;
   const credentials = local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined;
@@ -60,7 +64,11 @@ export function buildControlPlaneRuntime(config: ControlPlaneConfig, overrides: 
     permissionReplies: new DynamoPermissionReplies(dynamo, config.tables.permissions),
     jobs: new SqsCallJobQueue(sqs, config.callJobsQueueUrl),
     signals: new SqsWorkerSignals(sqs),
-    meta: new MetaGraphClient({ baseUrl: config.meta.graphUrl, accessToken: config.meta.accessToken, timeoutMs: config.meta.graphTimeoutMs }),
+    meta: new MetaGraphClient({
+      baseUrl: config.meta.graphUrl,
+      accessToken: config.meta.accessToken,
+      timeoutMs: config.meta.graphTimeoutMs,
+    }),
     policy: {
       lines: [config.line],
       ...(config.businessHours ? { businessHours: config.businessHours } : {}),

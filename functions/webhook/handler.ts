@@ -41,7 +41,10 @@ function handshake(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime):
   return text(200, challenge);
 }
 
-async function receive(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): Promise<APIGatewayProxyStructuredResultV2> {
+async function receive(
+  event: APIGatewayProxyEventV2,
+  runtime: ControlPlaneRuntime,
+): Promise<APIGatewayProxyStructuredResultV2> {
   const body = rawBody(event);
   // Signature first: nothing is parsed, stored or enqueued for an unsigned body (§2.3).
   if (!verifyMetaSignature(body, header(event, 'x-hub-signature-256'), runtime.config.meta.appSecret)) {
@@ -76,7 +79,11 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
     case 'call-answer-received': {
       // Business-initiated calls: hand the event to the worker that owns the call.
       const call = await runtime.calls.get(e.callId);
-      await runtime.calls.appendHistory(e.callId, { at: runtime.now(), what: e.kind, ...(e.kind === 'call-progress' ? { detail: { status: e.status } } : {}) });
+      await runtime.calls.appendHistory(e.callId, {
+        at: runtime.now(),
+        what: e.kind,
+        ...(e.kind === 'call-progress' ? { detail: { status: e.status } } : {}),
+      });
       if (call?.owner) {
         await runtime.signals.notify(
           call.owner,
@@ -98,7 +105,12 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
 function describe(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { error: String(error) };
   const context = error as Error & { callId?: string; cause?: unknown };
-  return { name: error.name, message: error.message, callId: context.callId, cause: context.cause instanceof Error ? context.cause.message : undefined };
+  return {
+    name: error.name,
+    message: error.message,
+    callId: context.callId,
+    cause: context.cause instanceof Error ? context.cause.message : undefined,
+  };
 }
 
 let cold: ReturnType<typeof createWebhookHandler> | undefined;

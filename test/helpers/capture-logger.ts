@@ -8,10 +8,15 @@ export interface LogEntry {
 }
 
 /** A logger that records entries instead of printing them, so tests stay quiet and can assert on logs. */
-export function captureLogger(entries: LogEntry[] = [], base: Record<string, unknown> = {}): Logger & { entries: LogEntry[] } {
-  const log = (level: LogEntry['level']) => (message: string, fields: Record<string, unknown> = {}) => {
-    entries.push({ level, message, fields: { ...base, ...fields } });
-  };
+export function captureLogger(
+  entries: LogEntry[] = [],
+  base: Record<string, unknown> = {},
+): Logger & { entries: LogEntry[] } {
+  const log =
+    (level: LogEntry['level']) =>
+    (message: string, fields: Record<string, unknown> = {}) => {
+      entries.push({ level, message, fields: { ...base, ...fields } });
+    };
   return {
     entries,
     debug: log('debug'),

@@ -3,16 +3,20 @@
  * loopback ports for a test, with helpers to look inside its table and queue.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { loadLocalConfig } from '../../local/config.ts';
-import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../local/stack.ts';
+import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../local/stack.ts';
 import { captureLogger, type LogEntry } from './capture-logger.ts';
 
 export const TEST_SECRET = 'test-app-secret';
 export const TEST_VERIFY_TOKEN = 'test-verify-token';
 export const TEST_API_KEY = 'test-control-api-key-0123';
-export const TEST_BUSINESS = { wabaId: '366634483210360', phoneNumberId: '436666719526789', displayPhoneNumber: '447700900123' };
+export const TEST_BUSINESS = {
+  wabaId: '366634483210360',
+  phoneNumberId: '436666719526789',
+  displayPhoneNumber: '447700900123',
+};
 
 /** A running test stack. */
 export interface TestStack extends LocalStack {
@@ -28,7 +32,10 @@ export interface TestStack extends LocalStack {
 }
 
 /** Starts a stack; `env` overrides local settings (e.g. BUSINESS_HOURS). */
-export async function startTestStack(env: Record<string, string> = {}, options: Partial<LocalStackOptions> = {}): Promise<TestStack> {
+export async function startTestStack(
+  env: Record<string, string> = {},
+  options: Partial<LocalStackOptions> = {},
+): Promise<TestStack> {
   const logs: LogEntry[] = [];
   const config = loadLocalConfig({
     PORT: '0',
@@ -44,7 +51,9 @@ export async function startTestStack(env: Record<string, string> = {}, options: 
   });
   const stack = await startLocalStack({ config, logger: captureLogger(logs), ...options });
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
-  const doc = DynamoDBDocumentClient.from(new DynamoDBClient({ region: stack.aws.region, endpoint: stack.aws.dynamodbEndpoint, credentials }));
+  const doc = DynamoDBDocumentClient.from(
+    new DynamoDBClient({ region: stack.aws.region, endpoint: stack.aws.dynamodbEndpoint, credentials }),
+  );
   const sqs = new SQSClient({ region: stack.aws.region, endpoint: stack.aws.sqsEndpoint, credentials });
   return {
     ...stack,
@@ -60,10 +69,15 @@ export async function startTestStack(env: Record<string, string> = {}, options: 
           AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
         }),
       );
-      return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+      return (
+        Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
+        Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+      );
     },
     async receiveJobs() {
-      const out = await sqs.send(new ReceiveMessageCommand({ QueueUrl: stack.aws.queues.callJobs, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+      const out = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: stack.aws.queues.callJobs, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+      );
       return (out.Messages ?? []).map((m) => JSON.parse(m.Body ?? '{}') as Record<string, unknown>);
     },
     api(path, init = {}) {
@@ -83,7 +97,11 @@ export async function startTestStack(env: Record<string, string> = {}, options: 
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

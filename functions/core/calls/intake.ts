@@ -7,15 +7,25 @@
  * arrives first leaves an `ended` tombstone, so the late `connect` finds the call over and no job
  * is created.
  */
-import type { Logger } from '../logger.ts';
+
 import type { BusinessHours } from '../checks/business-hours.ts';
 import { isOpen } from '../checks/business-hours.ts';
 import type { SanctionsLists } from '../checks/sanctions.ts';
 import { checkSanctions } from '../checks/sanctions.ts';
 import { BridgeError, JobQueueError, MetaApiError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import type { CallOffered, CallTerminated } from '../meta/webhook.ts';
+import type {
+  CallJobQueue,
+  CallPatch,
+  CallRecord,
+  CallStore,
+  MetaCallControl,
+  UserCallJob,
+  WorkerSignals,
+} from './call-record.ts';
 import type { EndReason } from './call-state.ts';
-import type { CallJobQueue, CallRecord, CallStore, MetaCallControl, UserCallJob, WorkerSignals } from './call-record.ts';
+import { endCall } from './lifecycle.ts';
 
 /** The business numbers this deployment serves, keyed by Meta's phone number id. */
 export interface ServedLine {
@@ -101,7 +111,7 @@ export async function handleCallOffered(event: CallOffered, deps: IntakeDeps): P
     log.warn('taking over an unfinished admission', { state: existing.state });
     if (existing.state === 'queued') return enqueue(existing, deps);
   } else {
-    await calls.appendHistory(event.callId, { at: t, what: 'offered', detail: { route: 'pending' } });
+    await calls.appendHistory(event.callId, { at: t, what: 'offered' });
   }
 
   const refusal = refusalFor(event, deps);
@@ -117,7 +127,8 @@ export async function handleCallOffered(event: CallOffered, deps: IntakeDeps): P
   if (!(await calls.acquireSlot(event.line.phoneNumberId, policy.maxConcurrentCalls))) {
     return refuse(event, 'over-capacity', deps);
   }
-  const sipTarget = route === 'after-hours' && policy.afterHours.action === 'route' ? policy.afterHours.sipTarget : undefined;
+  const sipTarget =
+    route === 'after-hours' && policy.afterHours.action === 'route' ? policy.afterHours.sipTarget : undefined;
   const queued = await calls.transition(
     event.callId,
     { type: 'admitted' },
@@ -139,7 +150,8 @@ function refusalFor(event: CallOffered, deps: IntakeDeps): EndReason | undefined
   if (!policy.lines.some((l) => l.phoneNumberId === event.line.phoneNumberId)) return 'number-not-configured';
   const verdict = checkSanctions(event.caller, policy.sanctions);
   if (verdict.sanctioned) return 'sanctioned-caller';
-  if (!isOpen(policy.businessHours, new Date(deps.now())) && policy.afterHours.action === 'reject') return 'after-hours';
+  if (!isOpen(policy.businessHours, new Date(deps.now())) && policy.afterHours.action === 'reject')
+    return 'after-hours';
   return undefined;
 }
 
@@ -189,7 +201,8 @@ async function refuse(event: CallOffered, reason: EndReason, deps: IntakeDeps): 
     log.info('call rejected at Meta', { reason });
   } catch (cause) {
     // Meta ends an unanswered call by itself after 30–60 s (§3.2); record why our reject failed.
-    const detail = cause instanceof MetaApiError ? `${cause.status} ${cause.metaCode ?? ''} ${cause.message}` : String(cause);
+    const detail =
+      cause instanceof MetaApiError ? `${cause.status} ${cause.metaCode ?? ''} ${cause.message}` : String(cause);
     await deps.calls.patchIf(event.callId, {}, { rejectError: detail });
     log.warn('rejecting the call at Meta failed', { reason, error: detail });
   }
@@ -197,32 +210,14 @@ async function refuse(event: CallOffered, reason: EndReason, deps: IntakeDeps): 
 }
 
 /** Ends a call in the store (single winner). Returns false if it had already ended. */
-async function end(callId: string, reason: EndReason, deps: IntakeDeps, patch: Partial<CallRecord> = {}): Promise<boolean> {
-  const t = deps.now();
-  const ended = await deps.calls.transition(
+async function end(callId: string, reason: EndReason, deps: IntakeDeps, patch: CallPatch = {}): Promise<boolean> {
+  const ended = await endCall(
     callId,
-    { type: 'ended', reason },
-    {
-      endReason: reason,
-      endedBy: patch.endedBy ?? 'bridge',
-      endedAt: t,
-      updatedAt: t,
-      expiresAt: Math.floor(t / 1000) + deps.policy.finishedRetentionSeconds,
-      ...patch,
-    },
+    reason,
+    { calls: deps.calls, now: deps.now, finishedRetentionSeconds: deps.policy.finishedRetentionSeconds },
+    patch,
   );
-  if (!ended) return false;
-  await releaseSlotOnce(ended, deps);
-  await deps.calls.appendHistory(callId, { at: t, what: 'ended', detail: { reason } });
-  return true;
-}
-
-/** Returns the call's concurrency slot exactly once, guarded by the record's `slotHeld` flag. */
-async function releaseSlotOnce(call: CallRecord, deps: IntakeDeps): Promise<void> {
-  if (!call.slotHeld) return;
-  if (await deps.calls.patchIf(call.callId, { slotHeld: true }, { slotHeld: false })) {
-    await deps.calls.releaseSlot(call.line.phoneNumberId);
-  }
+  return ended !== undefined;
 }
 
 /** What became of a terminate. */

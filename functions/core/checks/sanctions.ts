@@ -31,7 +31,9 @@ export const SANCTIONED_PREFIXES: ReadonlyArray<{ prefix: string; region: string
 ];
 
 /** Outcome of a sanctions check. */
-export type SanctionsVerdict = { sanctioned: false; country?: string } | { sanctioned: true; country: string; region?: string };
+export type SanctionsVerdict =
+  | { sanctioned: false; country?: string }
+  | { sanctioned: true; country: string; region?: string };
 
 /** Lists to check against; defaults are the lists above. */
 export interface SanctionsLists {
@@ -44,7 +46,10 @@ export interface SanctionsLists {
  *
  * @param party - `phone` as digits without `+` (Meta's form), `userId` a BSUID like `IR.1234…`.
  */
-export function checkSanctions(party: { phone?: string; userId?: string }, lists: SanctionsLists = {}): SanctionsVerdict {
+export function checkSanctions(
+  party: { phone?: string; userId?: string },
+  lists: SanctionsLists = {},
+): SanctionsVerdict {
   const countries = lists.countries ?? SANCTIONED_COUNTRIES;
   const prefixes = lists.prefixes ?? SANCTIONED_PREFIXES;
   const phone = party.phone?.replace(/\D/g, '');

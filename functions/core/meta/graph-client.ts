@@ -2,8 +2,9 @@
  * Meta adapter: the Graph API calls the bridge makes (`POST /{phone-number-id}/calls`).
  * Every request has a timeout; failures become {@link MetaApiError} carrying Meta's error code.
  */
-import { MetaApiError } from '../errors.ts';
+
 import type { MetaCallControl } from '../calls/call-record.ts';
+import { MetaApiError } from '../errors.ts';
 
 /** Settings of the Graph client. */
 export interface GraphClientOptions {
@@ -25,6 +26,28 @@ export class MetaGraphClient implements MetaCallControl {
   /** Rejects an offered user-initiated call (§3.2). */
   async reject(phoneNumberId: string, callId: string): Promise<void> {
     await this.callAction(phoneNumberId, { call_id: callId, action: 'reject' });
+  }
+
+  /**
+   * Sends the SDP answer before the agent answers, so ICE and DTLS converge while the agent's phone
+   * rings and no audio is clipped (§3.2, §5.2). The caller then sees "Ringing".
+   */
+  async preAccept(phoneNumberId: string, callId: string, sdpAnswer: string): Promise<void> {
+    await this.callAction(phoneNumberId, {
+      call_id: callId,
+      action: 'pre_accept',
+      session: { sdp_type: 'answer', sdp: sdpAnswer },
+    });
+  }
+
+  /** Accepts the call. The SDP must equal the one sent with pre_accept (§3.2). */
+  async accept(phoneNumberId: string, callId: string, sdpAnswer: string, callbackData?: string): Promise<void> {
+    await this.callAction(phoneNumberId, {
+      call_id: callId,
+      action: 'accept',
+      session: { sdp_type: 'answer', sdp: sdpAnswer },
+      ...(callbackData === undefined ? {} : { biz_opaque_callback_data: callbackData }),
+    });
   }
 
   /** Ends a call (§3.2: call it even after RTCP BYE, for billing). */

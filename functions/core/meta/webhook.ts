@@ -112,7 +112,13 @@ export interface IgnoredChange {
 }
 
 /** Every domain event a webhook can carry. */
-export type InboundEvent = CallOffered | CallAnswerReceived | CallTerminated | CallProgress | PermissionReply | IgnoredChange;
+export type InboundEvent =
+  | CallOffered
+  | CallAnswerReceived
+  | CallTerminated
+  | CallProgress
+  | PermissionReply
+  | IgnoredChange;
 
 const str = z.string();
 const num = z.union([z.string(), z.number()]);
@@ -356,9 +362,10 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
 
 /** Builds the user from the call's fields and the matching `contacts[]` entry (by wa_id or user_id). */
 function userOf(value: Value, phone?: string, userId?: string, parentUserId?: string): WhatsAppUser {
-  const contact = (value.contacts ?? []).find(
-    (c) => (phone !== undefined && c.wa_id === phone) || (userId !== undefined && c.user_id === userId),
-  ) ?? (value.contacts?.length === 1 ? value.contacts[0] : undefined);
+  const contact =
+    (value.contacts ?? []).find(
+      (c) => (phone !== undefined && c.wa_id === phone) || (userId !== undefined && c.user_id === userId),
+    ) ?? (value.contacts?.length === 1 ? value.contacts[0] : undefined);
   const p = phone ?? contact?.wa_id;
   return {
     ...optional('phone', p === undefined ? undefined : digits(p)),
@@ -400,5 +407,8 @@ function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V
 function schemaError(error: z.ZodError, prefix = ''): WebhookPayloadError {
   const issue = error.issues[0];
   const path = [prefix, ...(issue?.path ?? []).map(String)].filter((p) => p !== '').join('.');
-  return new WebhookPayloadError(`invalid webhook payload at ${path || '(root)'}: ${issue?.message ?? 'invalid'}`, path);
+  return new WebhookPayloadError(
+    `invalid webhook payload at ${path || '(root)'}: ${issue?.message ?? 'invalid'}`,
+    path,
+  );
 }

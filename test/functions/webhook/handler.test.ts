@@ -14,17 +14,29 @@ import {
   signBody,
   userCallConnect,
 } from '../../../meta-simulator/webhooks/payloads.ts';
-import { TEST_BUSINESS as business, TEST_SECRET, TEST_VERIFY_TOKEN, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
+import {
+  TEST_BUSINESS as business,
+  startTestStack,
+  TEST_SECRET,
+  TEST_VERIFY_TOKEN,
+  type TestStack,
+} from '../../helpers/test-stack.ts';
 
-const offer = 'v=0\r\no=- 7602563789789945080 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-lite\r\nm=audio 40012 UDP/TLS/RTP/SAVPF 111 126\r\n';
+const offer =
+  'v=0\r\no=- 7602563789789945080 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-lite\r\nm=audio 40012 UDP/TLS/RTP/SAVPF 111 126\r\n';
 const caller = { waId: '16315553602', userId: 'US.13491208655302741918', name: 'Caller' };
 
 let stack: TestStack;
 let meta: WebhookEmitter;
 
 beforeAll(async () => {
-  stack = await startTestStack({ META_GRAPH_URL: 'http://127.0.0.1:9/v23.0', META_ACCESS_TOKEN: 'x' });
-  meta = new WebhookEmitter({ url: stack.webhookUrl, appSecret: TEST_SECRET, verifyToken: TEST_VERIFY_TOKEN, retryDelaysMs: [] });
+  stack = await startTestStack();
+  meta = new WebhookEmitter({
+    url: stack.webhookUrl,
+    appSecret: TEST_SECRET,
+    verifyToken: TEST_VERIFY_TOKEN,
+    retryDelaysMs: [],
+  });
   expect((await meta.verify()).ok).toBe(true);
 });
 afterAll(async () => {
@@ -35,7 +47,10 @@ afterAll(async () => {
 async function post(body: string | Buffer, signature?: string): Promise<Response> {
   return fetch(stack.webhookUrl, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(signature === undefined ? {} : { 'x-hub-signature-256': signature }) },
+    headers: {
+      'content-type': 'application/json',
+      ...(signature === undefined ? {} : { 'x-hub-signature-256': signature }),
+    },
     body,
     signal: AbortSignal.timeout(5000),
   });
@@ -43,19 +58,25 @@ async function post(body: string | Buffer, signature?: string): Promise<Response
 
 describe('GET /webhook — Meta subscription handshake', () => {
   it('answers 200 with the raw challenge for the right token', async () => {
-    const res = await fetch(`${stack.webhookUrl}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=${TEST_VERIFY_TOKEN}`);
+    const res = await fetch(
+      `${stack.webhookUrl}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=${TEST_VERIFY_TOKEN}`,
+    );
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('1158201444');
   });
 
   it('answers 403 for a wrong token and 400 for a malformed request', async () => {
-    expect((await fetch(`${stack.webhookUrl}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope`)).status).toBe(403);
+    expect((await fetch(`${stack.webhookUrl}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope`)).status).toBe(
+      403,
+    );
     expect((await fetch(`${stack.webhookUrl}?hub.challenge=1`)).status).toBe(400);
   });
 });
 
 describe('POST /webhook — signature before anything else', () => {
-  const body = metaJsonStringify(envelope([userCallConnect({ business, user: caller, callId: 'wacid.unsigned', sdp: offer })]));
+  const body = metaJsonStringify(
+    envelope([userCallConnect({ business, user: caller, callId: 'wacid.unsigned', sdp: offer })]),
+  );
 
   it.each([
     ['unsigned', undefined],
@@ -80,18 +101,27 @@ describe('POST /webhook — signature before anything else', () => {
     expect(await stack.jobCount()).toBe(0);
   });
 
-  it.each(['unsigned', 'bad-signature', 'flip-byte'] as const)('rejects the simulator tamper mode %s', async (tamper) => {
-    const delivery = await meta.send(userCallConnect({ business, user: caller, callId: 'wacid.tamper', sdp: offer }), { tamper });
-    expect(delivery.attempts.at(-1)?.status).toBe(401);
-    expect(await stack.callRecords()).toEqual([]);
-  });
+  it.each(['unsigned', 'bad-signature', 'flip-byte'] as const)(
+    'rejects the simulator tamper mode %s',
+    async (tamper) => {
+      const delivery = await meta.send(
+        userCallConnect({ business, user: caller, callId: 'wacid.tamper', sdp: offer }),
+        { tamper },
+      );
+      expect(delivery.attempts.at(-1)?.status).toBe(401);
+      expect(await stack.callRecords()).toEqual([]);
+    },
+  );
 });
 
 describe('POST /webhook — bad input gets a clear error and never crashes', () => {
   it.each([
     ['not JSON', '{"object":"whatsapp_business_account",'],
     ['not the envelope', '{"hello":"world"}'],
-    ['a call without an id', '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}'],
+    [
+      'a call without an id',
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}',
+    ],
   ])('answers 400 with a reason to %s', async (_what, body) => {
     const res = await post(body, signBody(TEST_SECRET, body));
     expect(res.status).toBe(400);
@@ -117,7 +147,14 @@ describe('POST /webhook — user-initiated connect', () => {
   it('writes one record and enqueues one job carrying what the worker needs', async () => {
     const callId = newCallId('happy');
     const delivery = await meta.send(
-      userCallConnect({ business, user: { ...caller, name: 'Zoë Ünal 😀' }, callId, sdp: offer, deeplinkPayload: 'dl-1', ctaPayload: 'cta-1' }),
+      userCallConnect({
+        business,
+        user: { ...caller, name: 'Zoë Ünal 😀' },
+        callId,
+        sdp: offer,
+        deeplinkPayload: 'dl-1',
+        ctaPayload: 'cta-1',
+      }),
     );
     expect(delivery.outcome).toBe('delivered');
     const res = await stack.api(`/v1/calls/${encodeURIComponent(callId)}`);
@@ -145,8 +182,19 @@ describe('POST /webhook — user-initiated connect', () => {
 
   it('keeps a BSUID-only caller with no phone number', async () => {
     const callId = newCallId('bsuid');
-    await meta.send(userCallConnect({ business, user: { userId: 'BR.5566778899', username: 'ana' }, callId, sdp: offer, omitDirection: true }));
-    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<string, unknown>;
+    await meta.send(
+      userCallConnect({
+        business,
+        user: { userId: 'BR.5566778899', username: 'ana' },
+        callId,
+        sdp: offer,
+        omitDirection: true,
+      }),
+    );
+    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(record).toMatchObject({ state: 'queued', user: { userId: 'BR.5566778899', username: 'ana' } });
     expect((record.user as Record<string, unknown>).phone).toBeUndefined();
   });
@@ -155,7 +203,9 @@ describe('POST /webhook — user-initiated connect', () => {
     const before = await stack.jobCount();
     const recordsBefore = (await stack.callRecords()).length;
     const callId = newCallId('twenty');
-    const delivery = await meta.send(userCallConnect({ business, user: caller, callId, sdp: offer }), { duplicates: 19 });
+    const delivery = await meta.send(userCallConnect({ business, user: caller, callId, sdp: offer }), {
+      duplicates: 19,
+    });
     expect(delivery.copies).toBe(20);
     expect(delivery.attempts.filter((a) => a.status === 200)).toHaveLength(20);
     expect((await stack.callRecords()).length).toBe(recordsBefore + 1);
@@ -182,8 +232,18 @@ describe('POST /webhook — user-initiated connect', () => {
   });
 
   it('stores call_permission_reply once and ignores message statuses', async () => {
-    const change = permissionReply({ business, user: caller, response: 'accept', isPermanent: true, source: 'user_action', messageId: 'wamid.perm-1' });
-    const res = await meta.send([change, messageStatus({ business, user: caller, status: 'read' })], { batch: 'one-entry', duplicates: 2 });
+    const change = permissionReply({
+      business,
+      user: caller,
+      response: 'accept',
+      isPermanent: true,
+      source: 'user_action',
+      messageId: 'wamid.perm-1',
+    });
+    const res = await meta.send([change, messageStatus({ business, user: caller, status: 'read' })], {
+      batch: 'one-entry',
+      duplicates: 2,
+    });
     expect(res.outcome).toBe('delivered');
     const replies = await stack.runtime.permissionReplies.list(business.phoneNumberId, caller.waId);
     expect(replies).toHaveLength(1);
@@ -195,12 +255,17 @@ describe('POST /webhook — terminate', () => {
   it('before its connect leaves the call ended and never enqueues a job', async () => {
     const callId = newCallId('reordered');
     const jobsBefore = await stack.jobCount();
-    const held = meta.hold((c) => JSON.stringify(c.value).includes('"connect"') && JSON.stringify(c.value).includes(callId));
+    const held = meta.hold(
+      (c) => JSON.stringify(c.value).includes('"connect"') && JSON.stringify(c.value).includes(callId),
+    );
     const connect = meta.send(userCallConnect({ business, user: caller, callId, sdp: offer }));
     await meta.send(callTerminate({ business, user: caller, callId, direction: 'USER_INITIATED', status: 'FAILED' }));
     await held.release();
     expect((await connect).outcome).toBe('delivered');
-    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<string, unknown>;
+    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(record).toMatchObject({ state: 'ended', endReason: 'terminated-before-connect' });
     expect(await stack.jobCount()).toBe(jobsBefore);
   });
@@ -208,10 +273,27 @@ describe('POST /webhook — terminate', () => {
   it('finishes a queued call with Meta status and talk time, once', async () => {
     const callId = newCallId('terminated');
     await meta.send(userCallConnect({ business, user: caller, callId, sdp: offer }));
-    const change = callTerminate({ business, user: caller, callId, direction: 'USER_INITIATED', status: 'COMPLETED', startTime: 1764000000, endTime: 1764000042 });
+    const change = callTerminate({
+      business,
+      user: caller,
+      callId,
+      direction: 'USER_INITIATED',
+      status: 'COMPLETED',
+      startTime: 1764000000,
+      endTime: 1764000042,
+    });
     await meta.send(change, { duplicates: 3 });
-    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<string, unknown> & { history: Array<{ what: string }> };
-    expect(record).toMatchObject({ state: 'ended', endReason: 'caller-hung-up', endedBy: 'whatsapp', metaStatus: 'COMPLETED', durationSeconds: 42 });
+    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<
+      string,
+      unknown
+    > & { history: Array<{ what: string }> };
+    expect(record).toMatchObject({
+      state: 'ended',
+      endReason: 'caller-hung-up',
+      endedBy: 'whatsapp',
+      metaStatus: 'COMPLETED',
+      durationSeconds: 42,
+    });
     expect(typeof record.expiresAt).toBe('number');
     expect(record.history.filter((h) => h.what === 'ended')).toHaveLength(1);
   });
@@ -219,8 +301,20 @@ describe('POST /webhook — terminate', () => {
   it('records Meta errors of a failed call', async () => {
     const callId = newCallId('failed');
     await meta.send(userCallConnect({ business, user: caller, callId, sdp: offer }));
-    await meta.send(callTerminate({ business, user: caller, callId, direction: 'USER_INITIATED', status: 'FAILED', errors: [{ code: 138021, message: 'no media' }] }));
-    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<string, unknown>;
+    await meta.send(
+      callTerminate({
+        business,
+        user: caller,
+        callId,
+        direction: 'USER_INITIATED',
+        status: 'FAILED',
+        errors: [{ code: 138021, message: 'no media' }],
+      }),
+    );
+    const record = (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(record).toMatchObject({ state: 'ended', endReason: 'meta-terminated', metaErrors: [{ code: 138021 }] });
   });
 });

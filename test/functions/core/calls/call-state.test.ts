@@ -13,8 +13,10 @@ describe('call state machine', () => {
   });
 
   it('lets every live state end, and nothing leave ended', () => {
-    for (const s of CALL_STATES.filter((x) => x !== 'ended')) expect(transition(s, { type: 'ended', reason: 'caller-hung-up' })?.to).toBe('ended');
-    for (const type of ['admitted', 'claimed', 'pre-accepted', 'ringing', 'answered'] as const) expect(transition('ended', { type })).toBeUndefined();
+    for (const s of CALL_STATES.filter((x) => x !== 'ended'))
+      expect(transition(s, { type: 'ended', reason: 'caller-hung-up' })?.to).toBe('ended');
+    for (const type of ['admitted', 'claimed', 'pre-accepted', 'ringing', 'answered'] as const)
+      expect(transition('ended', { type })).toBeUndefined();
     expect(transition('ended', { type: 'ended', reason: 'caller-hung-up' })).toBeUndefined();
   });
 

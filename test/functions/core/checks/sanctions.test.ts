@@ -37,6 +37,9 @@ describe('checkSanctions', () => {
   });
 
   it('uses configured lists', () => {
-    expect(checkSanctions({ phone: '13175551399' }, { countries: ['US'] })).toEqual({ sanctioned: true, country: 'US' });
+    expect(checkSanctions({ phone: '13175551399' }, { countries: ['US'] })).toEqual({
+      sanctioned: true,
+      country: 'US',
+    });
   });
 });

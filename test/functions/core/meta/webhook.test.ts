@@ -13,20 +13,42 @@ import {
 } from '../../../../meta-simulator/webhooks/payloads.ts';
 
 const business = { wabaId: '366634483210360', phoneNumberId: '436666719526789', displayPhoneNumber: '447700900123' };
-const user = { waId: '16315553602', userId: 'US.13491208655302741918', parentUserId: 'US.ENT.1', name: 'Zoë 👋', username: 'zoe' };
+const user = {
+  waId: '16315553602',
+  userId: 'US.13491208655302741918',
+  parentUserId: 'US.ENT.1',
+  name: 'Zoë 👋',
+  username: 'zoe',
+};
 const sdp = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
 
 describe('parseWebhook', () => {
   it('turns a user-initiated connect into a call offer with every identifier Meta sent', () => {
     const body = metaJsonStringify(
-      envelope([userCallConnect({ business, user, callId: 'wacid.A=', sdp, timestamp: 1764000000, deeplinkPayload: 'dl', ctaPayload: 'cta' })]),
+      envelope([
+        userCallConnect({
+          business,
+          user,
+          callId: 'wacid.A=',
+          sdp,
+          timestamp: 1764000000,
+          deeplinkPayload: 'dl',
+          ctaPayload: 'cta',
+        }),
+      ]),
     );
     const [event] = parseWebhook(body);
     expect(event).toEqual({
       kind: 'call-offered',
       callId: 'wacid.A=',
       line: { phoneNumberId: business.phoneNumberId, businessNumber: '447700900123', accountId: business.wabaId },
-      caller: { phone: '16315553602', userId: 'US.13491208655302741918', parentUserId: 'US.ENT.1', name: 'Zoë 👋', username: 'zoe' },
+      caller: {
+        phone: '16315553602',
+        userId: 'US.13491208655302741918',
+        parentUserId: 'US.ENT.1',
+        name: 'Zoë 👋',
+        username: 'zoe',
+      },
       sdpOffer: sdp,
       timestamp: 1764000000_000,
       deeplinkPayload: 'dl',
@@ -36,7 +58,15 @@ describe('parseWebhook', () => {
 
   it('keeps a BSUID-only caller (no phone number) and tolerates a missing direction', () => {
     const body = metaJsonStringify(
-      envelope([userCallConnect({ business, user: { userId: 'BR.998877', name: 'Ana' }, callId: 'wacid.B', sdp, omitDirection: true })]),
+      envelope([
+        userCallConnect({
+          business,
+          user: { userId: 'BR.998877', name: 'Ana' },
+          callId: 'wacid.B',
+          sdp,
+          omitDirection: true,
+        }),
+      ]),
     );
     const [event] = parseWebhook(body);
     expect(event?.kind).toBe('call-offered');
@@ -48,8 +78,24 @@ describe('parseWebhook', () => {
   it('reads every change of a batched POST, across entries, in order', () => {
     const changes = [
       userCallConnect({ business, user, callId: 'wacid.1', sdp }),
-      callTerminate({ business, user, callId: 'wacid.0', direction: 'USER_INITIATED', status: 'COMPLETED', startTime: 100, endTime: 160 }),
-      permissionReply({ business, user, response: 'accept', isPermanent: false, expirationTimestamp: 1768550400, source: 'user_action', contextId: 'wamid.X' }),
+      callTerminate({
+        business,
+        user,
+        callId: 'wacid.0',
+        direction: 'USER_INITIATED',
+        status: 'COMPLETED',
+        startTime: 100,
+        endTime: 160,
+      }),
+      permissionReply({
+        business,
+        user,
+        response: 'accept',
+        isPermanent: false,
+        expirationTimestamp: 1768550400,
+        source: 'user_action',
+        contextId: 'wamid.X',
+      }),
       messageStatus({ business, user, status: 'delivered' }),
     ];
     for (const entries of ['one', 'per-change'] as const) {
@@ -60,15 +106,47 @@ describe('parseWebhook', () => {
 
   it('reads terminate facts: answered calls carry start, end and duration; errors are kept', () => {
     const answered = parseWebhook(
-      metaJsonStringify(envelope([callTerminate({ business, user, callId: 'wacid.T', direction: 'USER_INITIATED', status: 'COMPLETED', startTime: 1000, endTime: 1120 })])),
-    )[0];
-    expect(answered).toMatchObject({ kind: 'call-terminated', status: 'COMPLETED', startTime: 1_000_000, endTime: 1_120_000, durationSeconds: 120, errors: [] });
-    const failed = parseWebhook(
       metaJsonStringify(
-        envelope([callTerminate({ business, user, callId: 'wacid.F', direction: 'USER_INITIATED', status: 'FAILED', errors: [{ code: 138021, message: 'no media', details: 'x' }] })]),
+        envelope([
+          callTerminate({
+            business,
+            user,
+            callId: 'wacid.T',
+            direction: 'USER_INITIATED',
+            status: 'COMPLETED',
+            startTime: 1000,
+            endTime: 1120,
+          }),
+        ]),
       ),
     )[0];
-    expect(failed).toMatchObject({ kind: 'call-terminated', status: 'FAILED', errors: [{ code: 138021, message: 'no media', details: 'x' }] });
+    expect(answered).toMatchObject({
+      kind: 'call-terminated',
+      status: 'COMPLETED',
+      startTime: 1_000_000,
+      endTime: 1_120_000,
+      durationSeconds: 120,
+      errors: [],
+    });
+    const failed = parseWebhook(
+      metaJsonStringify(
+        envelope([
+          callTerminate({
+            business,
+            user,
+            callId: 'wacid.F',
+            direction: 'USER_INITIATED',
+            status: 'FAILED',
+            errors: [{ code: 138021, message: 'no media', details: 'x' }],
+          }),
+        ]),
+      ),
+    )[0];
+    expect(failed).toMatchObject({
+      kind: 'call-terminated',
+      status: 'FAILED',
+      errors: [{ code: 138021, message: 'no media', details: 'x' }],
+    });
     expect(failed).not.toHaveProperty('startTime');
   });
 
@@ -96,8 +174,18 @@ describe('parseWebhook', () => {
         ]),
       ),
     );
-    expect(permanent).toMatchObject({ kind: 'permission-reply', response: 'accept', permanent: true, source: 'user_action' });
-    expect(automatic).toMatchObject({ kind: 'permission-reply', response: 'reject', permanent: false, source: 'automatic' });
+    expect(permanent).toMatchObject({
+      kind: 'permission-reply',
+      response: 'accept',
+      permanent: true,
+      source: 'user_action',
+    });
+    expect(automatic).toMatchObject({
+      kind: 'permission-reply',
+      response: 'reject',
+      permanent: false,
+      source: 'automatic',
+    });
   });
 
   it('accepts numeric timestamps (older docs) as well as strings', () => {
@@ -113,8 +201,14 @@ describe('parseWebhook', () => {
     ['a JSON array', '[]'],
     ['another object type', '{"object":"page","entry":[]}'],
     ['entries without changes', '{"object":"whatsapp_business_account","entry":[{"id":"1"}]}'],
-    ['a calls change without metadata', '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"calls":[]}}]}]}'],
-    ['a call without id', '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}'],
+    [
+      'a calls change without metadata',
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"calls":[]}}]}]}',
+    ],
+    [
+      'a call without id',
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}',
+    ],
   ])('rejects %s with a WebhookPayloadError naming where', (_what, body) => {
     expect(() => parseWebhook(body)).toThrow(WebhookPayloadError);
   });
@@ -128,7 +222,8 @@ describe('parseWebhook', () => {
     const valid = metaJsonStringify(envelope([userCallConnect({ business, user, callId: 'wacid.G', sdp })]));
     for (let i = 0; i < 2000; i++) {
       const chars = [...valid];
-      for (let k = 0; k < 1 + Math.floor(rand() * 5); k++) chars[Math.floor(rand() * chars.length)] = String.fromCharCode(Math.floor(rand() * 128));
+      for (let k = 0; k < 1 + Math.floor(rand() * 5); k++)
+        chars[Math.floor(rand() * chars.length)] = String.fromCharCode(Math.floor(rand() * 128));
       try {
         parseWebhook(chars.join(''));
       } catch (error) {

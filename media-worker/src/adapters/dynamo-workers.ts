@@ -1,0 +1,49 @@
+/**
+ * The workers table: each worker's heartbeat, control queue and load, so operators and the
+ * control plane can see who is alive and which calls a dead worker left behind.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+
+/** A worker as registered. */
+export interface WorkerInfo {
+  readonly workerId: string;
+  readonly controlQueueUrl: string;
+  readonly activeCalls: number;
+  readonly maxCalls: number;
+  readonly draining: boolean;
+  readonly heartbeatAt: number;
+  readonly startedAt: number;
+}
+
+/** DynamoDB registry of workers: `WORKER#<id>` / `WORKER`. */
+export class DynamoWorkerRegistry {
+  readonly #doc: DynamoDBDocumentClient;
+
+  constructor(
+    client: DynamoDBClient,
+    private readonly table: string,
+  ) {
+    this.#doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  }
+
+  /** Writes the heartbeat; the item expires (TTL) two minutes after the last one. */
+  async heartbeat(info: WorkerInfo): Promise<void> {
+    await this.#doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `WORKER#${info.workerId}`, sk: 'WORKER', ...info, expiresAt: Math.floor(info.heartbeatAt / 1000) + 120 },
+      }),
+    );
+  }
+
+  async remove(workerId: string): Promise<void> {
+    await this.#doc.send(new DeleteCommand({ TableName: this.table, Key: { pk: `WORKER#${workerId}`, sk: 'WORKER' } }));
+  }
+
+  /** Every registered worker (small table: one item per worker). */
+  async list(): Promise<WorkerInfo[]> {
+    const out = await this.#doc.send(new ScanCommand({ TableName: this.table, ConsistentRead: true }));
+    return (out.Items ?? []).filter((i) => i.sk === 'WORKER').map(({ pk: _p, sk: _s, expiresAt: _e, ...w }) => w as WorkerInfo);
+  }
+}

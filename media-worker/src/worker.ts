@@ -1,0 +1,219 @@
+/**
+ * The media worker's control loop: takes call jobs while it has room, owns each call by a
+ * conditional `queued → claimed` write, delivers in-call events from its own control queue to the
+ * call, heartbeats, and drains on shutdown.
+ *
+ * Ownership is the only guard against double bridging: SQS delivers at least once and several
+ * workers poll the same queue, so a job is acted on only by the worker whose claim write wins.
+ */
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { Logger } from 'pino';
+import type { CallStore, UserCallJob, WorkerSignal } from '../../functions/core/calls/call-record.ts';
+import type { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { createControlQueue, deleteControlQueue, SqsQueueReader } from './adapters/sqs-queues.ts';
+
+/** A call the worker is bridging. */
+export interface ActiveCall {
+  /** Settles when the call is over and its resources are released. Never rejects. */
+  readonly done: Promise<void>;
+  /** Delivers an in-call event (terminate, business-call progress). */
+  signal(signal: WorkerSignal): void;
+  /** Ends the call from the bridge side (shutdown without drain). */
+  end(reason: 'bridge-error'): Promise<void>;
+}
+
+/** Starts bridging a claimed call. */
+export interface CallRunner {
+  start(job: UserCallJob, context: { workerId: string; controlQueueUrl: string; claimedAt: number }): ActiveCall;
+}
+
+/** Collaborators of the worker. */
+export interface MediaWorkerDeps {
+  readonly workerId: string;
+  readonly maxCalls: number;
+  readonly jobsQueueUrl: string;
+  readonly controlQueueName: string;
+  readonly sqs: SQSClient;
+  readonly calls: CallStore;
+  readonly registry: DynamoWorkerRegistry;
+  readonly runner: CallRunner;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** Long-poll wait of each receive, seconds. @default 1 */
+  readonly pollSeconds?: number;
+  /** Heartbeat period. @default 5000 */
+  readonly heartbeatMs?: number;
+}
+
+/** The worker. */
+export class MediaWorker {
+  readonly #d: MediaWorkerDeps;
+  readonly #active = new Map<string, ActiveCall>();
+  /** Signals that arrived before their call was registered (claim/registration race). */
+  readonly #early = new Map<string, { signal: WorkerSignal; at: number }>();
+  readonly #abort = new AbortController();
+  readonly #now: () => number;
+  #controlQueueUrl: string | undefined;
+  #draining = false;
+  #loops: Array<Promise<void>> = [];
+  #heartbeat: NodeJS.Timeout | undefined;
+  #startedAt = 0;
+  #stopped: Promise<void> | undefined;
+
+  constructor(deps: MediaWorkerDeps) {
+    this.#d = deps;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /** Calls being bridged now. */
+  get activeCalls(): number {
+    return this.#active.size;
+  }
+
+  get controlQueueUrl(): string | undefined {
+    return this.#controlQueueUrl;
+  }
+
+  /** Creates the control queue, registers, and starts polling. */
+  async start(): Promise<void> {
+    this.#startedAt = this.#now();
+    this.#controlQueueUrl = await createControlQueue(this.#d.sqs, this.#d.controlQueueName);
+    await this.#beat();
+    this.#heartbeat = setInterval(() => {
+      this.#beat().catch((error: unknown) => this.#d.logger.warn({ err: error }, 'heartbeat failed'));
+    }, this.#d.heartbeatMs ?? 5000);
+    this.#heartbeat.unref();
+    this.#loops = [this.#jobLoop(), this.#controlLoop()];
+    this.#d.logger.info({ workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls }, 'media worker started');
+  }
+
+  /**
+   * Stops taking jobs. With `drain`, waits (up to `timeoutMs`) for active calls to end; calls still
+   * up after that, or all of them without `drain`, are ended by the bridge.
+   */
+  stop(options: { drain?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.#stopped ??= this.#stop(options.drain ?? true, options.timeoutMs ?? 30_000);
+    return this.#stopped;
+  }
+
+  async #stop(drain: boolean, timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    await this.#beat().catch(() => undefined);
+    this.#d.logger.info({ activeCalls: this.#active.size, drain }, 'media worker stopping');
+    if (drain && this.#active.size > 0) {
+      await Promise.race([Promise.all([...this.#active.values()].map((c) => c.done)), sleep(timeoutMs)]);
+    }
+    await Promise.all([...this.#active.values()].map((c) => c.end('bridge-error')));
+    this.#abort.abort();
+    await Promise.allSettled(this.#loops);
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    await this.#d.registry.remove(this.#d.workerId).catch(() => undefined);
+    if (this.#controlQueueUrl) await deleteControlQueue(this.#d.sqs, this.#controlQueueUrl).catch(() => undefined);
+    this.#d.logger.info('media worker stopped');
+  }
+
+  async #beat(): Promise<void> {
+    if (!this.#controlQueueUrl) return;
+    await this.#d.registry.heartbeat({
+      workerId: this.#d.workerId,
+      controlQueueUrl: this.#controlQueueUrl,
+      activeCalls: this.#active.size,
+      maxCalls: this.#d.maxCalls,
+      draining: this.#draining,
+      heartbeatAt: this.#now(),
+      startedAt: this.#startedAt,
+    });
+  }
+
+  async #jobLoop(): Promise<void> {
+    const jobs = new SqsQueueReader<UserCallJob>(this.#d.sqs, this.#d.jobsQueueUrl);
+    while (!this.#draining) {
+      const room = this.#d.maxCalls - this.#active.size;
+      if (room <= 0) {
+        // Full: receive nothing, so other workers take the jobs (admission control).
+        await sleep(50);
+        continue;
+      }
+      let batch: Awaited<ReturnType<typeof jobs.receive>>;
+      try {
+        batch = await jobs.receive(room, this.#d.pollSeconds ?? 1, this.#abort.signal);
+      } catch (error) {
+        if (this.#draining) return;
+        this.#d.logger.warn({ err: error }, 'receiving call jobs failed; retrying');
+        await sleep(500);
+        continue;
+      }
+      for (const message of batch) {
+        await this.#take(message).catch((error: unknown) => this.#d.logger.error({ err: error }, 'taking a call job failed'));
+      }
+    }
+  }
+
+  async #take(message: Awaited<ReturnType<SqsQueueReader<UserCallJob>['receive']>>[number]): Promise<void> {
+    const job = message.body;
+    if (!job || job.type !== 'bridge-user-call' || typeof job.callId !== 'string') {
+      this.#d.logger.error({ body: message.raw.slice(0, 200) }, 'dropping a malformed call job');
+      await message.ack();
+      return;
+    }
+    const log = this.#d.logger.child({ callId: job.callId });
+    if (this.#draining || this.#active.size >= this.#d.maxCalls) {
+      await message.release();
+      return;
+    }
+    const claimedAt = this.#now();
+    const claimed = await this.#d.calls.transition(
+      job.callId,
+      { type: 'claimed' },
+      { owner: { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl! }, updatedAt: claimedAt },
+    );
+    await message.ack();
+    if (!claimed) {
+      log.info('call job not claimed: already owned or ended');
+      return;
+    }
+    await this.#d.calls.appendHistory(job.callId, { at: claimedAt, what: 'claimed', detail: { workerId: this.#d.workerId } });
+    const call = this.#d.runner.start(job, { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl!, claimedAt });
+    this.#active.set(job.callId, call);
+    const early = this.#early.get(job.callId);
+    if (early) {
+      this.#early.delete(job.callId);
+      call.signal(early.signal);
+    }
+    void call.done.finally(() => {
+      this.#active.delete(job.callId);
+      this.#beat().catch(() => undefined);
+    });
+    log.info({ activeCalls: this.#active.size }, 'call claimed');
+  }
+
+  async #controlLoop(): Promise<void> {
+    const control = new SqsQueueReader<WorkerSignal>(this.#d.sqs, this.#controlQueueUrl!);
+    while (!this.#abort.signal.aborted) {
+      let batch: Awaited<ReturnType<typeof control.receive>>;
+      try {
+        batch = await control.receive(10, this.#d.pollSeconds ?? 1, this.#abort.signal);
+      } catch (error) {
+        if (this.#abort.signal.aborted) return;
+        this.#d.logger.warn({ err: error }, 'receiving control messages failed; retrying');
+        await sleep(200);
+        continue;
+      }
+      for (const message of batch) {
+        const signal = message.body;
+        if (signal && typeof signal.callId === 'string') {
+          const call = this.#active.get(signal.callId);
+          if (call) call.signal(signal);
+          else this.#early.set(signal.callId, { signal, at: this.#now() });
+        }
+        await message.ack().catch(() => undefined);
+      }
+      const stale = this.#now() - 60_000;
+      for (const [id, e] of this.#early) if (e.at < stale) this.#early.delete(id);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

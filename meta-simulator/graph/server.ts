@@ -1,0 +1,488 @@
+/**
+ * The simulator's HTTP surface: Meta's Graph API subset under `/{version}/…` (meta-calling-api.md §3, §7 item 1)
+ * and a control API under `/_sim/…` for tests and the CLI (no Meta auth, plain JSON).
+ *
+ * Graph (Bearer token or `?access_token=`; any version ≥ v17.0):
+ * - `POST /{v}/{pnid}/calls` — connect / pre_accept / accept / reject / terminate
+ * - `GET  /{v}/{pnid}/call_permissions?user_wa_id=|recipient=` — rate-limited (613)
+ * - `POST /{v}/{pnid}/messages` — call_permission_request, voice_call, template (and plain types)
+ * - `GET|POST /{v}/{pnid}/settings` — `?include_sip_credentials=true` on GET
+ *
+ * Control (`/_sim`, JSON in and out; errors are `{ error: { message, code? } }`):
+ * - `GET  /_sim/health`
+ * - `POST /_sim/calls` `{ from | waId, userId?, parentUserId?, name?, username?, deeplinkPayload?, ctaPayload?,
+ *   omitDirection?, faults?: { connect?, terminate? } }` → 201 call summary (409 + Meta code when refused)
+ * - `GET  /_sim/calls`, `GET /_sim/calls/{id}` (summary + history + SDPs + relay state + log)
+ * - `POST /_sim/calls/{id}/hangup`, `/dtmf` `{ digits, durationMs? }`, `/tone` `{ hz, dbfs } | { silence: true }`,
+ *   `/wait` `{ state, timeoutMs? }`
+ * - `GET  /_sim/users`, `POST /_sim/users/{id}/script` `{ permissionReply?, permissionReplyDelayMs?, bicAnswer?,
+ *   bicAnswerDelayMs?, uncallable? }`, `GET|POST /_sim/users/{id}/permission` `{ status }`
+ * - `GET  /_sim/messages`, `GET /_sim/webhooks`
+ *
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { WebhookEmitter } from '../webhooks/emitter.ts';
+import type { SimBusiness, SimUser } from '../webhooks/payloads.ts';
+import {
+  type CallEngine,
+  type CallRecord,
+  type CallState,
+  SimCallRefusedError,
+  type SimMediaPeer,
+  SimTimeoutError,
+  UnknownCallError,
+} from './call-engine.ts';
+import {
+  GraphError,
+  invalidAccessToken,
+  invalidParameter,
+  newFbtraceId,
+  permissionsRateLimited,
+  unknownObject,
+} from './errors.ts';
+import type { MessagesService } from './messages.ts';
+import type { PermissionEngine, UserDirectory, UserScript } from './permissions.ts';
+import type { SettingsStore } from './settings.ts';
+
+/** Relay operations the control API exposes (the media helper's `RelayPeer` has them all). */
+export interface ControllablePeer extends SimMediaPeer {
+  sendDtmf(digits: string, opts?: { durationMs?: number; gapMs?: number }): Promise<void>;
+  playTone(hz: number, dbfs: number): void;
+  playSilence(): void;
+  readonly receivedDigits: string;
+  readonly connectionState: string;
+  stats(): object;
+}
+
+/** Everything the server routes to. */
+export interface GraphServerContext<P extends ControllablePeer> {
+  business: SimBusiness;
+  accessToken: string;
+  /** App id the token belongs to (SIP servers are per app, §3.6). */
+  appId: string;
+  engine: CallEngine<P>;
+  permissions: PermissionEngine;
+  settings: SettingsStore;
+  messages: MessagesService;
+  users: UserDirectory;
+  emitter: WebhookEmitter;
+  logger: Logger;
+  /** `GET call_permissions` requests per 1 s window per number (613 beyond). Meta: 5 (M-REF) or 100 (M-PERM). */
+  permissionsRateLimitPerSecond: number;
+}
+
+/** Options of {@link startGraphServer}. */
+export interface GraphServerOptions<P extends ControllablePeer> extends GraphServerContext<P> {
+  host: string;
+  /** 0 = any free port. */
+  port: number;
+}
+
+/** A running server. */
+export interface RunningGraphServer {
+  server: Server;
+  port: number;
+  host: string;
+  close(): Promise<void>;
+}
+
+/** Thrown for malformed `/_sim` requests. */
+export class SimControlError extends Error {
+  /** HTTP status to answer with. */
+  readonly status: number;
+  /** @param status - HTTP status; @param message - explanation */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = 'SimControlError';
+    this.status = status;
+  }
+}
+
+const MAX_BODY = 1024 * 1024;
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new SimControlError(413, 'body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=UTF-8',
+    'Content-Length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Summary of a call for `GET /_sim/calls` (no SDP, no log). */
+export function callSummary(call: CallRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    id: call.id,
+    direction: call.direction,
+    state: call.state,
+    user: call.user,
+    createdAt: new Date(call.createdAt).toISOString(),
+  };
+  if (call.startedAt !== undefined) out.startedAt = new Date(call.startedAt).toISOString();
+  if (call.endedAt !== undefined) out.endedAt = new Date(call.endedAt).toISOString();
+  if (call.endReason !== undefined) out.endReason = call.endReason;
+  if (call.terminateStatus !== undefined) out.terminateStatus = call.terminateStatus;
+  if (call.bizOpaqueCallbackData !== undefined) out.bizOpaqueCallbackData = call.bizOpaqueCallbackData;
+  return out;
+}
+
+/** Full detail of a call for `GET /_sim/calls/{id}`: summary + SDPs + relay state + log. */
+export function callDetail(call: CallRecord<ControllablePeer>): Record<string, unknown> {
+  return {
+    ...callSummary(call),
+    history: call.history,
+    metaSdp: call.metaSdp,
+    businessSdp: call.businessSdp,
+    relay: {
+      connectionState: call.relay.connectionState,
+      receivedDigits: call.relay.receivedDigits,
+      firstBusinessMediaAt: call.relay.firstBusinessMediaAt,
+      lastBusinessMediaAt: call.relay.lastBusinessMediaAt,
+      stats: call.relay.stats(),
+    },
+    log: call.log,
+  };
+}
+
+const CALL_STATES: readonly CallState[] = ['offered', 'pre_accepted', 'dialing', 'ringing', 'accepted', 'ended'];
+
+/** Start the Graph + control server. */
+export async function startGraphServer<P extends ControllablePeer>(
+  opts: GraphServerOptions<P>,
+): Promise<RunningGraphServer> {
+  const log = opts.logger.child({ component: 'graph-server' });
+  const permWindow: number[] = [];
+
+  const graph = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const method = req.method ?? 'GET';
+    const m = /^\/v(\d+)\.(\d+)\/([^/]+)(?:\/([^/]+))?\/?$/.exec(url.pathname);
+    if (!m)
+      throw unknownObject(
+        url.pathname.split('/').filter(Boolean).slice(1).join('/') || url.pathname,
+        method === 'POST' ? 'POST' : 'GET',
+      );
+    // Calling needs Graph v17.0 or later (§3).
+    if (Number(m[1]) < 17)
+      throw invalidParameter(`Graph API version v${m[1]}.${m[2]} is not supported for Calling; use v17.0 or later.`);
+    const header = req.headers.authorization;
+    const token = header?.startsWith('Bearer ')
+      ? header.slice(7).trim()
+      : (url.searchParams.get('access_token') ?? undefined);
+    if (!token) throw invalidAccessToken(true);
+    if (token !== opts.accessToken) throw invalidAccessToken(false);
+    const objectId = decodeURIComponent(m[3] ?? '');
+    const edge = m[4];
+    if (objectId !== opts.business.phoneNumberId || edge === undefined)
+      throw unknownObject(objectId, method === 'POST' ? 'POST' : 'GET');
+
+    let body: unknown;
+    if (method === 'POST') {
+      const raw = await readBody(req);
+      try {
+        body = raw.trim() === '' ? {} : JSON.parse(raw);
+      } catch {
+        throw invalidParameter('Request body is not valid JSON');
+      }
+    }
+    if (edge === 'calls' && method === 'POST') {
+      sendJson(res, 200, await opts.engine.handleAction(body));
+      return;
+    }
+    if (edge === 'call_permissions' && method === 'GET') {
+      const now = performance.now();
+      while (permWindow.length > 0 && now - (permWindow[0] ?? 0) >= 1000) permWindow.shift();
+      if (permWindow.length >= opts.permissionsRateLimitPerSecond) {
+        throw permissionsRateLimited(opts.permissionsRateLimitPerSecond);
+      }
+      permWindow.push(now);
+      const waId = url.searchParams.get('user_wa_id');
+      const recipient = url.searchParams.get('recipient');
+      if (!waId && !recipient) throw invalidParameter('The parameter user_wa_id is required.');
+      const user = opts.users.resolve(waId ? { to: waId.replace(/^\+/, '') } : { recipient: recipient ?? '' });
+      sendJson(res, 200, opts.permissions.describe(user.waId ?? user.userId ?? ''));
+      return;
+    }
+    if (edge === 'messages' && method === 'POST') {
+      sendJson(res, 200, opts.messages.handle(body));
+      return;
+    }
+    if (edge === 'settings' && method === 'GET') {
+      sendJson(
+        res,
+        200,
+        opts.settings.view({ includeSipCredentials: url.searchParams.get('include_sip_credentials') === 'true' }),
+      );
+      return;
+    }
+    if (edge === 'settings' && method === 'POST') {
+      opts.settings.update(body, { appId: opts.appId });
+      sendJson(res, 200, { success: true });
+      return;
+    }
+    throw unknownObject(objectId, method === 'POST' ? 'POST' : 'GET');
+  };
+
+  const control = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const method = req.method ?? 'GET';
+    const parts = url.pathname.split('/').filter(Boolean).slice(1).map(decodeURIComponent);
+    let body: Record<string, unknown> = {};
+    if (method === 'POST') {
+      const raw = await readBody(req);
+      if (raw.trim() !== '') {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw);
+        } catch {
+          throw new SimControlError(400, 'body is not valid JSON');
+        }
+        if (!isObj(parsed)) throw new SimControlError(400, 'body must be a JSON object');
+        body = parsed;
+      }
+    }
+    const str = (k: string): string | undefined => {
+      const v = body[k];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string') throw new SimControlError(400, `${k} must be a string`);
+      return v;
+    };
+    const [a, id, verb] = parts;
+    const requireCall = (): CallRecord<P> => {
+      const call = id ? opts.engine.get(id) : undefined;
+      if (!call) throw new SimControlError(404, `unknown call ${id ?? ''}`);
+      return call;
+    };
+
+    if (a === 'health' && method === 'GET') {
+      sendJson(res, 200, { ok: true, business: opts.business, activeCalls: opts.engine.active().length });
+    } else if (a === 'calls' && id === undefined && method === 'GET') {
+      sendJson(res, 200, { calls: opts.engine.list().map(callSummary) });
+    } else if (a === 'calls' && id === undefined && method === 'POST') {
+      const user: SimUser = {};
+      const waId = str('from') ?? str('waId');
+      if (waId !== undefined) user.waId = waId.replace(/^\+/, '');
+      const userId = str('userId');
+      if (userId !== undefined) user.userId = userId;
+      const parentUserId = str('parentUserId');
+      if (parentUserId !== undefined) user.parentUserId = parentUserId;
+      const name = str('name');
+      if (name !== undefined) user.name = name;
+      const username = str('username');
+      if (username !== undefined) user.username = username;
+      if (!user.waId && !user.userId)
+        throw new SimControlError(400, 'from (wa_id digits) or userId (BSUID) is required');
+      const deeplinkPayload = str('deeplinkPayload');
+      const ctaPayload = str('ctaPayload');
+      const faults = body.faults;
+      if (faults !== undefined && !isObj(faults)) throw new SimControlError(400, 'faults must be an object');
+      const call = await opts.engine.placeUserCall({
+        user,
+        ...(deeplinkPayload !== undefined ? { deeplinkPayload } : {}),
+        ...(ctaPayload !== undefined ? { ctaPayload } : {}),
+        ...(body.omitDirection === true ? { omitDirection: true } : {}),
+        ...(faults ? { faults: faults as NonNullable<Parameters<CallEngine<P>['placeUserCall']>[0]['faults']> } : {}),
+      });
+      sendJson(res, 201, callSummary(call));
+    } else if (a === 'calls' && id !== undefined && verb === undefined && method === 'GET') {
+      sendJson(res, 200, callDetail(requireCall()));
+    } else if (a === 'calls' && verb === 'hangup' && method === 'POST') {
+      const call = requireCall();
+      if (call.state === 'ended') throw new SimControlError(409, `call ${call.id} has already ended`);
+      opts.engine.hangUp(call.id);
+      sendJson(res, 200, callSummary(call));
+    } else if (a === 'calls' && verb === 'dtmf' && method === 'POST') {
+      const call = requireCall();
+      const digits = str('digits');
+      if (!digits || !/^[0-9*#A-Da-d]+$/.test(digits)) throw new SimControlError(400, 'digits must match [0-9*#A-D]+');
+      if (call.state === 'ended') throw new SimControlError(409, `call ${call.id} has ended`);
+      const durationMs = typeof body.durationMs === 'number' ? body.durationMs : undefined;
+      // Resolves once sent; digits queue behind the maiden-packet rule, so do not block the HTTP answer on it.
+      call.relay.sendDtmf(digits, durationMs !== undefined ? { durationMs } : {}).catch((err: unknown) => {
+        log.warn({ callId: call.id, err }, 'dtmf send failed');
+      });
+      sendJson(res, 202, { id: call.id, queued: digits });
+    } else if (a === 'calls' && verb === 'tone' && method === 'POST') {
+      const call = requireCall();
+      if (body.silence === true) {
+        call.relay.playSilence();
+        sendJson(res, 200, { id: call.id, playing: 'silence' });
+        return;
+      }
+      const hz = body.hz;
+      const dbfs = body.dbfs ?? -20;
+      if (typeof hz !== 'number' || hz <= 0 || hz > 20000 || typeof dbfs !== 'number' || dbfs > 0) {
+        throw new SimControlError(400, 'hz must be in (0, 20000] and dbfs ≤ 0');
+      }
+      call.relay.playTone(hz, dbfs);
+      sendJson(res, 200, { id: call.id, playing: { hz, dbfs } });
+    } else if (a === 'calls' && verb === 'wait' && method === 'POST') {
+      const call = requireCall();
+      const state = str('state') as CallState | undefined;
+      if (!state || !CALL_STATES.includes(state))
+        throw new SimControlError(400, `state must be one of ${CALL_STATES.join(', ')}`);
+      const timeoutMs = typeof body.timeoutMs === 'number' ? body.timeoutMs : 10_000;
+      await opts.engine.waitFor(call.id, state, timeoutMs);
+      sendJson(res, 200, callSummary(call));
+    } else if (a === 'users' && id === undefined && method === 'GET') {
+      sendJson(res, 200, { users: opts.users.list() });
+    } else if (a === 'users' && id !== undefined && verb === 'script' && method === 'POST') {
+      sendJson(res, 200, { user: id, script: opts.users.setScript(id, validateScript(body)) });
+    } else if (a === 'users' && id !== undefined && verb === 'permission' && method === 'GET') {
+      sendJson(res, 200, opts.permissions.describe(userKeyOf(opts.users, id)));
+    } else if (a === 'users' && id !== undefined && verb === 'permission' && method === 'POST') {
+      const key = userKeyOf(opts.users, id);
+      const status = body.status;
+      if (status === 'temporary' || status === 'permanent')
+        opts.permissions.grant(key, { permanent: status === 'permanent' });
+      else if (status === 'no_permission') opts.permissions.revoke(key);
+      else throw new SimControlError(400, 'status must be temporary, permanent or no_permission');
+      sendJson(res, 200, opts.permissions.describe(key));
+    } else if (a === 'messages' && method === 'GET') {
+      sendJson(res, 200, { messages: opts.messages.sent });
+    } else if (a === 'webhooks' && method === 'GET') {
+      sendJson(res, 200, {
+        deliveries: opts.emitter.deliveries.map((d) => ({
+          id: d.id,
+          outcome: d.outcome,
+          fields: d.changes.map((c) => c.field),
+          attempts: d.attempts.length,
+          createdAt: new Date(d.createdAt).toISOString(),
+        })),
+      });
+    } else {
+      throw new SimControlError(404, `no route ${method} ${url.pathname}`);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://sim.local');
+    const isControl = url.pathname.startsWith('/_sim/');
+    const started = performance.now();
+    const handler = isControl ? control(req, res, url) : graph(req, res, url);
+    handler
+      .catch((err: unknown) => {
+        if (err instanceof GraphError) {
+          const trace = newFbtraceId();
+          sendJson(res, err.status, err.toBody(trace), { 'x-fb-trace-id': trace });
+          log.info({ method: req.method, path: url.pathname, code: err.code, status: err.status }, 'graph error');
+          return;
+        }
+        if (err instanceof SimControlError) {
+          sendJson(res, err.status, { error: { message: err.message } });
+          return;
+        }
+        if (err instanceof SimCallRefusedError) {
+          sendJson(res, 409, { error: { message: err.message, code: err.code } });
+          return;
+        }
+        if (err instanceof UnknownCallError) {
+          sendJson(res, 404, { error: { message: err.message } });
+          return;
+        }
+        if (err instanceof SimTimeoutError) {
+          sendJson(res, 408, { error: { message: err.message } });
+          return;
+        }
+        log.error({ err, method: req.method, path: url.pathname }, 'unhandled error');
+        if (isControl) sendJson(res, 500, { error: { message: err instanceof Error ? err.message : String(err) } });
+        else {
+          const ge = new GraphError(1, 'An unknown error occurred', {
+            status: 500,
+            title: 'An unknown error occurred',
+          });
+          sendJson(res, 500, ge.toBody());
+        }
+      })
+      .finally(() => {
+        // Never log the URL query (it may carry access_token).
+        log.debug(
+          {
+            method: req.method,
+            path: url.pathname,
+            status: res.statusCode,
+            ms: Math.round(performance.now() - started),
+          },
+          'request',
+        );
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    host: opts.host,
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      });
+      return closing;
+    },
+  };
+}
+
+function userKeyOf(users: UserDirectory, ref: string): string {
+  const u = users.find(ref)?.identity ?? users.upsert(/^\d+$/.test(ref) ? { waId: ref } : { userId: ref });
+  return u.waId ?? u.userId ?? ref;
+}
+
+function validateScript(body: Record<string, unknown>): Partial<UserScript> {
+  const out: Partial<UserScript> = {};
+  const pr = body.permissionReply;
+  if (pr !== undefined) {
+    if (pr !== 'accept_temporary' && pr !== 'accept_permanent' && pr !== 'reject' && pr !== 'none') {
+      throw new SimControlError(400, 'permissionReply must be accept_temporary, accept_permanent, reject or none');
+    }
+    out.permissionReply = pr;
+  }
+  const bic = body.bicAnswer;
+  if (bic !== undefined) {
+    if (bic !== 'accept' && bic !== 'reject' && bic !== 'no_answer') {
+      throw new SimControlError(400, 'bicAnswer must be accept, reject or no_answer');
+    }
+    out.bicAnswer = bic;
+  }
+  for (const k of ['permissionReplyDelayMs', 'bicAnswerDelayMs'] as const) {
+    const v = body[k];
+    if (v !== undefined) {
+      if (typeof v !== 'number' || v < 0) throw new SimControlError(400, `${k} must be a number ≥ 0`);
+      out[k] = v;
+    }
+  }
+  if (body.uncallable !== undefined) {
+    if (typeof body.uncallable !== 'boolean') throw new SimControlError(400, 'uncallable must be a boolean');
+    out.uncallable = body.uncallable;
+  }
+  return out;
+}
