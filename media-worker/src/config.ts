@@ -12,42 +12,96 @@ const positiveInt = z.coerce.number().int().positive();
 
 /** Settings and their documentation. */
 export const WORKER_SETTINGS = {
-  WORKER_ID: { schema: z.string().regex(/^[\w.-]{1,64}$/).optional(), doc: 'Unique id of this worker. Default: host name and process id.' },
-  MAX_CALLS_PER_WORKER: { schema: positiveInt.max(2000), doc: 'Calls this worker bridges at once; a full worker leaves jobs for others.', default: '100' },
-  SIP_TARGET_URI: { schema: sipUri, doc: 'SIP URI calls are placed to, e.g. sip:agent@pbx.example.com:5060;transport=tcp.' },
-  SIP_FAILOVER_URIS: { schema: z.string().optional(), doc: 'Comma-separated SIP URIs tried in order when the target times out or answers 5xx.' },
+  WORKER_ID: {
+    schema: z
+      .string()
+      .regex(/^[\w.-]{1,64}$/)
+      .optional(),
+    doc: 'Unique id of this worker. Default: host name and process id.',
+  },
+  MAX_CALLS_PER_WORKER: {
+    schema: positiveInt.max(2000),
+    doc: 'Calls this worker bridges at once; a full worker leaves jobs for others.',
+    default: '100',
+  },
+  SIP_TARGET_URI: {
+    schema: sipUri,
+    doc: 'SIP URI calls are placed to, e.g. sip:agent@pbx.example.com:5060;transport=tcp.',
+  },
+  SIP_FAILOVER_URIS: {
+    schema: z.string().optional(),
+    doc: 'Comma-separated SIP URIs tried in order when the target times out or answers 5xx.',
+  },
   SIP_USERNAME: { schema: z.string().optional(), doc: 'Digest username for the SIP target.' },
   SIP_PASSWORD: { schema: z.string().optional(), doc: 'Digest password for the SIP target.', secret: true },
   SIP_BIND_ADDRESS: { schema: z.ipv4(), doc: 'Address the SIP stack binds.', default: '127.0.0.1' },
   SIP_PORT: { schema: z.coerce.number().int().min(0).max(65535), doc: 'SIP port (UDP and TCP).', default: '5060' },
-  SIP_TRANSPORTS: { schema: z.string().regex(/^(udp|tcp|tls)(,(udp|tcp|tls))*$/), doc: 'Transports to listen on.', default: 'udp,tcp' },
-  SIP_FROM_DOMAIN: { schema: z.string().optional(), doc: 'Domain of the From URI. Default: the SIP bind or public address.' },
-  SIP_RING_TIMEOUT_SECONDS: { schema: positiveInt.max(300), doc: 'How long the agent may ring before the bridge gives up.', default: '45' },
+  SIP_TRANSPORTS: {
+    schema: z.string().regex(/^(udp|tcp|tls)(,(udp|tcp|tls))*$/),
+    doc: 'Transports to listen on.',
+    default: 'udp,tcp',
+  },
+  SIP_FROM_DOMAIN: {
+    schema: z.string().optional(),
+    doc: 'Domain of the From URI. Default: the SIP bind or public address.',
+  },
+  SIP_RING_TIMEOUT_SECONDS: {
+    schema: positiveInt.max(300),
+    doc: 'How long the agent may ring before the bridge gives up.',
+    default: '45',
+  },
   SIP_X_HEADERS: {
     schema: z.string().optional(),
     doc: 'Which X-headers carry call context, as header=field pairs. Default: X-WA-Caller=callerNumber,X-WA-User-Id=userId,X-WA-Display-Name=displayName,X-WA-Call-Id=callId,X-WA-Phone-Number-Id=phoneNumberId,X-WA-CTA-Payload=ctaPayload,X-WA-Deeplink-Payload=deeplinkPayload.',
   },
-  CODEC_ORDER: { schema: z.string().regex(/^(opus|PCMU|PCMA)(,(opus|PCMU|PCMA))*$/), doc: 'Codecs offered to the SIP endpoint, in order.', default: 'opus,PCMU,PCMA' },
+  CODEC_ORDER: {
+    schema: z.string().regex(/^(opus|PCMU|PCMA)(,(opus|PCMU|PCMA))*$/),
+    doc: 'Codecs offered to the SIP endpoint, in order.',
+    default: 'opus,PCMU,PCMA',
+  },
   RTP_BIND_ADDRESS: { schema: z.ipv4(), doc: 'Address RTP and WebRTC sockets bind.', default: '127.0.0.1' },
   RTP_PORT_MIN: { schema: positiveInt.max(65534), doc: 'Lowest RTP port for the SIP leg.', default: '20000' },
   RTP_PORT_MAX: { schema: positiveInt.max(65535), doc: 'Highest RTP port for the SIP leg.', default: '30000' },
   PUBLIC_ADDRESS: { schema: z.ipv4().optional(), doc: 'Public IPv4 advertised in SDP and ICE (behind cloud NAT).' },
   META_GRAPH_URL: { schema: z.url(), doc: 'Graph API base with version.' },
   META_ACCESS_TOKEN: { schema: z.string().min(1), doc: 'Graph API access token.', secret: true },
-  META_GRAPH_TIMEOUT_MS: { schema: positiveInt.max(20_000), doc: 'Timeout of each Graph API request.', default: '5000' },
+  META_GRAPH_TIMEOUT_MS: {
+    schema: positiveInt.max(20_000),
+    doc: 'Timeout of each Graph API request.',
+    default: '5000',
+  },
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB calls table.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB workers table.' },
   CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs.' },
-  CONTROL_QUEUE_PREFIX: { schema: z.string().regex(/^[\w-]{1,40}$/), doc: 'Name prefix of per-worker control queues.', default: 'wa-sip-bridge-worker' },
+  CONTROL_QUEUE_PREFIX: {
+    schema: z.string().regex(/^[\w-]{1,40}$/),
+    doc: 'Name prefix of per-worker control queues.',
+    default: 'wa-sip-bridge-worker',
+  },
   AWS_REGION: { schema: z.string().min(1), doc: 'AWS region.', default: 'us-east-1' },
   DYNAMODB_ENDPOINT: { schema: z.url().optional(), doc: 'DynamoDB endpoint override (local mode only).' },
   SQS_ENDPOINT: { schema: z.url().optional(), doc: 'SQS endpoint override (local mode only).' },
   FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept.', default: '30' },
-  LOG_LEVEL: { schema: z.enum(['debug', 'info', 'warn', 'error', 'DEBUG', 'INFO', 'WARN', 'ERROR']), doc: 'Log level.', default: 'info' },
+  LOG_LEVEL: {
+    schema: z.enum(['debug', 'info', 'warn', 'error', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
+    doc: 'Log level.',
+    default: 'info',
+  },
 } as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
 
 /** Fields of the call that X-headers can carry. */
-export const X_HEADER_FIELDS = ['callerNumber', 'userId', 'parentUserId', 'displayName', 'username', 'callId', 'phoneNumberId', 'businessNumber', 'ctaPayload', 'deeplinkPayload'] as const;
+export const X_HEADER_FIELDS = [
+  'callerNumber',
+  'userId',
+  'parentUserId',
+  'displayName',
+  'username',
+  'callId',
+  'phoneNumberId',
+  'businessNumber',
+  'ctaPayload',
+  'deeplinkPayload',
+] as const;
 export type XHeaderField = (typeof X_HEADER_FIELDS)[number];
 
 const DEFAULT_X_HEADERS: ReadonlyArray<[string, XHeaderField]> = [
@@ -99,21 +153,39 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     const given = env[key] === '' ? undefined : env[key];
     const value = given ?? ('default' in setting ? setting.default : undefined);
     const parsed = (setting.schema as z.ZodType).safeParse(value);
-    if (!parsed.success) throw new ConfigError(key, value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'));
+    if (!parsed.success)
+      throw new ConfigError(
+        key,
+        value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'),
+      );
     r[key] = parsed.data;
   }
   const get = <T>(k: keyof typeof WORKER_SETTINGS) => r[k] as T;
-  if ((get<string | undefined>('SIP_USERNAME') === undefined) !== (get<string | undefined>('SIP_PASSWORD') === undefined)) {
+  if (
+    (get<string | undefined>('SIP_USERNAME') === undefined) !==
+    (get<string | undefined>('SIP_PASSWORD') === undefined)
+  ) {
     throw new ConfigError('SIP_PASSWORD', 'SIP_USERNAME and SIP_PASSWORD go together');
   }
-  if (get<number>('RTP_PORT_MIN') >= get<number>('RTP_PORT_MAX')) throw new ConfigError('RTP_PORT_MAX', 'must be above RTP_PORT_MIN');
-  const auth = get<string | undefined>('SIP_USERNAME') ? { username: get<string>('SIP_USERNAME'), password: get<string>('SIP_PASSWORD') } : undefined;
-  const uris = [get<string>('SIP_TARGET_URI'), ...(get<string | undefined>('SIP_FAILOVER_URIS') ?? '').split(',').map((s) => s.trim()).filter(Boolean)];
-  for (const uri of uris) if (!/^sips?:/.test(uri)) throw new ConfigError('SIP_FAILOVER_URIS', `${uri} is not a sip: URI`);
+  if (get<number>('RTP_PORT_MIN') >= get<number>('RTP_PORT_MAX'))
+    throw new ConfigError('RTP_PORT_MAX', 'must be above RTP_PORT_MIN');
+  const auth = get<string | undefined>('SIP_USERNAME')
+    ? { username: get<string>('SIP_USERNAME'), password: get<string>('SIP_PASSWORD') }
+    : undefined;
+  const uris = [
+    get<string>('SIP_TARGET_URI'),
+    ...(get<string | undefined>('SIP_FAILOVER_URIS') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
+  for (const uri of uris)
+    if (!/^sips?:/.test(uri)) throw new ConfigError('SIP_FAILOVER_URIS', `${uri} is not a sip: URI`);
   const xHeaders = parseXHeaders(get<string | undefined>('SIP_X_HEADERS'));
   const publicAddress = get<string | undefined>('PUBLIC_ADDRESS');
   return {
-    workerId: get<string | undefined>('WORKER_ID') ?? `${hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 64),
+    workerId:
+      get<string | undefined>('WORKER_ID') ?? `${hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 64),
     maxCalls: get<number>('MAX_CALLS_PER_WORKER'),
     sip: {
       targets: uris.map((uri) => ({ uri, ...(auth ? { auth } : {}) })),
@@ -131,7 +203,11 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       portMax: get<number>('RTP_PORT_MAX'),
       ...(publicAddress ? { publicAddress } : {}),
     },
-    meta: { graphUrl: get<string>('META_GRAPH_URL'), accessToken: get<string>('META_ACCESS_TOKEN'), timeoutMs: get<number>('META_GRAPH_TIMEOUT_MS') },
+    meta: {
+      graphUrl: get<string>('META_GRAPH_URL'),
+      accessToken: get<string>('META_ACCESS_TOKEN'),
+      timeoutMs: get<number>('META_GRAPH_TIMEOUT_MS'),
+    },
     tables: { calls: get<string>('CALLS_TABLE'), workers: get<string>('WORKERS_TABLE') },
     callJobsQueueUrl: get<string>('CALL_JOBS_QUEUE_URL'),
     controlQueuePrefix: get<string>('CONTROL_QUEUE_PREFIX'),
@@ -150,8 +226,10 @@ function parseXHeaders(spec: string | undefined): ReadonlyArray<readonly [string
   if (spec.trim() === '') return [];
   return spec.split(',').map((pair) => {
     const [name, field] = pair.split('=').map((s) => s.trim());
-    if (!name || !/^X-[\w-]+$/i.test(name)) throw new ConfigError('SIP_X_HEADERS', `header name ${name} must start with X-`);
-    if (!X_HEADER_FIELDS.includes(field as XHeaderField)) throw new ConfigError('SIP_X_HEADERS', `unknown field ${field}; one of ${X_HEADER_FIELDS.join(', ')}`);
+    if (!name || !/^X-[\w-]+$/i.test(name))
+      throw new ConfigError('SIP_X_HEADERS', `header name ${name} must start with X-`);
+    if (!X_HEADER_FIELDS.includes(field as XHeaderField))
+      throw new ConfigError('SIP_X_HEADERS', `unknown field ${field}; one of ${X_HEADER_FIELDS.join(', ')}`);
     return [name, field as XHeaderField] as const;
   });
 }

@@ -84,7 +84,10 @@ export class MediaWorker {
     }, this.#d.heartbeatMs ?? 5000);
     this.#heartbeat.unref();
     this.#loops = [this.#jobLoop(), this.#controlLoop()];
-    this.#d.logger.info({ workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls }, 'media worker started');
+    this.#d.logger.info(
+      { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls },
+      'media worker started',
+    );
   }
 
   /**
@@ -144,14 +147,16 @@ export class MediaWorker {
         continue;
       }
       for (const message of batch) {
-        await this.#take(message).catch((error: unknown) => this.#d.logger.error({ err: error }, 'taking a call job failed'));
+        await this.#take(message).catch((error: unknown) =>
+          this.#d.logger.error({ err: error }, 'taking a call job failed'),
+        );
       }
     }
   }
 
   async #take(message: Awaited<ReturnType<SqsQueueReader<UserCallJob>['receive']>>[number]): Promise<void> {
     const job = message.body;
-    if (!job || job.type !== 'bridge-user-call' || typeof job.callId !== 'string') {
+    if (job?.type !== 'bridge-user-call' || typeof job.callId !== 'string') {
       this.#d.logger.error({ body: message.raw.slice(0, 200) }, 'dropping a malformed call job');
       await message.ack();
       return;
@@ -172,8 +177,16 @@ export class MediaWorker {
       log.info('call job not claimed: already owned or ended');
       return;
     }
-    await this.#d.calls.appendHistory(job.callId, { at: claimedAt, what: 'claimed', detail: { workerId: this.#d.workerId } });
-    const call = this.#d.runner.start(job, { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl!, claimedAt });
+    await this.#d.calls.appendHistory(job.callId, {
+      at: claimedAt,
+      what: 'claimed',
+      detail: { workerId: this.#d.workerId },
+    });
+    const call = this.#d.runner.start(job, {
+      workerId: this.#d.workerId,
+      controlQueueUrl: this.#controlQueueUrl!,
+      claimedAt,
+    });
     this.#active.set(job.callId, call);
     const early = this.#early.get(job.callId);
     if (early) {

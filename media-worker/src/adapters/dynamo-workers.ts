@@ -32,7 +32,12 @@ export class DynamoWorkerRegistry {
     await this.#doc.send(
       new PutCommand({
         TableName: this.table,
-        Item: { pk: `WORKER#${info.workerId}`, sk: 'WORKER', ...info, expiresAt: Math.floor(info.heartbeatAt / 1000) + 120 },
+        Item: {
+          pk: `WORKER#${info.workerId}`,
+          sk: 'WORKER',
+          ...info,
+          expiresAt: Math.floor(info.heartbeatAt / 1000) + 120,
+        },
       }),
     );
   }
@@ -44,6 +49,8 @@ export class DynamoWorkerRegistry {
   /** Every registered worker (small table: one item per worker). */
   async list(): Promise<WorkerInfo[]> {
     const out = await this.#doc.send(new ScanCommand({ TableName: this.table, ConsistentRead: true }));
-    return (out.Items ?? []).filter((i) => i.sk === 'WORKER').map(({ pk: _p, sk: _s, expiresAt: _e, ...w }) => w as WorkerInfo);
+    return (out.Items ?? [])
+      .filter((i) => i.sk === 'WORKER')
+      .map(({ pk: _p, sk: _s, expiresAt: _e, ...w }) => w as WorkerInfo);
   }
 }

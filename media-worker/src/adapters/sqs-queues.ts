@@ -30,7 +30,11 @@ export class SqsQueueReader<T> {
   /** Receives up to `max` messages, waiting up to `waitSeconds` for the first. */
   async receive(max: number, waitSeconds: number, signal?: AbortSignal): Promise<Array<Received<T>>> {
     const out = await this.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: this.queueUrl, MaxNumberOfMessages: Math.max(1, Math.min(10, max)), WaitTimeSeconds: waitSeconds }),
+      new ReceiveMessageCommand({
+        QueueUrl: this.queueUrl,
+        MaxNumberOfMessages: Math.max(1, Math.min(10, max)),
+        WaitTimeSeconds: waitSeconds,
+      }),
       signal ? { abortSignal: signal } : {},
     );
     return (out.Messages ?? []).map((m) => {
@@ -47,7 +51,13 @@ export class SqsQueueReader<T> {
           await this.sqs.send(new DeleteMessageCommand({ QueueUrl: this.queueUrl, ReceiptHandle: m.ReceiptHandle! }));
         },
         release: async () => {
-          await this.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: this.queueUrl, ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 }));
+          await this.sqs.send(
+            new ChangeMessageVisibilityCommand({
+              QueueUrl: this.queueUrl,
+              ReceiptHandle: m.ReceiptHandle!,
+              VisibilityTimeout: 0,
+            }),
+          );
         },
       };
     });
@@ -56,7 +66,12 @@ export class SqsQueueReader<T> {
 
 /** Creates the worker's control queue (idempotent: CreateQueue returns the existing one). */
 export async function createControlQueue(sqs: SQSClient, name: string): Promise<string> {
-  const out = await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: { MessageRetentionPeriod: '3600', VisibilityTimeout: '10' } }));
+  const out = await sqs.send(
+    new CreateQueueCommand({
+      QueueName: name,
+      Attributes: { MessageRetentionPeriod: '3600', VisibilityTimeout: '10' },
+    }),
+  );
   return out.QueueUrl!;
 }
 
