@@ -3,7 +3,7 @@
  *
  * - `serve`: run a standalone simulator (flags or `SIM_*` env vars).
  * - `call`, `hangup`, `dtmf`, `tone`, `calls`, `call-info`, `script`, `permission`: client commands against a
- *   running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:8090`).
+ *   running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:3001`, where `npm start` serves it).
  *
  * Every command prints JSON on stdout; logs go to stderr. Secrets are never printed.
  *
@@ -15,7 +15,8 @@ import pino from 'pino';
 import { MetaSimulator } from './simulator.ts';
 
 /** Default port of `serve` and default target of the client commands. */
-export const DEFAULT_SIM_PORT = 8090;
+/** The local stack serves the simulator on PORT+1 = 3001 by default; the CLI targets it. */
+export const DEFAULT_SIM_PORT = 3001;
 
 /** Where the CLI writes and which environment it reads (injectable for tests). */
 export interface CliIo {
