@@ -26,6 +26,19 @@ export interface LocalConfig {
   /** Settings handed through to the control plane unchanged (validated there). */
   readonly controlPlane: Record<string, string | undefined>;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** The media worker's SIP side. */
+  readonly sip: {
+    /** Where calls go. Unset: the built-in SIP agent at `agentAddress:agentPort`. */
+    readonly targetUri?: string;
+    readonly agentAddress: string;
+    readonly agentPort: number;
+    /** The worker's own SIP port on 127.0.0.1. */
+    readonly workerPort: number;
+  };
+  /** Worker settings passed through unchanged (validated by the worker's config). */
+  readonly worker: Record<string, string | undefined>;
+  /** The environment child processes inherit (PATH, HOME…). */
+  readonly inheritedEnv: Record<string, string | undefined>;
 }
 
 const schema = z.object({
@@ -45,7 +58,27 @@ const schema = z.object({
   META_GRAPH_URL: z.url().optional(),
   META_ACCESS_TOKEN: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
+  SIP_TARGET_URI: z
+    .string()
+    .regex(/^sips?:/, 'a sip: or sips: URI')
+    .optional(),
+  LOCAL_SIP_AGENT_PORT: z.coerce.number().int().min(1).max(65535).default(5080),
+  SIP_PORT: z.coerce.number().int().min(1).max(65535).default(5060),
 });
+
+/** Worker keys the local stack passes through when set. */
+const WORKER_PASS_THROUGH = [
+  'SIP_FAILOVER_URIS',
+  'SIP_USERNAME',
+  'SIP_PASSWORD',
+  'SIP_TRANSPORTS',
+  'SIP_RING_TIMEOUT_SECONDS',
+  'SIP_X_HEADERS',
+  'CODEC_ORDER',
+  'MAX_CALLS_PER_WORKER',
+  'RTP_PORT_MIN',
+  'RTP_PORT_MAX',
+];
 
 /** Control-plane keys the local stack passes through when set. */
 const PASS_THROUGH = [
@@ -91,5 +124,13 @@ export function loadLocalConfig(env: Record<string, string | undefined> = proces
     controlApiKey: c.CONTROL_API_KEY,
     controlPlane: Object.fromEntries(PASS_THROUGH.map((k) => [k, cleaned[k]])),
     logLevel: c.LOG_LEVEL,
+    sip: {
+      ...(c.SIP_TARGET_URI ? { targetUri: c.SIP_TARGET_URI } : {}),
+      agentAddress: '127.0.0.2',
+      agentPort: c.LOCAL_SIP_AGENT_PORT,
+      workerPort: c.SIP_PORT,
+    },
+    worker: Object.fromEntries(WORKER_PASS_THROUGH.map((k) => [k, cleaned[k]])),
+    inheritedEnv: env,
   };
 }

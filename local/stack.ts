@@ -12,6 +12,8 @@ import type { MetaSimulator } from '../meta-simulator/simulator.ts';
 import type { LocalConfig } from './config.ts';
 import { type LocalAws, startLocalAws } from './emulators.ts';
 import { type HttpGateway, type LambdaHandler, startHttpGateway } from './http-gateway.ts';
+import { SipAgent, type SipAgentOptions } from './sip-agent.ts';
+import { startWorkerProcess, type WorkerHandle } from './worker-process.ts';
 
 /** Options of {@link startLocalStack}. */
 export interface LocalStackOptions {
@@ -21,6 +23,17 @@ export interface LocalStackOptions {
   readonly logger?: Logger;
   /** Options passed to the simulator (timers, clock…). */
   readonly simulator?: Record<string, unknown>;
+  /**
+   * How to run the media worker: a child process (like ECS runs it; `npm start`), in this process
+   * (tests), or not at all. @default 'child'
+   */
+  readonly worker?: 'child' | 'in-process' | 'none';
+  /** Worker settings overriding the local defaults (e.g. `CODEC_ORDER`). */
+  readonly workerEnv?: Record<string, string>;
+  /** pino logger of an in-process worker. */
+  readonly workerLogger?: import('pino').Logger;
+  /** Options of the built-in SIP agent, started when no `SIP_TARGET_URI` is configured. */
+  readonly agent?: SipAgentOptions;
 }
 
 /** A running local stack. */
@@ -33,6 +46,12 @@ export interface LocalStack {
   /** The Meta simulator, unless a real Graph API is configured. */
   readonly simulator?: MetaSimulator;
   readonly graphUrl: string;
+  /** The built-in SIP agent, when no `SIP_TARGET_URI` is configured. */
+  readonly agent?: SipAgent;
+  /** The media worker, unless `worker: 'none'`. */
+  readonly worker?: WorkerHandle;
+  /** Where the worker sends its INVITEs. */
+  readonly sipTargetUri: string;
   /** Stops everything; idempotent. */
   stop(): Promise<void>;
 }
@@ -114,6 +133,46 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     webhook = createWebhookHandler(runtime) as unknown as LambdaHandler;
     controlApi = createControlApiHandler(runtime) as unknown as LambdaHandler;
 
+    let agent: SipAgent | undefined;
+    if (!config.sip.targetUri) {
+      agent = await SipAgent.start({
+        address: config.sip.agentAddress,
+        port: config.sip.agentPort,
+        ...(options.agent ?? {}),
+      });
+      const a = agent;
+      stoppers.push(() => a.stop());
+    }
+    const sipTargetUri = config.sip.targetUri ?? agent!.uri;
+
+    let worker: WorkerHandle | undefined;
+    if ((options.worker ?? 'child') !== 'none') {
+      worker = await startWorkerProcess(
+        options.worker === 'in-process' ? 'in-process' : 'child',
+        {
+          ...config.worker,
+          WORKER_ID: 'local-worker-1',
+          SIP_TARGET_URI: sipTargetUri,
+          SIP_BIND_ADDRESS: '127.0.0.1',
+          SIP_PORT: String(config.sip.workerPort),
+          RTP_BIND_ADDRESS: '127.0.0.1',
+          META_GRAPH_URL: graphUrl,
+          META_ACCESS_TOKEN: accessToken,
+          CALLS_TABLE: aws.tables.calls,
+          WORKERS_TABLE: aws.tables.workers,
+          CALL_JOBS_QUEUE_URL: aws.queues.callJobs,
+          AWS_REGION: aws.region,
+          DYNAMODB_ENDPOINT: aws.dynamodbEndpoint,
+          SQS_ENDPOINT: aws.sqsEndpoint,
+          LOG_LEVEL: config.logLevel.toLowerCase(),
+          ...(options.workerEnv ?? {}),
+        },
+        { inheritedEnv: config.inheritedEnv, ...(options.workerLogger ? { logger: options.workerLogger } : {}) },
+      );
+      const w = worker;
+      stoppers.push(() => w.stop());
+    }
+
     return {
       url: gateway.url,
       webhookUrl,
@@ -121,6 +180,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       runtime,
       ...(simulator ? { simulator } : {}),
       graphUrl,
+      ...(agent ? { agent } : {}),
+      ...(worker ? { worker } : {}),
+      sipTargetUri,
       stop: stopAll,
     };
   } catch (error) {

@@ -106,7 +106,10 @@ export class MediaWorker {
     if (drain && this.#active.size > 0) {
       await Promise.race([Promise.all([...this.#active.values()].map((c) => c.done)), sleep(timeoutMs)]);
     }
-    await Promise.all([...this.#active.values()].map((c) => c.end('bridge-error')));
+    const remaining = [...this.#active.values()];
+    await Promise.all(remaining.map((c) => c.end('bridge-error')));
+    // Let each call release its sockets and write its statistics before the clients close.
+    await Promise.race([Promise.all(remaining.map((c) => c.done)), sleep(5000)]);
     this.#abort.abort();
     await Promise.allSettled(this.#loops);
     if (this.#heartbeat) clearInterval(this.#heartbeat);

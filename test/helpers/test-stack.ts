@@ -5,9 +5,11 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import pino from 'pino';
 import { loadLocalConfig } from '../../local/config.ts';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../local/stack.ts';
 import { captureLogger, type LogEntry } from './capture-logger.ts';
+import { freePort } from './free-port.ts';
 
 export const TEST_SECRET = 'test-app-secret';
 export const TEST_VERIFY_TOKEN = 'test-verify-token';
@@ -31,11 +33,19 @@ export interface TestStack extends LocalStack {
   api(path: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
 }
 
-/** Starts a stack; `env` overrides local settings (e.g. BUSINESS_HOURS). */
+/**
+ * Starts a stack; `env` overrides local settings (e.g. BUSINESS_HOURS). By default no media worker
+ * runs (calls stay queued); `{ bridge: true }` adds an in-process worker and the SIP agent on free
+ * loopback ports.
+ */
 export async function startTestStack(
   env: Record<string, string> = {},
-  options: Partial<LocalStackOptions> = {},
+  options: Partial<LocalStackOptions> & { bridge?: boolean } = {},
 ): Promise<TestStack> {
+  const { bridge, ...stackOptions } = options;
+  const sipEnv: Record<string, string> = bridge
+    ? { SIP_PORT: String(await freePort('127.0.0.1')), LOCAL_SIP_AGENT_PORT: String(await freePort('127.0.0.2')) }
+    : { SIP_TARGET_URI: 'sip:nobody@127.0.0.3:5999' };
   const logs: LogEntry[] = [];
   const config = loadLocalConfig({
     PORT: '0',
@@ -47,9 +57,16 @@ export async function startTestStack(
     META_BUSINESS_NUMBER: TEST_BUSINESS.displayPhoneNumber,
     META_WABA_ID: TEST_BUSINESS.wabaId,
     LOG_LEVEL: 'WARN',
+    ...sipEnv,
     ...env,
   });
-  const stack = await startLocalStack({ config, logger: captureLogger(logs), ...options });
+  const stack = await startLocalStack({
+    config,
+    logger: captureLogger(logs),
+    worker: bridge ? 'in-process' : 'none',
+    workerLogger: pino({ level: process.env.TEST_LOG ?? 'silent' }),
+    ...stackOptions,
+  });
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
   const doc = DynamoDBDocumentClient.from(
     new DynamoDBClient({ region: stack.aws.region, endpoint: stack.aws.dynamodbEndpoint, credentials }),

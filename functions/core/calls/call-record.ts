@@ -51,10 +51,45 @@ export interface CallRecord {
   /** Talk time reported by Meta, seconds (only for answered calls). */
   readonly durationSeconds?: number;
   readonly answeredAt?: number;
+  /** When the SDP answer reached Meta (pre_accept), ms. */
+  readonly preAcceptedAt?: number;
+  /** When the SIP endpoint started ringing, ms. */
+  readonly ringingAt?: number;
+  /** The SIP leg: Call-ID, the target that answered, the final status of a failed attempt. */
+  readonly sip?: {
+    readonly callId: string;
+    readonly answeredTarget?: string;
+    readonly status?: number;
+    readonly reason?: string;
+  };
+  /** Durations of the call's phases, ms: setup (offer to INVITE), answer (INVITE to 200), talk. */
+  readonly timings?: { readonly setupMs?: number; readonly answerMs?: number; readonly talkMs?: number };
+  /** Media statistics at the end of the call. */
+  readonly media?: CallMediaStats;
   /** Why rejecting the call at Meta failed, if it did. */
   readonly rejectError?: string;
   /** DynamoDB TTL (epoch seconds) set on finished records; nothing depends on it. */
   readonly expiresAt?: number;
+}
+
+/** Media statistics of a finished call. */
+export interface CallMediaStats {
+  readonly mode: 'passthrough' | 'transcode';
+  readonly codec: string;
+  readonly whatsappToSip: { readonly packets: number; readonly lost: number; readonly dtmfDigits: number };
+  readonly sipToWhatsapp: {
+    readonly packets: number;
+    readonly lost: number;
+    readonly jitterMs: number;
+    readonly dtmfDigits: number;
+  };
+  readonly whatsapp: {
+    readonly packetsSent: number;
+    readonly packetsReceived: number;
+    readonly packetsLost: number;
+    readonly jitterMs: number;
+    readonly roundTripTimeMs?: number;
+  };
 }
 
 /** Fields a write may set besides state and version. */

@@ -1,0 +1,534 @@
+/**
+ * Bridges the WhatsApp WebRTC leg and the SIP RTP leg of one call.
+ *
+ * Two modes, chosen by the codec the PBX answered (sip-sdp.ts):
+ * - **passthrough** (SIP side Opus): Opus frames are not decoded; only the
+ *   RTP header is rewritten (PT, SSRC, sequence number, timestamp). Both
+ *   sides run the 48 kHz Opus clock (RFC 7587 §4.1), so timestamps map by a
+ *   running offset.
+ * - **transcode** (SIP side PCMU/PCMA): Opus → libopus decoder at 8 kHz
+ *   (libopus resamples internally, so no separate resampler) → G.711 →
+ *   RTP at 8 kHz (PT 0/8, RFC 3551); and G.711 → de-jitter buffer → 20 ms
+ *   playout clock → libopus encoder at 8 kHz → WhatsApp. An 8 kHz encoder
+ *   still produces 20 ms frames, which advance the 48 kHz RTP clock by 960.
+ *
+ * DTMF goes both ways as RFC 4733 events: WhatsApp PT 126 → the SIP
+ * telephone-event PT the PBX answered (e.g. 101) with timestamps on the SIP
+ * stream, and back. Durations are in 8 kHz units on both sides (Meta §5.1).
+ *
+ * Sequence numbers and timestamps stay continuous across early media →
+ * answer ({@link MediaBridge.updateSip}), silence → audio and hold → resume:
+ * the WhatsApp leg and the RTP session each own one SSRC and sequence space,
+ * and the bridge only ever advances timestamps.
+ *
+ * @module
+ */
+import { Decoder, Encoder } from '@evan/opus';
+import type { Logger } from 'pino';
+import type { RtpPacket } from 'werift';
+import { OPUS_TICKS_PER_FRAME, type ReceivedTelephoneEvent, type WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import { MediaError } from './errors.ts';
+import { FrameClock } from './frame-clock.ts';
+import { g711Decode, g711Encode } from './g711.ts';
+import { JitterBuffer } from './jitter-buffer.ts';
+import {
+  buildTelephoneEvent,
+  DTMF_EVENTS,
+  parseTelephoneEvent,
+  type RtpView,
+  seqDiff,
+  TelephoneEventReceiver,
+  tsDiff,
+} from './rtp.ts';
+import type { RtpSession, RtpSource } from './rtp-session.ts';
+import type { SipMediaDescription } from './sip-sdp.ts';
+
+/** How audio crosses the bridge. */
+export type BridgeMode = 'passthrough' | 'transcode';
+
+/** Options for {@link MediaBridge}. */
+export interface MediaBridgeOptions {
+  /** The WhatsApp leg (answered/connected or connecting). Not owned: the caller closes it. */
+  whatsapp: WhatsAppLeg;
+  /** The SIP leg's RTP session. Not owned: the caller closes it. */
+  rtp: RtpSession;
+  /** What the PBX's SDP negotiated (from `parseSipAnswer`/`answerSipOffer`). */
+  sip: SipMediaDescription;
+  /**
+   * Transcoding only: how long the first SIP packet waits before playout
+   * starts (de-jitter depth). @default 20
+   */
+  jitterMs?: number;
+  /** Transcoding only: the delay bound; older packets are dropped beyond it. @default 160 */
+  maxJitterMs?: number;
+  /** Opus encoder bitrate for transcoded audio (bit/s). @default 16000 */
+  opusBitrate?: number;
+  /** Call id for logs and errors. */
+  callId?: string;
+  /** Logger; a `component: 'media-bridge'` child is used. */
+  logger?: Logger;
+}
+
+/** Per-direction counters. */
+export interface BridgeDirectionStats {
+  /** Audio packets received on the source leg. */
+  packetsIn: number;
+  /** Audio packets sent on the destination leg. */
+  packetsOut: number;
+  /** Packets missing from the source stream (sequence gaps). */
+  lost: number;
+  /** Inter-arrival jitter of the source stream in ms (RFC 3550 A.8); SIP side only, WhatsApp side see `WhatsAppLeg.stats()`. */
+  jitterMs: number;
+  /** DTMF digits relayed. */
+  dtmfDigits: number;
+}
+
+/** Snapshot returned by {@link MediaBridge.stats}. */
+export interface MediaBridgeStats {
+  mode: BridgeMode;
+  onHold: boolean;
+  whatsappToSip: BridgeDirectionStats;
+  sipToWhatsapp: BridgeDirectionStats & {
+    /** Transcoding: frames concealed because a packet was missing. */
+    concealed: number;
+    /** Transcoding: playout ticks with no packet (silence sent). */
+    underruns: number;
+    /** Packets dropped as late or duplicate. */
+    late: number;
+    /**
+     * Frames that reached the WhatsApp leg before it was connected and were
+     * lost (clipping, §5.2): start SIP media after the leg connects.
+     */
+    droppedBeforeConnect: number;
+  };
+}
+
+/** A digit relayed by the bridge, for logs and SIP INFO fallbacks. */
+export interface BridgedDigit {
+  digit: string;
+  direction: 'whatsapp-to-sip' | 'sip-to-whatsapp';
+}
+
+const FRAME_MS = 20;
+const SIP_FRAME_8K = 160;
+/** Stop the transcoding playout clock after this long without SIP packets; the leg's silence takes over. */
+const IDLE_STOP_MS = 500;
+
+/**
+ * One call's media bridge. Construct, then {@link start}; {@link close} when
+ * the call ends (the legs themselves are closed by their owner).
+ */
+export class MediaBridge {
+  private readonly leg: WhatsAppLeg;
+  private readonly rtp: RtpSession;
+  private sip: SipMediaDescription;
+  private readonly opts: MediaBridgeOptions;
+  private readonly log: Logger | undefined;
+  private readonly unsubscribers: (() => void)[] = [];
+  private readonly digitListeners = new Set<(d: BridgedDigit) => void>();
+  private started = false;
+  private closed = false;
+  private held = false;
+  /** Set by resume(): the next packet to the PBX starts a talkspurt (marker). */
+  private resumed = false;
+
+  // Codecs (transcode mode only).
+  private decoder: Decoder | undefined;
+  private encoder: Encoder | undefined;
+
+  // WhatsApp → SIP.
+  private waLastSeq = -1;
+  private waLastTs = 0;
+  private sipTs = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
+  private sipSentAny = false;
+  private sipLastSentAt = 0;
+  private readonly g711Out = new Uint8Array(960 * 6);
+  private waEventSipTs: number | undefined;
+
+  // SIP → WhatsApp.
+  private sipLastSeq = -1;
+  private sipLastTs = 0;
+  private sipJitterPrevArrival = 0;
+  private sipJitterPrevTs = 0;
+  private sipJitterTicks = 0;
+  private readonly jitter = new JitterBuffer(32, 1500);
+  private readonly playout: FrameClock;
+  private playoutTimer: NodeJS.Timeout | undefined;
+  private lastSipPacketAt = 0;
+  private readonly pcm = new Int16Array(4096);
+  private pcmLength = 0;
+  private readonly frame = new Int16Array(SIP_FRAME_8K);
+  private readonly sipEvents = new TelephoneEventReceiver();
+
+  private readonly waToSip = { packetsIn: 0, packetsOut: 0, lost: 0, jitterMs: 0, dtmfDigits: 0 };
+  private readonly sipToWa = {
+    packetsIn: 0,
+    packetsOut: 0,
+    lost: 0,
+    jitterMs: 0,
+    dtmfDigits: 0,
+    concealed: 0,
+    underruns: 0,
+    late: 0,
+    droppedBeforeConnect: 0,
+  };
+
+  /** @param options - see {@link MediaBridgeOptions} */
+  constructor(options: MediaBridgeOptions) {
+    this.opts = options;
+    this.leg = options.whatsapp;
+    this.rtp = options.rtp;
+    this.sip = options.sip;
+    this.log = options.logger?.child({ component: 'media-bridge', callId: options.callId });
+    this.playout = new FrameClock(() => this.playoutFrame());
+    this.configureCodecs();
+  }
+
+  /** `passthrough` when the SIP side negotiated Opus, else `transcode`. */
+  get mode(): BridgeMode {
+    return this.sip.codec.name === 'opus' ? 'passthrough' : 'transcode';
+  }
+
+  /** True while on hold ({@link hold} or a hold SDP in {@link updateSip}). */
+  get onHold(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Start bridging: subscribe to both legs and point the RTP session at the
+   * PBX. The WhatsApp leg's silence keeps Meta fed until SIP audio flows.
+   */
+  start(): void {
+    if (this.closed) throw this.error('closed', 'the bridge is closed');
+    if (this.started) return;
+    this.started = true;
+    this.rtp.setRemote(this.sip.address, this.sip.port);
+    this.leg.startSilence();
+    this.unsubscribers.push(
+      this.leg.onAudio((rtp) => this.onWhatsAppAudio(rtp)),
+      this.leg.onTelephoneEvent((ev) => this.onWhatsAppEvent(ev)),
+      this.rtp.onPacket((p, src) => this.onSipPacket(p, src)),
+    );
+    if (this.sip.onHold) this.hold();
+  }
+
+  /**
+   * Apply a new SIP description (200 OK after early media, or a re-INVITE):
+   * new address, codec or hold state. Streams stay continuous.
+   */
+  updateSip(sip: SipMediaDescription): void {
+    if (this.closed) return;
+    const codecChanged = sip.codec.name !== this.sip.codec.name || sip.codec.payloadType !== this.sip.codec.payloadType;
+    this.sip = sip;
+    this.rtp.setRemote(sip.address, sip.port);
+    if (codecChanged) {
+      this.configureCodecs();
+      this.stopPlayout();
+      this.jitter.reset();
+      this.pcmLength = 0;
+      this.sipLastSeq = -1;
+    }
+    if (sip.onHold && !this.held) this.hold();
+    else if (!sip.onHold && this.held) this.resume();
+  }
+
+  /**
+   * SIP hold (re-INVITE with sendonly/inactive): stop sending to the PBX;
+   * the WhatsApp side keeps receiving packets (the PBX's music on hold if it
+   * sends any, silence otherwise) so Meta's media watchdog never fires.
+   */
+  hold(): void {
+    this.held = true;
+    this.leg.startSilence();
+  }
+
+  /** Leave hold: audio to the PBX flows again, timestamps continue. */
+  resume(): void {
+    if (this.held) this.resumed = true;
+    this.held = false;
+  }
+
+  /** Subscribe to relayed DTMF digits (both directions). */
+  onDtmf(cb: (d: BridgedDigit) => void): () => void {
+    this.digitListeners.add(cb);
+    return () => this.digitListeners.delete(cb);
+  }
+
+  /** Counter snapshot. */
+  stats(): MediaBridgeStats {
+    const jb = this.jitter.stats();
+    return {
+      mode: this.mode,
+      onHold: this.held,
+      whatsappToSip: { ...this.waToSip },
+      sipToWhatsapp: {
+        ...this.sipToWa,
+        jitterMs: (this.sipJitterTicks / this.sip.codec.clockRate) * 1000,
+        lost: this.sipToWa.lost + jb.missing,
+        late: this.sipToWa.late + jb.late,
+      },
+    };
+  }
+
+  /** Stop bridging and release codecs and timers. Idempotent; the legs stay open. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    for (const off of this.unsubscribers.splice(0)) off();
+    this.stopPlayout();
+    this.decoder = undefined;
+    this.encoder = undefined;
+    this.digitListeners.clear();
+    return Promise.resolve();
+  }
+
+  // ------------------------------------------------------------ WhatsApp → SIP
+
+  private onWhatsAppAudio(rtp: RtpPacket): void {
+    const h = rtp.header;
+    this.waToSip.packetsIn++;
+    if (this.waLastSeq >= 0) {
+      const gap = seqDiff(h.sequenceNumber, this.waLastSeq);
+      if (gap <= 0) return; // late or duplicate: the PBX's jitter buffer has moved on
+      // Telephone-events share Meta's sequence space, so a gap can be an event.
+      if (gap > 1 && gap < 100) this.waToSip.lost += gap - 1;
+      this.advanceSipClock(tsDiff(h.timestamp, this.waLastTs));
+    } else if (this.sipSentAny) {
+      this.advanceSipClock(OPUS_TICKS_PER_FRAME);
+    }
+    this.waLastSeq = h.sequenceNumber;
+    this.waLastTs = h.timestamp;
+    if (this.held) return;
+
+    if (this.mode === 'passthrough') {
+      this.sendSip(this.sip.codec.payloadType, rtp.payload, h.marker);
+      return;
+    }
+    const decoder = this.decoder;
+    if (!decoder) return;
+    let pcm: Int16Array;
+    try {
+      const u8 = decoder.decode(rtp.payload);
+      // @evan/opus returns a fresh, 0-offset copy: view it without copying.
+      pcm = new Int16Array(u8.buffer, u8.byteOffset, u8.byteLength >> 1);
+    } catch (err) {
+      this.log?.debug({ err }, 'undecodable Opus from WhatsApp');
+      return;
+    }
+    const n = g711Encode(this.sip.codec.name as 'PCMU' | 'PCMA', pcm, this.g711Out);
+    this.sendSip(this.sip.codec.payloadType, this.g711Out.subarray(0, n), h.marker);
+  }
+
+  /**
+   * Move the SIP-side timestamp on by `waTicks` of the 48 kHz WhatsApp
+   * clock (÷6 for 8 kHz G.711). Unusual jumps (reordering, a restarted
+   * stream) advance by one frame instead.
+   */
+  private advanceSipClock(waTicks: number): void {
+    let ticks = waTicks;
+    if (ticks <= 0 || ticks > 48_000 * 5) ticks = OPUS_TICKS_PER_FRAME;
+    this.sipTs = (this.sipTs + Math.round((ticks * this.sip.codec.clockRate) / 48_000)) >>> 0;
+  }
+
+  private sendSip(pt: number, payload: Uint8Array, marker: boolean): void {
+    this.rtp.send(pt, this.sipTs, payload, marker || !this.sipSentAny || this.resumed);
+    this.sipSentAny = true;
+    this.resumed = false;
+    this.sipLastSentAt = performance.now();
+    this.waToSip.packetsOut++;
+  }
+
+  private onWhatsAppEvent(ev: ReceivedTelephoneEvent): void {
+    const pt = this.sip.dtmfPayloadType;
+    if (ev.phase === 'end' && ev.event < DTMF_EVENTS.length) {
+      this.waToSip.dtmfDigits++;
+      this.emitDigit(DTMF_EVENTS[ev.event] as string, 'whatsapp-to-sip');
+    }
+    if (pt === undefined || this.held) return;
+    let marker = false;
+    if (this.waEventSipTs === undefined || ev.phase === 'start') {
+      // RFC 4733 §2.5.1.2: the event's timestamp is "now" on the SIP stream.
+      const elapsed = this.sipSentAny ? performance.now() - this.sipLastSentAt : 0;
+      const frames = Math.max(this.sipSentAny ? 1 : 0, Math.round(elapsed / FRAME_MS));
+      this.waEventSipTs = (this.sipTs + frames * ((this.sip.codec.clockRate * FRAME_MS) / 1000)) >>> 0;
+      marker = true;
+    }
+    const payload = buildTelephoneEvent(ev);
+    // RFC 4733 §2.5.1.4: the end packet goes out three times.
+    const repeats = ev.end ? 3 : 1;
+    for (let i = 0; i < repeats; i++) this.rtp.send(pt, this.waEventSipTs, payload, marker && i === 0);
+    if (ev.end) this.waEventSipTs = undefined;
+  }
+
+  // ------------------------------------------------------------ SIP → WhatsApp
+
+  private onSipPacket(p: RtpView, _source: RtpSource): void {
+    const pt = p.payloadType;
+    if (pt === this.sip.dtmfPayloadType) {
+      this.onSipEvent(p);
+      return;
+    }
+    if (pt !== this.sip.codec.payloadType) return; // CN, other formats: not bridged
+    this.sipToWa.packetsIn++;
+    this.trackSipJitter(p);
+    if (this.mode === 'passthrough') {
+      if (this.sipLastSeq >= 0) {
+        const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
+        if (gap <= 0) {
+          this.sipToWa.late++;
+          return;
+        }
+        if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
+        const delta = tsDiff(p.timestamp, this.sipLastTs);
+        this.sipLastSeq = p.sequenceNumber;
+        this.sipLastTs = p.timestamp;
+        this.leg.sendAudio(p.payload, {
+          timestampDelta: delta > 0 && delta <= 48_000 * 5 ? delta : OPUS_TICKS_PER_FRAME,
+          marker: p.marker,
+        });
+      } else {
+        this.sipLastSeq = p.sequenceNumber;
+        this.sipLastTs = p.timestamp;
+        this.leg.sendAudio(p.payload, { marker: true });
+      }
+      this.countOut();
+      return;
+    }
+    this.jitter.push(p.sequenceNumber, p.timestamp, p.payload);
+    this.lastSipPacketAt = performance.now();
+    this.startPlayout();
+  }
+
+  /**
+   * RFC 3550 A.8 interarrival jitter, in RTP clock ticks:
+   * D = (R_j − R_i) − (S_j − S_i), J += (|D| − J) / 16. The timestamp
+   * difference is taken modulo 2^32 so a wrap does not look like jitter.
+   */
+  private trackSipJitter(p: RtpView): void {
+    const now = performance.now();
+    if (this.sipJitterPrevArrival > 0 && now - this.sipJitterPrevArrival < 1000) {
+      const arrivalTicks = ((now - this.sipJitterPrevArrival) * this.sip.codec.clockRate) / 1000;
+      const d = arrivalTicks - tsDiff(p.timestamp, this.sipJitterPrevTs);
+      this.sipJitterTicks += (Math.abs(d) - this.sipJitterTicks) / 16;
+    }
+    this.sipJitterPrevArrival = now;
+    this.sipJitterPrevTs = p.timestamp;
+  }
+
+  private startPlayout(): void {
+    if (this.playout.running || this.playoutTimer || this.closed) return;
+    // Let the buffer fill for jitterMs before the first frame plays.
+    this.playoutTimer = setTimeout(() => {
+      this.playoutTimer = undefined;
+      if (!this.closed) this.playout.start();
+    }, this.opts.jitterMs ?? FRAME_MS);
+  }
+
+  private stopPlayout(): void {
+    if (this.playoutTimer) clearTimeout(this.playoutTimer);
+    this.playoutTimer = undefined;
+    this.playout.stop();
+  }
+
+  /** One 20 ms playout tick of the transcoding path: 160 samples → Opus → WhatsApp. */
+  private playoutFrame(): void {
+    const encoder = this.encoder;
+    if (!encoder || this.mode !== 'transcode') return;
+    const law = this.sip.codec.name as 'PCMU' | 'PCMA';
+    // Bound the delay: a burst (or a PBX clock running fast) is trimmed.
+    const maxPackets = Math.max(2, Math.round((this.opts.maxJitterMs ?? 160) / FRAME_MS));
+    while (this.jitter.depth > maxPackets) this.jitter.dropOldest();
+    let underrun = false;
+    while (this.pcmLength < SIP_FRAME_8K) {
+      const r = this.jitter.pop();
+      if (r === 'packet') {
+        this.pcmLength += g711Decode(law, this.jitter.payload, this.pcm, this.pcmLength);
+      } else if (r === 'missing') {
+        // Conceal one frame: repeat the last frame at half level (a simple
+        // PLC; Opus then smooths the edges).
+        this.sipToWa.concealed++;
+        const start = this.pcmLength;
+        for (let i = 0; i < SIP_FRAME_8K; i++) this.pcm[start + i] = (this.frame[i] as number) >> 1;
+        this.pcmLength += SIP_FRAME_8K;
+      } else {
+        underrun = true;
+        break;
+      }
+    }
+    if (underrun) {
+      this.sipToWa.underruns++;
+      this.pcm.fill(0, this.pcmLength, SIP_FRAME_8K);
+      this.pcmLength = SIP_FRAME_8K;
+      if (performance.now() - this.lastSipPacketAt > IDLE_STOP_MS) {
+        // The PBX stopped sending (hold, DTX): hand over to the leg's silence.
+        this.stopPlayout();
+        this.pcmLength = 0;
+        return;
+      }
+    }
+    this.frame.set(this.pcm.subarray(0, SIP_FRAME_8K));
+    this.pcm.copyWithin(0, SIP_FRAME_8K, this.pcmLength);
+    this.pcmLength -= SIP_FRAME_8K;
+    let opus: Uint8Array;
+    try {
+      opus = encoder.encode(this.frame);
+    } catch (err) {
+      this.log?.warn({ err }, 'Opus encoding failed');
+      return;
+    }
+    this.leg.sendAudio(opus);
+    this.countOut();
+  }
+
+  private countOut(): void {
+    if (this.leg.connectionState === 'connected') this.sipToWa.packetsOut++;
+    else this.sipToWa.droppedBeforeConnect++;
+  }
+
+  private onSipEvent(p: RtpView): void {
+    const ev = parseTelephoneEvent(p.payload);
+    if (!ev) return;
+    const phase = this.sipEvents.push(p.timestamp, ev);
+    if (phase === 'duplicate') return;
+    // Our SDP offers telephone-event/8000 only, so durations are already in
+    // the 8 kHz units Meta expects.
+    this.leg.sendTelephoneEvent(ev, phase === 'start');
+    if (phase === 'end' && ev.event < DTMF_EVENTS.length) {
+      this.sipToWa.dtmfDigits++;
+      this.emitDigit(DTMF_EVENTS[ev.event] as string, 'sip-to-whatsapp');
+    }
+  }
+
+  // ------------------------------------------------------------ misc
+
+  private configureCodecs(): void {
+    if (this.mode === 'passthrough') {
+      this.decoder = undefined;
+      this.encoder = undefined;
+      return;
+    }
+    // libopus decodes any Opus packet at 8 kHz and an 8 kHz encoder emits
+    // packets valid on the 48 kHz RTP clock (dependency-notes §2).
+    this.decoder = new Decoder({ channels: 1, sample_rate: 8000 });
+    const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
+    encoder.bitrate = this.opts.opusBitrate ?? 16_000;
+    encoder.complexity = 5;
+    encoder.inband_fec = true;
+    encoder.packet_loss = 5;
+    this.encoder = encoder;
+  }
+
+  private emitDigit(digit: string, direction: BridgedDigit['direction']): void {
+    for (const cb of this.digitListeners) {
+      try {
+        cb({ digit, direction });
+      } catch (err) {
+        this.log?.warn({ err }, 'a DTMF listener threw');
+      }
+    }
+  }
+
+  private error(code: 'closed' | 'invalid-state', message: string): MediaError {
+    return new MediaError(code, message, { callId: this.opts.callId, component: 'media-bridge' });
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * SDP for the SIP leg: plain RTP/AVP audio towards the business's PBX.
+ *
+ * The bridge offers (RFC 3264 §5) the codecs it can bridge — Opus (passed
+ * through to WhatsApp without decoding) and G.711 µ-law/A-law (transcoded) —
+ * plus telephone-event/8000 (RFC 4733), and reads the PBX's answer with the
+ * RFC 3264 §6.1 rule: the first format in the answer that we offered wins.
+ * Re-INVITEs that put the call on hold are recognised both the RFC 3264 §8.4
+ * way (`a=sendonly` / `a=inactive`) and the old RFC 2543 way (`c=0.0.0.0`).
+ *
+ * @module
+ */
+import { randomInt } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import sdpTransform from 'sdp-transform';
+import { MediaError } from './errors.ts';
+
+/** Audio codecs the SIP leg can carry. */
+export type SipCodecName = 'opus' | 'PCMU' | 'PCMA';
+
+/** SDP media direction (RFC 3264 §5.1). */
+export type SdpDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+
+/** A negotiated audio codec. */
+export interface SipCodec {
+  /** Canonical name. */
+  name: SipCodecName;
+  /** RTP payload type the peer uses (and we send with). */
+  payloadType: number;
+  /** RTP clock rate: 48000 for Opus (RFC 7587), 8000 for G.711 (RFC 3551). */
+  clockRate: number;
+}
+
+/** Options for {@link createSipOffer} and {@link answerSipOffer}. */
+export interface SipSdpOptions {
+  /** Address for `o=` and `c=` (the RTP session's advertised address). */
+  address: string;
+  /** RTP port (even, RFC 3550 §11). */
+  port: number;
+  /** Codecs in order of preference. @default ['opus', 'PCMU', 'PCMA'] */
+  codecs?: SipCodecName[];
+  /** Offer telephone-event/8000. @default true */
+  dtmf?: boolean;
+  /** Packet time in ms. @default 20 */
+  ptime?: number;
+  /** Dynamic payload type for Opus. @default 111 */
+  opusPayloadType?: number;
+  /** Dynamic payload type for telephone-event/8000. @default 101 */
+  telephoneEventPayloadType?: number;
+  /** Direction attribute. @default 'sendrecv' */
+  direction?: SdpDirection;
+  /** `o=` session id; random by default. Keep it for re-offers. */
+  sessionId?: string;
+  /** `o=` session version; bump it on every re-offer (RFC 3264 §8). @default 1 */
+  sessionVersion?: number;
+}
+
+/** What {@link parseSipAnswer} and {@link answerSipOffer} negotiated. */
+export interface SipMediaDescription {
+  /** Peer RTP address (media-level `c=` wins over session-level). */
+  address: string;
+  /** Peer RTP port. */
+  port: number;
+  /** The audio codec to use both ways. */
+  codec: SipCodec;
+  /** Peer's telephone-event/8000 payload type, if DTMF was negotiated. */
+  dtmfPayloadType?: number;
+  /** The peer's direction attribute (from the peer's point of view). */
+  direction: SdpDirection;
+  /**
+   * The peer put the call on hold: `sendonly`/`inactive` (RFC 3264 §8.4) or
+   * `c=IN IP4 0.0.0.0` (RFC 2543, still sent by some PBXs).
+   */
+  onHold: boolean;
+  /** Peer's `a=ptime`, if present. */
+  ptime?: number;
+}
+
+const DEFAULT_CODECS: SipCodecName[] = ['opus', 'PCMU', 'PCMA'];
+
+/** Static payload types of RFC 3551 §6 that may appear without `a=rtpmap`. */
+const STATIC_PT: Record<number, { name: SipCodecName; clockRate: number }> = {
+  0: { name: 'PCMU', clockRate: 8000 },
+  8: { name: 'PCMA', clockRate: 8000 },
+};
+
+/**
+ * Build the SDP offer for the outgoing INVITE: one `RTP/AVP` audio m-line
+ * with the configured codecs (Opus dynamic, PCMU 0, PCMA 8) and
+ * telephone-event/8000, `a=ptime`, and the direction.
+ *
+ * @throws {@link MediaError} `invalid-argument` for a bad address, port or codec list
+ */
+export function createSipOffer(options: SipSdpOptions): string {
+  return buildSdp(options, options.codecs ?? DEFAULT_CODECS, options.dtmf ?? true);
+}
+
+/**
+ * Parse the PBX's SDP answer to {@link createSipOffer}. Picks the first
+ * format of the answer that we offered (RFC 3264 §6.1).
+ *
+ * @param offered - the codecs we offered (default: all supported)
+ * @throws {@link MediaError} `invalid-sdp` if unparseable, the audio stream
+ *   was rejected (port 0), or no offered codec is in the answer
+ */
+export function parseSipAnswer(sdp: string, offered: SipCodecName[] = DEFAULT_CODECS): SipMediaDescription {
+  return describe(sdp, offered, 'answer');
+}
+
+/**
+ * Parse a SIP offer (INVITE or re-INVITE from the PBX) the same way; used
+ * for hold detection on re-INVITEs and for PBX-originated calls.
+ */
+export function parseSipOffer(sdp: string, supported: SipCodecName[] = DEFAULT_CODECS): SipMediaDescription {
+  return describe(sdp, supported, 'offer');
+}
+
+/**
+ * Answer a PBX's offer (PBX-originated call or re-INVITE): pick the first
+ * offered codec we support, mirror its payload type and the offer's
+ * telephone-event PT, and answer the RFC 3264 §6.1 direction (`sendonly` →
+ * `recvonly`, `inactive` → `inactive`).
+ */
+export function answerSipOffer(
+  offerSdp: string,
+  options: SipSdpOptions,
+): { sdp: string; negotiated: SipMediaDescription } {
+  const negotiated = parseSipOffer(offerSdp, options.codecs ?? DEFAULT_CODECS);
+  const direction: SdpDirection =
+    negotiated.direction === 'sendonly'
+      ? 'recvonly'
+      : negotiated.direction === 'recvonly'
+        ? 'sendonly'
+        : negotiated.direction === 'inactive'
+          ? 'inactive'
+          : (options.direction ?? 'sendrecv');
+  const sdp = buildSdp(
+    {
+      ...options,
+      direction,
+      ...(negotiated.codec.name === 'opus' ? { opusPayloadType: negotiated.codec.payloadType } : {}),
+      ...(negotiated.dtmfPayloadType !== undefined ? { telephoneEventPayloadType: negotiated.dtmfPayloadType } : {}),
+    },
+    [negotiated.codec.name],
+    (options.dtmf ?? true) && negotiated.dtmfPayloadType !== undefined,
+  );
+  return { sdp, negotiated };
+}
+
+function buildSdp(options: SipSdpOptions, codecs: SipCodecName[], dtmf: boolean): string {
+  const { address, port } = options;
+  const family = isIPv4(address) ? 'IP4' : isIPv6(address) ? 'IP6' : undefined;
+  if (!family) throw invalid('invalid-argument', `address must be an IP address, got "${address}"`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw invalid('invalid-argument', `port must be 1–65535, got ${port}`);
+  }
+  if (codecs.length === 0 || new Set(codecs).size !== codecs.length) {
+    throw invalid('invalid-argument', `codecs must be a non-empty list without repeats, got [${codecs.join(', ')}]`);
+  }
+  const opusPt = options.opusPayloadType ?? 111;
+  const tePt = options.telephoneEventPayloadType ?? 101;
+  const ptime = options.ptime ?? 20;
+  const pts: number[] = [];
+  const attrs: string[] = [];
+  for (const codec of codecs) {
+    if (codec === 'opus') {
+      pts.push(opusPt);
+      // RFC 7587 §7: always "opus/48000/2"; mono voice like Meta's stream.
+      attrs.push(`a=rtpmap:${opusPt} opus/48000/2`, `a=fmtp:${opusPt} useinbandfec=1;stereo=0;sprop-stereo=0`);
+    } else if (codec === 'PCMU') {
+      pts.push(0);
+      attrs.push('a=rtpmap:0 PCMU/8000');
+    } else if (codec === 'PCMA') {
+      pts.push(8);
+      attrs.push('a=rtpmap:8 PCMA/8000');
+    } else {
+      throw invalid('invalid-argument', `unsupported codec "${String(codec)}"`);
+    }
+  }
+  if (dtmf) {
+    pts.push(tePt);
+    // RFC 4733 §7.1.1: events 0-15 are the DTMF digits.
+    attrs.push(`a=rtpmap:${tePt} telephone-event/8000`, `a=fmtp:${tePt} 0-16`);
+  }
+  const sessionId = options.sessionId ?? String(randomInt(1, 2 ** 47));
+  const version = options.sessionVersion ?? 1;
+  return [
+    'v=0',
+    `o=wa-sip-bridge ${sessionId} ${version} IN ${family} ${address}`,
+    's=wa-sip-bridge',
+    `c=IN ${family} ${address}`,
+    't=0 0',
+    `m=audio ${port} RTP/AVP ${pts.join(' ')}`,
+    ...attrs,
+    `a=ptime:${ptime}`,
+    `a=${options.direction ?? 'sendrecv'}`,
+    '',
+  ].join('\r\n');
+}
+
+function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer'): SipMediaDescription {
+  let parsed: sdpTransform.SessionDescription;
+  try {
+    if (typeof sdp !== 'string' || !sdp.trimStart().startsWith('v=0')) throw new Error('it must start with "v=0"');
+    parsed = sdpTransform.parse(sdp);
+  } catch (err) {
+    throw invalid('invalid-sdp', `unparseable SIP ${kind}: ${err instanceof Error ? err.message : String(err)}`, err);
+  }
+  const media = (parsed.media ?? []).find((m) => m.type === 'audio');
+  if (!media) throw invalid('invalid-sdp', `the SIP ${kind} has no audio m-line`);
+  if (!media.port) throw invalid('invalid-sdp', `the SIP ${kind} rejected the audio stream (port 0)`);
+  const address = media.connection?.ip ?? parsed.connection?.ip;
+  if (!address) throw invalid('invalid-sdp', `the SIP ${kind} has no c= line`);
+
+  const formats = String(media.payloads ?? '')
+    .trim()
+    .split(/\s+/)
+    .filter((p) => p !== '')
+    .map(Number);
+  let codec: SipCodec | undefined;
+  let dtmfPayloadType: number | undefined;
+  for (const pt of formats) {
+    const rtp = media.rtp.find((r) => r.payload === pt);
+    const name = rtp?.codec.toLowerCase();
+    if (name === 'telephone-event') {
+      if (rtp?.rate === 8000 && dtmfPayloadType === undefined) dtmfPayloadType = pt;
+      continue;
+    }
+    if (codec) continue;
+    let candidate: SipCodec | undefined;
+    if (name === 'opus' && rtp?.rate === 48000) {
+      candidate = { name: 'opus', payloadType: pt, clockRate: 48000 };
+    } else if ((name === 'pcmu' || name === 'pcma') && (rtp?.rate ?? 8000) === 8000) {
+      candidate = { name: name === 'pcmu' ? 'PCMU' : 'PCMA', payloadType: pt, clockRate: 8000 };
+    } else if (!rtp && STATIC_PT[pt]) {
+      candidate = { ...(STATIC_PT[pt] as { name: SipCodecName; clockRate: number }), payloadType: pt };
+    }
+    if (candidate && wanted.includes(candidate.name)) codec = candidate;
+  }
+  if (!codec) {
+    throw invalid('invalid-sdp', `no common audio codec in the SIP ${kind} (m=audio … ${formats.join(' ')})`);
+  }
+  const direction = (media.direction ?? parsed.direction ?? 'sendrecv') as SdpDirection;
+  const nullAddress = address === '0.0.0.0' || address === '::';
+  const ptime = media.ptime !== undefined ? Number(media.ptime) : undefined;
+  return {
+    address,
+    port: media.port,
+    codec,
+    ...(dtmfPayloadType !== undefined ? { dtmfPayloadType } : {}),
+    direction,
+    onHold: direction === 'sendonly' || direction === 'inactive' || nullAddress,
+    ...(ptime !== undefined && Number.isFinite(ptime) ? { ptime } : {}),
+  };
+}
+
+function invalid(code: 'invalid-sdp' | 'invalid-argument', message: string, cause?: unknown): MediaError {
+  return new MediaError(code, message, { component: 'sip-sdp' }, cause === undefined ? undefined : { cause });
+}

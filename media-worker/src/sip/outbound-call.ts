@@ -1,0 +1,468 @@
+/**
+ * A call the worker places (we are the UAC, RFC 3261 §13.2): INVITE with SDP offer, serial
+ * failover over the configured targets, digest retry, CANCEL, ACK for 2xx, BYE.
+ */
+
+import type { Logger } from 'pino';
+import type { SipMessage, SipUri } from 'sip';
+import sip from 'sip';
+import type { SipStackContext } from './dialog.ts';
+import { dialogRequestUri, Emitter, requestFinal, SipDialog, signWithChallenge } from './dialog.ts';
+import { redactSdp, sessionVersion } from './sdp-hold.ts';
+import type {
+  OutboundSipCall,
+  PlaceCallOptions,
+  SipCallEvent,
+  SipDialogEvent,
+  SipDialogState,
+  SipTarget,
+  SipTransport,
+} from './sip-port.ts';
+import {
+  ALLOW,
+  bodyOf,
+  contactUri,
+  copyNameAddr,
+  escapeUser,
+  extraHeaders,
+  newCallId,
+  newTag,
+  quoteDisplayName,
+  reasonPhrase,
+  toWire,
+  transportOf,
+} from './sip-wire.ts';
+
+/** Default time a target may stay silent before failover. */
+export const DEFAULT_FAILOVER_TIMEOUT_MS = 4000;
+
+/** One INVITE transaction towards one target (re-created once for a digest retry). */
+interface Attempt {
+  readonly index: number;
+  readonly target: SipTarget;
+  readonly transport: SipTransport;
+  invite: SipMessage;
+  authTried: boolean;
+  /** Any response seen (stops the silence timer). */
+  responded: boolean;
+  /** A provisional response seen: CANCEL is now allowed (RFC 3261 §9.1). */
+  provisional: boolean;
+  /** We no longer want this attempt: CANCEL on the first provisional, ACK+BYE any 2xx. */
+  abandoned: boolean;
+  cancel: Promise<void> | undefined;
+  final: boolean;
+  silenceTimer: NodeJS.Timeout | undefined;
+  tryingEmitted: boolean;
+}
+
+/** Final responses after which the next target is tried (RFC 3261 §16.7 gives the model). */
+function isFailoverStatus(status: number): boolean {
+  return status === 408 || (status >= 500 && status < 600);
+}
+
+/** The To URI for a Request-URI: same user/host/port, without URI parameters other than `user`. */
+function toUriOf(uri: SipUri): string {
+  const userParam = uri.params.user ? `;user=${uri.params.user}` : '';
+  return `${uri.schema ?? 'sip'}:${uri.user ? `${uri.user}@` : ''}${uri.host}${uri.port ? `:${uri.port}` : ''}${userParam}`;
+}
+
+/** Implementation of {@link OutboundSipCall} on the `sip` package. */
+export class OutboundCall extends SipDialog implements OutboundSipCall {
+  readonly #events: Emitter<SipCallEvent>;
+  readonly #opts: PlaceCallOptions;
+  readonly #parsedTargets: (SipUri | undefined)[];
+  readonly #extra: Record<string, string>;
+  #attempt: Attempt | undefined;
+  #ringTimer: NodeJS.Timeout | undefined;
+  #finished = false;
+  #earlySdp: string | undefined;
+  #ack: SipMessage | undefined;
+  #answeredTarget: string | undefined;
+  #hangUp: Promise<void> | undefined;
+  /** To tags of stray 2xx we already ACKed and BYEd (forks, CANCEL races). */
+  readonly #strayTags = new Set<string>();
+  readonly #onAbort = (): void => {
+    this.ctx.background(this.hangUp(), 'hang-up on abort', this.logger);
+  };
+  readonly #onEnd: (call: OutboundCall) => void;
+
+  /** Validates options synchronously (`TypeError` on misuse) and sends the INVITE on the next tick. */
+  constructor(ctx: SipStackContext, logger: Logger, opts: PlaceCallOptions, onEnd: (call: OutboundCall) => void) {
+    if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
+    if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
+    const parsedTargets = opts.targets.map((t) => sip.parseUri(t.uri));
+    const bad = opts.targets.find((_t, i) => parsedTargets[i] === undefined);
+    if (bad) throw new TypeError(`invalid SIP target URI: ${bad.uri}`);
+    const extra = extraHeaders(opts.headers);
+    const callId = newCallId();
+    const localTag = newTag();
+    const from = {
+      ...(opts.from.displayName ? { name: quoteDisplayName(opts.from.displayName) } : {}),
+      uri: `sip:${escapeUser(opts.from.user)}@${ctx.fromDomain}`,
+      params: { tag: localTag },
+    };
+    const log = logger.child({ sipCallId: callId, direction: 'outbound' });
+    super(ctx, log, callId, localTag, from, 'udp', 1 + Math.floor(Math.random() * 10000));
+    this.#events = new Emitter(log);
+    this.#opts = opts;
+    this.#parsedTargets = parsedTargets;
+    this.#extra = extra;
+    this.#onEnd = onEnd;
+    this.localSdp = opts.sdpOffer;
+    this.localSdpVersion = sessionVersion(opts.sdpOffer);
+    queueMicrotask(() => this.#start());
+  }
+
+  get state(): SipDialogState {
+    return this.dialogState;
+  }
+
+  get answeredTarget(): string | undefined {
+    return this.#answeredTarget;
+  }
+
+  on(listener: (event: SipCallEvent) => void): () => void {
+    return this.#events.on(listener);
+  }
+
+  protected emitDialogEvent(e: SipDialogEvent): void {
+    this.#events.emit(e);
+  }
+
+  hangUp(): Promise<void> {
+    this.#hangUp ??= this.#doHangUp();
+    return this.#hangUp;
+  }
+
+  async #doHangUp(): Promise<void> {
+    if (this.dialogState === 'terminated') return;
+    if (this.dialogState === 'confirmed') {
+      this.logger.info('hanging up (BYE)');
+      this.terminate('local hang-up');
+      await this.sendBye();
+      return;
+    }
+    this.logger.info({ state: this.dialogState }, 'hanging up (CANCEL)');
+    const att = this.#attempt;
+    this.#finish({
+      type: 'failed',
+      status: 487,
+      reason: 'Request Terminated (cancelled by caller)',
+      ...(att ? { target: att.target.uri } : {}),
+    });
+    if (att) await this.#abandon(att);
+  }
+
+  #start(): void {
+    if (this.#opts.signal?.aborted) {
+      this.#finish({ type: 'failed', status: 487, reason: 'Request Terminated (aborted before start)' });
+      return;
+    }
+    this.#opts.signal?.addEventListener('abort', this.#onAbort, { once: true });
+    this.#ringTimer = setTimeout(() => this.#onRingTimeout(), this.#opts.answerTimeoutMs);
+    this.#tryTarget(0);
+  }
+
+  #tryTarget(index: number): void {
+    const target = this.#opts.targets[index];
+    const uri = this.#parsedTargets[index];
+    if (!target || !uri) return;
+    const transport = transportOf(uri);
+    const att: Attempt = {
+      index,
+      target,
+      transport,
+      invite: this.#buildInvite(target, uri, transport),
+      authTried: false,
+      responded: false,
+      provisional: false,
+      abandoned: false,
+      cancel: undefined,
+      final: false,
+      silenceTimer: undefined,
+      tryingEmitted: false,
+    };
+    this.#attempt = att;
+    this.dialogState = 'calling';
+    this.#earlySdp = undefined;
+    this.transport = transport;
+    this.credentials = target.auth;
+    if (!this.ctx.transports.has(transport)) {
+      this.logger.warn({ target: target.uri, transport }, 'target transport not enabled on this stack');
+      this.#onAttemptFailed(att, 503, `transport ${transport} not enabled`);
+      return;
+    }
+    this.logger.info({ target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) }, 'sending INVITE');
+    this.#send(att);
+  }
+
+  #buildInvite(target: SipTarget, uri: SipUri, transport: SipTransport): SipMessage {
+    this.localCSeq += 1;
+    return {
+      method: 'INVITE',
+      uri: target.uri,
+      headers: {
+        via: [],
+        to: { uri: toUriOf(uri), params: {} },
+        from: copyNameAddr(this.localParty),
+        'call-id': this.callId,
+        cseq: { seq: this.localCSeq, method: 'INVITE' },
+        contact: [{ uri: this.ctx.contactFor(transport), params: {} }],
+        'max-forwards': 70,
+        'user-agent': this.ctx.userAgent,
+        allow: ALLOW,
+        'content-type': 'application/sdp',
+        ...this.#extra,
+      },
+      content: toWire(this.#opts.sdpOffer),
+    };
+  }
+
+  #send(att: Attempt): void {
+    clearTimeout(att.silenceTimer);
+    att.silenceTimer = setTimeout(() => this.#onSilence(att), this.#opts.failoverTimeoutMs ?? 4000);
+    const invite = att.invite;
+    this.ctx.stack.send(invite, (rs) => {
+      try {
+        this.#onResponse(att, invite, rs);
+      } catch (err) {
+        this.logger.error({ err, status: rs.status }, 'failed to handle INVITE response');
+      }
+    });
+  }
+
+  #onResponse(att: Attempt, invite: SipMessage, rs: SipMessage): void {
+    if (invite !== att.invite) return; // response to the INVITE replaced by a digest retry
+    const status = rs.status ?? 0;
+    if (status >= 200 && status < 300) {
+      this.#onSuccess(att, rs);
+      return;
+    }
+    if (att.abandoned) {
+      if (status < 200 && !att.cancel) att.cancel = this.#sendCancel(att);
+      return;
+    }
+    att.responded = true;
+    clearTimeout(att.silenceTimer);
+    if (status < 200) {
+      att.provisional = true;
+      this.#onProvisional(att, rs, status);
+      return;
+    }
+    att.final = true;
+    if ((status === 401 || status === 407) && att.target.auth && !att.authTried) {
+      att.authTried = true;
+      // RFC 3261 §22.2: same Call-ID, From tag; new CSeq and branch; credentials added.
+      const retry = this.#buildInvite(att.target, this.#parsedTargets[att.index] as SipUri, att.transport);
+      if (signWithChallenge(retry, rs, att.target.auth)) {
+        this.logger.info({ status }, 'answering digest challenge');
+        att.invite = retry;
+        att.responded = false;
+        att.provisional = false;
+        att.final = false;
+        this.#send(att);
+        return;
+      }
+      this.logger.warn({ status }, 'digest challenge not answerable (unsupported algorithm or no nonce)');
+    }
+    this.#onAttemptFailed(att, status, rs.reason || reasonPhrase(status));
+  }
+
+  #onProvisional(att: Attempt, rs: SipMessage, status: number): void {
+    if (status === 100) {
+      if (!att.tryingEmitted) {
+        att.tryingEmitted = true;
+        this.#events.emit({ type: 'trying', target: att.target.uri });
+      }
+      return;
+    }
+    this.dialogState = 'early';
+    const sdp = bodyOf(rs);
+    if (sdp) this.#earlySdp = sdp;
+    const reported = status === 183 || sdp !== undefined ? 183 : 180;
+    this.logger.info({ status, earlyMedia: sdp !== undefined }, 'ringing');
+    this.#events.emit(
+      sdp === undefined ? { type: 'ringing', status: reported } : { type: 'ringing', status: reported, sdp },
+    );
+  }
+
+  #onSuccess(att: Attempt, rs: SipMessage): void {
+    const toTag = rs.headers.to?.params.tag ?? '';
+    if (this.#ack) {
+      if (toTag === this.remoteTag) {
+        // Retransmitted 2xx: our ACK was lost (RFC 3261 §13.2.2.4) → send the same ACK again.
+        this.ctx.stack.send(this.#ack);
+        return;
+      }
+    }
+    if (this.#ack || att.abandoned || this.#finished || att !== this.#attempt) {
+      // A second dialog (forking) or a 2xx racing our CANCEL/timeout: ACK it, then BYE it.
+      this.#ackAndBye(att, rs, toTag);
+      return;
+    }
+    clearTimeout(att.silenceTimer);
+    att.final = true;
+    const sdp = bodyOf(rs) ?? this.#earlySdp;
+    this.remoteTag = toTag;
+    this.remoteParty = rs.headers.to ? copyNameAddr(rs.headers.to) : undefined;
+    this.remoteTarget = contactUri(rs) ?? att.target.uri;
+    this.routeSet = SipDialog.routeSetOf(rs, true);
+    this.#ack = this.#buildAck(att, rs, this.remoteTarget, this.routeSet);
+    this.ctx.stack.send(this.#ack);
+    if (sdp === undefined) {
+      this.logger.warn('2xx without SDP answer; ending call');
+      this.dialogState = 'confirmed';
+      this.#finish({ type: 'failed', status: 488, reason: 'No SDP answer in 2xx', target: att.target.uri });
+      this.ctx.background(this.sendBye(), 'BYE after 2xx without SDP', this.logger);
+      return;
+    }
+    this.dialogState = 'confirmed';
+    this.#answeredTarget = att.target.uri;
+    clearTimeout(this.#ringTimer);
+    this.ctx.registerDialog(this.callId, this.localTag, this);
+    this.setInitialRemoteSdp(sdp);
+    this.logger.info({ target: att.target.uri, sdp: redactSdp(sdp) }, 'answered');
+    this.#events.emit({ type: 'answered', sdp, target: att.target.uri });
+  }
+
+  /**
+   * ACK for a 2xx (RFC 3261 §13.2.2.4): its own transaction, sent to the remote target through the
+   * route set, with the INVITE's CSeq number and credentials.
+   */
+  #buildAck(
+    att: Attempt,
+    rs: SipMessage,
+    remoteTarget: string,
+    routeSet: ReturnType<typeof SipDialog.routeSetOf>,
+  ): SipMessage {
+    const inv = att.invite;
+    const headers: SipMessage['headers'] = {
+      via: [],
+      to: rs.headers.to ? copyNameAddr(rs.headers.to) : undefined,
+      from: inv.headers.from,
+      'call-id': this.callId,
+      cseq: { seq: inv.headers.cseq?.seq ?? 0, method: 'ACK' },
+      route: routeSet.map(copyNameAddr),
+      'max-forwards': 70,
+      'user-agent': this.ctx.userAgent,
+    };
+    if (inv.headers.authorization) headers.authorization = inv.headers.authorization;
+    if (inv.headers['proxy-authorization']) headers['proxy-authorization'] = inv.headers['proxy-authorization'];
+    return { method: 'ACK', uri: dialogRequestUri(remoteTarget, routeSet, att.transport), headers };
+  }
+
+  #ackAndBye(att: Attempt, rs: SipMessage, toTag: string): void {
+    if (this.#strayTags.has(toTag)) {
+      return;
+    }
+    this.#strayTags.add(toTag);
+    const target = contactUri(rs) ?? att.target.uri;
+    const routeSet = SipDialog.routeSetOf(rs, true);
+    this.ctx.stack.send(this.#buildAck(att, rs, target, routeSet));
+    this.logger.info({ toTag }, 'unwanted 2xx (race or fork): ACK then BYE');
+    this.localCSeq += 1;
+    const bye: SipMessage = {
+      method: 'BYE',
+      uri: dialogRequestUri(target, routeSet, att.transport),
+      headers: {
+        via: [],
+        to: rs.headers.to ? copyNameAddr(rs.headers.to) : undefined,
+        from: att.invite.headers.from,
+        'call-id': this.callId,
+        cseq: { seq: this.localCSeq, method: 'BYE' },
+        route: routeSet.map(copyNameAddr),
+        'max-forwards': 70,
+        'user-agent': this.ctx.userAgent,
+      },
+    };
+    this.ctx.background(
+      requestFinal(this.ctx.stack, bye, this.ctx.requestTimeoutMs),
+      'BYE of unwanted 2xx',
+      this.logger,
+    );
+  }
+
+  /** CANCEL (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE. */
+  async #sendCancel(att: Attempt): Promise<void> {
+    const inv = att.invite;
+    const via0 = inv.headers.via?.[0];
+    const cancel: SipMessage = {
+      method: 'CANCEL',
+      uri: inv.uri,
+      headers: {
+        via: via0 ? [{ ...via0, params: { ...via0.params } }] : [],
+        to: inv.headers.to,
+        from: inv.headers.from,
+        'call-id': this.callId,
+        cseq: { seq: inv.headers.cseq?.seq ?? 0, method: 'CANCEL' },
+        route: inv.headers.route,
+        'max-forwards': 70,
+        'user-agent': this.ctx.userAgent,
+      },
+    };
+    this.logger.info({ target: att.target.uri }, 'sending CANCEL');
+    const rs = await requestFinal(this.ctx.stack, cancel, this.ctx.requestTimeoutMs);
+    this.logger.debug({ status: rs?.status ?? 'timeout' }, 'CANCEL done');
+  }
+
+  /** Give up on an attempt: CANCEL now if a provisional came, else when one comes (RFC 3261 §9.1). */
+  #abandon(att: Attempt): Promise<void> {
+    clearTimeout(att.silenceTimer);
+    if (att.abandoned || att.final) return att.cancel ?? Promise.resolve();
+    att.abandoned = true;
+    if (att.provisional) att.cancel = this.#sendCancel(att);
+    return att.cancel ?? Promise.resolve();
+  }
+
+  #onSilence(att: Attempt): void {
+    if (att.responded || att.abandoned || this.#finished) return;
+    this.logger.warn({ target: att.target.uri }, 'no response from target');
+    this.ctx.background(this.#abandon(att), 'abandon silent target', this.logger);
+    this.#onAttemptFailed(att, 408, 'No response from target');
+  }
+
+  #onRingTimeout(): void {
+    if (this.#finished || this.dialogState === 'confirmed') return;
+    const att = this.#attempt;
+    this.logger.info({ answerTimeoutMs: this.#opts.answerTimeoutMs }, 'ring timeout; cancelling');
+    this.#finish({
+      type: 'failed',
+      status: 408,
+      reason: 'Request Timeout (no answer)',
+      ...(att ? { target: att.target.uri } : {}),
+    });
+    if (att) this.ctx.background(this.#abandon(att), 'cancel on ring timeout', this.logger);
+  }
+
+  #onAttemptFailed(att: Attempt, status: number, reason: string): void {
+    if (this.#finished) return;
+    const next = att.index + 1;
+    if (isFailoverStatus(status) && next < this.#opts.targets.length) {
+      this.logger.info({ target: att.target.uri, status, reason }, 'target failed; trying next');
+      this.#tryTarget(next);
+      return;
+    }
+    this.logger.info({ target: att.target.uri, status, reason }, 'call failed');
+    this.#finish({ type: 'failed', status, reason, target: att.target.uri });
+  }
+
+  /** Emit the terminal `failed` event once and release timers/listeners. */
+  #finish(event: Extract<SipCallEvent, { type: 'failed' }>): void {
+    if (this.#finished) return;
+    this.#events.emit(event);
+    this.terminate(event.reason);
+  }
+
+  protected terminate(why: string): void {
+    if (this.#finished && this.dialogState === 'terminated') return;
+    this.#finished = true;
+    this.dialogState = 'terminated';
+    clearTimeout(this.#ringTimer);
+    if (this.#attempt) clearTimeout(this.#attempt.silenceTimer);
+    this.stopRetransmissions();
+    this.#opts.signal?.removeEventListener('abort', this.#onAbort);
+    this.ctx.unregisterDialog(this.callId, this.localTag);
+    this.logger.debug({ why }, 'call terminated');
+    this.#onEnd(this);
+  }
+}

@@ -1,0 +1,334 @@
+/**
+ * Default, in-process {@link SipPort} on the npm `sip` package (kirm, 0.0.6). The package owns
+ * transports (UDP/TCP/TLS), parsing and the RFC 3261 §17 transaction state machines with their
+ * timers (A/B/D/E/F/G/H/I/K); this adapter adds what it lacks — dialogs (§12), the UAC/UAS core
+ * (§13), CANCEL (§9), BYE (§15), digest retries (§22), request routing to dialogs — in
+ * `outbound-call.ts`, `inbound-call.ts` and `dialog.ts`.
+ *
+ * Package traps handled here (see the report in the PR and `sip-package.d.ts`):
+ * - it binds `port || 5060`, so port 0 is refused; bind errors on its sockets are unhandled
+ *   `error` events that would crash the process, so ports are probed first;
+ * - a request whose next hop equals its own address is treated as a local flow and answered 404
+ *   locally, so targets must not be this stack's own address;
+ * - a server transaction that never gets a response never ends, so every request is answered.
+ */
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import type { Logger } from 'pino';
+import pino from 'pino';
+import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
+import sip from 'sip';
+import type { SipDialog, SipStackContext } from './dialog.ts';
+import { InboundCall } from './inbound-call.ts';
+import { OutboundCall } from './outbound-call.ts';
+import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
+import { ALLOW, bodyOf, copyNameAddr, headerText, KNOWN_METHODS, newTag, redactedWireText } from './sip-wire.ts';
+
+/** TLS material for the `tls` transport. */
+export interface SipTlsOptions {
+  readonly key: string | Buffer;
+  readonly cert: string | Buffer;
+  /** @default 5061 */
+  readonly port?: number;
+}
+
+/** Options of {@link createSipPort}. */
+export interface SipPortOptions {
+  /** Address to bind, e.g. `127.0.0.1`. Must differ from every target's address (package trap). */
+  readonly address: string;
+  /** UDP and TCP port. 0 is refused: the package would silently bind 5060. */
+  readonly port: number;
+  /** @default ['udp', 'tcp'] */
+  readonly transports?: readonly SipTransport[];
+  /** Required when `transports` includes `tls`. */
+  readonly tls?: SipTlsOptions;
+  /** Address advertised in Via and Contact (behind NAT). @default address */
+  readonly publicAddress?: string;
+  /** Host part of our From URI. @default publicAddress ?? address */
+  readonly fromDomain?: string;
+  /** User-Agent / Server header. @default 'wa-sip-bridge' */
+  readonly userAgent?: string;
+  /** User part of our Contact. @default 'wa-sip-bridge' */
+  readonly contactUser?: string;
+  /** pino logger; a child per call carries `sipCallId`. Wire traces at `trace` level, redacted. @default silent */
+  readonly logger?: Logger;
+  /** Bound on waiting for responses to BYE/CANCEL. @default 8000 */
+  readonly requestTimeoutMs?: number;
+  /** How long a 2xx we sent waits for its ACK (64·T1). @default 32000 */
+  readonly ackTimeoutMs?: number;
+  /** An inbound INVITE not answered by the handler within this time is rejected 480 (cf. Timer C). @default 180000 */
+  readonly inboundRingLimitMs?: number;
+}
+
+/** The stack could not start (bad options, port in use). */
+export class SipStackError extends Error {
+  override readonly name = 'SipStackError';
+}
+
+async function probeUdp(address: string, port: number): Promise<void> {
+  const s = createSocket(address.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(port, address, () => resolve());
+    });
+  } finally {
+    await new Promise<void>((resolve) => s.close(() => resolve())).catch(() => undefined);
+  }
+}
+
+async function probeTcp(address: string, port: number): Promise<void> {
+  const srv = createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, address, () => resolve());
+  });
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+}
+
+const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
+
+/**
+ * Start a SIP stack and return the port on it. Resolves once the sockets are bound.
+ * @throws {SipStackError} when a port is in use or options are inconsistent.
+ */
+export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
+  const transports = new Set<SipTransport>(options.transports ?? ['udp', 'tcp']);
+  if (!Number.isInteger(options.port) || options.port <= 0 || options.port > 65535)
+    throw new SipStackError(`invalid SIP port ${options.port} (0 is not supported)`);
+  if (transports.has('tls') && !options.tls) throw new SipStackError('transport tls needs tls key and cert');
+  const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'sip' });
+  const tlsPort = options.tls?.port ?? 5061;
+  try {
+    if (transports.has('udp')) await probeUdp(options.address, options.port);
+    if (transports.has('tcp')) await probeTcp(options.address, options.port);
+    if (transports.has('tls')) await probeTcp(options.address, tlsPort);
+  } catch (err) {
+    throw new SipStackError(`cannot bind SIP on ${options.address}:${options.port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+
+  const host = options.publicAddress ?? options.address;
+  const userAgent = options.userAgent ?? 'wa-sip-bridge';
+  const contactUser = options.contactUser ?? 'wa-sip-bridge';
+  const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
+  const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
+  const dialogs = new Map<string, SipDialog>();
+  /** Unanswered inbound INVITEs by Call-ID and top Via branch, for CANCEL matching (RFC 3261 §9.2). */
+  const pendingInvites = new Map<string, InboundCall>();
+  const calls = new Set<OutboundCall | InboundCall>();
+  const background = new Set<Promise<unknown>>();
+  let inviteHandler: InboundInviteHandler | undefined;
+  let closing: Promise<void> | undefined;
+
+  const stackOptions: SipStackOptions = {
+    address: options.address,
+    port: options.port,
+    udp: transports.has('udp'),
+    tcp: transports.has('tcp'),
+    ...(transports.has('tls') && options.tls
+      ? { tls: { key: options.tls.key, cert: options.tls.cert }, tls_port: tlsPort }
+      : {}),
+    ...(options.publicAddress ? { publicAddress: options.publicAddress } : {}),
+    logger: {
+      send: (m) => {
+        if (logger.isLevelEnabled('trace')) logger.trace({ wire: redactedWireText(m) }, 'SIP out');
+      },
+      recv: (m, remote) => {
+        if (logger.isLevelEnabled('trace'))
+          logger.trace(
+            { wire: redactedWireText(m), from: `${remote.protocol} ${remote.address}:${remote.port}` },
+            'SIP in',
+          );
+      },
+      error: (err) => logger.warn({ err }, 'sip package error'),
+    },
+  };
+
+  const respond = (
+    rq: SipMessage,
+    status: number,
+    reason: string,
+    extra: { toTag?: string; headers?: Record<string, unknown>; content?: string } = {},
+  ): void => {
+    const to = rq.headers.to ? copyNameAddr(rq.headers.to) : undefined;
+    // RFC 3261 §8.2.6.2: every response but 100 carries a To tag.
+    if (to && status > 100 && !to.params.tag) to.params.tag = extra.toTag ?? newTag();
+    stack.send({
+      status,
+      reason,
+      version: rq.version,
+      headers: {
+        via: rq.headers.via,
+        to,
+        from: rq.headers.from,
+        'call-id': rq.headers['call-id'],
+        cseq: rq.headers.cseq,
+        server: userAgent,
+        ...extra.headers,
+      },
+      ...(extra.content === undefined ? {} : { content: extra.content }),
+    });
+  };
+
+  const ctx: SipStackContext = {
+    get stack() {
+      return stack;
+    },
+    userAgent,
+    fromDomain: options.fromDomain ?? host,
+    requestTimeoutMs,
+    ackTimeoutMs: options.ackTimeoutMs ?? 32_000,
+    transports,
+    contactFor: (t) =>
+      t === 'udp'
+        ? `sip:${contactUser}@${host}:${options.port}`
+        : `sip:${contactUser}@${host}:${t === 'tls' ? tlsPort : options.port};transport=${t}`,
+    registerDialog: (callId, tag, d) => {
+      dialogs.set(dialogKey(callId, tag), d);
+    },
+    unregisterDialog: (callId, tag) => {
+      dialogs.delete(dialogKey(callId, tag));
+    },
+    respond,
+    background: (p, what, log) => {
+      const tracked = p.then(
+        () => undefined,
+        (err: unknown) => log.error({ err }, `${what} failed`),
+      );
+      background.add(tracked);
+      void tracked.finally(() => background.delete(tracked));
+    },
+  };
+
+  function onInboundInvite(rq: SipMessage, remote: SipRemote): void {
+    if (closing) {
+      respond(rq, 503, 'Service Unavailable', { headers: { 'retry-after': '5' } });
+      return;
+    }
+    const require = headerText(rq, 'require');
+    if (require) {
+      // RFC 3261 §8.2.2.3: we support no extensions (no 100rel, no timer).
+      respond(rq, 420, 'Bad Extension', { headers: { unsupported: require } });
+      return;
+    }
+    const type = headerText(rq, 'content-type');
+    if (bodyOf(rq) !== undefined && type !== undefined && !/^application\/sdp\b/i.test(type)) {
+      respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
+      return;
+    }
+    if (!inviteHandler) {
+      respond(rq, 480, 'Temporarily Unavailable');
+      return;
+    }
+    const branch = rq.headers.via?.[0]?.params.branch ?? '';
+    const pendingKey = dialogKey(rq.headers['call-id'] ?? '', branch);
+    let ringLimit: NodeJS.Timeout | undefined;
+    const call = new InboundCall(ctx, logger, rq, remote, (c) => {
+      clearTimeout(ringLimit);
+      calls.delete(c);
+      pendingInvites.delete(pendingKey);
+    });
+    calls.add(call);
+    pendingInvites.set(pendingKey, call);
+    ringLimit = setTimeout(() => {
+      if (call.state === 'calling' || call.state === 'early') call.reject(480, 'Temporarily Unavailable');
+    }, inboundRingLimitMs);
+    call.trying();
+    try {
+      const r = inviteHandler(call);
+      if (r instanceof Promise)
+        ctx.background(
+          r.catch((err: unknown) => call.failInternally(err)),
+          'inbound INVITE handler',
+          logger,
+        );
+    } catch (err) {
+      call.failInternally(err);
+    }
+  }
+
+  function onRequest(rq: SipMessage, remote: SipRemote): void {
+    const method = rq.method ?? '';
+    const callId = rq.headers['call-id'] ?? '';
+    const toTag = rq.headers.to?.params.tag ?? undefined;
+    if (method === 'ACK') {
+      // ACK for a 2xx is its own transaction (RFC 3261 §17.1.1.3): route it to the dialog.
+      if (toTag) dialogs.get(dialogKey(callId, toTag))?.onAck(rq);
+      return;
+    }
+    if (method === 'CANCEL') {
+      const call = pendingInvites.get(dialogKey(callId, rq.headers.via?.[0]?.params.branch ?? ''));
+      if (call) call.onCancel(rq);
+      else respond(rq, 481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    if (String(rq.headers['max-forwards'] ?? '70').trim() === '0' && method !== 'OPTIONS') {
+      respond(rq, 483, 'Too Many Hops');
+      return;
+    }
+    if (toTag) {
+      const dialog = dialogs.get(dialogKey(callId, toTag));
+      if (dialog) dialog.handleRequest(rq, remote);
+      else respond(rq, 481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    switch (method) {
+      case 'INVITE':
+        onInboundInvite(rq, remote);
+        return;
+      case 'OPTIONS':
+        respond(rq, 200, 'OK', { headers: { allow: ALLOW, accept: 'application/sdp', 'accept-language': 'en' } });
+        return;
+      case 'BYE':
+        respond(rq, 481, 'Call/Transaction Does Not Exist');
+        return;
+      default:
+        if (KNOWN_METHODS.has(method)) respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
+        else respond(rq, 501, 'Not Implemented', { headers: { allow: ALLOW } });
+    }
+  }
+
+  const stack: SipStack = sip.create(stackOptions, (rq, remote) => {
+    try {
+      onRequest(rq, remote);
+    } catch (err) {
+      logger.error({ err, method: rq.method }, 'failed to handle SIP request');
+      if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
+    }
+  });
+  // Sockets bind asynchronously inside the package; let them settle before the first send.
+  await new Promise((r) => setImmediate(r));
+  logger.info({ address: options.address, port: options.port, transports: [...transports] }, 'SIP stack listening');
+
+  const port: SipPort = {
+    localContact: `sip:${contactUser}@${host}:${options.port}`,
+    get activeCalls() {
+      return calls.size;
+    },
+    placeCall(opts: PlaceCallOptions): OutboundSipCall {
+      if (closing) throw new SipStackError('SIP port is closed');
+      const call = new OutboundCall(ctx, logger, opts, (c) => calls.delete(c));
+      calls.add(call);
+      return call;
+    },
+    onInvite(handler: InboundInviteHandler): void {
+      inviteHandler = handler;
+    },
+    close(): Promise<void> {
+      closing ??= (async () => {
+        const hangUps = Promise.allSettled([...calls].map((c) => c.hangUp()));
+        await Promise.race([hangUps, new Promise((r) => setTimeout(r, requestTimeoutMs).unref())]);
+        await Promise.race([
+          Promise.allSettled([...background]),
+          new Promise((r) => setTimeout(r, requestTimeoutMs).unref()),
+        ]);
+        stack.destroy();
+        logger.info('SIP stack closed');
+      })();
+      return closing;
+    },
+  };
+  return port;
+}

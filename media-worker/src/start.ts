@@ -1,0 +1,96 @@
+/**
+ * Composition root of the media worker: builds AWS clients (with timeouts), the SIP port, the call
+ * runner and the worker loop from a {@link WorkerConfig}. `main.ts` (ECS task, local child process)
+ * and the tests use it.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import pino, { type Logger } from 'pino';
+import { DynamoCallStore } from '../../functions/adapters/dynamo-call-store.ts';
+import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
+import { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { UserCallRunner } from './calls/user-call.ts';
+import type { WorkerConfig } from './config.ts';
+import { createSipPort } from './sip/sip-adapter.ts';
+import type { SipPort } from './sip/sip-port.ts';
+import { MediaWorker } from './worker.ts';
+
+/** A running worker and its parts. */
+export interface RunningWorker {
+  readonly worker: MediaWorker;
+  readonly sip: SipPort;
+  readonly logger: Logger;
+  /** Stops taking jobs, drains (or ends) calls, closes SIP and clients. Idempotent. */
+  stop(options?: { drain?: boolean; timeoutMs?: number }): Promise<void>;
+}
+
+/** Starts a media worker. */
+export async function startMediaWorker(
+  config: WorkerConfig,
+  overrides: { logger?: Logger; pollSeconds?: number } = {},
+): Promise<RunningWorker> {
+  const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
+    workerId: config.workerId,
+  });
+  const requestHandler = { connectionTimeout: 1000, requestTimeout: 25_000 };
+  const local = config.aws.dynamodbEndpoint !== undefined || config.aws.sqsEndpoint !== undefined;
+  const credentials = local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined;
+  const dynamo = new DynamoDBClient({
+    region: config.aws.region,
+    maxAttempts: 3,
+    requestHandler: { connectionTimeout: 1000, requestTimeout: 3000 },
+    ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
+    ...(credentials ? { credentials } : {}),
+  });
+  // Long polls wait up to 20 s, so the SQS request timeout sits above that.
+  const sqs = new SQSClient({
+    region: config.aws.region,
+    maxAttempts: 3,
+    requestHandler,
+    ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
+    ...(credentials ? { credentials } : {}),
+  });
+  const calls = new DynamoCallStore(dynamo, config.tables.calls);
+  const sip = await createSipPort({
+    address: config.sip.bindAddress,
+    port: config.sip.port,
+    transports: config.sip.transports,
+    fromDomain: config.sip.fromDomain,
+    ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
+    logger: logger.child({ component: 'sip' }),
+  });
+  const meta = new MetaGraphClient({
+    baseUrl: config.meta.graphUrl,
+    accessToken: config.meta.accessToken,
+    timeoutMs: config.meta.timeoutMs,
+  });
+  const runner = new UserCallRunner({ config, calls, meta, sip, logger });
+  const worker = new MediaWorker({
+    workerId: config.workerId,
+    maxCalls: config.maxCalls,
+    jobsQueueUrl: config.callJobsQueueUrl,
+    controlQueueName: `${config.controlQueuePrefix}-${config.workerId}`.replace(/[^\w-]/g, '-').slice(0, 80),
+    sqs,
+    calls,
+    registry: new DynamoWorkerRegistry(dynamo, config.tables.workers),
+    runner,
+    logger,
+    ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
+  });
+  await worker.start();
+  let stopped: Promise<void> | undefined;
+  return {
+    worker,
+    sip,
+    logger,
+    stop(options) {
+      stopped ??= (async () => {
+        await worker.stop(options);
+        await sip.close();
+        dynamo.destroy();
+        sqs.destroy();
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MediaError } from '../../../media-worker/src/media/errors.ts';
+import { writeRtp } from '../../../media-worker/src/media/rtp.ts';
+import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const open: { close(): Promise<void> | void }[] = [];
+afterEach(async () => {
+  for (const x of open.splice(0).reverse()) await x.close();
+});
+
+async function udp(): Promise<Socket & { received: Buffer[] }> {
+  const s = createSocket('udp4') as Socket & { received: Buffer[] };
+  s.received = [];
+  s.on('message', (m) => s.received.push(m));
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  open.push({ close: () => new Promise<void>((r) => s.close(() => r())) });
+  return s;
+}
+
+function rtpPacket(seq: number): Buffer {
+  const buf = Buffer.alloc(12 + 160);
+  writeRtp(buf, 0, false, seq, seq * 160, 0x42, new Uint8Array(160).fill(0xff));
+  return buf;
+}
+
+describe('Class: RtpSession', () => {
+  it('binds an even RTP port and the odd RTCP port above it inside the range', async () => {
+    const sessions = await Promise.all(
+      Array.from({ length: 5 }, () => RtpSession.open({ bindAddress: '127.0.0.1', portRange: [42000, 42019] })),
+    );
+    open.push(...sessions);
+    const ports = sessions.map((s) => s.port);
+    expect(new Set(ports).size).toBe(5);
+    for (const p of ports) {
+      expect(p % 2).toBe(0);
+      expect(p).toBeGreaterThanOrEqual(42000);
+      expect(p).toBeLessThanOrEqual(42018);
+    }
+  });
+
+  it('fails with a MediaError when the range is exhausted', async () => {
+    const one = await RtpSession.open({ portRange: [42100, 42101] });
+    open.push(one);
+    await expect(RtpSession.open({ portRange: [42100, 42101] })).rejects.toBeInstanceOf(MediaError);
+    await expect(RtpSession.open({ portRange: [42101, 42101] })).rejects.toMatchObject({ code: 'invalid-argument' });
+  });
+
+  it('sends to the SDP address first, then latches to where packets come from (RFC 4961)', async () => {
+    const session = await RtpSession.open({ portRange: [42200, 42299] });
+    open.push(session);
+    const sdpSocket = await udp();
+    const realSocket = await udp();
+    session.setRemote('127.0.0.1', sdpSocket.address().port);
+    session.send(0, 0, new Uint8Array(160));
+    await sleep(30);
+    expect(sdpSocket.received).toHaveLength(1);
+
+    const got: number[] = [];
+    session.onPacket((p) => got.push(p.sequenceNumber));
+    realSocket.send(rtpPacket(1), session.port, '127.0.0.1');
+    await sleep(30);
+    session.send(0, 160, new Uint8Array(160));
+    await sleep(30);
+    expect(realSocket.received).toHaveLength(1);
+    expect(sdpSocket.received).toHaveLength(1);
+    // Once latched, other sources are ignored.
+    sdpSocket.send(rtpPacket(2), session.port, '127.0.0.1');
+    await sleep(30);
+    expect(got).toEqual([1]);
+    expect(session.stats()).toMatchObject({ latched: true, packetsFromOtherSources: 1, packetsReceived: 1 });
+    // A re-INVITE with the same address keeps the latch; a new address re-arms it.
+    session.setRemote('127.0.0.1', sdpSocket.address().port);
+    expect(session.stats().latched).toBe(true);
+    session.setRemote('127.0.0.1', realSocket.address().port);
+    expect(session.stats().latched).toBe(false);
+  });
+
+  it('with strictSourceAddress latches only to the SDP IP', async () => {
+    const session = await RtpSession.open({ portRange: [42300, 42399], strictSourceAddress: true });
+    open.push(session);
+    const peer = await udp();
+    session.setRemote('192.0.2.1', 4000);
+    peer.send(rtpPacket(1), session.port, '127.0.0.1');
+    await sleep(30);
+    expect(session.stats()).toMatchObject({ latched: false, packetsFromOtherSources: 1 });
+  });
+
+  it('counts garbage and RTCP, keeps sequence numbers consecutive, and close() is idempotent', async () => {
+    const session = await RtpSession.open({ portRange: [42400, 42499] });
+    const peer = await udp();
+    session.setRemote('127.0.0.1', peer.address().port);
+    peer.send(Buffer.from('not rtp at all'), session.port, '127.0.0.1');
+    peer.send(Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 1]), session.port + 1, '127.0.0.1');
+    for (let i = 0; i < 3; i++) session.send(0, i * 160, new Uint8Array(160), i === 0);
+    await sleep(30);
+    const seqs = peer.received.map((b) => b.readUInt16BE(2));
+    expect(seqs[1]! - seqs[0]!).toBe(1);
+    expect(seqs[2]! - seqs[1]!).toBe(1);
+    expect(peer.received[0]!.readUInt8(1) & 0x80).toBe(0x80);
+    expect(session.stats()).toMatchObject({ packetsRejected: 1, rtcpPacketsReceived: 1, packetsSent: 3 });
+    await Promise.all([session.close(), session.close()]);
+    session.send(0, 0, new Uint8Array(1)); // no throw after close
+  });
+});

@@ -1,0 +1,264 @@
+import { readFileSync } from 'node:fs';
+import { Decoder, Encoder } from '@evan/opus';
+import sdpTransform from 'sdp-transform';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MediaError } from '../../../media-worker/src/media/errors.ts';
+import { OPUS_TICKS_PER_FRAME, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
+import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
+import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
+import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+const open: { close(): Promise<void> }[] = [];
+function track<T extends { close(): Promise<void> }>(x: T): T {
+  open.push(x);
+  return x;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((x) => x.close()));
+});
+
+/** A user-initiated call: the relay (Meta) offers, the leg answers, both connect. */
+async function connectCall(opts: { silence?: boolean } = {}) {
+  const relay = track(new RelayPeer());
+  const leg = track(new WhatsAppLeg({ callId: 'test-call' }));
+  const started = performance.now();
+  const offer = await relay.createOffer();
+  const answer = await leg.answer(offer);
+  if (opts.silence !== false) leg.startSilence();
+  await relay.acceptAnswer(answer);
+  await Promise.all([relay.waitForConnected(3000), leg.waitForConnected(3000)]);
+  return { relay, leg, offer, answer, connectMs: performance.now() - started };
+}
+
+describe('WhatsAppLeg', () => {
+  describe('answering a user-initiated call', () => {
+    it('produces an answer Meta accepts: full ICE, setup:active, one sha-256 fingerprint, Opus 111 + telephone-event/8000 126, ptime 20', async () => {
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg());
+      const answer = await leg.answer(await relay.createOffer());
+      const sdp = sdpTransform.parse(answer);
+      const m = sdp.media[0];
+
+      expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
+      expect(sdp.icelite).toBeUndefined();
+      expect(sdp.media).toHaveLength(1);
+      expect(m?.setup).toBe('active');
+      expect(answer.match(/^a=fingerprint:/gm)).toEqual(['a=fingerprint:']);
+      expect(answer).toMatch(/^a=fingerprint:sha-256 /m);
+      expect(m?.payloads).toBe('111 126');
+      expect(answer).toContain('a=rtpmap:126 telephone-event/8000');
+      expect(answer).toContain('a=ptime:20');
+      expect(answer).toContain('a=rtcp-mux');
+      expect(new Set(m?.ssrcs?.map((s) => s.id)).size).toBe(1);
+      // Only the configured bind address is advertised.
+      expect(m?.candidates?.map((c) => c.ip)).toEqual(['127.0.0.1']);
+    });
+
+    it('connects within 3 s as the ICE controlling agent and the DTLS client', async () => {
+      const { leg, relay, connectMs } = await connectCall();
+      expect(connectMs).toBeLessThan(3000);
+      expect(relay.connectionState).toBe('connected');
+      expect(leg.iceRole).toBe('controlling');
+      expect(leg.dtlsRole).toBe('client');
+      console.info(`[whatsapp-leg] offer → connected in ${connectMs.toFixed(0)} ms`);
+    });
+
+    it('advertises the configured public address in c= and the host candidate (cloud 1:1 NAT)', async () => {
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg({ publicAddress: '203.0.113.7' }));
+      const answer = await leg.answer(await relay.createOffer());
+      const m = sdpTransform.parse(answer).media[0];
+      expect(m?.connection?.ip).toBe('203.0.113.7');
+      expect(m?.candidates?.map((c) => c.ip)).toEqual(['203.0.113.7']);
+      expect(m?.port).toBe(m?.candidates?.[0]?.port);
+      expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
+    });
+
+    it("connects when Meta's offer also carries its IPv6 host candidate (one IPv4 + one IPv6, §5.1)", async () => {
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg());
+      const offer = (await relay.createOffer()).replace(
+        /^(a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host.*)$/m,
+        '$1\r\na=candidate:1652262791 1 udp 2113939711 2a03:2880:f211:cf:face:b00c:0:6443 $2 typ host generation 0 network-cost 50',
+      );
+      expect(offer).toContain('2a03:2880');
+      await relay.acceptAnswer(await leg.answer(offer));
+      await leg.waitForConnected(3000);
+    });
+
+    it("answers the captured Meta offer shape (ICE-lite, '/' ufrag, IPv4+IPv6 candidates, extmaps) validly", async () => {
+      const metaOffer = readFileSync(new URL('../../fixtures/sdp/meta-uic-offer.sdp', import.meta.url), 'utf8');
+      const leg = track(new WhatsAppLeg());
+      const answer = await leg.answer(metaOffer);
+      expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
+      expect(answer).toMatch(/^a=setup:active$/m);
+      expect(answer).toMatch(/^a=mid:audio$/m);
+      expect(leg.iceRole).toBe('controlling');
+    });
+
+    it('adds an IPv6 host candidate only when bindAddress6 is configured, and still connects over IPv4', async () => {
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg({ bindAddress6: '::1' }));
+      const answer = await leg.answer(await relay.createOffer());
+      const ips = sdpTransform.parse(answer).media[0]?.candidates?.map((c) => c.ip);
+      expect(ips?.sort()).toEqual(['127.0.0.1', '::1']);
+      await relay.acceptAnswer(answer);
+      await leg.waitForConnected(3000);
+    });
+
+    it('rejects an offer without Opus with a MediaError carrying the call id', async () => {
+      const leg = track(new WhatsAppLeg({ callId: 'wacid.X' }));
+      const offer = (await track(new RelayPeer()).createOffer()).replace(/opus\/48000\/2/g, 'G722/8000');
+      const err = await leg.answer(offer).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MediaError);
+      expect(err).toMatchObject({ code: 'invalid-sdp', context: { callId: 'wacid.X', component: 'whatsapp-leg' } });
+    });
+  });
+
+  describe('business-initiated call (createOffer/applyAnswer)', () => {
+    it('offers Opus + telephone-event/8000 that Meta accepts and connects to the relay’s answer', async () => {
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg());
+      const offer = await leg.createOffer();
+      expect(validateBusinessSdp(offer, { type: 'offer' })).toEqual({ ok: true });
+      expect(offer.match(/^a=fingerprint:/gm)).toHaveLength(1);
+      expect(offer).toContain('a=rtpmap:126 telephone-event/8000');
+      const started = performance.now();
+      await leg.applyAnswer(await relay.answerOffer(offer));
+      leg.startSilence();
+      await Promise.all([leg.waitForConnected(3000), relay.waitForConnected(3000)]);
+      console.info(`[whatsapp-leg] BIC answer → connected in ${(performance.now() - started).toFixed(0)} ms`);
+      await until(() => relay.firstBusinessMediaAt !== undefined, 1000);
+      await expect(leg.applyAnswer('v=0')).rejects.toMatchObject({ code: 'invalid-state' });
+    });
+  });
+
+  describe('silence before real audio (maiden packet, 20 s watchdog, §5.1/§5.2)', () => {
+    it('sends silence as soon as DTLS is up: the relay sees business media within 1 s of connect', async () => {
+      const { relay, leg } = await connectCall();
+      const connectedAt = Date.now();
+      await until(() => relay.firstBusinessMediaAt !== undefined, 1000);
+      const firstMediaMs = (relay.firstBusinessMediaAt as number) - connectedAt;
+      console.info(`[whatsapp-leg] connected → first business packet at the relay: ${firstMediaMs} ms`);
+      expect(firstMediaMs).toBeLessThan(1000);
+      await sleep(300);
+      const stats = await leg.stats();
+      expect(stats.silenceFramesSent).toBeGreaterThanOrEqual(10);
+      expect(relay.firstAudibleBusinessMediaAt).toBeUndefined();
+      expect(relay.businessSsrcs).toHaveLength(1);
+    });
+
+    it('keeps one SSRC and continuous seq/timestamp (960 per 20 ms) from silence into real audio', async () => {
+      const { relay, leg } = await connectCall();
+      const seen: { seq: number; ts: number; ssrc: number; at: number }[] = [];
+      // Observe what reaches the relay on the wire (after SRTP).
+      const relayPc = (relay as unknown as { pc: import('werift').RTCPeerConnection }).pc;
+      relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
+        seen.push({
+          seq: rtp.header.sequenceNumber,
+          ts: rtp.header.timestamp,
+          ssrc: rtp.header.ssrc,
+          at: performance.now(),
+        }),
+      );
+      await sleep(200);
+      const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
+      const tone = new ToneGenerator(1000, -12, 8000);
+      relay.startRecording();
+      for (let i = 0; i < 50; i++) {
+        leg.sendAudio(encoder.encode(tone.nextFrame()));
+        await sleep(20);
+      }
+      const pcm = relay.stopRecording();
+      await sleep(200); // silence resumes after the audio stops
+      expect(new Set(seen.map((p) => p.ssrc)).size).toBe(1);
+      for (let i = 1; i < seen.length; i++) {
+        const prev = seen[i - 1]!;
+        const cur = seen[i]!;
+        expect((cur.seq - prev.seq) & 0xffff).toBe(1);
+        const dts = (cur.ts - prev.ts) >>> 0;
+        // Each packet advances one 20 ms frame; gaps only in whole frames.
+        expect(dts % OPUS_TICKS_PER_FRAME).toBe(0);
+        expect(dts).toBeGreaterThan(0);
+      }
+      // Overall the timestamp tracks the wall clock (48 ticks per ms).
+      const first = seen[0]!;
+      const last = seen[seen.length - 1]!;
+      const tsMs = ((last.ts - first.ts) >>> 0) / 48;
+      expect(Math.abs(tsMs - (last.at - first.at))).toBeLessThan(120);
+      const m = measureTone(trimSilence(pcm, 48_000), 48_000);
+      expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
+    });
+  });
+
+  describe('DTMF', () => {
+    it('sends RFC 4733 digits on PT 126 that the relay decodes, and receives the relay’s digits', async () => {
+      const { relay, leg } = await connectCall();
+      await until(() => relay.firstBusinessMediaAt !== undefined);
+      const digits: string[] = [];
+      leg.onDtmf((d) => digits.push(d));
+      await Promise.all([leg.sendDtmf('159#'), relay.sendDtmf('*0D')]);
+      await until(() => relay.receivedDigits.length === 4 && digits.length === 3);
+      expect(relay.receivedDigits).toBe('159#');
+      expect(digits.join('')).toBe('*0D');
+      expect((await leg.stats()).dtmfSent).toBe(4);
+    });
+
+    it('rejects invalid digits', async () => {
+      const { leg } = await connectCall();
+      await expect(leg.sendDtmf('12x')).rejects.toMatchObject({ code: 'invalid-argument' });
+    });
+  });
+
+  describe('receiving audio and stats', () => {
+    it('delivers the relay’s Opus packets and reports RTCP stats', async () => {
+      const { relay, leg } = await connectCall();
+      relay.playTone(1000, -12);
+      const decoder = new Decoder({ channels: 1, sample_rate: 48_000 });
+      const chunks: Int16Array[] = [];
+      leg.onAudio((rtp) => {
+        const u8 = decoder.decode(rtp.payload);
+        chunks.push(new Int16Array(u8.buffer, u8.byteOffset, u8.byteLength >> 1));
+      });
+      await sleep(1500);
+      const pcm = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
+      let off = 0;
+      for (const c of chunks) {
+        pcm.set(c, off);
+        off += c.length;
+      }
+      const m = measureTone(trimSilence(pcm, 48_000), 48_000);
+      expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
+      expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
+      const stats = await leg.stats();
+      console.info(`[whatsapp-leg] stats after 1.5 s: ${JSON.stringify(stats)}`);
+      expect(stats.packetsReceived).toBeGreaterThan(40);
+      expect(stats.packetsLost).toBe(0);
+      expect(stats.roundTripTimeMs).toBeLessThan(50);
+      expect(stats.jitterMs).toBeLessThan(20);
+    });
+  });
+
+  describe('close()', () => {
+    it('is idempotent, stops sending and ends the connection', async () => {
+      const { relay, leg } = await connectCall();
+      await until(() => relay.firstBusinessMediaAt !== undefined);
+      await Promise.all([leg.close(), leg.close()]);
+      expect(leg.connectionState).toBe('closed');
+      const before = relay.stats().packetsReceived;
+      await sleep(100);
+      expect(relay.stats().packetsReceived).toBe(before);
+      await expect(leg.answer('v=0')).rejects.toMatchObject({ code: 'closed' });
+    });
+  });
+});
