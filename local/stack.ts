@@ -165,6 +165,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           DYNAMODB_ENDPOINT: aws.dynamodbEndpoint,
           SQS_ENDPOINT: aws.sqsEndpoint,
           LOG_LEVEL: config.logLevel.toLowerCase(),
+          // local-aws-sqs answers a long poll only with a full batch (AWS answers at the first message).
+          SQS_RECEIVE_BATCH: '1',
           ...(options.workerEnv ?? {}),
         },
         { inheritedEnv: config.inheritedEnv, ...(options.workerLogger ? { logger: options.workerLogger } : {}) },

@@ -19,7 +19,10 @@ async function main(): Promise<void> {
     `  DynamoDB          ${stack.aws.dynamodbEndpoint}   (dynalite, in memory)`,
     `  SQS               ${stack.aws.sqsEndpoint}   (local-aws-sqs)`,
     `    call jobs       ${stack.aws.queues.callJobs}`,
+    `  media worker      ${stack.worker ? `${stack.worker.sipContact} (${stack.worker.mode === 'child' ? 'child process' : 'in process'})` : 'not started'}`,
+    `  SIP target        ${stack.sipTargetUri}${stack.agent ? '   (built-in SIP agent: answers, plays a 1 kHz tone, records, DTMF)' : ''}`,
     `  business number   +${config.meta.businessNumber} (phone number id ${config.meta.phoneNumberId})`,
+    '  try it            npm run sim -- call --from 5511987654321 --name Ana',
     'Press Ctrl+C to stop.',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -7,19 +7,10 @@ import { z } from 'zod';
 import { type BusinessHours, businessHoursSchema } from '../core/checks/business-hours.ts';
 import { ConfigError } from '../core/errors.ts';
 
-/** One documented setting. The README's parameter table is generated from this list. */
-export interface SettingDoc {
-  readonly key: string;
-  readonly description: string;
-  readonly required: boolean;
-  readonly secret: boolean;
-  readonly default?: string;
-}
-
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
 const positiveInt = z.coerce.number().int().positive();
 
-/** The settings, their validation and documentation. */
+/** The settings, their validation and documentation (the README's table is generated from them). */
 export const CONTROL_PLANE_SETTINGS = {
   META_APP_SECRET: {
     schema: z.string().min(1),
@@ -172,19 +163,4 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
     finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,
     logLevel: r.LOG_LEVEL,
   };
-}
-
-/** Documentation rows of every setting, for the README table. */
-export function controlPlaneSettingsDoc(): SettingDoc[] {
-  return Object.entries(CONTROL_PLANE_SETTINGS).map(([key, s]) => {
-    const def = 'default' in s ? s.default : undefined;
-    const schema = s.schema as z.ZodType;
-    return {
-      key,
-      description: s.doc,
-      required: def === undefined && !schema.safeParse(undefined).success,
-      secret: 'secret' in s && s.secret === true,
-      ...(def === undefined ? {} : { default: def }),
-    };
-  });
 }

@@ -73,6 +73,11 @@ export const WORKER_SETTINGS = {
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB calls table.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB workers table.' },
   CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs.' },
+  SQS_RECEIVE_BATCH: {
+    schema: positiveInt.max(10),
+    doc: 'Messages asked for per SQS receive. SQS answers a long poll as soon as any message is there; the local emulator waits for a full batch, so local mode uses 1.',
+    default: '10',
+  },
   CONTROL_QUEUE_PREFIX: {
     schema: z.string().regex(/^[\w-]{1,40}$/),
     doc: 'Name prefix of per-worker control queues.',
@@ -81,6 +86,11 @@ export const WORKER_SETTINGS = {
   AWS_REGION: { schema: z.string().min(1), doc: 'AWS region.', default: 'us-east-1' },
   DYNAMODB_ENDPOINT: { schema: z.url().optional(), doc: 'DynamoDB endpoint override (local mode only).' },
   SQS_ENDPOINT: { schema: z.url().optional(), doc: 'SQS endpoint override (local mode only).' },
+  WORKER_DEAD_AFTER_SECONDS: {
+    schema: positiveInt.max(600),
+    doc: 'A worker silent this long is dead; a live worker ends its calls at Meta and in the store.',
+    default: '30',
+  },
   FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept.', default: '30' },
   LOG_LEVEL: {
     schema: z.enum(['debug', 'info', 'warn', 'error', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
@@ -138,6 +148,8 @@ export interface WorkerConfig {
   readonly tables: { readonly calls: string; readonly workers: string };
   readonly callJobsQueueUrl: string;
   readonly controlQueuePrefix: string;
+  readonly sqsReceiveBatch: number;
+  readonly deadAfterMs: number;
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: string;
@@ -211,6 +223,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     tables: { calls: get<string>('CALLS_TABLE'), workers: get<string>('WORKERS_TABLE') },
     callJobsQueueUrl: get<string>('CALL_JOBS_QUEUE_URL'),
     controlQueuePrefix: get<string>('CONTROL_QUEUE_PREFIX'),
+    sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),
+    deadAfterMs: get<number>('WORKER_DEAD_AFTER_SECONDS') * 1000,
     aws: {
       region: get<string>('AWS_REGION'),
       ...(get<string | undefined>('DYNAMODB_ENDPOINT') ? { dynamodbEndpoint: get<string>('DYNAMODB_ENDPOINT') } : {}),

@@ -11,6 +11,7 @@ import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
 import { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
 import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
+import { reapDeadWorkers } from './reaper.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
 import { MediaWorker } from './worker.ts';
@@ -65,6 +66,19 @@ export async function startMediaWorker(
     timeoutMs: config.meta.timeoutMs,
   });
   const runner = new UserCallRunner({ config, calls, meta, sip, logger });
+  const registry = new DynamoWorkerRegistry(dynamo, config.tables.workers);
+  const reap = () =>
+    reapDeadWorkers({
+      selfId: config.workerId,
+      registry,
+      calls,
+      meta,
+      sqs,
+      logger,
+      now: Date.now,
+      graceMs: config.deadAfterMs,
+      finishedRetentionSeconds: config.finishedRetentionSeconds,
+    });
   const worker = new MediaWorker({
     workerId: config.workerId,
     maxCalls: config.maxCalls,
@@ -72,9 +86,12 @@ export async function startMediaWorker(
     controlQueueName: `${config.controlQueuePrefix}-${config.workerId}`.replace(/[^\w-]/g, '-').slice(0, 80),
     sqs,
     calls,
-    registry: new DynamoWorkerRegistry(dynamo, config.tables.workers),
+    registry,
+    reap,
+    reapIntervalMs: Math.max(1000, config.deadAfterMs / 2),
     runner,
     logger,
+    receiveBatch: config.sqsReceiveBatch,
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
   });
   await worker.start();

@@ -41,8 +41,14 @@ export interface MediaWorkerDeps {
   readonly now?: () => number;
   /** Long-poll wait of each receive, seconds. @default 1 */
   readonly pollSeconds?: number;
+  /** Messages asked for per receive (1–10). @default 10 */
+  readonly receiveBatch?: number;
   /** Heartbeat period. @default 5000 */
   readonly heartbeatMs?: number;
+  /** Ends calls of dead workers (see reaper.ts); run every `reapIntervalMs`. */
+  readonly reap?: () => Promise<unknown>;
+  /** @default 15000 */
+  readonly reapIntervalMs?: number;
 }
 
 /** The worker. */
@@ -57,6 +63,7 @@ export class MediaWorker {
   #draining = false;
   #loops: Array<Promise<void>> = [];
   #heartbeat: NodeJS.Timeout | undefined;
+  #reaper: NodeJS.Timeout | undefined;
   #startedAt = 0;
   #stopped: Promise<void> | undefined;
 
@@ -83,6 +90,13 @@ export class MediaWorker {
       this.#beat().catch((error: unknown) => this.#d.logger.warn({ err: error }, 'heartbeat failed'));
     }, this.#d.heartbeatMs ?? 5000);
     this.#heartbeat.unref();
+    const reap = this.#d.reap;
+    if (reap) {
+      this.#reaper = setInterval(() => {
+        reap().catch((error: unknown) => this.#d.logger.warn({ err: error }, 'reaping dead workers failed'));
+      }, this.#d.reapIntervalMs ?? 15_000);
+      this.#reaper.unref();
+    }
     this.#loops = [this.#jobLoop(), this.#controlLoop()];
     this.#d.logger.info(
       { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls },
@@ -113,6 +127,7 @@ export class MediaWorker {
     this.#abort.abort();
     await Promise.allSettled(this.#loops);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#reaper) clearInterval(this.#reaper);
     await this.#d.registry.remove(this.#d.workerId).catch(() => undefined);
     if (this.#controlQueueUrl) await deleteControlQueue(this.#d.sqs, this.#controlQueueUrl).catch(() => undefined);
     this.#d.logger.info('media worker stopped');
@@ -124,6 +139,7 @@ export class MediaWorker {
       workerId: this.#d.workerId,
       controlQueueUrl: this.#controlQueueUrl,
       activeCalls: this.#active.size,
+      callIds: [...this.#active.keys()],
       maxCalls: this.#d.maxCalls,
       draining: this.#draining,
       heartbeatAt: this.#now(),
@@ -142,7 +158,11 @@ export class MediaWorker {
       }
       let batch: Awaited<ReturnType<typeof jobs.receive>>;
       try {
-        batch = await jobs.receive(room, this.#d.pollSeconds ?? 1, this.#abort.signal);
+        batch = await jobs.receive(
+          Math.min(room, this.#d.receiveBatch ?? 10),
+          this.#d.pollSeconds ?? 1,
+          this.#abort.signal,
+        );
       } catch (error) {
         if (this.#draining) return;
         this.#d.logger.warn({ err: error }, 'receiving call jobs failed; retrying');
@@ -208,7 +228,7 @@ export class MediaWorker {
     while (!this.#abort.signal.aborted) {
       let batch: Awaited<ReturnType<typeof control.receive>>;
       try {
-        batch = await control.receive(10, this.#d.pollSeconds ?? 1, this.#abort.signal);
+        batch = await control.receive(this.#d.receiveBatch ?? 10, this.#d.pollSeconds ?? 1, this.#abort.signal);
       } catch (error) {
         if (this.#abort.signal.aborted) return;
         this.#d.logger.warn({ err: error }, 'receiving control messages failed; retrying');

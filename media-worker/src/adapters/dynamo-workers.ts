@@ -10,6 +10,8 @@ export interface WorkerInfo {
   readonly workerId: string;
   readonly controlQueueUrl: string;
   readonly activeCalls: number;
+  /** Meta call ids of the calls the worker is bridging, so a survivor can end them if it dies. */
+  readonly callIds: readonly string[];
   readonly maxCalls: number;
   readonly draining: boolean;
   readonly heartbeatAt: number;
@@ -42,8 +44,23 @@ export class DynamoWorkerRegistry {
     );
   }
 
-  async remove(workerId: string): Promise<void> {
-    await this.#doc.send(new DeleteCommand({ TableName: this.table, Key: { pk: `WORKER#${workerId}`, sk: 'WORKER' } }));
+  /** Removes a worker's entry; with `heartbeatAt`, only if it has not beaten since (a reaper must not remove a live worker). */
+  async remove(workerId: string, heartbeatAt?: number): Promise<boolean> {
+    try {
+      await this.#doc.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: { pk: `WORKER#${workerId}`, sk: 'WORKER' },
+          ...(heartbeatAt === undefined
+            ? {}
+            : { ConditionExpression: 'heartbeatAt = :h', ExpressionAttributeValues: { ':h': heartbeatAt } }),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
   }
 
   /** Every registered worker (small table: one item per worker). */

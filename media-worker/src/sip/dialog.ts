@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipNameAddr, SipRemote, SipStack } from 'sip';
 import digest from 'sip/digest.js';
-import { isHold, mirrorDirection, redactSdp, remoteDirection, withDirection } from './sdp-hold.ts';
+import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from './sdp-hold.ts';
 import type { SipCredentials, SipDialogEvent, SipDialogState, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -28,6 +28,8 @@ export interface SipStackContext {
   readonly stack: SipStack;
   readonly userAgent: string;
   readonly fromDomain: string;
+  /** Host the package treats as itself (publicAddress ?? address): it cannot send requests there. */
+  readonly localHost: string;
   /** Bound on how long `hangUp()` and friends wait for a response (the transaction itself runs on). */
   readonly requestTimeoutMs: number;
   /** How long a 2xx we sent waits for its ACK (64·T1 in RFC 3261 §13.3.1.4). */
@@ -370,7 +372,11 @@ export abstract class SipDialog {
     }
     const direction = offer === undefined ? 'sendrecv' : mirrorDirection(remoteDirection(offer));
     this.localSdpVersion += 1;
-    const answer = withDirection(this.localSdp, direction, this.localSdpVersion);
+    const answer = withDirection(
+      offer === undefined ? this.localSdp : restrictToOffer(this.localSdp, offer),
+      direction,
+      this.localSdpVersion,
+    );
     const rs = this.#response(rq, 200, 'OK', {
       contact: [{ uri: this.ctx.contactFor(this.transport), params: {} }],
       allow: ALLOW,

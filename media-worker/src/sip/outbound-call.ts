@@ -154,6 +154,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
   }
 
   #start(): void {
+    if (this.#finished) return; // hung up before the first tick
     if (this.#opts.signal?.aborted) {
       this.#finish({ type: 'failed', status: 487, reason: 'Request Terminated (aborted before start)' });
       return;
@@ -187,6 +188,12 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.#earlySdp = undefined;
     this.transport = transport;
     this.credentials = target.auth;
+    if (uri.host === this.ctx.localHost || uri.host === this.ctx.stack.hostname()) {
+      // The package routes requests for its own host to a local "flow" and answers 404 itself.
+      this.logger.warn({ target: target.uri }, 'target is this SIP stack’s own address');
+      this.#onAttemptFailed(att, 482, 'Loop Detected (target is this SIP stack)');
+      return;
+    }
     if (!this.ctx.transports.has(transport)) {
       this.logger.warn({ target: target.uri, transport }, 'target transport not enabled on this stack');
       this.#onAttemptFailed(att, 503, `transport ${transport} not enabled`);

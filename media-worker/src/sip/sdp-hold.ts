@@ -97,6 +97,62 @@ export function withDirection(local: string, direction: SdpDirection, version: n
   return `${out.join('\r\n')}\r\n`;
 }
 
+/** Encodings of the static RTP payload types (RFC 3551 §6) that may come without a=rtpmap. */
+const STATIC_PT: Readonly<Record<string, string>> = {
+  '0': 'pcmu/8000',
+  '3': 'gsm/8000',
+  '8': 'pcma/8000',
+  '9': 'g722/8000',
+  '18': 'g729/8000',
+};
+
+/** Payload type → `encoding/clock` (lower case) of the first audio stream of `sdp`. */
+function audioFormats(sdp: string): Map<string, string> {
+  const formats = new Map<string, string>();
+  let inAudio = false;
+  for (const line of splitLines(sdp)) {
+    if (line.startsWith('m=')) {
+      if (inAudio) break;
+      inAudio = line.startsWith('m=audio');
+      if (inAudio) for (const pt of line.split(' ').slice(3)) formats.set(pt, STATIC_PT[pt] ?? `pt${pt}`);
+      continue;
+    }
+    const m = inAudio ? /^a=rtpmap:(\d+)\s+([^/\s]+)\/(\d+)/.exec(line) : null;
+    if (m?.[1] && formats.has(m[1])) formats.set(m[1], `${m[2]?.toLowerCase()}/${m[3]}`);
+  }
+  return formats;
+}
+
+/**
+ * `local` with its audio formats narrowed to those the far end's new `offer` still lists
+ * (RFC 3264 §6.1: an answer carries no format the offer lacks). Our payload type numbers are kept
+ * (a SHOULD, not a MUST, in §6.1). When nothing matches, `local` is returned unchanged.
+ */
+export function restrictToOffer(local: string, offer: string): string {
+  const offered = new Set(audioFormats(offer).values());
+  const ours = audioFormats(local);
+  const keep = new Set([...ours].filter(([, enc]) => offered.has(enc)).map(([pt]) => pt));
+  if (keep.size === 0 || keep.size === ours.size) return local;
+  const out: string[] = [];
+  let inAudio = false;
+  let done = false;
+  for (const line of splitLines(local)) {
+    if (line.startsWith('m=')) {
+      if (inAudio) done = true;
+      inAudio = !done && line.startsWith('m=audio');
+      if (inAudio) {
+        const f = line.split(' ');
+        out.push([...f.slice(0, 3), ...f.slice(3).filter((pt) => keep.has(pt))].join(' '));
+        continue;
+      }
+    }
+    const pt = inAudio ? /^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[\s]/.exec(line)?.[1] : undefined;
+    if (pt !== undefined && !keep.has(pt)) continue;
+    out.push(line);
+  }
+  return `${out.join('\r\n')}\r\n`;
+}
+
 /** The o= session version of `sdp` (0 when unreadable). */
 export function sessionVersion(sdp: string): number {
   const o = splitLines(sdp).find((l) => l.startsWith('o='));

@@ -30,6 +30,10 @@ export interface SipTlsOptions {
   readonly cert: string | Buffer;
   /** @default 5061 */
   readonly port?: number;
+  /** CAs trusted when we connect out over TLS (default: Node's bundle). */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Verify peers' certificates on outgoing TLS. Meta validates ours; we validate theirs. @default true */
+  readonly rejectUnauthorized?: boolean;
 }
 
 /** Options of {@link createSipPort}. */
@@ -50,7 +54,7 @@ export interface SipPortOptions {
   readonly userAgent?: string;
   /** User part of our Contact. @default 'wa-sip-bridge' */
   readonly contactUser?: string;
-  /** pino logger; a child per call carries `sipCallId`. Wire traces at `trace` level, redacted. @default silent */
+  /** pino logger (give it your `component` binding); a child per call carries `sipCallId`. Wire traces at `trace` level, redacted. @default silent */
   readonly logger?: Logger;
   /** Bound on waiting for responses to BYE/CANCEL. @default 8000 */
   readonly requestTimeoutMs?: number;
@@ -97,7 +101,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   if (!Number.isInteger(options.port) || options.port <= 0 || options.port > 65535)
     throw new SipStackError(`invalid SIP port ${options.port} (0 is not supported)`);
   if (transports.has('tls') && !options.tls) throw new SipStackError('transport tls needs tls key and cert');
-  const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'sip' });
+  const logger = options.logger ?? pino({ level: 'silent' });
   const tlsPort = options.tls?.port ?? 5061;
   try {
     if (transports.has('udp')) await probeUdp(options.address, options.port);
@@ -127,8 +131,19 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     port: options.port,
     udp: transports.has('udp'),
     tcp: transports.has('tcp'),
+    // One TLS options object serves the package's server and its client connections. No client
+    // certificate is requested (Meta: no mTLS). Note: the package connects to the resolved IP
+    // without SNI/servername, so peer verification only passes for certificates with IP SANs.
     ...(transports.has('tls') && options.tls
-      ? { tls: { key: options.tls.key, cert: options.tls.cert }, tls_port: tlsPort }
+      ? {
+          tls: {
+            key: options.tls.key,
+            cert: options.tls.cert,
+            ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca as string | Buffer | (string | Buffer)[] }),
+            rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
+          },
+          tls_port: tlsPort,
+        }
       : {}),
     ...(options.publicAddress ? { publicAddress: options.publicAddress } : {}),
     logger: {
@@ -178,6 +193,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     },
     userAgent,
     fromDomain: options.fromDomain ?? host,
+    localHost: host,
     requestTimeoutMs,
     ackTimeoutMs: options.ackTimeoutMs ?? 32_000,
     transports,

@@ -123,7 +123,11 @@ export interface InboundSipCall {
   readonly requestUri: string;
   readonly from: SipParty;
   readonly to: SipParty;
-  /** All headers of the INVITE by lower-case name, as text. Authorization values are removed. */
+  /**
+   * Headers of the INVITE by lower-case name, as text: generic headers (X-…, User-Agent, Reason…),
+   * From/To (URI), CSeq, Max-Forwards. Via, Contact, Route and Record-Route are kept by the SIP
+   * layer; Authorization and Proxy-Authorization are never exposed.
+   */
   readonly headers: Readonly<Record<string, string>>;
   readonly source: SipSource;
   /** SDP offer of the INVITE, if it had one. */

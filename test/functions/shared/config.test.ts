@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../functions/core/errors.ts';
-import { controlPlaneSettingsDoc, loadControlPlaneConfig } from '../../../functions/shared/config.ts';
+import { CONTROL_PLANE_SETTINGS, loadControlPlaneConfig } from '../../../functions/shared/config.ts';
+import { settingsTable } from '../../../scripts/settings-table.ts';
 
 const env = {
   META_APP_SECRET: 's',
@@ -59,10 +60,10 @@ describe('loadControlPlaneConfig', () => {
     expect(config.afterHours).toEqual({ action: 'route', sipTarget: 'sip:voicemail@127.0.0.1:5090' });
   });
 
-  it('documents every setting, marking secrets', () => {
-    const doc = controlPlaneSettingsDoc();
-    expect(doc.find((d) => d.key === 'META_APP_SECRET')).toMatchObject({ required: true, secret: true });
-    expect(doc.find((d) => d.key === 'MAX_CONCURRENT_CALLS')).toMatchObject({ required: false, default: '1000' });
-    expect(doc.find((d) => d.key === 'BUSINESS_HOURS')).toMatchObject({ required: false });
+  it('documents every setting, marking secrets and defaults', () => {
+    const table = settingsTable(CONTROL_PLANE_SETTINGS);
+    expect(table).toMatch(/^\| `META_APP_SECRET` \| yes \| {2}\| SecureString \|/m);
+    expect(table).toMatch(/^\| `MAX_CONCURRENT_CALLS` \| no \| `1000` \| String \|/m);
+    expect(table).toMatch(/^\| `BUSINESS_HOURS` \| no \| {2}\| String \|/m);
   });
 });

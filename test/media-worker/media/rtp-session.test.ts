@@ -42,10 +42,18 @@ describe('Class: RtpSession', () => {
   });
 
   it('fails with a MediaError when the range is exhausted', async () => {
-    const one = await RtpSession.open({ portRange: [42100, 42101] });
-    open.push(one);
-    await expect(RtpSession.open({ portRange: [42100, 42101] })).rejects.toBeInstanceOf(MediaError);
-    await expect(RtpSession.open({ portRange: [42101, 42101] })).rejects.toMatchObject({ code: 'invalid-argument' });
+    // A two-port range that is free right now (other suites run in parallel on this machine).
+    let one: RtpSession | undefined;
+    let range: [number, number] = [0, 0];
+    for (let attempt = 0; attempt < 50 && !one; attempt++) {
+      const even = 30000 + 2 * Math.floor(Math.random() * 10000);
+      range = [even, even + 1];
+      one = await RtpSession.open({ portRange: range }).catch(() => undefined);
+    }
+    expect(one, 'a free port pair').toBeDefined();
+    open.push(one!);
+    await expect(RtpSession.open({ portRange: range })).rejects.toBeInstanceOf(MediaError);
+    await expect(RtpSession.open({ portRange: [range[1], range[1]] })).rejects.toMatchObject({ code: 'invalid-argument' });
   });
 
   it('sends to the SDP address first, then latches to where packets come from (RFC 4961)', async () => {

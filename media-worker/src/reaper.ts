@@ -1,0 +1,60 @@
+/**
+ * Survives the loss of a worker. Every worker heartbeats its active calls into the workers table;
+ * a worker whose heartbeat is older than the grace period is dead, and whichever live worker sees
+ * it first ends the dead worker's calls — in the store (a conditional write, so only one reaper
+ * acts) and at Meta — and removes its control queue and entry. Media of a dead worker cannot be
+ * recovered (it lived in that process); what must not happen is a call left "answered" forever,
+ * its concurrency slot held, or the WhatsApp user waiting on silence until Meta's watchdog.
+ */
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { Logger } from 'pino';
+import type { CallStore } from '../../functions/core/calls/call-record.ts';
+import { endCall } from '../../functions/core/calls/lifecycle.ts';
+import type { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
+import type { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { deleteControlQueue } from './adapters/sqs-queues.ts';
+
+/** Collaborators of the reaper. */
+export interface ReaperDeps {
+  readonly selfId: string;
+  readonly registry: DynamoWorkerRegistry;
+  readonly calls: CallStore;
+  readonly meta: Pick<MetaGraphClient, 'reject' | 'terminate'>;
+  readonly sqs: SQSClient;
+  readonly logger: Logger;
+  readonly now: () => number;
+  /** A worker silent this long is dead. */
+  readonly graceMs: number;
+  readonly finishedRetentionSeconds: number;
+}
+
+/** One reaping pass. Returns the ids of the calls it ended. */
+export async function reapDeadWorkers(d: ReaperDeps): Promise<string[]> {
+  const ended: string[] = [];
+  const cutoff = d.now() - d.graceMs;
+  for (const worker of await d.registry.list()) {
+    if (worker.workerId === d.selfId || worker.heartbeatAt >= cutoff) continue;
+    const log = d.logger.child({ deadWorker: worker.workerId });
+    log.warn({ heartbeatAt: worker.heartbeatAt, calls: worker.callIds?.length ?? 0 }, 'reaping a dead worker');
+    for (const callId of worker.callIds ?? []) {
+      const call = await d.calls.get(callId);
+      if (!call || call.state === 'ended' || call.owner?.workerId !== worker.workerId) continue;
+      const done = await endCall(
+        callId,
+        'bridge-error',
+        { calls: d.calls, now: d.now, finishedRetentionSeconds: d.finishedRetentionSeconds },
+        { endedBy: 'bridge' },
+      );
+      if (!done) continue; // another reaper, or the webhook, got there first
+      ended.push(callId);
+      const action = call.state === 'answered' ? 'terminate' : 'reject';
+      await d.meta[action](call.line.phoneNumberId, callId).catch((error: unknown) =>
+        log.warn({ callId, err: error, action }, 'telling Meta about a reaped call failed'),
+      );
+    }
+    if (await d.registry.remove(worker.workerId, worker.heartbeatAt)) {
+      await deleteControlQueue(d.sqs, worker.controlQueueUrl).catch(() => undefined);
+    }
+  }
+  return ended;
+}
