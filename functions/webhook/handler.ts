@@ -77,13 +77,15 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
       return { callId: e.callId, result: await handleCallTerminated(e, deps) };
     case 'call-progress':
     case 'call-answer-received': {
-      // Business-initiated calls: hand the event to the worker that owns the call.
-      const call = await runtime.calls.get(e.callId);
+      // Business-initiated calls: record the event (the SDP answer included, so a worker that
+      // registers the call after Meta's webhook can catch up from the history), then hand it to
+      // the worker that owns the call.
       await runtime.calls.appendHistory(e.callId, {
         at: runtime.now(),
         what: e.kind,
-        ...(e.kind === 'call-progress' ? { detail: { status: e.status } } : {}),
+        detail: e.kind === 'call-progress' ? { status: e.status } : { sdpAnswer: e.sdpAnswer },
       });
+      const call = await runtime.calls.get(e.callId);
       if (call?.owner) {
         await runtime.signals.notify(
           call.owner,

@@ -35,11 +35,25 @@ export const WORKER_SETTINGS = {
   SIP_USERNAME: { schema: z.string().optional(), doc: 'Digest username for the SIP target.' },
   SIP_PASSWORD: { schema: z.string().optional(), doc: 'Digest password for the SIP target.', secret: true },
   SIP_BIND_ADDRESS: { schema: z.ipv4(), doc: 'Address the SIP stack binds.', default: '127.0.0.1' },
-  SIP_PORT: { schema: z.coerce.number().int().min(0).max(65535), doc: 'SIP port (UDP and TCP).', default: '5060' },
+  SIP_PORT: { schema: z.coerce.number().int().min(1).max(65535), doc: 'SIP port (UDP and TCP).', default: '5060' },
   SIP_TRANSPORTS: {
     schema: z.string().regex(/^(udp|tcp|tls)(,(udp|tcp|tls))*$/),
     doc: 'Transports to listen on.',
     default: 'udp,tcp',
+  },
+  SIP_TLS_PORT: {
+    schema: z.coerce.number().int().min(1).max(65535),
+    doc: 'SIP over TLS port, when `tls` is in SIP_TRANSPORTS.',
+    default: '5061',
+  },
+  SIP_TLS_CERT_FILE: {
+    schema: z.string().optional(),
+    doc: 'PEM certificate file for SIP over TLS (required with `tls`).',
+  },
+  SIP_TLS_KEY_FILE: {
+    schema: z.string().optional(),
+    doc: 'PEM private key file for SIP over TLS (required with `tls`).',
+    secret: true,
   },
   SIP_FROM_DOMAIN: {
     schema: z.string().optional(),
@@ -63,6 +77,26 @@ export const WORKER_SETTINGS = {
   RTP_PORT_MIN: { schema: positiveInt.max(65534), doc: 'Lowest RTP port for the SIP leg.', default: '20000' },
   RTP_PORT_MAX: { schema: positiveInt.max(65535), doc: 'Highest RTP port for the SIP leg.', default: '30000' },
   PUBLIC_ADDRESS: { schema: z.ipv4().optional(), doc: 'Public IPv4 advertised in SDP and ICE (behind cloud NAT).' },
+  META_PHONE_NUMBER_ID: {
+    schema: z.string().regex(/^\d+$/, 'digits').optional(),
+    doc: "Meta's phone number id of the business number; needed for calls the PBX starts.",
+  },
+  META_BUSINESS_NUMBER: {
+    schema: z
+      .string()
+      .regex(/^\d{6,15}$/, 'digits as Meta writes them')
+      .optional(),
+    doc: 'The business number (digits); needed for calls the PBX starts.',
+  },
+  PBX_ALLOWED_SOURCES: {
+    schema: z.string().optional(),
+    doc: 'Comma-separated addresses or CIDRs allowed to start WhatsApp calls with an INVITE to sip:+<number>@bridge. Unset: the PBX cannot start calls.',
+  },
+  MAX_CONCURRENT_CALLS: {
+    schema: positiveInt.max(1000),
+    doc: 'Concurrent calls per business number (Meta caps at 1000); also enforced for PBX-started calls.',
+    default: '1000',
+  },
   META_GRAPH_URL: { schema: z.url(), doc: 'Graph API base with version.' },
   META_ACCESS_TOKEN: { schema: z.string().min(1), doc: 'Graph API access token.', secret: true },
   META_GRAPH_TIMEOUT_MS: {
@@ -133,6 +167,7 @@ export interface WorkerConfig {
     readonly bindAddress: string;
     readonly port: number;
     readonly transports: ReadonlyArray<'udp' | 'tcp' | 'tls'>;
+    readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
     readonly fromDomain: string;
     readonly ringTimeoutMs: number;
     readonly xHeaders: ReadonlyArray<readonly [string, XHeaderField]>;
@@ -150,6 +185,10 @@ export interface WorkerConfig {
   readonly controlQueuePrefix: string;
   readonly sqsReceiveBatch: number;
   readonly deadAfterMs: number;
+  /** The business line PBX-started calls use. */
+  readonly line?: { readonly phoneNumberId: string; readonly businessNumber: string };
+  readonly pbxAllowedSources: readonly string[];
+  readonly maxConcurrentCalls: number;
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: string;
@@ -193,6 +232,16 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   ];
   for (const uri of uris)
     if (!/^sips?:/.test(uri)) throw new ConfigError('SIP_FAILOVER_URIS', `${uri} is not a sip: URI`);
+  const transports = get<string>('SIP_TRANSPORTS').split(',') as Array<'udp' | 'tcp' | 'tls'>;
+  if (
+    transports.includes('tls') &&
+    (!get<string | undefined>('SIP_TLS_CERT_FILE') || !get<string | undefined>('SIP_TLS_KEY_FILE'))
+  ) {
+    throw new ConfigError(
+      get<string | undefined>('SIP_TLS_CERT_FILE') ? 'SIP_TLS_KEY_FILE' : 'SIP_TLS_CERT_FILE',
+      'is required when SIP_TRANSPORTS includes tls',
+    );
+  }
   const xHeaders = parseXHeaders(get<string | undefined>('SIP_X_HEADERS'));
   const publicAddress = get<string | undefined>('PUBLIC_ADDRESS');
   return {
@@ -203,7 +252,16 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       targets: uris.map((uri) => ({ uri, ...(auth ? { auth } : {}) })),
       bindAddress: get<string>('SIP_BIND_ADDRESS'),
       port: get<number>('SIP_PORT'),
-      transports: get<string>('SIP_TRANSPORTS').split(',') as Array<'udp' | 'tcp' | 'tls'>,
+      transports,
+      ...(transports.includes('tls')
+        ? {
+            tls: {
+              port: get<number>('SIP_TLS_PORT'),
+              certFile: get<string>('SIP_TLS_CERT_FILE'),
+              keyFile: get<string>('SIP_TLS_KEY_FILE'),
+            },
+          }
+        : {}),
       fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? publicAddress ?? get<string>('SIP_BIND_ADDRESS'),
       ringTimeoutMs: get<number>('SIP_RING_TIMEOUT_SECONDS') * 1000,
       xHeaders,
@@ -225,6 +283,19 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     controlQueuePrefix: get<string>('CONTROL_QUEUE_PREFIX'),
     sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),
     deadAfterMs: get<number>('WORKER_DEAD_AFTER_SECONDS') * 1000,
+    ...(get<string | undefined>('META_PHONE_NUMBER_ID') && get<string | undefined>('META_BUSINESS_NUMBER')
+      ? {
+          line: {
+            phoneNumberId: get<string>('META_PHONE_NUMBER_ID'),
+            businessNumber: get<string>('META_BUSINESS_NUMBER'),
+          },
+        }
+      : {}),
+    pbxAllowedSources: (get<string | undefined>('PBX_ALLOWED_SOURCES') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    maxConcurrentCalls: get<number>('MAX_CONCURRENT_CALLS'),
     aws: {
       region: get<string>('AWS_REGION'),
       ...(get<string | undefined>('DYNAMODB_ENDPOINT') ? { dynamodbEndpoint: get<string>('DYNAMODB_ENDPOINT') } : {}),

@@ -3,6 +3,7 @@
  * runner and the worker loop from a {@link WorkerConfig}. `main.ts` (ECS task, local child process)
  * and the tests use it.
  */
+import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import pino, { type Logger } from 'pino';
@@ -56,6 +57,15 @@ export async function startMediaWorker(
     address: config.sip.bindAddress,
     port: config.sip.port,
     transports: config.sip.transports,
+    ...(config.sip.tls
+      ? {
+          tls: {
+            port: config.sip.tls.port,
+            cert: readFileSync(config.sip.tls.certFile),
+            key: readFileSync(config.sip.tls.keyFile),
+          },
+        }
+      : {}),
     fromDomain: config.sip.fromDomain,
     ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
     logger: logger.child({ component: 'sip' }),

@@ -81,6 +81,28 @@ export class MediaWorker {
     return this.#controlQueueUrl;
   }
 
+  /** True when the worker takes no new calls (full or draining). */
+  get full(): boolean {
+    return this.#draining || this.#active.size >= this.#d.maxCalls;
+  }
+
+  /**
+   * Registers a call that did not come from the job queue (a PBX-started call), so in-call events
+   * reach it, it counts against capacity, and drain waits for it.
+   */
+  adopt(callId: string, call: ActiveCall): void {
+    this.#active.set(callId, call);
+    const early = this.#early.get(callId);
+    if (early) {
+      this.#early.delete(callId);
+      call.signal(early.signal);
+    }
+    void call.done.finally(() => {
+      this.#active.delete(callId);
+      this.#beat().catch(() => undefined);
+    });
+  }
+
   /** Creates the control queue, registers, and starts polling. */
   async start(): Promise<void> {
     this.#startedAt = this.#now();

@@ -31,6 +31,7 @@ export type EndReason =
   | 'number-not-configured'
   | 'stale-connect'
   | 'unanswered'
+  | 'rejected-by-user'
   | 'sip-rejected'
   | 'media-failed'
   | 'bridge-error';

@@ -50,6 +50,28 @@ export class MetaGraphClient implements MetaCallControl {
     });
   }
 
+  /**
+   * Places a business-initiated call with the bridge's SDP offer (§3.1). `to` is the user's phone
+   * digits; for a user known only by BSUID pass `recipient` instead. Returns Meta's call id.
+   */
+  async connect(
+    phoneNumberId: string,
+    callee: { to?: string; recipient?: string },
+    sdpOffer: string,
+    callbackData?: string,
+  ): Promise<string> {
+    const response = await this.callAction(phoneNumberId, {
+      ...(callee.to === undefined ? {} : { to: callee.to }),
+      ...(callee.recipient === undefined || callee.to !== undefined ? {} : { recipient: callee.recipient }),
+      action: 'connect',
+      session: { sdp_type: 'offer', sdp: sdpOffer },
+      ...(callbackData === undefined ? {} : { biz_opaque_callback_data: callbackData }),
+    });
+    const id = (response.calls as Array<{ id?: unknown }> | undefined)?.[0]?.id;
+    if (typeof id !== 'string') throw new MetaApiError('Graph connect answered without calls[0].id', { status: 200 });
+    return id;
+  }
+
   /** Ends a call (§3.2: call it even after RTCP BYE, for billing). */
   async terminate(phoneNumberId: string, callId: string): Promise<void> {
     await this.callAction(phoneNumberId, { call_id: callId, action: 'terminate' });

@@ -26,6 +26,7 @@ import { createSipOffer, parseSipAnswer, type SipMediaDescription } from '../med
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
+import { collectMediaStats } from './media-stats.ts';
 
 /** Collaborators of user-initiated calls. */
 export interface UserCallDeps {
@@ -282,32 +283,7 @@ export class UserCall {
     const ended = this.#now();
     let media: CallMediaStats | undefined;
     try {
-      if (this.#bridge && this.#leg) {
-        const b = this.#bridge.stats();
-        const w = await this.#leg.stats();
-        media = {
-          mode: b.mode,
-          codec: this.#bridge.mode === 'passthrough' ? 'opus' : 'g711',
-          whatsappToSip: {
-            packets: b.whatsappToSip.packetsOut,
-            lost: b.whatsappToSip.lost,
-            dtmfDigits: b.whatsappToSip.dtmfDigits,
-          },
-          sipToWhatsapp: {
-            packets: b.sipToWhatsapp.packetsOut,
-            lost: b.sipToWhatsapp.lost,
-            jitterMs: b.sipToWhatsapp.jitterMs,
-            dtmfDigits: b.sipToWhatsapp.dtmfDigits,
-          },
-          whatsapp: {
-            packetsSent: w.packetsSent,
-            packetsReceived: w.packetsReceived,
-            packetsLost: w.packetsLost,
-            jitterMs: w.jitterMs,
-            ...(w.roundTripTimeMs === undefined ? {} : { roundTripTimeMs: w.roundTripTimeMs }),
-          },
-        };
-      }
+      media = await collectMediaStats(this.#bridge, this.#leg);
     } catch (error) {
       this.#log.warn({ err: describe(error) }, 'collecting media statistics failed');
     }

@@ -1,0 +1,39 @@
+/**
+ * Media statistics of a call as stored on its record, collected from the bridge and the WhatsApp
+ * leg just before they are closed.
+ */
+import type { CallMediaStats } from '../../../functions/core/calls/call-record.ts';
+import type { MediaBridge } from '../media/media-bridge.ts';
+import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+
+/** Reads the statistics; `undefined` when no media flowed (no bridge). */
+export async function collectMediaStats(
+  bridge: MediaBridge | undefined,
+  leg: WhatsAppLeg | undefined,
+): Promise<CallMediaStats | undefined> {
+  if (!bridge || !leg) return undefined;
+  const b = bridge.stats();
+  const w = await leg.stats();
+  return {
+    mode: b.mode,
+    codec: b.mode === 'passthrough' ? 'opus' : 'g711',
+    whatsappToSip: {
+      packets: b.whatsappToSip.packetsOut,
+      lost: b.whatsappToSip.lost,
+      dtmfDigits: b.whatsappToSip.dtmfDigits,
+    },
+    sipToWhatsapp: {
+      packets: b.sipToWhatsapp.packetsOut,
+      lost: b.sipToWhatsapp.lost,
+      jitterMs: b.sipToWhatsapp.jitterMs,
+      dtmfDigits: b.sipToWhatsapp.dtmfDigits,
+    },
+    whatsapp: {
+      packetsSent: w.packetsSent,
+      packetsReceived: w.packetsReceived,
+      packetsLost: w.packetsLost,
+      jitterMs: w.jitterMs,
+      ...(w.roundTripTimeMs === undefined ? {} : { roundTripTimeMs: w.roundTripTimeMs }),
+    },
+  };
+}

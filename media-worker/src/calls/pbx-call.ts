@@ -1,0 +1,376 @@
+/**
+ * A business-initiated call started by the PBX: an INVITE to `sip:+<user number>@bridge`.
+ *
+ * The gate (source allow-list, scanner user agents) and the call rules (permission, countries,
+ * sanctions, daily limit, capacity) run before anything reaches Meta; a refusal is a fast SIP
+ * error with a Reason header (RFC 3326). Allowed calls: create the WebRTC offer, Meta `connect`,
+ * apply Meta's SDP answer from the webhook, RINGING → 180, ACCEPTED → 200 with SDP, then bridge
+ * as for user-initiated calls (meta-calling-api.md §2.8, §3.1).
+ */
+import type { Logger } from 'pino';
+import type {
+  CallOwner,
+  CallPatch,
+  CallRecord,
+  CallStore,
+  WorkerSignal,
+} from '../../../functions/core/calls/call-record.ts';
+import type { EndReason } from '../../../functions/core/calls/call-state.ts';
+import { endCall } from '../../../functions/core/calls/lifecycle.ts';
+import { MetaApiError } from '../../../functions/core/errors.ts';
+import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
+import type { CheckBusinessCall } from '../../../functions/core/outbound/contract.ts';
+import type { WorkerConfig } from '../config.ts';
+import { MediaBridge } from '../media/media-bridge.ts';
+import { RtpSession } from '../media/rtp-session.ts';
+import { answerSipOffer } from '../media/sip-sdp.ts';
+import type { InboundSipCall } from '../sip/sip-port.ts';
+import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import type { ActiveCall } from '../worker.ts';
+import { collectMediaStats } from './media-stats.ts';
+import type { PbxGate } from './pbx-gate.ts';
+
+/** Outcomes the permission ledger counts (connected calls per day, unanswered in a row). */
+export interface BusinessCallOutcomes {
+  connected(phoneNumberId: string, user: { phone?: string; userId?: string }): Promise<void>;
+  unanswered(phoneNumberId: string, user: { phone?: string; userId?: string }): Promise<void>;
+}
+
+/** Collaborators of PBX-started calls. */
+export interface PbxCallDeps {
+  readonly config: WorkerConfig;
+  readonly calls: CallStore;
+  readonly meta: Pick<MetaGraphClient, 'connect' | 'terminate'>;
+  readonly gate: PbxGate;
+  readonly checkBusinessCall: CheckBusinessCall;
+  readonly outcomes?: BusinessCallOutcomes;
+  readonly owner: () => CallOwner;
+  /** Registers the call with the worker under Meta's call id; false when the worker is full. */
+  readonly adopt: (callId: string, call: ActiveCall) => void;
+  readonly full: () => boolean;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+/** SIP answers for Meta's connect errors (§6). */
+function sipStatusForMeta(error: unknown): { status: number; text: string } {
+  const code = error instanceof MetaApiError ? error.metaCode : undefined;
+  switch (code) {
+    case 138006:
+      return { status: 403, text: 'no-permission' };
+    case 138013:
+      return { status: 403, text: 'business-country-blocked' };
+    case 138012:
+      return { status: 403, text: 'daily-limit' };
+    case 138001:
+      return { status: 404, text: 'not-on-whatsapp' };
+    case 138003:
+      return { status: 486, text: 'already-in-a-call' };
+    case 138002:
+    case 138005:
+      return { status: 503, text: 'meta-rate-limit' };
+    default:
+      return { status: 503, text: 'meta-unavailable' };
+  }
+}
+
+function reason(status: number, text: string): Record<string, string> {
+  return { Reason: `SIP;cause=${status};text="${text.replace(/"/g, "'")}"` };
+}
+
+/** Handles one INVITE from the PBX. Resolves once the call is set up or refused; the call then runs on. */
+export async function handlePbxInvite(invite: InboundSipCall, deps: PbxCallDeps): Promise<void> {
+  const log = deps.logger.child({ sipCallId: invite.callId, source: invite.source.address });
+  const gate = deps.gate({
+    sourceAddress: invite.source.address,
+    userAgent: invite.headers['user-agent'],
+    requestUri: invite.requestUri,
+  });
+  if (!gate.allowed) {
+    log.warn({ reason: gate.reason }, 'INVITE refused at the gate');
+    invite.reject(
+      gate.sipStatus,
+      gate.sipStatus === 404 ? 'Not Found' : 'Forbidden',
+      reason(gate.sipStatus, gate.reason),
+    );
+    return;
+  }
+  const line = deps.config.line;
+  if (!line) {
+    invite.reject(503, 'Service Unavailable', reason(503, 'business number not configured'));
+    return;
+  }
+  if (!invite.sdpOffer) {
+    invite.reject(488, 'Not Acceptable Here', reason(488, 'an SDP offer is required'));
+    return;
+  }
+  if (deps.full()) {
+    invite.reject(503, 'Service Unavailable', reason(503, 'worker full'));
+    return;
+  }
+  const verdict = await deps.checkBusinessCall({ phoneNumberId: line.phoneNumberId, user: { phone: gate.phone } });
+  if (!verdict.allowed) {
+    log.info({ reason: verdict.reason }, 'business-initiated call refused by the rules');
+    invite.reject(
+      verdict.sipStatus,
+      verdict.sipStatus === 404 ? 'Not Found' : 'Forbidden',
+      reason(verdict.sipStatus, verdict.reason),
+    );
+    return;
+  }
+  if (!(await deps.calls.acquireSlot(line.phoneNumberId, deps.config.maxConcurrentCalls))) {
+    invite.reject(503, 'Service Unavailable', reason(503, 'over-capacity'));
+    return;
+  }
+  const call = new PbxCall(invite, gate.phone, deps, log);
+  await call.start();
+}
+
+/** The life of one PBX-started call. */
+class PbxCall {
+  readonly #invite: InboundSipCall;
+  readonly #phone: string;
+  readonly #d: PbxCallDeps;
+  #log: Logger;
+  readonly #now: () => number;
+  #leg: WhatsAppLeg | undefined;
+  #rtp: RtpSession | undefined;
+  #bridge: MediaBridge | undefined;
+  #callId: string | undefined;
+  #answerApplied = false;
+  #ringing = false;
+  #accepted = false;
+  #sipAnswered = false;
+  #ending = false;
+  #events: Promise<void> = Promise.resolve();
+  #resolveDone!: () => void;
+  readonly #done = new Promise<void>((resolve) => {
+    this.#resolveDone = resolve;
+  });
+  #startedAt = 0;
+  #acceptedAt = 0;
+
+  constructor(invite: InboundSipCall, phone: string, deps: PbxCallDeps, log: Logger) {
+    this.#invite = invite;
+    this.#phone = phone;
+    this.#d = deps;
+    this.#log = log;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    const line = this.#d.config.line!;
+    this.#startedAt = this.#now();
+    const leg = new WhatsAppLeg({
+      bindAddress: this.#d.config.media.bindAddress,
+      ...(this.#d.config.media.publicAddress ? { publicAddress: this.#d.config.media.publicAddress } : {}),
+      logger: this.#log,
+    });
+    this.#leg = leg;
+    let callId: string;
+    try {
+      const offer = await leg.createOffer();
+      callId = await this.#d.meta.connect(line.phoneNumberId, { to: this.#phone }, offer);
+    } catch (error) {
+      const sip = sipStatusForMeta(error);
+      this.#log.warn(
+        { err: error instanceof Error ? error.message : String(error), sipStatus: sip.status },
+        'Meta refused the call',
+      );
+      this.#invite.reject(
+        sip.status,
+        sip.status === 404
+          ? 'Not Found'
+          : sip.status === 486
+            ? 'Busy Here'
+            : sip.status === 403
+              ? 'Forbidden'
+              : 'Service Unavailable',
+        reason(sip.status, sip.text),
+      );
+      await this.#d.calls.releaseSlot(line.phoneNumberId);
+      await leg.close();
+      return;
+    }
+    this.#callId = callId;
+    this.#log = this.#log.child({ callId });
+    const t = this.#now();
+    const record: CallRecord = {
+      callId,
+      direction: 'business-initiated',
+      state: 'claimed',
+      version: 1,
+      line: { phoneNumberId: line.phoneNumberId, businessNumber: line.businessNumber, accountId: '' },
+      user: { phone: this.#phone },
+      createdAt: t,
+      updatedAt: t,
+      slotHeld: true,
+      owner: this.#d.owner(),
+      sip: { callId: this.#invite.callId },
+    };
+    await this.#d.calls.createIfAbsent(record);
+    await this.#d.calls.appendHistory(callId, { at: t, what: 'connect-sent', detail: { from: 'pbx' } });
+    this.#d.adopt(callId, {
+      done: this.#done,
+      signal: (s) => this.#enqueue(() => this.#onSignal(s)),
+      end: async () => {
+        this.#finish('bridge-error', 'bridge');
+        await this.#done;
+      },
+    });
+    this.#invite.on((e) => {
+      this.#enqueue(async () => {
+        if (e.type === 'cancelled' || e.type === 'remote-hangup') this.#finish('agent-hung-up', 'sip');
+        else if (e.type === 'hold') this.#bridge?.hold();
+        else if (e.type === 'resume') this.#bridge?.resume();
+        else if (e.type === 'failed') this.#finish('bridge-error', 'sip');
+      });
+    });
+    // Catch up on webhooks that arrived before the call was registered (see webhook handler).
+    for (const h of await this.#d.calls.history(callId)) {
+      const detail = (h.detail ?? {}) as { sdpAnswer?: string; status?: 'ringing' | 'accepted' | 'rejected' };
+      if (h.what === 'call-answer-received' && detail.sdpAnswer)
+        this.#enqueue(() => this.#onSignal({ type: 'call-answer-received', callId, sdpAnswer: detail.sdpAnswer! }));
+      if (h.what === 'call-progress' && detail.status)
+        this.#enqueue(() => this.#onSignal({ type: 'call-progress', callId, status: detail.status! }));
+    }
+    this.#log.info('business-initiated call placed at Meta');
+  }
+
+  #enqueue(task: () => Promise<void>): void {
+    this.#events = this.#events.then(task).catch((error: unknown) => {
+      this.#log.error({ err: error instanceof Error ? error.message : String(error) }, 'handling a call event failed');
+      this.#finish('bridge-error', 'bridge');
+    });
+  }
+
+  async #onSignal(signal: WorkerSignal): Promise<void> {
+    if (this.#ending) return;
+    if (signal.type === 'call-answer-received') {
+      if (this.#answerApplied) return;
+      this.#answerApplied = true;
+      await this.#leg!.applyAnswer(signal.sdpAnswer);
+      // Meta expects the business to send the first media packet (§5.1, "maiden packet").
+      this.#leg!.startSilence();
+      return;
+    }
+    if (signal.type === 'call-progress') {
+      if (signal.status === 'ringing' && !this.#ringing) {
+        this.#ringing = true;
+        this.#invite.ringing();
+        const t = this.#now();
+        await this.#d.calls.transition(this.#callId!, { type: 'ringing' }, { ringingAt: t, updatedAt: t });
+      } else if (signal.status === 'accepted' && !this.#accepted) {
+        await this.#onAccepted();
+      } else if (signal.status === 'rejected') {
+        await this.#d.outcomes?.unanswered(this.#d.config.line!.phoneNumberId, { phone: this.#phone });
+        this.#finish('rejected-by-user', 'whatsapp', 486);
+      }
+      return;
+    }
+    // Meta's terminate: the webhook function has already ended the record.
+    if (!this.#accepted) await this.#d.outcomes?.unanswered(this.#d.config.line!.phoneNumberId, { phone: this.#phone });
+    this.#finish(signal.reason, 'whatsapp', this.#accepted ? undefined : 408);
+  }
+
+  async #onAccepted(): Promise<void> {
+    this.#accepted = true;
+    this.#acceptedAt = this.#now();
+    const config = this.#d.config;
+    const rtp = await RtpSession.open({
+      bindAddress: config.media.bindAddress,
+      portRange: [config.media.portMin, config.media.portMax],
+      logger: this.#log,
+    });
+    this.#rtp = rtp;
+    const { sdp, negotiated } = answerSipOffer(this.#invite.sdpOffer!, {
+      address: config.media.publicAddress ?? rtp.address,
+      port: rtp.port,
+      codecs: [...config.media.codecs],
+    });
+    this.#bridge = new MediaBridge({
+      whatsapp: this.#leg!,
+      rtp,
+      sip: negotiated,
+      callId: this.#callId!,
+      logger: this.#log,
+    });
+    this.#bridge.start();
+    await this.#invite.answer(sdp);
+    this.#sipAnswered = true;
+    const t = this.#now();
+    await this.#d.calls.transition(
+      this.#callId!,
+      { type: 'answered' },
+      { answeredAt: t, updatedAt: t, timings: { answerMs: t - this.#startedAt } },
+    );
+    await this.#d.outcomes?.connected(config.line!.phoneNumberId, { phone: this.#phone });
+    this.#log.info({ mode: this.#bridge.mode }, 'WhatsApp user answered; bridged to the PBX');
+  }
+
+  /** Ends the call once: tells the side that did not end it, records, releases. */
+  #finish(why: EndReason, by: 'whatsapp' | 'sip' | 'bridge', sipStatus?: number): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    void this.#end(why, by, sipStatus).finally(() => this.#resolveDone());
+  }
+
+  async #end(why: EndReason, by: 'whatsapp' | 'sip' | 'bridge', sipStatus?: number): Promise<void> {
+    const tasks: Array<Promise<unknown>> = [];
+    if (by !== 'sip') {
+      if (this.#sipAnswered) tasks.push(this.#invite.hangUp());
+      else {
+        const status = sipStatus ?? 480;
+        const text =
+          why === 'rejected-by-user'
+            ? 'rejected by the WhatsApp user'
+            : why === 'unanswered' || status === 408
+              ? 'no answer'
+              : why;
+        this.#invite.reject(
+          status,
+          status === 486 ? 'Busy Here' : status === 408 ? 'Request Timeout' : 'Temporarily Unavailable',
+          reason(status, text),
+        );
+      }
+    }
+    if (by !== 'whatsapp' && this.#callId) {
+      tasks.push(
+        this.#d.meta
+          .terminate(this.#d.config.line!.phoneNumberId, this.#callId)
+          .catch((error: unknown) => this.#log.warn({ err: String(error) }, 'Meta terminate failed')),
+      );
+    }
+    if (this.#callId) {
+      const patch: CallPatch = { endedBy: by === 'whatsapp' ? 'whatsapp' : by === 'sip' ? 'sip' : 'bridge' };
+      tasks.push(
+        endCall(
+          this.#callId,
+          why,
+          { calls: this.#d.calls, now: this.#now, finishedRetentionSeconds: this.#d.config.finishedRetentionSeconds },
+          patch,
+        ),
+      );
+    }
+    await Promise.allSettled(tasks);
+    await this.#events.catch(() => undefined);
+    const media = await collectMediaStats(this.#bridge, this.#leg).catch(() => undefined);
+    await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.#leg?.close()]);
+    if (this.#callId) {
+      const ended = this.#now();
+      await this.#d.calls
+        .patchIf(
+          this.#callId,
+          {},
+          {
+            ...(media ? { media } : {}),
+            ...(this.#acceptedAt
+              ? { timings: { answerMs: this.#acceptedAt - this.#startedAt, talkMs: ended - this.#acceptedAt } }
+              : {}),
+          },
+        )
+        .catch(() => undefined);
+    }
+    this.#log.info({ reason: why, by }, 'business-initiated call ended');
+  }
+}
