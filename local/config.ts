@@ -78,6 +78,8 @@ const WORKER_PASS_THROUGH = [
   'MAX_CALLS_PER_WORKER',
   'RTP_PORT_MIN',
   'RTP_PORT_MAX',
+  'PBX_ALLOWED_SOURCES',
+  'BIC_BLOCKED_COUNTRIES',
 ];
 
 /** Control-plane keys the local stack passes through when set. */

@@ -10,7 +10,13 @@ import pino from 'pino';
 import { g711Decode, g711Encode } from '../media-worker/src/media/g711.ts';
 import { buildTelephoneEvent, DTMF_EVENTS, dtmfEventCode, parseTelephoneEvent } from '../media-worker/src/media/rtp.ts';
 import { RtpSession } from '../media-worker/src/media/rtp-session.ts';
-import { answerSipOffer, type SipCodecName, type SipMediaDescription } from '../media-worker/src/media/sip-sdp.ts';
+import {
+  answerSipOffer,
+  createSipOffer,
+  parseSipAnswer,
+  type SipCodecName,
+  type SipMediaDescription,
+} from '../media-worker/src/media/sip-sdp.ts';
 import { createSipPort } from '../media-worker/src/sip/sip-adapter.ts';
 import type { InboundSipCall, SipPort } from '../media-worker/src/sip/sip-port.ts';
 import { ToneGenerator } from '../meta-simulator/media/audio.ts';
@@ -51,7 +57,7 @@ export class AgentCall {
   #resolveDone!: () => void;
 
   constructor(
-    readonly sip: InboundSipCall,
+    readonly sip: { readonly callId: string; hangUp(): Promise<void> },
     readonly media: SipMediaDescription,
     readonly rtp: RtpSession,
   ) {
@@ -205,6 +211,46 @@ export class SipAgent {
     for (const t of this.#timers) clearInterval(t);
     await this.#port.close();
     await Promise.allSettled(this.calls.map((c) => c.rtp.close()));
+  }
+
+  /**
+   * Dials out, like a PBX phone calling a WhatsApp user through the bridge
+   * (`sip:+<number>@<bridge>`). Resolves with the call once answered; rejects with the SIP status
+   * when refused.
+   */
+  async dial(uri: string, options: { from?: string } = {}): Promise<AgentCall> {
+    const rtp = await RtpSession.open({ bindAddress: this.#o.address, portRange: [40000, 50000] });
+    const offer = createSipOffer({ address: this.#o.address, port: rtp.port, codecs: this.#o.codecs });
+    const sip = this.#port.placeCall({ targets: [{ uri }], from: { user: options.from ?? 'agent' }, sdpOffer: offer, answerTimeoutMs: 60_000 });
+    let call: AgentCall | undefined;
+    const seen = new Set<number>();
+    try {
+      const answerSdp = await new Promise<string>((resolve, reject) => {
+        const off = sip.on((e) => {
+          if (e.type === 'answered') {
+            off();
+            resolve(e.sdp);
+          } else if (e.type === 'failed') {
+            off();
+            reject(Object.assign(new Error(`SIP ${e.status} ${e.reason}`), { status: e.status, reason: e.reason }));
+          }
+        });
+      });
+      const media = parseSipAnswer(answerSdp, this.#o.codecs);
+      call = new AgentCall(sip, media, rtp);
+      const c = call;
+      rtp.setRemote(media.address, media.port);
+      rtp.onPacket((p) => c.hear(p.payloadType, p.payload, p.timestamp, seen));
+      sip.on((e) => {
+        if (e.type === 'remote-hangup') c.markEnded();
+      });
+      this.calls.push(call);
+      this.#play(call);
+      return call;
+    } catch (error) {
+      if (!call) await rtp.close();
+      throw error;
+    }
   }
 
   async #onInvite(sip: InboundSipCall): Promise<void> {

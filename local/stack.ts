@@ -158,6 +158,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           RTP_BIND_ADDRESS: '127.0.0.1',
           META_GRAPH_URL: graphUrl,
           META_ACCESS_TOKEN: accessToken,
+          META_PHONE_NUMBER_ID: config.meta.phoneNumberId,
+          META_BUSINESS_NUMBER: config.meta.businessNumber,
+          // The built-in SIP agent doubles as the PBX that starts business-initiated calls.
+          PBX_ALLOWED_SOURCES: config.worker.PBX_ALLOWED_SOURCES ?? `${config.sip.agentAddress}/32`,
+          PERMISSIONS_TABLE: aws.tables.permissions,
           CALLS_TABLE: aws.tables.calls,
           WORKERS_TABLE: aws.tables.workers,
           CALL_JOBS_QUEUE_URL: aws.queues.callJobs,

@@ -104,6 +104,7 @@ export const WORKER_SETTINGS = {
     doc: 'Timeout of each Graph API request.',
     default: '5000',
   },
+  PERMISSIONS_TABLE: { schema: z.string().min(3).optional(), doc: 'DynamoDB permissions table (the ledger checked before PBX-started calls).' },
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB calls table.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB workers table.' },
   CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs.' },
@@ -180,7 +181,7 @@ export interface WorkerConfig {
     readonly publicAddress?: string;
   };
   readonly meta: { readonly graphUrl: string; readonly accessToken: string; readonly timeoutMs: number };
-  readonly tables: { readonly calls: string; readonly workers: string };
+  readonly tables: { readonly calls: string; readonly workers: string; readonly permissions?: string };
   readonly callJobsQueueUrl: string;
   readonly controlQueuePrefix: string;
   readonly sqsReceiveBatch: number;
@@ -278,7 +279,11 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       accessToken: get<string>('META_ACCESS_TOKEN'),
       timeoutMs: get<number>('META_GRAPH_TIMEOUT_MS'),
     },
-    tables: { calls: get<string>('CALLS_TABLE'), workers: get<string>('WORKERS_TABLE') },
+    tables: {
+      calls: get<string>('CALLS_TABLE'),
+      workers: get<string>('WORKERS_TABLE'),
+      ...(get<string | undefined>('PERMISSIONS_TABLE') ? { permissions: get<string>('PERMISSIONS_TABLE') } : {}),
+    },
     callJobsQueueUrl: get<string>('CALL_JOBS_QUEUE_URL'),
     controlQueuePrefix: get<string>('CONTROL_QUEUE_PREFIX'),
     sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),

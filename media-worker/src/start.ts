@@ -9,7 +9,10 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import pino, { type Logger } from 'pino';
 import { DynamoCallStore } from '../../functions/adapters/dynamo-call-store.ts';
 import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
+import type { CheckBusinessCall } from '../../functions/core/outbound/contract.ts';
 import { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { type BusinessCallOutcomes, handlePbxInvite } from './calls/pbx-call.ts';
+import { createPbxGate } from './calls/pbx-gate.ts';
 import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
 import { reapDeadWorkers } from './reaper.ts';
@@ -29,7 +32,13 @@ export interface RunningWorker {
 /** Starts a media worker. */
 export async function startMediaWorker(
   config: WorkerConfig,
-  overrides: { logger?: Logger; pollSeconds?: number } = {},
+  overrides: {
+    logger?: Logger;
+    pollSeconds?: number;
+    /** The business-call rules (permission, countries, limits); required for PBX-started calls. */
+    checkBusinessCall?: CheckBusinessCall;
+    outcomes?: BusinessCallOutcomes;
+  } = {},
 ): Promise<RunningWorker> {
   const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
     workerId: config.workerId,
@@ -105,6 +114,25 @@ export async function startMediaWorker(
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
   });
   await worker.start();
+  // INVITEs from the PBX start business-initiated calls; without rules or a line, the gate refuses them.
+  const gate = createPbxGate(config.line && overrides.checkBusinessCall ? config.pbxAllowedSources : []);
+  const checkBusinessCall: CheckBusinessCall =
+    overrides.checkBusinessCall ??
+    (async () => ({ allowed: false, reason: 'invalid-request', detail: 'business-initiated calls are not configured', httpStatus: 403, sipStatus: 403 }));
+  sip.onInvite((invite) =>
+    handlePbxInvite(invite, {
+      config,
+      calls,
+      meta,
+      gate,
+      checkBusinessCall,
+      ...(overrides.outcomes ? { outcomes: overrides.outcomes } : {}),
+      owner: () => ({ workerId: config.workerId, controlQueueUrl: worker.controlQueueUrl! }),
+      adopt: (callId, call) => worker.adopt(callId, call),
+      full: () => worker.full,
+      logger,
+    }),
+  );
   let stopped: Promise<void> | undefined;
   return {
     worker,

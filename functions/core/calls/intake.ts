@@ -230,7 +230,14 @@ export type TerminateOutcome = 'ended' | 'ended-before-connect' | 'already-ended
 export async function handleCallTerminated(event: CallTerminated, deps: IntakeDeps): Promise<TerminateOutcome> {
   const t = deps.now();
   const answered = event.startTime !== undefined || event.durationSeconds !== undefined;
-  const reason: EndReason = event.errors.length > 0 || event.status === 'FAILED' ? 'meta-terminated' : 'caller-hung-up';
+  // A business-initiated call that ends without start_time was never picked up (§2.7: use the
+  // presence of start_time, not status, to tell answered from unanswered).
+  const reason: EndReason =
+    event.errors.length > 0 || event.status === 'FAILED'
+      ? 'meta-terminated'
+      : event.direction === 'business-initiated' && !answered
+        ? 'unanswered'
+        : 'caller-hung-up';
   const facts = {
     metaStatus: event.status,
     ...(event.errors.length > 0 ? { metaErrors: event.errors } : {}),
