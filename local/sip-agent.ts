@@ -116,11 +116,11 @@ export class AgentCall {
     }
   }
 
-  /** @internal */
+  /** @internal Marks the call over and releases its RTP sockets. */
   markEnded(): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#resolveDone();
+    this.rtp.close().finally(() => this.#resolveDone());
   }
 }
 
@@ -221,7 +221,12 @@ export class SipAgent {
   async dial(uri: string, options: { from?: string } = {}): Promise<AgentCall> {
     const rtp = await RtpSession.open({ bindAddress: this.#o.address, portRange: [40000, 50000] });
     const offer = createSipOffer({ address: this.#o.address, port: rtp.port, codecs: this.#o.codecs });
-    const sip = this.#port.placeCall({ targets: [{ uri }], from: { user: options.from ?? 'agent' }, sdpOffer: offer, answerTimeoutMs: 60_000 });
+    const sip = this.#port.placeCall({
+      targets: [{ uri }],
+      from: { user: options.from ?? 'agent' },
+      sdpOffer: offer,
+      answerTimeoutMs: 60_000,
+    });
     let call: AgentCall | undefined;
     const seen = new Set<number>();
     try {

@@ -179,3 +179,22 @@ describe('early media', () => {
     await ended(call.id);
   });
 });
+
+describe('resources', () => {
+  it('releases every UDP socket a call used (ICE, RTP, RTCP on both sides) once it ends', async () => {
+    // Timers are not counted here: SIP transaction timers legitimately outlive a call by up to
+    // 32 s (RFC 3261 Timer D/K); the leg and bridge tests check their own timers.
+    const udp = () => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
+    await new Promise((r) => setTimeout(r, 300));
+    const before = udp();
+    const calls = [];
+    for (let i = 0; i < 3; i++) calls.push(await connectedCall({ waId: `55119000001${i}`, name: `Leak ${i}` }));
+    expect(udp()).toBeGreaterThanOrEqual(before + 3 * 4);
+    for (const { call, agentCall } of calls) {
+      call.hangUp();
+      await agentCall.ended;
+      await withMediaStats(call.id);
+    }
+    await eventually(() => udp() <= before, 5000, 'UDP sockets back to baseline');
+  });
+});
