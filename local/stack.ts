@@ -32,6 +32,8 @@ export interface LocalStackOptions {
   readonly workerEnv?: Record<string, string>;
   /** pino logger of an in-process worker. */
   readonly workerLogger?: import('pino').Logger;
+  /** Business-call rules for an in-process worker (default: the worker builds the real ones). */
+  readonly checkBusinessCall?: import('../functions/core/outbound/contract.ts').CheckBusinessCall;
   /** Options of the built-in SIP agent, started when no `SIP_TARGET_URI` is configured. */
   readonly agent?: SipAgentOptions;
 }
@@ -174,7 +176,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           SQS_RECEIVE_BATCH: '1',
           ...(options.workerEnv ?? {}),
         },
-        { inheritedEnv: config.inheritedEnv, ...(options.workerLogger ? { logger: options.workerLogger } : {}) },
+        {
+          inheritedEnv: config.inheritedEnv,
+          ...(options.workerLogger ? { logger: options.workerLogger } : {}),
+          ...(options.checkBusinessCall ? { checkBusinessCall: options.checkBusinessCall } : {}),
+        },
       );
       const w = worker;
       stoppers.push(() => w.stop());

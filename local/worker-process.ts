@@ -5,6 +5,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
+import type { CheckBusinessCall } from '../functions/core/outbound/contract.ts';
 import { loadWorkerConfig } from '../media-worker/src/config.ts';
 import type { RunningWorker } from '../media-worker/src/start.ts';
 
@@ -22,11 +23,18 @@ export interface WorkerHandle {
 export async function startWorkerProcess(
   mode: 'child' | 'in-process',
   env: Record<string, string | undefined>,
-  options: { inheritedEnv?: Record<string, string | undefined>; logger?: Logger } = {},
+  options: {
+    inheritedEnv?: Record<string, string | undefined>;
+    logger?: Logger;
+    checkBusinessCall?: CheckBusinessCall;
+  } = {},
 ): Promise<WorkerHandle> {
   if (mode === 'in-process') {
     const { startMediaWorker } = await import('../media-worker/src/start.ts');
-    const running = await startMediaWorker(loadWorkerConfig(env), options.logger ? { logger: options.logger } : {});
+    const running = await startMediaWorker(loadWorkerConfig(env), {
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.checkBusinessCall ? { checkBusinessCall: options.checkBusinessCall } : {}),
+    });
     return { mode, sipContact: running.sip.localContact, running, stop: () => running.stop({ drain: false }) };
   }
   // Validate here too, so a bad setting fails `npm start` with the key's name before forking.
