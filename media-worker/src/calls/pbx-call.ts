@@ -25,10 +25,10 @@ import { MediaBridge } from '../media/media-bridge.ts';
 import { RtpSession } from '../media/rtp-session.ts';
 import { answerSipOffer } from '../media/sip-sdp.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
-import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall } from '../worker.ts';
 import { collectMediaStats } from './media-stats.ts';
 import type { PbxGate } from './pbx-gate.ts';
+import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** Outcomes the permission ledger counts (connected calls per day, unanswered in a row). */
 export interface BusinessCallOutcomes {
@@ -53,7 +53,7 @@ export interface PbxCallDeps {
 }
 
 /** SIP answers for Meta's connect errors (§6). */
-function sipStatusForMeta(error: unknown): { status: number; text: string } {
+export function sipStatusForMeta(error: unknown): { status: number; text: string } {
   const code = error instanceof MetaApiError ? error.metaCode : undefined;
   switch (code) {
     case 138006:
@@ -74,7 +74,7 @@ function sipStatusForMeta(error: unknown): { status: number; text: string } {
   }
 }
 
-function reason(status: number, text: string): Record<string, string> {
+export function reason(status: number, text: string): Record<string, string> {
   return { Reason: `SIP;cause=${status};text="${text.replace(/"/g, "'")}"` };
 }
 
@@ -131,18 +131,13 @@ class PbxCall {
   readonly #invite: InboundSipCall;
   readonly #phone: string;
   readonly #d: PbxCallDeps;
-  #log: Logger;
+  readonly #log: Logger;
   readonly #now: () => number;
-  #leg: WhatsAppLeg | undefined;
+  readonly #wa: WhatsAppOutbound;
   #rtp: RtpSession | undefined;
   #bridge: MediaBridge | undefined;
-  #callId: string | undefined;
-  #answerApplied = false;
-  #ringing = false;
-  #accepted = false;
   #sipAnswered = false;
   #ending = false;
-  #events: Promise<void> = Promise.resolve();
   #resolveDone!: () => void;
   readonly #done = new Promise<void>((resolve) => {
     this.#resolveDone = resolve;
@@ -156,125 +151,70 @@ class PbxCall {
     this.#d = deps;
     this.#log = log;
     this.#now = deps.now ?? Date.now;
+    this.#wa = new WhatsAppOutbound({ ...deps, logger: log });
   }
 
   async start(): Promise<void> {
     const line = this.#d.config.line!;
     this.#startedAt = this.#now();
-    const leg = new WhatsAppLeg({
-      bindAddress: this.#d.config.media.bindAddress,
-      ...(this.#d.config.media.publicAddress ? { publicAddress: this.#d.config.media.publicAddress } : {}),
-      logger: this.#log,
-    });
-    this.#leg = leg;
-    let callId: string;
     try {
-      const offer = await leg.createOffer();
-      callId = await this.#d.meta.connect(line.phoneNumberId, { to: this.#phone }, offer);
+      await this.#wa.place(
+        line,
+        { phone: this.#phone },
+        {
+          patch: { sip: { callId: this.#invite.callId } },
+          onEvent: (e) => this.#onWhatsApp(e),
+          active: {
+            done: this.#done,
+            end: async () => {
+              this.#finish('bridge-error', 'bridge');
+              await this.#done;
+            },
+          },
+        },
+      );
     } catch (error) {
       const sip = sipStatusForMeta(error);
       this.#log.warn(
         { err: error instanceof Error ? error.message : String(error), sipStatus: sip.status },
         'Meta refused the call',
       );
-      this.#invite.reject(
-        sip.status,
-        sip.status === 404
-          ? 'Not Found'
-          : sip.status === 486
-            ? 'Busy Here'
-            : sip.status === 403
-              ? 'Forbidden'
-              : 'Service Unavailable',
-        reason(sip.status, sip.text),
-      );
+      this.#invite.reject(sip.status, phrase(sip.status), reason(sip.status, sip.text));
       await this.#d.calls.releaseSlot(line.phoneNumberId);
-      await leg.close();
+      await this.#wa.leg.close();
       return;
     }
-    this.#callId = callId;
-    this.#log = this.#log.child({ callId });
-    const t = this.#now();
-    const record: CallRecord = {
-      callId,
-      direction: 'business-initiated',
-      state: 'claimed',
-      version: 1,
-      line: { phoneNumberId: line.phoneNumberId, businessNumber: line.businessNumber, accountId: '' },
-      user: { phone: this.#phone },
-      createdAt: t,
-      updatedAt: t,
-      slotHeld: true,
-      owner: this.#d.owner(),
-      sip: { callId: this.#invite.callId },
-    };
-    await this.#d.calls.createIfAbsent(record);
-    await this.#d.calls.appendHistory(callId, { at: t, what: 'connect-sent', detail: { from: 'pbx' } });
-    this.#d.adopt(callId, {
-      done: this.#done,
-      signal: (s) => this.#enqueue(() => this.#onSignal(s)),
-      end: async () => {
-        this.#finish('bridge-error', 'bridge');
-        await this.#done;
-      },
-    });
     this.#invite.on((e) => {
-      this.#enqueue(async () => {
-        if (e.type === 'cancelled' || e.type === 'remote-hangup') this.#finish('agent-hung-up', 'sip');
-        else if (e.type === 'hold') this.#bridge?.hold();
-        else if (e.type === 'resume') this.#bridge?.resume();
-        else if (e.type === 'failed') this.#finish('bridge-error', 'sip');
-      });
-    });
-    // Catch up on webhooks that arrived before the call was registered (see webhook handler).
-    for (const h of await this.#d.calls.history(callId)) {
-      const detail = (h.detail ?? {}) as { sdpAnswer?: string; status?: 'ringing' | 'accepted' | 'rejected' };
-      if (h.what === 'call-answer-received' && detail.sdpAnswer)
-        this.#enqueue(() => this.#onSignal({ type: 'call-answer-received', callId, sdpAnswer: detail.sdpAnswer! }));
-      if (h.what === 'call-progress' && detail.status)
-        this.#enqueue(() => this.#onSignal({ type: 'call-progress', callId, status: detail.status! }));
-    }
-    this.#log.info('business-initiated call placed at Meta');
-  }
-
-  #enqueue(task: () => Promise<void>): void {
-    this.#events = this.#events.then(task).catch((error: unknown) => {
-      this.#log.error({ err: error instanceof Error ? error.message : String(error) }, 'handling a call event failed');
-      this.#finish('bridge-error', 'bridge');
+      if (e.type === 'cancelled' || e.type === 'remote-hangup') this.#finish('agent-hung-up', 'sip');
+      else if (e.type === 'hold') this.#bridge?.hold();
+      else if (e.type === 'resume') this.#bridge?.resume();
+      else if (e.type === 'failed') this.#finish('bridge-error', 'sip');
     });
   }
 
-  async #onSignal(signal: WorkerSignal): Promise<void> {
+  async #onWhatsApp(e: WhatsAppOutboundEvent): Promise<void> {
     if (this.#ending) return;
-    if (signal.type === 'call-answer-received') {
-      if (this.#answerApplied) return;
-      this.#answerApplied = true;
-      await this.#leg!.applyAnswer(signal.sdpAnswer);
-      // Meta expects the business to send the first media packet (§5.1, "maiden packet").
-      this.#leg!.startSilence();
-      return;
-    }
-    if (signal.type === 'call-progress') {
-      if (signal.status === 'ringing' && !this.#ringing) {
-        this.#ringing = true;
+    const line = this.#d.config.line!;
+    switch (e.type) {
+      case 'ringing':
         this.#invite.ringing();
-        const t = this.#now();
-        await this.#d.calls.transition(this.#callId!, { type: 'ringing' }, { ringingAt: t, updatedAt: t });
-      } else if (signal.status === 'accepted' && !this.#accepted) {
+        return;
+      case 'accepted':
         await this.#onAccepted();
-      } else if (signal.status === 'rejected') {
-        await this.#d.outcomes?.unanswered(this.#d.config.line!.phoneNumberId, { phone: this.#phone });
+        return;
+      case 'rejected':
+        await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone });
         this.#finish('rejected-by-user', 'whatsapp', 486);
-      }
-      return;
+        return;
+      case 'terminated':
+        // Meta's terminate: the webhook function has already ended the record.
+        if (!this.#wa.accepted) await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone });
+        this.#finish(e.reason, 'whatsapp', this.#wa.accepted ? undefined : 408);
+        return;
     }
-    // Meta's terminate: the webhook function has already ended the record.
-    if (!this.#accepted) await this.#d.outcomes?.unanswered(this.#d.config.line!.phoneNumberId, { phone: this.#phone });
-    this.#finish(signal.reason, 'whatsapp', this.#accepted ? undefined : 408);
   }
 
   async #onAccepted(): Promise<void> {
-    this.#accepted = true;
     this.#acceptedAt = this.#now();
     const config = this.#d.config;
     const rtp = await RtpSession.open({
@@ -289,10 +229,10 @@ class PbxCall {
       codecs: [...config.media.codecs],
     });
     this.#bridge = new MediaBridge({
-      whatsapp: this.#leg!,
+      whatsapp: this.#wa.leg,
       rtp,
       sip: negotiated,
-      callId: this.#callId!,
+      callId: this.#wa.callId!,
       logger: this.#log,
     });
     this.#bridge.start();
@@ -300,7 +240,7 @@ class PbxCall {
     this.#sipAnswered = true;
     const t = this.#now();
     await this.#d.calls.transition(
-      this.#callId!,
+      this.#wa.callId!,
       { type: 'answered' },
       { answeredAt: t, updatedAt: t, timings: { answerMs: t - this.#startedAt } },
     );
@@ -316,61 +256,58 @@ class PbxCall {
   }
 
   async #end(why: EndReason, by: 'whatsapp' | 'sip' | 'bridge', sipStatus?: number): Promise<void> {
+    const callId = this.#wa.callId!;
     const tasks: Array<Promise<unknown>> = [];
     if (by !== 'sip') {
       if (this.#sipAnswered) tasks.push(this.#invite.hangUp());
       else {
         const status = sipStatus ?? 480;
-        const text =
-          why === 'rejected-by-user'
-            ? 'rejected by the WhatsApp user'
-            : why === 'unanswered' || status === 408
-              ? 'no answer'
-              : why;
-        this.#invite.reject(
-          status,
-          status === 486 ? 'Busy Here' : status === 408 ? 'Request Timeout' : 'Temporarily Unavailable',
-          reason(status, text),
-        );
+        const text = why === 'rejected-by-user' ? 'rejected by the WhatsApp user' : status === 408 ? 'no answer' : why;
+        this.#invite.reject(status, phrase(status), reason(status, text));
       }
     }
-    if (by !== 'whatsapp' && this.#callId) {
-      tasks.push(
-        this.#d.meta
-          .terminate(this.#d.config.line!.phoneNumberId, this.#callId)
-          .catch((error: unknown) => this.#log.warn({ err: String(error) }, 'Meta terminate failed')),
-      );
-    }
-    if (this.#callId) {
-      const patch: CallPatch = { endedBy: by === 'whatsapp' ? 'whatsapp' : by === 'sip' ? 'sip' : 'bridge' };
-      tasks.push(
-        endCall(
-          this.#callId,
-          why,
-          { calls: this.#d.calls, now: this.#now, finishedRetentionSeconds: this.#d.config.finishedRetentionSeconds },
-          patch,
-        ),
-      );
-    }
+    if (by !== 'whatsapp') tasks.push(this.#wa.terminate());
+    const patch: CallPatch = { endedBy: by === 'whatsapp' ? 'whatsapp' : by === 'sip' ? 'sip' : 'bridge' };
+    tasks.push(
+      endCall(
+        callId,
+        why,
+        { calls: this.#d.calls, now: this.#now, finishedRetentionSeconds: this.#d.config.finishedRetentionSeconds },
+        patch,
+      ),
+    );
     await Promise.allSettled(tasks);
-    await this.#events.catch(() => undefined);
-    const media = await collectMediaStats(this.#bridge, this.#leg).catch(() => undefined);
-    await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.#leg?.close()]);
-    if (this.#callId) {
-      const ended = this.#now();
-      await this.#d.calls
-        .patchIf(
-          this.#callId,
-          {},
-          {
-            ...(media ? { media } : {}),
-            ...(this.#acceptedAt
-              ? { timings: { answerMs: this.#acceptedAt - this.#startedAt, talkMs: ended - this.#acceptedAt } }
-              : {}),
-          },
-        )
-        .catch(() => undefined);
-    }
+    await this.#wa.settled().catch(() => undefined);
+    const media = await collectMediaStats(this.#bridge, this.#wa.leg).catch(() => undefined);
+    await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.#wa.leg.close()]);
+    const ended = this.#now();
+    await this.#d.calls
+      .patchIf(
+        callId,
+        {},
+        {
+          ...(media ? { media } : {}),
+          ...(this.#acceptedAt
+            ? { timings: { answerMs: this.#acceptedAt - this.#startedAt, talkMs: ended - this.#acceptedAt } }
+            : {}),
+        },
+      )
+      .catch(() => undefined);
     this.#log.info({ reason: why, by }, 'business-initiated call ended');
   }
+}
+
+/** The standard reason phrase of the SIP statuses this module sends. */
+export function phrase(status: number): string {
+  return (
+    {
+      403: 'Forbidden',
+      404: 'Not Found',
+      408: 'Request Timeout',
+      480: 'Temporarily Unavailable',
+      486: 'Busy Here',
+      488: 'Not Acceptable Here',
+      503: 'Service Unavailable',
+    }[status] ?? 'Failed'
+  );
 }
