@@ -8,13 +8,7 @@
  * as for user-initiated calls (meta-calling-api.md §2.8, §3.1).
  */
 import type { Logger } from 'pino';
-import type {
-  CallOwner,
-  CallPatch,
-  CallRecord,
-  CallStore,
-  WorkerSignal,
-} from '../../../functions/core/calls/call-record.ts';
+import type { CallOwner, CallPatch, CallStore } from '../../../functions/core/calls/call-record.ts';
 import type { EndReason } from '../../../functions/core/calls/call-state.ts';
 import { endCall } from '../../../functions/core/calls/lifecycle.ts';
 import { MetaApiError } from '../../../functions/core/errors.ts';
