@@ -51,6 +51,8 @@ export class AgentCall {
   readonly sampleRate: number;
   /** DTMF digits heard (RFC 4733). */
   receivedDigits = '';
+  /** When the call was answered (ms since the epoch). */
+  answeredAt = 0;
   readonly #decoder: Decoder | undefined;
   #ended = false;
   readonly #done: Promise<void>;
@@ -243,6 +245,7 @@ export class SipAgent {
       });
       const media = parseSipAnswer(answerSdp, this.#o.codecs);
       call = new AgentCall(sip, media, rtp);
+      call.answeredAt = Date.now();
       const c = call;
       rtp.setRemote(media.address, media.port);
       rtp.onPacket((p) => c.hear(p.payloadType, p.payload, p.timestamp, seen));
@@ -303,6 +306,7 @@ export class SipAgent {
       call.markEnded();
       return;
     }
+    call.answeredAt = Date.now();
     if (!this.#o.earlyMedia) this.#play(call);
     for (const l of this.#listeners) l(call);
   }

@@ -74,7 +74,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const gateway: HttpGateway = await startHttpGateway(
       [
         { method: 'ANY', path: '/webhook', handler: () => webhook },
-        { method: 'ANY', path: /^\/(v1\/|healthz$)/, handler: () => controlApi },
+        { method: 'ANY', path: /^\/(v1\/|healthz$|openapi\.json$)/, handler: () => controlApi },
       ],
       { host: config.host, port: config.port },
     );

@@ -20,12 +20,15 @@ export class SqsCallJobQueue implements CallJobQueue {
           MessageBody: JSON.stringify(job),
           MessageAttributes: {
             type: { DataType: 'String', StringValue: job.type },
-            callId: { DataType: 'String', StringValue: job.callId },
+            callId: { DataType: 'String', StringValue: job.type === 'bridge-user-call' ? job.callId : job.requestId },
           },
         }),
       );
     } catch (cause) {
-      throw new JobQueueError('SendMessage to the call-job queue failed', { callId: job.callId, cause });
+      throw new JobQueueError('SendMessage to the call-job queue failed', {
+        callId: job.type === 'bridge-user-call' ? job.callId : job.requestId,
+        cause,
+      });
     }
   }
 }

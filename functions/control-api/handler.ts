@@ -1,33 +1,187 @@
 /**
- * Lambda: the control API. `GET /v1/calls/{callId}` (bearer `CONTROL_API_KEY`) returns a call
- * record; `GET /healthz` reports whether the store answers.
+ * Lambda: the control API (bearer `CONTROL_API_KEY`).
+ *
+ * - `POST /v1/calls` — a business-initiated call: the rules, then one job; 202 with a request id.
+ * - `GET /v1/calls/{callId}` — a call by Meta's call id or by request id.
+ * - `GET /v1/permissions/{userId}` — the permission ledger entry (reconciled with Meta when stale).
+ * - `POST /v1/permissions/{userId}/request` — a call-permission request within Meta's limits.
+ * - `GET /healthz`, `GET /openapi.json` — no key.
+ *
+ * Thin: authenticate, parse with the zod schemas, call the domain, map to HTTP. Every refusal is
+ * `{ error: { reason, detail, retryAt? } }`.
  */
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { z } from 'zod';
+import { JobQueueError } from '../core/errors.ts';
+import type { WhatsAppUser } from '../core/meta/webhook.ts';
+import { requestBusinessCall, resolveCall } from '../core/outbound/requests.ts';
+import type { PermissionApiDeps } from '../core/permissions/requests.ts';
+import { readPermission, sendPermissionRequest } from '../core/permissions/requests.ts';
 import { loadControlPlaneConfig } from '../shared/config.ts';
-import { header, json, safeEqual } from '../shared/http.ts';
+import { header, json, rawBody, safeEqual } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
+import { openApiDocument } from './openapi.ts';
+import { createCallBody, permissionRequestBody, userRef } from './schemas.ts';
+
+type Result = APIGatewayProxyStructuredResultV2;
 
 /** Builds the control API handler on a runtime. */
 export function createControlApiHandler(runtime: ControlPlaneRuntime) {
-  const handle = async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> => {
+  const handle = async (event: APIGatewayProxyEventV2): Promise<Result> => {
     const method = event.requestContext?.http?.method ?? 'GET';
     const path = event.rawPath ?? '/';
     if (method === 'GET' && path === '/healthz') return health(runtime);
+    if (method === 'GET' && (path === '/openapi.json' || path === '/v1/openapi.json')) {
+      return json(200, openApiDocument());
+    }
     if (!authorized(event, runtime)) {
       return {
-        ...json(401, { error: 'missing or wrong bearer token' }),
+        ...fail(401, 'unauthorized', 'missing or wrong bearer token'),
         headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' },
       };
     }
+    if (path === '/v1/calls') {
+      if (method !== 'POST') return fail(405, 'method-not-allowed', `${method} is not allowed on ${path}`);
+      return createCall(event, runtime);
+    }
     const call = /^\/v1\/calls\/([^/]+)$/.exec(path);
     if (call) {
-      if (method !== 'GET') return json(405, { error: 'method not allowed' });
+      if (method !== 'GET') return fail(405, 'method-not-allowed', `${method} is not allowed on ${path}`);
       return getCall(decodeURIComponent(call[1]!), runtime);
     }
-    return json(404, { error: `no route for ${method} ${path}` });
+    const permission = /^\/v1\/permissions\/([^/]+)(\/request)?$/.exec(path);
+    if (permission) {
+      const user = userOf(decodeURIComponent(permission[1]!));
+      if (!user) return fail(422, 'invalid-request', 'userId must be phone digits (E.164, optional +) or a BSUID');
+      if (permission[2] === undefined && method === 'GET') return getPermission(event, user, runtime);
+      if (permission[2] !== undefined && method === 'POST') return requestPermission(event, user, runtime);
+      return fail(405, 'method-not-allowed', `${method} is not allowed on ${path}`);
+    }
+    return fail(404, 'no-route', `no route for ${method} ${path}`);
   };
-  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(handle);
+  return middy<APIGatewayProxyEventV2, Result>().handler(handle);
+}
+
+async function createCall(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): Promise<Result> {
+  const body = parseBody(event, createCallBody);
+  if ('error' in body) return body.error;
+  const { config } = runtime;
+  const line =
+    body.data.from === undefined ||
+    body.data.from === config.line.businessNumber ||
+    body.data.from === config.line.phoneNumberId
+      ? config.line
+      : { phoneNumberId: body.data.from, businessNumber: body.data.from };
+  try {
+    const outcome = await requestBusinessCall(
+      {
+        line,
+        user: userOf(body.data.to)!,
+        mode: body.data.mode,
+        ...(body.data.sipTarget === undefined ? {} : { sipTarget: body.data.sipTarget }),
+        ...(body.data.callbackData === undefined ? {} : { callbackData: body.data.callbackData }),
+      },
+      {
+        check: runtime.checkBusinessCall,
+        calls: runtime.calls,
+        jobs: runtime.jobs,
+        maxConcurrentCalls: config.maxConcurrentCalls,
+        finishedRetentionSeconds: config.finishedRetentionSeconds,
+        now: runtime.now,
+        logger: runtime.logger,
+      },
+    );
+    if (!outcome.allowed) {
+      runtime.logger.info('business-initiated call refused', { reason: outcome.reason });
+      return fail(outcome.httpStatus, outcome.reason, outcome.detail, outcome.retryAt);
+    }
+    return json(202, {
+      requestId: outcome.requestId,
+      status: 'queued',
+      permission: outcome.permission,
+      ...(outcome.expiresAt === undefined ? {} : { expiresAt: outcome.expiresAt }),
+    });
+  } catch (error) {
+    if (error instanceof JobQueueError) {
+      runtime.logger.error('business call job not enqueued', { callId: error.callId, error: String(error.cause) });
+      return fail(503, 'queue-unavailable', 'the call could not be queued; retry');
+    }
+    throw error;
+  }
+}
+
+async function getCall(id: string, runtime: ControlPlaneRuntime): Promise<Result> {
+  const found = await resolveCall(runtime.calls, id);
+  if (!found) return fail(404, 'call-not-found', `no call or request ${id}`);
+  const { sdpOffer: _sdp, leaseUntil: _lease, ...visible } = found.record;
+  return json(200, {
+    ...visible,
+    ...(found.requestId === undefined ? {} : { requestId: found.requestId }),
+    history: found.history,
+  });
+}
+
+async function getPermission(
+  event: APIGatewayProxyEventV2,
+  user: WhatsAppUser,
+  runtime: ControlPlaneRuntime,
+): Promise<Result> {
+  const refresh = event.queryStringParameters?.refresh === 'true';
+  const view = await readPermission(runtime.config.line.phoneNumberId, user, { refresh }, permissionDeps(runtime));
+  return json(200, view);
+}
+
+async function requestPermission(
+  event: APIGatewayProxyEventV2,
+  user: WhatsAppUser,
+  runtime: ControlPlaneRuntime,
+): Promise<Result> {
+  const body = parseBody(event, permissionRequestBody);
+  if ('error' in body) return body.error;
+  const outcome = await sendPermissionRequest(runtime.config.line, user, body.data, permissionDeps(runtime));
+  if (!outcome.sent) return fail(outcome.httpStatus, outcome.reason, outcome.detail, outcome.retryAt);
+  return json(201, { status: 'sent', messageId: outcome.messageId, permission: outcome.permission });
+}
+
+function permissionDeps(runtime: ControlPlaneRuntime): PermissionApiDeps {
+  return {
+    permissions: runtime.permissions,
+    meta: runtime.metaPermissions,
+    now: runtime.now,
+    blockedCountries: runtime.config.businessCalls.blockedCountries,
+    reconcileAfterMs: runtime.config.businessCalls.reconcileAfterMs,
+  };
+}
+
+/** A path or body user reference: phone digits (E.164, optional +) or a BSUID. */
+function userOf(ref: string): WhatsAppUser | undefined {
+  if (!userRef.safeParse(ref).success) return undefined;
+  return /^\+?\d+$/.test(ref) ? { phone: ref.replace(/^\+/, '') } : { userId: ref };
+}
+
+function parseBody<T extends z.ZodType>(
+  event: APIGatewayProxyEventV2,
+  schema: T,
+): { data: z.output<T> } | { error: Result } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(rawBody(event).toString('utf8'));
+  } catch {
+    return { error: fail(400, 'invalid-request', 'body is not valid JSON') };
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return {
+      error: fail(422, 'invalid-request', `${issue?.path.join('.') || '(body)'}: ${issue?.message ?? 'invalid'}`),
+    };
+  }
+  return { data: parsed.data };
+}
+
+function fail(status: number, reason: string, detail: string, retryAt?: number): Result {
+  return json(status, { error: { reason, detail, ...(retryAt === undefined ? {} : { retryAt }) } });
 }
 
 function authorized(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): boolean {
@@ -36,15 +190,7 @@ function authorized(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime)
   return match !== null && safeEqual(match[1]!.trim(), runtime.config.controlApiKey);
 }
 
-async function getCall(callId: string, runtime: ControlPlaneRuntime): Promise<APIGatewayProxyStructuredResultV2> {
-  const record = await runtime.calls.get(callId);
-  if (!record) return json(404, { error: 'call not found', callId });
-  const { sdpOffer: _sdp, leaseUntil: _lease, ...visible } = record;
-  const history = await runtime.calls.history(callId);
-  return json(200, { ...visible, history });
-}
-
-async function health(runtime: ControlPlaneRuntime): Promise<APIGatewayProxyStructuredResultV2> {
+async function health(runtime: ControlPlaneRuntime): Promise<Result> {
   const started = runtime.now();
   try {
     const inUse = await runtime.calls.slotsInUse(runtime.config.line.phoneNumberId);

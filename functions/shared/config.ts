@@ -67,6 +67,18 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: 'A connect webhook older than this is stale and ignored.',
     default: '60',
   },
+  BIC_BLOCKED_COUNTRIES: {
+    schema: z
+      .string()
+      .regex(/^(NONE|[A-Z]{2}(,[A-Z]{2})*)$/, 'comma-separated ISO 3166-1 alpha-2 codes (e.g. US,CA) or NONE'),
+    doc: 'Countries whose business numbers may not place business-initiated calls (Meta: US, Canada, Egypt, Vietnam, Nigeria; Turkey per older pages). NONE: no country.',
+    default: 'US,CA,TR,EG,VN,NG',
+  },
+  PERMISSION_RECONCILE_SECONDS: {
+    schema: z.coerce.number().int().min(0),
+    doc: "GET /v1/permissions/{userId} re-reads Meta's call_permissions when the ledger entry was last compared longer ago than this (0: always).",
+    default: '300',
+  },
   FINISHED_CALL_RETENTION_DAYS: {
     schema: positiveInt,
     doc: 'Days finished call records are kept (DynamoDB TTL).',
@@ -95,6 +107,8 @@ export interface ControlPlaneConfig {
   readonly businessHours?: BusinessHours;
   readonly afterHours: { readonly action: 'reject' } | { readonly action: 'route'; readonly sipTarget: string };
   readonly maxConcurrentCalls: number;
+  /** Business-initiated calls: countries of business numbers Meta blocks, and ledger reconciliation age. */
+  readonly businessCalls: { readonly blockedCountries: readonly string[]; readonly reconcileAfterMs: number };
   readonly staleConnectMs: number;
   readonly finishedRetentionSeconds: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -159,6 +173,10 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
         ? { action: 'reject' }
         : { action: 'route', sipTarget: r.AFTER_HOURS_SIP_TARGET },
     maxConcurrentCalls: r.MAX_CONCURRENT_CALLS,
+    businessCalls: {
+      blockedCountries: r.BIC_BLOCKED_COUNTRIES === 'NONE' ? [] : r.BIC_BLOCKED_COUNTRIES.split(','),
+      reconcileAfterMs: r.PERMISSION_RECONCILE_SECONDS * 1000,
+    },
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
     finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,
     logLevel: r.LOG_LEVEL,

@@ -9,11 +9,16 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
 import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
+import { DynamoPermissionStore } from '../adapters/dynamo-permission-store.ts';
 import { SqsCallJobQueue, SqsWorkerSignals } from '../adapters/sqs.ts';
 import type { CallJobQueue, CallStore, WorkerSignals } from '../core/calls/call-record.ts';
 import type { IntakePolicy } from '../core/calls/intake.ts';
 import type { Logger } from '../core/logger.ts';
 import { MetaGraphClient } from '../core/meta/graph-client.ts';
+import type { CheckBusinessCall } from '../core/outbound/contract.ts';
+import { createBusinessCallRules } from '../core/outbound/rules.ts';
+import { type MetaPermissionsApi, MetaPermissionsClient } from '../core/permissions/meta-permissions.ts';
+import type { PermissionStore } from '../core/permissions/store.ts';
 import type { ControlPlaneConfig } from './config.ts';
 
 /** Everything the handlers need. */
@@ -21,6 +26,12 @@ export interface ControlPlaneRuntime {
   readonly config: ControlPlaneConfig;
   readonly calls: CallStore;
   readonly permissionReplies: PermissionReplies;
+  /** The call-permission ledger. */
+  readonly permissions: PermissionStore;
+  /** Meta's permission endpoints (`call_permissions`, permission-request messages). */
+  readonly metaPermissions: MetaPermissionsApi;
+  /** The rules checked before every business-initiated call. */
+  readonly checkBusinessCall: CheckBusinessCall;
   readonly jobs: CallJobQueue;
   readonly signals: WorkerSignals;
   readonly meta: MetaGraphClient;
@@ -58,10 +69,27 @@ export function buildControlPlaneRuntime(
     ...(credentials ? { credentials } : {}),
   });
   const logger = overrides.logger ?? powertoolsLogger(config.logLevel);
+  const now = overrides.now ?? Date.now;
+  const calls = new DynamoCallStore(dynamo, config.tables.calls);
+  const permissions = new DynamoPermissionStore(dynamo, config.tables.permissions);
   return {
     config,
-    calls: new DynamoCallStore(dynamo, config.tables.calls),
+    calls,
     permissionReplies: new DynamoPermissionReplies(dynamo, config.tables.permissions),
+    permissions,
+    metaPermissions: new MetaPermissionsClient({
+      baseUrl: config.meta.graphUrl,
+      accessToken: config.meta.accessToken,
+      timeoutMs: config.meta.graphTimeoutMs,
+    }),
+    checkBusinessCall: createBusinessCallRules({
+      permissions,
+      calls,
+      lines: [config.line],
+      blockedCountries: config.businessCalls.blockedCountries,
+      maxConcurrentCalls: config.maxConcurrentCalls,
+      now,
+    }),
     jobs: new SqsCallJobQueue(sqs, config.callJobsQueueUrl),
     signals: new SqsWorkerSignals(sqs),
     meta: new MetaGraphClient({
@@ -79,7 +107,7 @@ export function buildControlPlaneRuntime(
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     },
     logger,
-    now: overrides.now ?? Date.now,
+    now,
   };
 }
 

@@ -12,6 +12,7 @@ import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '../cor
 import { WebhookPayloadError } from '../core/errors.ts';
 import { verifyMetaSignature } from '../core/meta/signature.ts';
 import { type InboundEvent, parseWebhook } from '../core/meta/webhook.ts';
+import { applyPermissionReply } from '../core/permissions/service.ts';
 import { loadControlPlaneConfig } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual, text } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
@@ -96,8 +97,23 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
       }
       return { callId: e.callId, result: call?.owner ? 'signalled' : 'recorded' };
     }
-    case 'permission-reply':
-      return { result: (await runtime.permissionReplies.record(e, runtime.now())) ? 'recorded' : 'duplicate' };
+    case 'permission-reply': {
+      // Raw reply first (deduped on the message id), then the ledger. The ledger remembers the
+      // message ids it applied, so a redelivery after a failure between the two writes still moves
+      // it exactly once. An automatic accept with a `wacid.` context is the callback grant; an
+      // automatic reject is Meta's revocation; a user's reject takes effect at once (§2.9).
+      if (e.user.phone === undefined && e.user.userId === undefined) {
+        runtime.logger.warn('permission reply without a user id ignored', { messageId: e.messageId });
+        return { result: 'ignored', reason: 'permission reply names no user' };
+      }
+      const fresh = await runtime.permissionReplies.record(e, runtime.now());
+      const { entry, changed } = await applyPermissionReply(e, runtime);
+      return {
+        result: fresh ? 'recorded' : 'duplicate',
+        permission: entry.state,
+        ledger: changed ? 'updated' : 'unchanged',
+      };
+    }
     case 'ignored':
       runtime.logger.debug('webhook change ignored', { field: e.field, reason: e.reason });
       return { result: 'ignored', reason: e.reason };

@@ -92,6 +92,13 @@ export const WORKER_SETTINGS = {
     schema: z.string().optional(),
     doc: 'Comma-separated addresses or CIDRs allowed to start WhatsApp calls with an INVITE to sip:+<number>@bridge. Unset: the PBX cannot start calls.',
   },
+  BIC_BLOCKED_COUNTRIES: {
+    schema: z
+      .string()
+      .regex(/^(NONE|[A-Z]{2}(,[A-Z]{2})*)$/, 'comma-separated ISO country codes, or NONE')
+      .optional(),
+    doc: 'Countries whose business numbers may not place WhatsApp calls (Meta blocks them). Default: US,CA,TR,EG,VN,NG.',
+  },
   MAX_CONCURRENT_CALLS: {
     schema: positiveInt.max(1000),
     doc: 'Concurrent calls per business number (Meta caps at 1000); also enforced for PBX-started calls.',
@@ -104,7 +111,10 @@ export const WORKER_SETTINGS = {
     doc: 'Timeout of each Graph API request.',
     default: '5000',
   },
-  PERMISSIONS_TABLE: { schema: z.string().min(3).optional(), doc: 'DynamoDB permissions table (the ledger checked before PBX-started calls).' },
+  PERMISSIONS_TABLE: {
+    schema: z.string().min(3).optional(),
+    doc: 'DynamoDB permissions table (the ledger checked before PBX-started calls).',
+  },
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB calls table.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB workers table.' },
   CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs.' },
@@ -190,6 +200,8 @@ export interface WorkerConfig {
   readonly line?: { readonly phoneNumberId: string; readonly businessNumber: string };
   readonly pbxAllowedSources: readonly string[];
   readonly maxConcurrentCalls: number;
+  /** Undefined: the rules' default list. */
+  readonly bicBlockedCountries?: readonly string[];
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: string;
@@ -301,6 +313,12 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       .map((s) => s.trim())
       .filter(Boolean),
     maxConcurrentCalls: get<number>('MAX_CONCURRENT_CALLS'),
+    ...(get<string | undefined>('BIC_BLOCKED_COUNTRIES') === undefined
+      ? {}
+      : {
+          bicBlockedCountries:
+            get<string>('BIC_BLOCKED_COUNTRIES') === 'NONE' ? [] : get<string>('BIC_BLOCKED_COUNTRIES').split(','),
+        }),
     aws: {
       region: get<string>('AWS_REGION'),
       ...(get<string | undefined>('DYNAMODB_ENDPOINT') ? { dynamodbEndpoint: get<string>('DYNAMODB_ENDPOINT') } : {}),

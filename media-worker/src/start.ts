@@ -8,9 +8,13 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import pino, { type Logger } from 'pino';
 import { DynamoCallStore } from '../../functions/adapters/dynamo-call-store.ts';
+import { DynamoPermissionStore } from '../../functions/adapters/dynamo-permission-store.ts';
 import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
 import type { CheckBusinessCall } from '../../functions/core/outbound/contract.ts';
+import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '../../functions/core/outbound/rules.ts';
+import { ledgerOutcomes } from '../../functions/core/permissions/service.ts';
 import { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { startApiBusinessCall } from './calls/api-business-call.ts';
 import { type BusinessCallOutcomes, handlePbxInvite } from './calls/pbx-call.ts';
 import { createPbxGate } from './calls/pbx-gate.ts';
 import { UserCallRunner } from './calls/user-call.ts';
@@ -18,7 +22,7 @@ import type { WorkerConfig } from './config.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
-import { MediaWorker } from './worker.ts';
+import { type CallRunner, MediaWorker } from './worker.ts';
 
 /** A running worker and its parts. */
 export interface RunningWorker {
@@ -84,7 +88,53 @@ export async function startMediaWorker(
     accessToken: config.meta.accessToken,
     timeoutMs: config.meta.timeoutMs,
   });
-  const runner = new UserCallRunner({ config, calls, meta, sip, logger });
+  // The permission ledger and the business-call rules (the same ones the control API applies).
+  const permissions = config.tables.permissions
+    ? new DynamoPermissionStore(dynamo, config.tables.permissions)
+    : undefined;
+  const outcomes: BusinessCallOutcomes | undefined =
+    overrides.outcomes ?? (permissions ? ledgerOutcomes({ permissions, now: Date.now }) : undefined);
+  const rules: CheckBusinessCall | undefined =
+    overrides.checkBusinessCall ??
+    (permissions && config.line
+      ? createBusinessCallRules({
+          permissions,
+          calls,
+          lines: [config.line],
+          blockedCountries: config.bicBlockedCountries ?? DEFAULT_BIC_BLOCKED_COUNTRIES,
+          maxConcurrentCalls: config.maxConcurrentCalls,
+          now: Date.now,
+        })
+      : undefined);
+  let worker: MediaWorker | undefined;
+  const owner = () => ({ workerId: config.workerId, controlQueueUrl: worker!.controlQueueUrl! });
+  const userCalls = new UserCallRunner({ config, calls, meta, sip, logger, ...(outcomes ? { outcomes } : {}) });
+  const runner: CallRunner = {
+    start: (job, context) =>
+      job.type === 'bridge-user-call'
+        ? userCalls.start(job, context)
+        : startApiBusinessCall(
+            {
+              requestId: job.requestId,
+              line: job.line,
+              user: job.user,
+              mode: job.mode,
+              ...(job.sipTarget === undefined ? {} : { sipTarget: job.sipTarget }),
+              ...(job.callbackData === undefined ? {} : { callbackData: job.callbackData }),
+            },
+            {
+              config,
+              calls,
+              meta,
+              sip,
+              ...(outcomes ? { outcomes } : {}),
+              owner,
+              // Counted under its request id already; Meta's call id only routes in-call events.
+              adopt: (callId, call) => worker!.alias(callId, call),
+              logger,
+            },
+          ),
+  };
   const registry = new DynamoWorkerRegistry(dynamo, config.tables.workers);
   const reap = () =>
     reapDeadWorkers({
@@ -98,7 +148,7 @@ export async function startMediaWorker(
       graceMs: config.deadAfterMs,
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     });
-  const worker = new MediaWorker({
+  worker = new MediaWorker({
     workerId: config.workerId,
     maxCalls: config.maxCalls,
     jobsQueueUrl: config.callJobsQueueUrl,
@@ -115,10 +165,17 @@ export async function startMediaWorker(
   });
   await worker.start();
   // INVITEs from the PBX start business-initiated calls; without rules or a line, the gate refuses them.
-  const gate = createPbxGate(config.line && overrides.checkBusinessCall ? config.pbxAllowedSources : []);
+  const gate = createPbxGate(config.line && rules ? config.pbxAllowedSources : []);
   const checkBusinessCall: CheckBusinessCall =
-    overrides.checkBusinessCall ??
-    (async () => ({ allowed: false, reason: 'invalid-request', detail: 'business-initiated calls are not configured', httpStatus: 403, sipStatus: 403 }));
+    rules ??
+    (async () => ({
+      allowed: false,
+      reason: 'invalid-request',
+      detail: 'business-initiated calls are not configured',
+      httpStatus: 403,
+      sipStatus: 403,
+    }));
+  const running = worker;
   sip.onInvite((invite) =>
     handlePbxInvite(invite, {
       config,
@@ -126,21 +183,21 @@ export async function startMediaWorker(
       meta,
       gate,
       checkBusinessCall,
-      ...(overrides.outcomes ? { outcomes: overrides.outcomes } : {}),
-      owner: () => ({ workerId: config.workerId, controlQueueUrl: worker.controlQueueUrl! }),
-      adopt: (callId, call) => worker.adopt(callId, call),
-      full: () => worker.full,
+      ...(outcomes ? { outcomes } : {}),
+      owner,
+      adopt: (callId, call) => running.adopt(callId, call),
+      full: () => running.full,
       logger,
     }),
   );
   let stopped: Promise<void> | undefined;
   return {
-    worker,
+    worker: running,
     sip,
     logger,
     stop(options) {
       stopped ??= (async () => {
-        await worker.stop(options);
+        await running.stop(options);
         await sip.close();
         dynamo.destroy();
         sqs.destroy();

@@ -8,7 +8,7 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
-import type { CallStore, UserCallJob, WorkerSignal } from '../../functions/core/calls/call-record.ts';
+import type { CallJob, CallStore, WorkerSignal } from '../../functions/core/calls/call-record.ts';
 import type { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
 import { createControlQueue, deleteControlQueue, SqsQueueReader } from './adapters/sqs-queues.ts';
 
@@ -24,7 +24,7 @@ export interface ActiveCall {
 
 /** Starts bridging a claimed call. */
 export interface CallRunner {
-  start(job: UserCallJob, context: { workerId: string; controlQueueUrl: string; claimedAt: number }): ActiveCall;
+  start(job: CallJob, context: { workerId: string; controlQueueUrl: string; claimedAt: number }): ActiveCall;
 }
 
 /** Collaborators of the worker. */
@@ -55,6 +55,8 @@ export interface MediaWorkerDeps {
 export class MediaWorker {
   readonly #d: MediaWorkerDeps;
   readonly #active = new Map<string, ActiveCall>();
+  /** Other ids of active calls (a business call's Meta call id beside its request id), for signal routing only. */
+  readonly #aliases = new Map<string, ActiveCall>();
   /** Signals that arrived before their call was registered (claim/registration race). */
   readonly #early = new Map<string, { signal: WorkerSignal; at: number }>();
   readonly #abort = new AbortController();
@@ -101,6 +103,17 @@ export class MediaWorker {
       this.#active.delete(callId);
       this.#beat().catch(() => undefined);
     });
+  }
+
+  /** Routes in-call events for `callId` to a call this worker already counts under another id. */
+  alias(callId: string, call: ActiveCall): void {
+    this.#aliases.set(callId, call);
+    const early = this.#early.get(callId);
+    if (early) {
+      this.#early.delete(callId);
+      call.signal(early.signal);
+    }
+    void call.done.finally(() => this.#aliases.delete(callId));
   }
 
   /** Creates the control queue, registers, and starts polling. */
@@ -170,7 +183,7 @@ export class MediaWorker {
   }
 
   async #jobLoop(): Promise<void> {
-    const jobs = new SqsQueueReader<UserCallJob>(this.#d.sqs, this.#d.jobsQueueUrl);
+    const jobs = new SqsQueueReader<CallJob>(this.#d.sqs, this.#d.jobsQueueUrl);
     while (!this.#draining) {
       const room = this.#d.maxCalls - this.#active.size;
       if (room <= 0) {
@@ -199,21 +212,24 @@ export class MediaWorker {
     }
   }
 
-  async #take(message: Awaited<ReturnType<SqsQueueReader<UserCallJob>['receive']>>[number]): Promise<void> {
+  async #take(message: Awaited<ReturnType<SqsQueueReader<CallJob>['receive']>>[number]): Promise<void> {
     const job = message.body;
-    if (job?.type !== 'bridge-user-call' || typeof job.callId !== 'string') {
+    // A user call's record is keyed by Meta's call id; an API business call's by its request id.
+    const id =
+      job?.type === 'bridge-user-call' ? job.callId : job?.type === 'bridge-business-call' ? job.requestId : undefined;
+    if (!job || typeof id !== 'string') {
       this.#d.logger.error({ body: message.raw.slice(0, 200) }, 'dropping a malformed call job');
       await message.ack();
       return;
     }
-    const log = this.#d.logger.child({ callId: job.callId });
+    const log = this.#d.logger.child({ callId: id });
     if (this.#draining || this.#active.size >= this.#d.maxCalls) {
       await message.release();
       return;
     }
     const claimedAt = this.#now();
     const claimed = await this.#d.calls.transition(
-      job.callId,
+      id,
       { type: 'claimed' },
       { owner: { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl! }, updatedAt: claimedAt },
     );
@@ -222,24 +238,20 @@ export class MediaWorker {
       log.info('call job not claimed: already owned or ended');
       return;
     }
-    await this.#d.calls.appendHistory(job.callId, {
-      at: claimedAt,
-      what: 'claimed',
-      detail: { workerId: this.#d.workerId },
-    });
+    await this.#d.calls.appendHistory(id, { at: claimedAt, what: 'claimed', detail: { workerId: this.#d.workerId } });
     const call = this.#d.runner.start(job, {
       workerId: this.#d.workerId,
       controlQueueUrl: this.#controlQueueUrl!,
       claimedAt,
     });
-    this.#active.set(job.callId, call);
-    const early = this.#early.get(job.callId);
+    this.#active.set(id, call);
+    const early = this.#early.get(id);
     if (early) {
-      this.#early.delete(job.callId);
+      this.#early.delete(id);
       call.signal(early.signal);
     }
     void call.done.finally(() => {
-      this.#active.delete(job.callId);
+      this.#active.delete(id);
       this.#beat().catch(() => undefined);
     });
     log.info({ activeCalls: this.#active.size }, 'call claimed');
@@ -260,7 +272,7 @@ export class MediaWorker {
       for (const message of batch) {
         const signal = message.body;
         if (signal && typeof signal.callId === 'string') {
-          const call = this.#active.get(signal.callId);
+          const call = this.#active.get(signal.callId) ?? this.#aliases.get(signal.callId);
           if (call) call.signal(signal);
           else this.#early.set(signal.callId, { signal, at: this.#now() });
         }

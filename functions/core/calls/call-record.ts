@@ -70,6 +70,18 @@ export interface CallRecord {
   readonly rejectError?: string;
   /** DynamoDB TTL (epoch seconds) set on finished records; nothing depends on it. */
   readonly expiresAt?: number;
+  /**
+   * Business-initiated calls requested through the control API: the record keyed by the request id
+   * (`bcr.…`) carries Meta's call id here once the worker has placed the call, so
+   * `GET /v1/calls/{requestId}` resolves to it.
+   */
+  readonly metaCallId?: string;
+  /** Business-initiated calls requested through the control API: the request id (`bcr.…`), on Meta's call record. */
+  readonly requestId?: string;
+  /** Business-initiated calls: who is rung first. */
+  readonly mode?: 'customer-first' | 'agent-first';
+  /** Business-initiated calls: the API client's `biz_opaque_callback_data` (≤ 512 characters). */
+  readonly callbackData?: string;
 }
 
 /** Media statistics of a finished call. */
@@ -139,8 +151,30 @@ export interface UserCallJob {
   readonly enqueuedAt: number;
 }
 
+/**
+ * A business-initiated call requested through the control API (`POST /v1/calls`), already checked
+ * by the rules. The worker places the WhatsApp leg with Meta `connect` and the SIP leg per `mode`;
+ * the call record keyed by `requestId` (state `queued`, holding one concurrency slot) is the
+ * worker's to claim, link to Meta's call id and end.
+ */
+export interface BusinessCallJob {
+  readonly type: 'bridge-business-call';
+  /** `bcr.<uuid>`: the id the API answered with, and the key of the request's call record. */
+  readonly requestId: string;
+  /** The business number (the WABA id is unknown until Meta's first webhook: `accountId` is ''). */
+  readonly line: BusinessLine;
+  readonly user: WhatsAppUser;
+  /** SIP target for the agent leg; absent: the worker's default target. */
+  readonly sipTarget?: string;
+  /** `customer-first`: ring the WhatsApp user, then the agent; `agent-first`: the reverse. */
+  readonly mode: 'customer-first' | 'agent-first';
+  /** Passed to Meta as `biz_opaque_callback_data`. */
+  readonly callbackData?: string;
+  readonly enqueuedAt: number;
+}
+
 /** Jobs the media workers consume. */
-export type CallJob = UserCallJob;
+export type CallJob = UserCallJob | BusinessCallJob;
 
 /** The queue of call jobs. */
 export interface CallJobQueue {

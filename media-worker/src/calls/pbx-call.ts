@@ -13,6 +13,7 @@ import type { EndReason } from '../../../functions/core/calls/call-state.ts';
 import { endCall } from '../../../functions/core/calls/lifecycle.ts';
 import { MetaApiError } from '../../../functions/core/errors.ts';
 import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
+import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
 import type { CheckBusinessCall } from '../../../functions/core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
@@ -26,8 +27,10 @@ import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outboun
 
 /** Outcomes the permission ledger counts (connected calls per day, unanswered in a row). */
 export interface BusinessCallOutcomes {
-  connected(phoneNumberId: string, user: { phone?: string; userId?: string }): Promise<void>;
-  unanswered(phoneNumberId: string, user: { phone?: string; userId?: string }): Promise<void>;
+  connected(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
+  unanswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
+  /** A user-initiated call was answered: resets Meta's permission-request limits (§4.1). */
+  userCallAnswered?(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
 }
 
 /** Collaborators of PBX-started calls. */
@@ -197,12 +200,13 @@ class PbxCall {
         await this.#onAccepted();
         return;
       case 'rejected':
-        await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone });
+        await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
         this.#finish('rejected-by-user', 'whatsapp', 486);
         return;
       case 'terminated':
         // Meta's terminate: the webhook function has already ended the record.
-        if (!this.#wa.accepted) await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone });
+        if (!this.#wa.accepted)
+          await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
         this.#finish(e.reason, 'whatsapp', this.#wa.accepted ? undefined : 408);
         return;
     }
@@ -238,7 +242,7 @@ class PbxCall {
       { type: 'answered' },
       { answeredAt: t, updatedAt: t, timings: { answerMs: t - this.#startedAt } },
     );
-    await this.#d.outcomes?.connected(config.line!.phoneNumberId, { phone: this.#phone });
+    await this.#d.outcomes?.connected(config.line!.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
     this.#log.info({ mode: this.#bridge.mode }, 'WhatsApp user answered; bridged to the PBX');
   }
 

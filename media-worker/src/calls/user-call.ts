@@ -27,6 +27,7 @@ import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts'
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
 import { collectMediaStats } from './media-stats.ts';
+import type { BusinessCallOutcomes } from './pbx-call.ts';
 
 /** Collaborators of user-initiated calls. */
 export interface UserCallDeps {
@@ -34,6 +35,8 @@ export interface UserCallDeps {
   readonly calls: CallStore;
   readonly meta: Pick<MetaGraphClient, 'preAccept' | 'accept' | 'reject' | 'terminate'>;
   readonly sip: SipPort;
+  /** Resets Meta's permission-request limits when a user-initiated call connects (§4.1). */
+  readonly outcomes?: Pick<BusinessCallOutcomes, 'userCallAnswered'>;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -184,6 +187,11 @@ export class UserCall {
         this.#startMedia(parseSipAnswer(event.sdp, [...this.#d.config.media.codecs]));
         await this.#d.meta.accept(job.line.phoneNumberId, job.callId, this.#sdpAnswer);
         this.#accepted = true;
+        await this.#d.outcomes
+          ?.userCallAnswered?.(job.line.phoneNumberId, job.caller, job.callId)
+          .catch((error: unknown) =>
+            this.#log.warn({ err: describe(error) }, 'recording the answered call in the permission ledger failed'),
+          );
         const t = this.#now();
         await this.#d.calls.transition(
           job.callId,

@@ -5,27 +5,21 @@
  */
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CheckBusinessCall } from '../../../functions/core/outbound/contract.ts';
 import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
 import { measureTone } from '../../../meta-simulator/media/audio.ts';
 import { freePort } from '../../helpers/free-port.ts';
+import { grantPermission } from '../../helpers/permissions.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
 let stack: TestStack;
 let bridgeUri: (number: string) => string;
-/** Users the rules let through (the permission ledger's own tests cover the real rules). */
-const permitted = new Set<string>();
-const rules: CheckBusinessCall = async ({ user }) =>
-  user.phone && permitted.has(user.phone)
-    ? { allowed: true, permission: 'permanent' }
-    : { allowed: false, reason: 'no-permission', detail: 'no call permission', httpStatus: 403, sipStatus: 403 };
 
 function bicCalls() {
   return stack.simulator!.calls.filter((c) => c.direction === 'BUSINESS_INITIATED');
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({}, { bridge: true, checkBusinessCall: rules });
+  stack = await startTestStack({}, { bridge: true });
   const contact = stack.worker!.sipContact; // sip:wa-sip-bridge@127.0.0.1:<port>
   const hostPort = contact.slice(contact.indexOf('@') + 1);
   bridgeUri = (number) => `sip:+${number}@${hostPort}`;
@@ -86,16 +80,17 @@ describe('INVITEs the bridge refuses before Meta hears of them', () => {
   });
 
   it('passes Meta’s own refusal on as a SIP error (Meta 138006 → 403)', async () => {
-    permitted.add('5511900000021'); // our rules allow, Meta has no permission on record
+    await grantPermission(stack, '5511900000021');
+    stack.simulator!.permissions.revoke('5511900000021'); // Meta no longer agrees with our ledger
     await expect(stack.agent!.dial(bridgeUri('5511900000021'))).rejects.toMatchObject({ status: 403 });
+    expect(bicCalls()).toHaveLength(0);
   });
 });
 
 describe('a PBX-started call the WhatsApp user answers', () => {
   it('bridges audio both ways and ends at Meta when the PBX hangs up', async () => {
     const number = '5511900000022';
-    permitted.add(number);
-    stack.simulator!.permissions.grant(number, { permanent: true });
+    await grantPermission(stack, number);
     stack.agent!.configure({ codecs: ['PCMU'], audio: 'tone' });
     const agentCall = await stack.agent!.dial(bridgeUri(number));
     const call = await eventually(
@@ -120,13 +115,26 @@ describe('a PBX-started call the WhatsApp user answers', () => {
       return r?.state === 'ended' && r;
     });
     expect(record).toMatchObject({ direction: 'business-initiated', endReason: 'agent-hung-up', endedBy: 'sip' });
+    const ledger = (await (await stack.api(`/v1/permissions/${number}`)).json()) as {
+      connectedCalls: { last24h: number };
+    };
+    expect(ledger.connectedCalls.last24h, 'the connected call counts toward the daily limit').toBe(1);
   });
 
   it('answers the PBX 486 when the WhatsApp user rejects', async () => {
     const number = '5511900000023';
-    permitted.add(number);
-    stack.simulator!.permissions.grant(number, { permanent: true });
+    await grantPermission(stack, number);
     stack.simulator!.users.setScript(number, { bicAnswer: 'reject' });
     await expect(stack.agent!.dial(bridgeUri(number))).rejects.toMatchObject({ status: 486 });
+    await eventually(
+      async () => {
+        const ledger = (await (await stack.api(`/v1/permissions/${number}`)).json()) as {
+          consecutiveUnanswered: number;
+        };
+        return ledger.consecutiveUnanswered === 1;
+      },
+      3000,
+      'the rejection counted as unanswered',
+    );
   });
 });

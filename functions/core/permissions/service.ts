@@ -1,0 +1,217 @@
+/**
+ * Ledger updates: read the entry, apply one event with the pure {@link applyPermissionEvent}, write
+ * it back with a version condition, retry when another writer won. Also the entry points other
+ * parts of the bridge call: permission-reply webhooks, and call outcomes the media worker reports
+ * ({@link recordConnectedCall}, {@link recordUnansweredCall}, {@link recordUserCallAnswered}).
+ */
+import { randomUUID } from 'node:crypto';
+import { BridgeError } from '../errors.ts';
+import type { PermissionReply, WhatsAppUser } from '../meta/webhook.ts';
+import {
+  applyPermissionEvent,
+  emptyEntry,
+  META_PERMISSION_LIMITS,
+  type PermissionEntry,
+  type PermissionEvent,
+  type PermissionLimits,
+} from './ledger.ts';
+import type { PermissionStore } from './store.ts';
+
+/** What ledger updates need. */
+export interface LedgerDeps {
+  readonly permissions: PermissionStore;
+  readonly now: () => number;
+  readonly limits?: PermissionLimits;
+}
+
+/** A ledger write lost every race for the entry. */
+export class LedgerConflictError extends BridgeError {
+  override name = 'LedgerConflictError';
+  readonly phoneNumberId: string;
+  readonly userKey: string;
+
+  constructor(phoneNumberId: string, userKey: string) {
+    super(`permission ledger entry ${phoneNumberId}/${userKey} kept changing; update abandoned`);
+    this.phoneNumberId = phoneNumberId;
+    this.userKey = userKey;
+  }
+}
+
+/** A user must carry a phone number or a BSUID to have a ledger entry. */
+export class UnknownUserError extends BridgeError {
+  override name = 'UnknownUserError';
+}
+
+/** The outcome of one ledger update. */
+export interface LedgerUpdateResult {
+  readonly entry: PermissionEntry;
+  /** False for a duplicate or stale event (nothing written). */
+  readonly changed: boolean;
+}
+
+/** Attempts before giving up; writers that lost back off with jitter, so a burst for one pair drains. */
+const ATTEMPTS = 12;
+
+/**
+ * Applies one event to the pair's entry with optimistic concurrency.
+ *
+ * @throws {@link UnknownUserError} for a user with neither phone nor BSUID;
+ *   {@link LedgerConflictError} after {@link ATTEMPTS} lost races.
+ */
+export async function updatePermission(
+  phoneNumberId: string,
+  user: WhatsAppUser,
+  event: PermissionEvent,
+  deps: LedgerDeps,
+): Promise<LedgerUpdateResult> {
+  const userKey = ledgerKeyOf(user);
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const stored = await deps.permissions.get(phoneNumberId, userKey);
+    const current = stored ?? emptyEntry(phoneNumberId, userKey, user, event.at);
+    const update = applyPermissionEvent(
+      { ...current, user: mergeUser(current.user, user) },
+      event,
+      deps.limits ?? META_PERMISSION_LIMITS,
+    );
+    if (!update.changed) return { entry: current, changed: false };
+    const entry = { ...update.entry, version: current.version + 1 };
+    if (await deps.permissions.put(entry, current.version, update.history)) return { entry, changed: true };
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * (attempt + 1)));
+  }
+  throw new LedgerConflictError(phoneNumberId, userKey);
+}
+
+/**
+ * The ledger key of a user: phone digits, else the BSUID — the same key as the raw-reply store's
+ * `userKeyOf` (adapters), so replies and the ledger share a partition.
+ */
+export function ledgerKeyOf(user: WhatsAppUser): string {
+  const key = user.phone ?? user.userId;
+  if (key === undefined) throw new UnknownUserError('a WhatsApp user needs a phone number or a BSUID');
+  return key;
+}
+
+/**
+ * The ledger event a `call_permission_reply` webhook means (meta-calling-api.md §2.9 scenario
+ * table): an automatic accept whose context is a `wacid.` call id is a callback grant; an automatic
+ * reject is Meta's revocation after 4 unanswered calls; the rest are the user's own answers.
+ */
+export function eventOfReply(reply: PermissionReply, receivedAt: number): PermissionEvent {
+  const at = receivedAt;
+  const metaAt = reply.timestamp;
+  const automatic = reply.source === 'automatic';
+  if (reply.response === 'reject') {
+    return automatic
+      ? { type: 'auto-revoke', at, metaAt, id: reply.messageId }
+      : { type: 'reply-reject', at, metaAt, id: reply.messageId, ...opt('contextId', reply.contextId) };
+  }
+  if (automatic && reply.contextId?.startsWith('wacid.')) {
+    return {
+      type: 'callback-grant',
+      at,
+      id: reply.messageId,
+      callId: reply.contextId,
+      ...opt('expiresAt', reply.expiresAt),
+    };
+  }
+  return {
+    type: 'reply-accept',
+    at,
+    metaAt,
+    id: reply.messageId,
+    permanent: reply.permanent,
+    ...opt('expiresAt', reply.permanent ? undefined : reply.expiresAt),
+    ...opt('contextId', reply.contextId),
+  };
+}
+
+/**
+ * Moves the ledger for a `call_permission_reply` webhook. Idempotent: a redelivered reply (same
+ * message id) changes nothing, and a reply older than the newest applied one is ignored.
+ */
+export async function applyPermissionReply(reply: PermissionReply, deps: LedgerDeps): Promise<LedgerUpdateResult> {
+  return updatePermission(reply.line.phoneNumberId, reply.user, eventOfReply(reply, deps.now()), deps);
+}
+
+/** Identifies a call whose outcome the worker reports. */
+export interface CallOutcome {
+  readonly phoneNumberId: string;
+  readonly user: WhatsAppUser;
+  /** Meta's call id; makes the report idempotent. */
+  readonly callId: string;
+}
+
+/**
+ * A business-initiated call connected (the user answered). Counts towards the 100-per-24-h limit,
+ * ends the unanswered streak and resets the permission-request limits (§4.1). Idempotent per call.
+ */
+export async function recordConnectedCall(outcome: CallOutcome, deps: LedgerDeps): Promise<LedgerUpdateResult> {
+  return updatePermission(
+    outcome.phoneNumberId,
+    outcome.user,
+    { type: 'call-connected', at: deps.now(), callId: outcome.callId, direction: 'business-initiated' },
+    deps,
+  );
+}
+
+/**
+ * A user-initiated call was answered: resets the permission-request limits (any connected call
+ * does, §4.1). Idempotent per call.
+ */
+export async function recordUserCallAnswered(outcome: CallOutcome, deps: LedgerDeps): Promise<LedgerUpdateResult> {
+  return updatePermission(
+    outcome.phoneNumberId,
+    outcome.user,
+    { type: 'call-connected', at: deps.now(), callId: outcome.callId, direction: 'user-initiated' },
+    deps,
+  );
+}
+
+/**
+ * A business-initiated call ended unanswered or rejected by the user. The 4th in a row revokes the
+ * permission at once (§4.1); Meta's own `reject`/`automatic` webhook then finds it revoked.
+ * Idempotent per call. `revoked` says whether this report revoked the permission.
+ */
+export async function recordUnansweredCall(
+  outcome: CallOutcome,
+  deps: LedgerDeps,
+): Promise<LedgerUpdateResult & { revoked: boolean }> {
+  const before = await deps.permissions.get(outcome.phoneNumberId, ledgerKeyOf(outcome.user));
+  const result = await updatePermission(
+    outcome.phoneNumberId,
+    outcome.user,
+    { type: 'call-unanswered', at: deps.now(), callId: outcome.callId },
+    deps,
+  );
+  return { ...result, revoked: result.changed && result.entry.state === 'revoked' && before?.state !== 'revoked' };
+}
+
+function mergeUser(stored: WhatsAppUser, seen: WhatsAppUser): WhatsAppUser {
+  const merged: Record<string, string> = { ...(stored as Record<string, string>) };
+  for (const [k, v] of Object.entries(seen)) if (typeof v === 'string') merged[k] = v;
+  return merged as WhatsAppUser;
+}
+
+function opt<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
+  return (v === undefined ? {} : { [key]: v }) as { [P in K]?: V };
+}
+
+/**
+ * The ledger as the media worker's `BusinessCallOutcomes` port (`media-worker/src/calls/pbx-call.ts`):
+ * `connected` / `unanswered` for business-initiated calls, `userCallAnswered` for user-initiated
+ * ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
+ */
+export function ledgerOutcomes(deps: LedgerDeps) {
+  const id = (callId: string | undefined) => callId ?? `unidentified.${randomUUID()}`;
+  return {
+    async connected(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void> {
+      await recordConnectedCall({ phoneNumberId, user, callId: id(callId) }, deps);
+    },
+    async unanswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void> {
+      await recordUnansweredCall({ phoneNumberId, user, callId: id(callId) }, deps);
+    },
+    async userCallAnswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void> {
+      await recordUserCallAnswered({ phoneNumberId, user, callId: id(callId) }, deps);
+    },
+  };
+}
