@@ -1,9 +1,10 @@
 /**
  * `npm run demo [-- --json]`: brings up the local stack (Meta simulator, control plane, media
- * worker, SIP agent) on free loopback ports, places user-initiated calls — one the agent answers
- * with G.711 (transcoding), one with Opus (passthrough) — and checks each end to end: a 1 kHz tone
- * each way measured on the far side of the bridge, DTMF each way, and the hang-up. Prints one line
- * per call; exits non-zero if any check fails.
+ * worker, SIP agent) on free loopback ports and checks three calls end to end — two user-initiated
+ * calls the agent answers with G.711 (transcoding) and with Opus (passthrough), and one
+ * business-initiated call the PBX starts after the user granted permission: a 1 kHz tone each way
+ * measured on the far side of the bridge, DTMF each way, and the hang-up. Prints one line per call;
+ * exits non-zero if any check fails.
  */
 import { parseArgs } from 'node:util';
 import pino from 'pino';
@@ -14,7 +15,9 @@ import { freePort } from './ports.ts';
 import { startLocalStack } from './stack.ts';
 
 interface CallReport {
-  direction: 'user-initiated';
+  direction: 'user-initiated' | 'business-initiated';
+  /** For business-initiated calls: who started it. */
+  startedBy?: 'pbx';
   codec: SipCodecName;
   mode?: string;
   result: 'ok' | 'failed';
@@ -65,6 +68,11 @@ async function main(): Promise<void> {
       if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
       else say(describe(report));
     }
+    say('asking the WhatsApp user for call permission, then calling them from the PBX…');
+    const report = await demoBusinessCall(stack);
+    reports.push(report);
+    if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    else say(describe(report));
   } finally {
     await stack.stop();
   }
@@ -125,10 +133,105 @@ async function demoCall(stack: Awaited<ReturnType<typeof startLocalStack>>, code
   return report;
 }
 
+/**
+ * A business-initiated call started from the PBX side: the business asks the user for permission
+ * through the control API (the simulated user accepts), then the SIP agent, acting as the PBX,
+ * sends an INVITE to sip:+<number>@<bridge>; the user answers in WhatsApp.
+ */
+async function demoBusinessCall(stack: Awaited<ReturnType<typeof startLocalStack>>): Promise<CallReport> {
+  const sim = stack.simulator!;
+  const agent = stack.agent!;
+  const number = '5511912345678';
+  agent.configure({ codecs: ['PCMU'], behaviour: 'answer', audio: 'tone', toneHz: TONE_HZ, toneDbfs: TONE_DBFS });
+  const report: CallReport = {
+    direction: 'business-initiated',
+    startedBy: 'pbx',
+    codec: 'PCMU',
+    result: 'failed',
+    failures: [],
+  };
+  const check = (ok: boolean, what: string) => {
+    if (!ok) report.failures.push(what);
+  };
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${stack.url}${path}`, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${stack.runtime.config.controlApiKey}`,
+        'content-type': 'application/json',
+        ...(init.headers ?? {}),
+      },
+      signal: AbortSignal.timeout(5000),
+    });
+  try {
+    sim.users.setScript(number, {
+      permissionReply: 'accept_permanent',
+      permissionReplyDelayMs: 10,
+      bicAnswer: 'accept',
+      bicAnswerDelayMs: 300,
+    });
+    const asked = await api(`/v1/permissions/${number}/request`, {
+      method: 'POST',
+      body: JSON.stringify({ kind: 'interactive', body: 'May we call you about your order?' }),
+    });
+    check(asked.status === 201, `permission request answered ${asked.status}`);
+    const granted = await waitFor(async () => {
+      const r = (await (await api(`/v1/permissions/${number}`)).json()) as { effectiveState?: string };
+      return r.effectiveState === 'permanent' ? r : undefined;
+    }, 5000);
+    check(granted !== undefined, 'permission granted');
+
+    const contact = stack.worker!.sipContact;
+    const invitedAt = Date.now();
+    const agentCall = await agent.dial(`sip:+${number}@${contact.slice(contact.indexOf('@') + 1)}`);
+    report.answerMs = Date.now() - invitedAt;
+    const call = sim.calls.find(
+      (c) => c.direction === 'BUSINESS_INITIATED' && c.user.waId === number && c.state === 'accepted',
+    );
+    if (!call) throw new Error('the WhatsApp side of the call is not up');
+
+    call.relay.startRecording();
+    call.relay.playTone(TONE_HZ, TONE_DBFS);
+    await sleep(2000);
+    const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48_000), 48_000);
+    const atSip = measureTone(agentCall.recording().slice(-agentCall.sampleRate), agentCall.sampleRate);
+    report.toneToWhatsApp = rounded(atWhatsApp);
+    report.toneToSip = rounded(atSip);
+    check(Math.abs(atWhatsApp.hz - TONE_HZ) <= 10 && Math.abs(atWhatsApp.dbfs - TONE_DBFS) <= 3, 'tone to WhatsApp');
+    check(Math.abs(atSip.hz - TONE_HZ) <= 10 && Math.abs(atSip.dbfs - TONE_DBFS) <= 3, 'tone to SIP');
+
+    await call.relay.sendDtmf('159#');
+    await waitUntil(() => agentCall.receivedDigits.length >= 4, 3000);
+    report.dtmf = { sent: '159#', received: agentCall.receivedDigits };
+    check(agentCall.receivedDigits === '159#', 'DTMF to SIP');
+    await agent.sendDtmf(agentCall, '42*');
+    await waitUntil(() => call.relay.receivedDigits.length >= 3, 3000);
+    report.dtmfToWhatsApp = { sent: '42*', received: call.relay.receivedDigits };
+    check(call.relay.receivedDigits === '42*', 'DTMF to WhatsApp');
+
+    // The WhatsApp user hangs up: the PBX gets a BYE.
+    const hungUpAt = Date.now();
+    call.hangUp();
+    const reached = await Promise.race([agentCall.ended.then(() => true), sleep(2000).then(() => false)]);
+    report.hangupToSipMs = Date.now() - hungUpAt;
+    const record = await waitFor(async () => {
+      const r = await stack.runtime.calls.get(call.id);
+      return r?.state === 'ended' && r.media ? r : undefined;
+    }, 5000);
+    report.hangup = reached && record?.endedBy === 'whatsapp' ? 'ok' : 'failed';
+    check(report.hangup === 'ok', 'hang-up');
+    if (record?.media) report.mode = record.media.mode;
+  } catch (error) {
+    report.failures.push(error instanceof Error ? error.message : String(error));
+  }
+  report.result = report.failures.length === 0 ? 'ok' : 'failed';
+  return report;
+}
+
 function describe(r: CallReport): string {
   const t = (x?: { hz: number; dbfs: number }) => (x ? `${x.hz} Hz at ${x.dbfs} dBFS` : 'n/a');
   return [
-    `  ${r.result === 'ok' ? 'OK' : 'FAILED'}: ${r.codec} (${r.mode ?? '?'}) setup ${r.setupMs ?? '?'} ms, answer ${r.answerMs ?? '?'} ms`,
+    `  ${r.result === 'ok' ? 'OK' : 'FAILED'}: ${r.direction}${r.startedBy ? ` from the ${r.startedBy.toUpperCase()}` : ''}, ${r.codec} (${r.mode ?? '?'}) setup ${r.setupMs ?? '-'} ms, answer ${r.answerMs ?? '?'} ms`,
     `    tone WhatsApp→SIP ${t(r.toneToSip)}; SIP→WhatsApp ${t(r.toneToWhatsApp)}`,
     `    DTMF to SIP ${r.dtmf?.received ?? '-'} (sent ${r.dtmf?.sent ?? '-'}); to WhatsApp ${r.dtmfToWhatsApp?.received ?? '-'} (sent ${r.dtmfToWhatsApp?.sent ?? '-'})`,
     `    hang-up ${r.hangup ?? '?'} (BYE at SIP after ${r.hangupToSipMs ?? '?'} ms)${r.failures.length ? `; failed: ${r.failures.join(', ')}` : ''}`,
