@@ -122,7 +122,7 @@ export class AgentCall {
   markEnded(): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.rtp.close().finally(() => this.#resolveDone());
+    void this.rtp.close().finally(() => this.#resolveDone());
   }
 }
 
