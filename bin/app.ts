@@ -1,9 +1,48 @@
 /**
- * CDK app entry: instantiates the stacks. Env-agnostic, so `cdk synth` needs no AWS credentials.
+ * CDK app entry: instantiates the stack of one stage and runs cdk-nag's AwsSolutions checks on it.
+ * Env-agnostic, so `cdk synth` needs no AWS credentials and no lookups.
+ *
+ * Context (`-c key=value` or cdk.json):
+ * - `stage` — default `prod`; the stack is `WaSipBridge-<stage>`, settings under `/wa-sip-bridge/<stage>/`
+ * - `pbxCidrs` — comma-separated IPv4 CIDRs the PBX sends SIP from
+ * - `pbxMediaCidrs` — comma-separated IPv4 CIDRs the PBX sends RTP from (default: `pbxCidrs`)
+ * - `alarmEmail` — e-mail address subscribed to the alarms
+ * - `settingsKeyArn` — KMS key of the SecureString settings (default: `alias/aws/ssm`)
+ * - `minWorkers`, `maxWorkers`, `maxCallsPerWorker` — worker fleet size
  */
-import { App } from 'aws-cdk-lib';
+import { Annotations, App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { BridgeStack } from '../lib/stacks/bridge-stack.ts';
 
 const app = new App();
-const stage = (app.node.tryGetContext('stage') as string | undefined) ?? 'prod';
-new BridgeStack(app, `WaSipBridge-${stage}`, { stage });
+const context = (key: string): string | undefined => {
+  const value = app.node.tryGetContext(key) as unknown;
+  return value === undefined || value === '' ? undefined : String(value);
+};
+const list = (key: string) =>
+  context(key)
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+const count = (key: string) => (context(key) === undefined ? undefined : Number(context(key)));
+
+const stage = context('stage') ?? 'prod';
+const pbxCidrs = list('pbxCidrs');
+const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
+  stage,
+  description: `wa-sip-bridge (${stage}): WhatsApp Business calls to and from a SIP PBX`,
+  ...(pbxCidrs ? { pbxSignallingCidrs: pbxCidrs } : {}),
+  ...(list('pbxMediaCidrs') ? { pbxMediaCidrs: list('pbxMediaCidrs')! } : {}),
+  ...(context('alarmEmail') ? { alarmEmail: context('alarmEmail')! } : {}),
+  ...(context('settingsKeyArn') ? { settingsKeyArn: context('settingsKeyArn')! } : {}),
+  ...(count('minWorkers') ? { minWorkers: count('minWorkers')! } : {}),
+  ...(count('maxWorkers') ? { maxWorkers: count('maxWorkers')! } : {}),
+  ...(count('maxCallsPerWorker') ? { maxCallsPerWorker: count('maxCallsPerWorker')! } : {}),
+});
+if (!pbxCidrs) {
+  Annotations.of(stack).addWarningV2(
+    'wa-sip-bridge:no-pbx-cidrs',
+    'No pbxCidrs context: the media workers accept no inbound SIP or RTP. Deploy with -c pbxCidrs=<cidr,...>.',
+  );
+}
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

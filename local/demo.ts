@@ -8,10 +8,13 @@
  */
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import type { CallRecord } from '../functions/core/calls/call-record.ts';
 import type { SipCodecName } from '../media-worker/src/media/sip-sdp.ts';
 import { measureTone } from '../meta-simulator/media/audio.ts';
+import type { SimCall } from '../meta-simulator/simulator.ts';
 import { loadLocalConfig } from './config.ts';
 import { freePort } from './ports.ts';
+import type { AgentCall } from './sip-agent.ts';
 import { startLocalStack } from './stack.ts';
 
 interface CallReport {
@@ -93,36 +96,8 @@ async function demoCall(stack: Awaited<ReturnType<typeof startLocalStack>>, code
     const agentCall = await nextAgentCall;
     await call.waitFor('accepted', 10_000);
 
-    // WhatsApp plays a tone; the agent plays one too. Each side records what reaches it.
-    call.relay.startRecording();
-    call.relay.playTone(TONE_HZ, TONE_DBFS);
-    await sleep(2000);
-    const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48_000), 48_000);
-    const atSip = measureTone(agentCall.recording().slice(-agentCall.sampleRate), agentCall.sampleRate);
-    report.toneToWhatsApp = rounded(atWhatsApp);
-    report.toneToSip = rounded(atSip);
-    check(Math.abs(atWhatsApp.hz - TONE_HZ) <= 10 && Math.abs(atWhatsApp.dbfs - TONE_DBFS) <= 3, 'tone to WhatsApp');
-    check(Math.abs(atSip.hz - TONE_HZ) <= 10 && Math.abs(atSip.dbfs - TONE_DBFS) <= 3, 'tone to SIP');
-
-    await call.relay.sendDtmf('159#');
-    await waitUntil(() => agentCall.receivedDigits.length >= 4, 3000);
-    report.dtmf = { sent: '159#', received: agentCall.receivedDigits };
-    check(agentCall.receivedDigits === '159#', 'DTMF to SIP');
-    await agent.sendDtmf(agentCall, '42*');
-    await waitUntil(() => call.relay.receivedDigits.length >= 3, 3000);
-    report.dtmfToWhatsApp = { sent: '42*', received: call.relay.receivedDigits };
-    check(call.relay.receivedDigits === '42*', 'DTMF to WhatsApp');
-
-    const hungUpAt = Date.now();
-    call.hangUp();
-    const reached = await Promise.race([agentCall.ended.then(() => true), sleep(2000).then(() => false)]);
-    report.hangupToSipMs = Date.now() - hungUpAt;
-    const record = await waitFor(async () => {
-      const r = await stack.runtime.calls.get(call.id);
-      return r?.state === 'ended' && r.media ? r : undefined;
-    }, 5000);
-    report.hangup = reached && record?.endReason === 'caller-hung-up' ? 'ok' : 'failed';
-    check(report.hangup === 'ok', 'hang-up');
+    const record = await checkMediaAndHangUp(stack, call, agentCall, report, check);
+    check(record?.endReason === 'caller-hung-up', 'ended as caller-hung-up');
     if (record?.timings?.setupMs !== undefined) report.setupMs = record.timings.setupMs;
     if (record?.timings?.answerMs !== undefined) report.answerMs = record.timings.answerMs;
     if (record?.media) report.mode = record.media.mode;
@@ -190,42 +165,60 @@ async function demoBusinessCall(stack: Awaited<ReturnType<typeof startLocalStack
     );
     if (!call) throw new Error('the WhatsApp side of the call is not up');
 
-    call.relay.startRecording();
-    call.relay.playTone(TONE_HZ, TONE_DBFS);
-    await sleep(2000);
-    const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48_000), 48_000);
-    const atSip = measureTone(agentCall.recording().slice(-agentCall.sampleRate), agentCall.sampleRate);
-    report.toneToWhatsApp = rounded(atWhatsApp);
-    report.toneToSip = rounded(atSip);
-    check(Math.abs(atWhatsApp.hz - TONE_HZ) <= 10 && Math.abs(atWhatsApp.dbfs - TONE_DBFS) <= 3, 'tone to WhatsApp');
-    check(Math.abs(atSip.hz - TONE_HZ) <= 10 && Math.abs(atSip.dbfs - TONE_DBFS) <= 3, 'tone to SIP');
-
-    await call.relay.sendDtmf('159#');
-    await waitUntil(() => agentCall.receivedDigits.length >= 4, 3000);
-    report.dtmf = { sent: '159#', received: agentCall.receivedDigits };
-    check(agentCall.receivedDigits === '159#', 'DTMF to SIP');
-    await agent.sendDtmf(agentCall, '42*');
-    await waitUntil(() => call.relay.receivedDigits.length >= 3, 3000);
-    report.dtmfToWhatsApp = { sent: '42*', received: call.relay.receivedDigits };
-    check(call.relay.receivedDigits === '42*', 'DTMF to WhatsApp');
-
-    // The WhatsApp user hangs up: the PBX gets a BYE.
-    const hungUpAt = Date.now();
-    call.hangUp();
-    const reached = await Promise.race([agentCall.ended.then(() => true), sleep(2000).then(() => false)]);
-    report.hangupToSipMs = Date.now() - hungUpAt;
-    const record = await waitFor(async () => {
-      const r = await stack.runtime.calls.get(call.id);
-      return r?.state === 'ended' && r.media ? r : undefined;
-    }, 5000);
-    report.hangup = reached && record?.endedBy === 'whatsapp' ? 'ok' : 'failed';
-    check(report.hangup === 'ok', 'hang-up');
+    const record = await checkMediaAndHangUp(stack, call, agentCall, report, check);
+    check(record?.endedBy === 'whatsapp', 'ended by the WhatsApp user');
     if (record?.media) report.mode = record.media.mode;
   } catch (error) {
     report.failures.push(error instanceof Error ? error.message : String(error));
   }
   report.result = report.failures.length === 0 ? 'ok' : 'failed';
   return report;
+}
+
+/**
+ * The checks every demo call makes once both sides are up: a tone each way measured on the far
+ * side, DTMF each way, then the WhatsApp user hangs up and the SIP side must get its BYE.
+ * Returns the ended call record (with media statistics).
+ */
+async function checkMediaAndHangUp(
+  stack: Awaited<ReturnType<typeof startLocalStack>>,
+  call: SimCall,
+  agentCall: AgentCall,
+  report: CallReport,
+  check: (ok: boolean, what: string) => void,
+): Promise<CallRecord | undefined> {
+  // WhatsApp plays a tone; the agent plays one too. Each side records what reaches it.
+  call.relay.startRecording();
+  call.relay.playTone(TONE_HZ, TONE_DBFS);
+  await sleep(2000);
+  const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48_000), 48_000);
+  const atSip = measureTone(agentCall.recording().slice(-agentCall.sampleRate), agentCall.sampleRate);
+  report.toneToWhatsApp = rounded(atWhatsApp);
+  report.toneToSip = rounded(atSip);
+  check(Math.abs(atWhatsApp.hz - TONE_HZ) <= 10 && Math.abs(atWhatsApp.dbfs - TONE_DBFS) <= 3, 'tone to WhatsApp');
+  check(Math.abs(atSip.hz - TONE_HZ) <= 10 && Math.abs(atSip.dbfs - TONE_DBFS) <= 3, 'tone to SIP');
+
+  await call.relay.sendDtmf('159#');
+  await waitUntil(() => agentCall.receivedDigits.length >= 4, 3000);
+  report.dtmf = { sent: '159#', received: agentCall.receivedDigits };
+  check(agentCall.receivedDigits === '159#', 'DTMF to SIP');
+  await stack.agent!.sendDtmf(agentCall, '42*');
+  await waitUntil(() => call.relay.receivedDigits.length >= 3, 3000);
+  report.dtmfToWhatsApp = { sent: '42*', received: call.relay.receivedDigits };
+  check(call.relay.receivedDigits === '42*', 'DTMF to WhatsApp');
+
+  const hungUpAt = Date.now();
+  call.hangUp();
+  const reached = await Promise.race([agentCall.ended.then(() => true), sleep(2000).then(() => false)]);
+  report.hangupToSipMs = Date.now() - hungUpAt;
+  const record = await waitFor(async () => {
+    const r = await stack.runtime.calls.get(call.id);
+    return r?.state === 'ended' && r.media ? r : undefined;
+  }, 5000);
+  report.hangup = reached && record !== undefined ? 'ok' : 'failed';
+  check(report.hangup === 'ok', 'hang-up');
+  if (record?.media) report.mode = record.media.mode;
+  return record;
 }
 
 function describe(r: CallReport): string {

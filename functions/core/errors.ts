@@ -56,15 +56,25 @@ export class MetaApiError extends BridgeError {
   /** Meta's error code (`error.code`), e.g. 138006. */
   readonly metaCode: number | undefined;
   readonly details: string | undefined;
+  /** Meta's `error_data`, e.g. the next allowed time of a limit. */
+  readonly errorData: Record<string, unknown> | undefined;
 
   constructor(
     message: string,
-    options: { callId?: string; status: number; metaCode?: number; details?: string; cause?: unknown },
+    options: {
+      callId?: string;
+      status: number;
+      metaCode?: number;
+      details?: string;
+      errorData?: Record<string, unknown>;
+      cause?: unknown;
+    },
   ) {
     super(message, options);
     this.status = options.status;
     this.metaCode = options.metaCode;
     this.details = options.details;
+    this.errorData = options.errorData;
   }
 }
 

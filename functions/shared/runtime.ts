@@ -5,8 +5,7 @@
  */
 
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { createAwsClients } from '../adapters/aws-clients.ts';
 import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
 import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
 import { DynamoPermissionStore } from '../adapters/dynamo-permission-store.ts';
@@ -51,23 +50,7 @@ export function buildControlPlaneRuntime(
   config: ControlPlaneConfig,
   overrides: RuntimeOverrides = {},
 ): ControlPlaneRuntime {
-  const requestHandler = { connectionTimeout: 1000, requestTimeout: 3000 };
-  const local = config.aws.dynamodbEndpoint !== undefined;
-  const credentials = local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined;
-  const dynamo = new DynamoDBClient({
-    region: config.aws.region,
-    maxAttempts: 3,
-    requestHandler,
-    ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
-    ...(credentials ? { credentials } : {}),
-  });
-  const sqs = new SQSClient({
-    region: config.aws.region,
-    maxAttempts: 3,
-    requestHandler,
-    ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
-    ...(credentials ? { credentials } : {}),
-  });
+  const { dynamo, sqs } = createAwsClients(config.aws);
   const logger = overrides.logger ?? powertoolsLogger(config.logLevel);
   const now = overrides.now ?? Date.now;
   const calls = new DynamoCallStore(dynamo, config.tables.calls);

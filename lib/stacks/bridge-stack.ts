@@ -1,23 +1,102 @@
 /**
- * The wa-sip-bridge stack. So far it holds the call data; the API (Lambda + HTTP API) and the
- * media workers (ECS) join it in the deployment issue.
+ * The wa-sip-bridge stack: call data (tables, queues), the control plane (HTTP API + Lambda), the
+ * media workers (ECS Fargate) and observability, for one stage. Env-agnostic: it needs no lookups,
+ * so `cdk synth` runs offline without credentials.
  */
-import { Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import type { Construct } from 'constructs';
+import { BridgeApi } from '../constructs/bridge-api.ts';
 import { CallData } from '../constructs/call-data.ts';
+import { MediaWorkers } from '../constructs/media-workers.ts';
+import { Observability } from '../constructs/observability.ts';
+import { parameterPrefix } from '../settings.ts';
 
 /** Properties of {@link BridgeStack}. */
 export interface BridgeStackProps extends StackProps {
-  /** Deployment stage, used as the SSM parameter prefix `/wa-sip-bridge/<stage>/`. @default 'prod' */
+  /**
+   * Deployment stage: lower-case letters, digits and dashes. Names the SSM prefix
+   * `/wa-sip-bridge/<stage>/`, the dashboard, the control queues and the metric dimension.
+   * @default 'prod'
+   */
   readonly stage?: string;
+  /** IPv4 CIDRs the PBX sends SIP from. @default [] (no inbound SIP) */
+  readonly pbxSignallingCidrs?: readonly string[];
+  /** IPv4 CIDRs the PBX sends RTP from. @default pbxSignallingCidrs */
+  readonly pbxMediaCidrs?: readonly string[];
+  /** E-mail address for alarm notifications. @default none */
+  readonly alarmEmail?: string;
+  /** KMS key ARN of the SecureString settings. @default the AWS managed key `alias/aws/ssm` */
+  readonly settingsKeyArn?: string;
+  /** Removal policy of the tables. @default RemovalPolicy.RETAIN */
+  readonly dataRemovalPolicy?: RemovalPolicy;
+  /** Fewest media workers. @default 2 */
+  readonly minWorkers?: number;
+  /** Most media workers. @default 10 */
+  readonly maxWorkers?: number;
+  /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 */
+  readonly maxCallsPerWorker?: number;
+  /** The worker image. @default built from the repository's Dockerfile */
+  readonly workerImage?: ContainerImage;
 }
 
 /** The whole bridge in one stack. */
 export class BridgeStack extends Stack {
+  public readonly stage: string;
+  public readonly settingsPrefix: string;
   public readonly data: CallData;
+  public readonly api: BridgeApi;
+  public readonly workers: MediaWorkers;
+  public readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: BridgeStackProps = {}) {
     super(scope, id, props);
-    this.data = new CallData(this, 'Data');
+    const stage = props.stage ?? 'prod';
+    if (!/^[a-z0-9][a-z0-9-]{0,15}$/.test(stage)) {
+      throw new TypeError(`stage must be 1-16 lower-case letters, digits or dashes, got ${JSON.stringify(stage)}`);
+    }
+    this.stage = stage;
+    this.settingsPrefix = parameterPrefix(stage);
+    const controlQueuePrefix = `wa-sip-bridge-${stage}-worker`;
+
+    this.data = new CallData(this, 'Data', { removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN });
+    this.api = new BridgeApi(this, 'Api', {
+      data: this.data,
+      stage,
+      settingsPrefix: this.settingsPrefix,
+      controlQueuePrefix,
+      ...(props.settingsKeyArn ? { settingsKeyArn: props.settingsKeyArn } : {}),
+    });
+    this.workers = new MediaWorkers(this, 'Workers', {
+      data: this.data,
+      stage,
+      settingsPrefix: this.settingsPrefix,
+      controlQueuePrefix,
+      ...(props.settingsKeyArn ? { settingsKeyArn: props.settingsKeyArn } : {}),
+      ...(props.pbxSignallingCidrs ? { pbxSignallingCidrs: props.pbxSignallingCidrs } : {}),
+      ...(props.pbxMediaCidrs ? { pbxMediaCidrs: props.pbxMediaCidrs } : {}),
+      ...(props.minWorkers ? { minWorkers: props.minWorkers } : {}),
+      ...(props.maxWorkers ? { maxWorkers: props.maxWorkers } : {}),
+      ...(props.maxCallsPerWorker ? { maxCallsPerWorker: props.maxCallsPerWorker } : {}),
+      ...(props.workerImage ? { image: props.workerImage } : {}),
+    });
+    this.observability = new Observability(this, 'Observability', {
+      stage,
+      data: this.data,
+      api: this.api,
+      workers: this.workers,
+      ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
+    });
+
+    new CfnOutput(this, 'ApiUrl', {
+      value: this.api.url,
+      description: 'Base URL: Meta webhook at <ApiUrl>webhook; npm run smoke -- --url <ApiUrl>',
+    });
+    new CfnOutput(this, 'SettingsPrefix', {
+      value: `${this.settingsPrefix}/`,
+      description: 'SSM prefix of the settings',
+    });
+    new CfnOutput(this, 'Dashboard', { value: this.observability.dashboard.dashboardName });
+    new CfnOutput(this, 'WorkerLogGroup', { value: this.workers.logs.logGroupName });
   }
 }

@@ -4,9 +4,8 @@
  * and the tests use it.
  */
 import { readFileSync } from 'node:fs';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import pino, { type Logger } from 'pino';
+import { createAwsClients } from '../../functions/adapters/aws-clients.ts';
 import { DynamoCallStore } from '../../functions/adapters/dynamo-call-store.ts';
 import { DynamoPermissionStore } from '../../functions/adapters/dynamo-permission-store.ts';
 import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
@@ -47,24 +46,8 @@ export async function startMediaWorker(
   const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
     workerId: config.workerId,
   });
-  const requestHandler = { connectionTimeout: 1000, requestTimeout: 25_000 };
-  const local = config.aws.dynamodbEndpoint !== undefined || config.aws.sqsEndpoint !== undefined;
-  const credentials = local ? { accessKeyId: 'local', secretAccessKey: 'local' } : undefined;
-  const dynamo = new DynamoDBClient({
-    region: config.aws.region,
-    maxAttempts: 3,
-    requestHandler: { connectionTimeout: 1000, requestTimeout: 3000 },
-    ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
-    ...(credentials ? { credentials } : {}),
-  });
   // Long polls wait up to 20 s, so the SQS request timeout sits above that.
-  const sqs = new SQSClient({
-    region: config.aws.region,
-    maxAttempts: 3,
-    requestHandler,
-    ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
-    ...(credentials ? { credentials } : {}),
-  });
+  const { dynamo, sqs } = createAwsClients({ ...config.aws, sqsRequestTimeoutMs: 25_000 });
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
   const sip = await createSipPort({
     address: config.sip.bindAddress,

@@ -83,36 +83,67 @@ export class MetaGraphClient implements MetaCallControl {
    */
   async callAction(phoneNumberId: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const callId = typeof body.call_id === 'string' ? body.call_id : undefined;
-    const url = `${this.#options.baseUrl}/${encodeURIComponent(phoneNumberId)}/calls`;
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.#options.accessToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ messaging_product: 'whatsapp', ...body }),
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
-      });
-    } catch (cause) {
-      throw new MetaApiError(`Graph ${String(body.action)} request failed`, { ...opt(callId), status: 0, cause });
-    }
-    const text = await response.text();
-    let json: Record<string, unknown> = {};
-    try {
-      json = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      // fall through: a non-JSON body is reported below when the status is not 2xx
-    }
-    if (!response.ok) {
-      const error = (json.error ?? {}) as { message?: string; code?: number; error_data?: { details?: string } };
-      throw new MetaApiError(error.message ?? `Graph ${String(body.action)} answered ${response.status}`, {
+    return graphRequest(
+      this.#options,
+      'POST',
+      `${encodeURIComponent(phoneNumberId)}/calls`,
+      { messaging_product: 'whatsapp', ...body },
+      {
+        what: `Graph ${String(body.action)}`,
         ...opt(callId),
-        status: response.status,
-        ...(error.code === undefined ? {} : { metaCode: error.code }),
-        ...(error.error_data?.details === undefined ? {} : { details: error.error_data.details }),
-      });
-    }
-    return json;
+      },
+    );
   }
+}
+
+/**
+ * One Graph API request with a timeout. A 2xx answers the parsed JSON body; anything else throws
+ * {@link MetaApiError} with Meta's code, details and `error_data` (§6: Graph error shape).
+ */
+export async function graphRequest(
+  options: GraphClientOptions,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  context: { what?: string; callId?: string } = {},
+): Promise<Record<string, unknown>> {
+  const what = context.what ?? `Graph ${method} ${path.split('?')[0]}`;
+  let response: Response;
+  try {
+    response = await fetch(`${options.baseUrl.replace(/\/+$/, '')}/${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${options.accessToken}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+  } catch (cause) {
+    throw new MetaApiError(`${what} request failed`, { ...opt(context.callId), status: 0, cause });
+  }
+  const text = await response.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // a non-JSON body is reported below when the status is not 2xx
+  }
+  if (!response.ok) {
+    const error = (json.error ?? {}) as {
+      message?: string;
+      code?: number;
+      error_data?: Record<string, unknown> & { details?: string };
+    };
+    throw new MetaApiError(error.message ?? `${what} answered ${response.status}`, {
+      ...opt(context.callId),
+      status: response.status,
+      ...(error.code === undefined ? {} : { metaCode: error.code }),
+      ...(typeof error.error_data?.details === 'string' ? { details: error.error_data.details } : {}),
+      ...(error.error_data === undefined ? {} : { errorData: error.error_data }),
+    });
+  }
+  return json;
 }
 
 function opt(callId: string | undefined): { callId?: string } {

@@ -5,6 +5,7 @@
  * 138009/138012 answer when Meta sends one.
  */
 import { MetaApiError } from '../errors.ts';
+import { graphRequest } from '../meta/graph-client.ts';
 import type { WhatsAppUser } from '../meta/webhook.ts';
 
 /** Meta's view of a pair (§3.3), normalised to ms. */
@@ -133,42 +134,23 @@ export class MetaPermissionsClient implements MetaPermissionsApi {
   }
 
   async #request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
-    let response: Response;
     try {
-      response = await fetch(`${this.#o.baseUrl}/${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.#o.accessToken}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
-      });
-    } catch (cause) {
-      throw new MetaApiError(`Graph ${method} ${path.split('?')[0]} failed`, { status: 0, cause });
-    }
-    const text = await response.text();
-    let json: Record<string, unknown> = {};
-    try {
-      json = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      // a non-JSON body is reported below when the status is not 2xx
-    }
-    if (!response.ok) {
-      const error = (json.error ?? {}) as {
-        message?: string;
-        code?: number;
-        error_data?: { details?: string; next_allowed_time?: number | string; limit_expiration_time?: number | string };
-      };
-      const retryAt = seconds(error.error_data?.next_allowed_time ?? error.error_data?.limit_expiration_time);
-      throw new MetaLimitError(error.message ?? `Graph ${method} ${path.split('?')[0]} answered ${response.status}`, {
-        status: response.status,
-        ...(error.code === undefined ? {} : { metaCode: error.code }),
-        ...(error.error_data?.details === undefined ? {} : { details: error.error_data.details }),
+      return await graphRequest(this.#o, method, path, body);
+    } catch (error) {
+      if (!(error instanceof MetaApiError) || error.status === 0) throw error;
+      // Limit errors carry when the action is allowed again (§3.3: limit_expiration_time; 138009/138012).
+      const data = error.errorData as
+        | { next_allowed_time?: number | string; limit_expiration_time?: number | string }
+        | undefined;
+      const retryAt = seconds(data?.next_allowed_time ?? data?.limit_expiration_time);
+      throw new MetaLimitError(error.message, {
+        status: error.status,
+        ...(error.metaCode === undefined ? {} : { metaCode: error.metaCode }),
+        ...(error.details === undefined ? {} : { details: error.details }),
         ...(retryAt === undefined ? {} : { retryAt }),
+        cause: error,
       });
     }
-    return json;
   }
 }
 

@@ -22,7 +22,7 @@ import { RtpSession } from '../media/rtp-session.ts';
 import { createSipOffer, parseSipAnswer, type SipMediaDescription } from '../media/sip-sdp.ts';
 import type { OutboundSipCall, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
-import { collectMediaStats } from './media-stats.ts';
+import { releaseAndRecord } from './media-stats.ts';
 import type { BusinessCallOutcomes } from './pbx-call.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
@@ -242,23 +242,16 @@ class ApiCall {
     );
     await Promise.allSettled(tasks);
     await this.whatsApp.settled().catch(() => undefined);
-    const media = await collectMediaStats(this.#bridge, this.whatsApp.leg).catch(() => undefined);
-    await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.whatsApp.leg.close()]);
-    if (callId) {
-      const ended = this.#now();
-      await this.#d.calls
-        .patchIf(
-          callId,
-          {},
-          {
-            ...(media ? { media } : {}),
-            ...(this.#answeredAt
-              ? { timings: { answerMs: this.#answeredAt - this.#startedAt, talkMs: ended - this.#answeredAt } }
-              : {}),
-          },
-        )
-        .catch(() => undefined);
-    }
+    await releaseAndRecord({
+      calls: this.#d.calls,
+      callId,
+      bridge: this.#bridge,
+      rtp: this.#rtp,
+      leg: this.whatsApp.leg,
+      startedAt: this.#startedAt,
+      answeredAt: this.#answeredAt,
+      now: this.#now(),
+    });
     this.#log.info({ reason: why, by, agentAnswered: this.#agentAnswered }, 'business-initiated call ended');
   }
 }

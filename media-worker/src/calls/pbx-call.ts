@@ -21,7 +21,7 @@ import { RtpSession } from '../media/rtp-session.ts';
 import { answerSipOffer } from '../media/sip-sdp.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
-import { collectMediaStats } from './media-stats.ts';
+import { releaseAndRecord } from './media-stats.ts';
 import type { PbxGate } from './pbx-gate.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
@@ -276,21 +276,16 @@ class PbxCall {
     );
     await Promise.allSettled(tasks);
     await this.#wa.settled().catch(() => undefined);
-    const media = await collectMediaStats(this.#bridge, this.#wa.leg).catch(() => undefined);
-    await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.#wa.leg.close()]);
-    const ended = this.#now();
-    await this.#d.calls
-      .patchIf(
-        callId,
-        {},
-        {
-          ...(media ? { media } : {}),
-          ...(this.#acceptedAt
-            ? { timings: { answerMs: this.#acceptedAt - this.#startedAt, talkMs: ended - this.#acceptedAt } }
-            : {}),
-        },
-      )
-      .catch(() => undefined);
+    await releaseAndRecord({
+      calls: this.#d.calls,
+      callId,
+      bridge: this.#bridge,
+      rtp: this.#rtp,
+      leg: this.#wa.leg,
+      startedAt: this.#startedAt,
+      answeredAt: this.#acceptedAt,
+      now: this.#now(),
+    });
     this.#log.info({ reason: why, by }, 'business-initiated call ended');
   }
 }

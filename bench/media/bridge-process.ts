@@ -1,0 +1,226 @@
+/**
+ * The process under test: the bridge side of N calls, exactly as the media worker wires them
+ * (WhatsAppLeg ⇄ MediaBridge ⇄ RtpSession), and nothing else. Driven over IPC by
+ * bench/media-bridge.ts, which runs the load generators (Meta relays, PBX RTP peers) in
+ * another process so their CPU is not counted here.
+ *
+ * Messages in:  {type:'setup', id, offer, sipSdp} | {type:'measure-start'} | {type:'measure-end'}
+ *               | {type:'close-all'} | {type:'exit'}
+ * Messages out: {type:'ready'} | {type:'setup-ok', id, answer, rtpPort} | {type:'setup-failed', id, error}
+ *               | {type:'measured', ...} | {type:'closed'}
+ */
+import { Session } from 'node:inspector/promises';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { MediaBridge } from '../../media-worker/src/media/media-bridge.ts';
+import { RtpSession } from '../../media-worker/src/media/rtp-session.ts';
+import { parseSipAnswer } from '../../media-worker/src/media/sip-sdp.ts';
+import { WhatsAppLeg } from '../../media-worker/src/webrtc/whatsapp-leg.ts';
+
+interface Call {
+  leg: WhatsAppLeg;
+  rtp: RtpSession;
+  bridge: MediaBridge;
+}
+
+type Msg =
+  | { type: 'setup'; id: string; offer: string; sipSdp: string }
+  | { type: 'measure-start' }
+  | { type: 'measure-end' }
+  | { type: 'close-all' }
+  | { type: 'profile-start' }
+  | { type: 'profile-stop' }
+  | { type: 'exit' };
+
+let profiler: Session | undefined;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+/** Self time of a V8 CPU profile, by function and by area (werift sub-package, codec, node, bridge). */
+function summarise(profile: { nodes: ProfileNode[]; samples?: number[]; timeDeltas?: number[] }) {
+  const total = (profile.samples ?? []).length || 1;
+  const area = (url: string, fn: string): string => {
+    if (!url)
+      return fn === '(garbage collector)'
+        ? 'gc'
+        : fn === '(idle)'
+          ? 'idle (main thread waiting)'
+          : fn === '(program)'
+            ? 'program'
+            : 'native (addons, libuv, crypto, syscalls)';
+    // werift ships as one bundle (lib/index.mjs): its functions are told apart in topFunctions.
+    if (url.includes('/werift/')) return 'werift';
+    if (url.includes('@evan/opus')) return '@evan/opus';
+    if (url.startsWith('node:')) return url;
+    if (url.includes('/media-worker/')) return `media-worker/${url.split('/media-worker/')[1]}`;
+    if (url.includes('node_modules/')) return url.split('node_modules/')[1]!.split('/')[0]!;
+    return url.slice(-50);
+  };
+  const byArea = new Map<string, number>();
+  const byFn = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0;
+    if (!hits) continue;
+    const a = area(n.callFrame.url, n.callFrame.functionName);
+    byArea.set(a, (byArea.get(a) ?? 0) + hits);
+    const f = `${n.callFrame.functionName || '(anonymous)'} ${a}:${n.callFrame.lineNumber + 1}`;
+    byFn.set(f, (byFn.get(f) ?? 0) + hits);
+  }
+  const top = (m: Map<string, number>, k: number) =>
+    [...m.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, k)
+      .map(([name, hits]) => ({ name, selfPct: Math.round((hits / total) * 1000) / 10 }));
+  return { samples: total, byArea: top(byArea, 15), topFunctions: top(byFn, 20) };
+}
+
+const calls = new Map<string, Call>();
+/** Histogram resolution: recorded values are the timer interval, so lag = value − resolution. */
+const ELD_RESOLUTION_MS = 10;
+const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+eld.enable();
+
+/** GC pauses in the current window. */
+const gc = { count: 0, totalMs: 0, maxMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.totalMs += e.duration;
+    gc.maxMs = Math.max(gc.maxMs, e.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+
+let window: { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals> } | undefined;
+
+function send(msg: Record<string, unknown>): void {
+  process.send?.(msg);
+}
+
+function totals() {
+  const t = { waIn: 0, waOut: 0, waLost: 0, sipIn: 0, sipOut: 0, sipLost: 0, concealed: 0, underruns: 0, late: 0 };
+  for (const c of calls.values()) {
+    const s = c.bridge.stats();
+    t.waIn += s.whatsappToSip.packetsIn;
+    t.waOut += s.whatsappToSip.packetsOut;
+    t.waLost += s.whatsappToSip.lost;
+    t.sipIn += s.sipToWhatsapp.packetsIn;
+    t.sipOut += s.sipToWhatsapp.packetsOut;
+    t.sipLost += s.sipToWhatsapp.lost;
+    t.concealed += s.sipToWhatsapp.concealed;
+    t.underruns += s.sipToWhatsapp.underruns;
+    t.late += s.sipToWhatsapp.late;
+  }
+  return t;
+}
+
+async function setup(m: Extract<Msg, { type: 'setup' }>): Promise<void> {
+  const leg = new WhatsAppLeg({ callId: m.id });
+  try {
+    const answer = await leg.answer(m.offer);
+    leg.startSilence();
+    const rtp = await RtpSession.open({ bindAddress: '127.0.0.1', portRange: [10000, 19999], callId: m.id });
+    const bridge = new MediaBridge({ whatsapp: leg, rtp, sip: parseSipAnswer(m.sipSdp), callId: m.id });
+    bridge.start();
+    calls.set(m.id, { leg, rtp, bridge });
+    send({ type: 'setup-ok', id: m.id, answer, rtpPort: rtp.port, mode: bridge.mode });
+  } catch (err) {
+    await leg.close().catch(() => undefined);
+    send({ type: 'setup-failed', id: m.id, error: String(err) });
+  }
+}
+
+function lagMs(q: number): number {
+  return Math.max(0, eld.percentile(q) / 1e6 - ELD_RESOLUTION_MS);
+}
+
+process.on('message', (raw: unknown) => {
+  const m = raw as Msg;
+  switch (m.type) {
+    case 'setup':
+      void setup(m);
+      return;
+    case 'measure-start':
+      eld.reset();
+      gc.count = 0;
+      gc.totalMs = 0;
+      gc.maxMs = 0;
+      window = { cpu: process.cpuUsage(), at: performance.now(), stats: totals() };
+      send({ type: 'measure-started' });
+      return;
+    case 'measure-end': {
+      if (!window) return;
+      const cpu = process.cpuUsage(window.cpu);
+      const wallMs = performance.now() - window.at;
+      const now = totals();
+      const before = window.stats;
+      const delta = Object.fromEntries(
+        Object.entries(now).map(([k, v]) => [k, v - before[k as keyof typeof before]]),
+      ) as typeof now;
+      const lag = { p50Ms: lagMs(50), p99Ms: lagMs(99), maxMs: Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS) };
+      const gcWindow = { ...gc };
+      globalThis.gc?.();
+      const mem = process.memoryUsage();
+      send({
+        type: 'measured',
+        gc: gcWindow,
+        calls: calls.size,
+        wallMs,
+        cpuCoreFraction: (cpu.user + cpu.system) / 1000 / wallMs,
+        lag,
+        rssMb: mem.rss / 2 ** 20,
+        heapUsedMb: mem.heapUsed / 2 ** 20,
+        externalMb: (mem.external + mem.arrayBuffers) / 2 ** 20,
+        bridge: delta,
+        // Transcoding: packets waiting in the de-jitter buffers at the end of the window (each is 20 ms of delay).
+        jitterDepthMean: calls.size
+          ? [...calls.values()].reduce(
+              (a, c) => a + (c.bridge as unknown as { jitter: { depth: number } }).jitter.depth,
+              0,
+            ) / calls.size
+          : 0,
+      });
+      return;
+    }
+    case 'close-all': {
+      const all = [...calls.values()];
+      calls.clear();
+      void (async () => {
+        for (const c of all) {
+          await c.bridge.close();
+          await Promise.allSettled([c.leg.close(), c.rtp.close()]);
+        }
+        globalThis.gc?.();
+        const mem = process.memoryUsage();
+        send({ type: 'closed', rssMb: mem.rss / 2 ** 20, heapUsedMb: mem.heapUsed / 2 ** 20 });
+      })();
+      return;
+    }
+    case 'profile-start':
+      void (async () => {
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.setSamplingInterval', { interval: 200 });
+        await profiler.post('Profiler.start');
+        send({ type: 'profile-started' });
+      })();
+      return;
+    case 'profile-stop':
+      void (async () => {
+        const res = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof summarise>[0] };
+        profiler!.disconnect();
+        send({ type: 'profile', ...summarise(res.profile) });
+      })();
+      return;
+    case 'exit':
+      process.exit(0);
+  }
+});
+
+// Baseline footprint before any call.
+globalThis.gc?.();
+const mem = process.memoryUsage();
+send({ type: 'ready', rssMb: mem.rss / 2 ** 20, heapUsedMb: mem.heapUsed / 2 ** 20 });

@@ -1,0 +1,297 @@
+/**
+ * The media workers: Fargate tasks in public subnets, each with its own public IPv4 address, so
+ * WebRTC (ICE, DTLS-SRTP) and SIP/RTP reach it straight from the internet without NAT or a load
+ * balancer in the media path. The image entrypoint discovers the task's private address (bind) and
+ * public address (advertised in SDP and ICE candidates) at start-up.
+ *
+ * Security groups: SIP only from the PBX's signalling ranges, RTP only from its media ranges.
+ * WebRTC needs no inbound rule: Meta's relay is ICE-lite, so the worker (the controlling agent)
+ * sends every connectivity check and the DTLS ClientHello first, and the stateful security group
+ * admits the relay's answers and media on that same 5-tuple.
+ *
+ * Scaling tracks the average number of active calls per worker; a worker with calls protects its
+ * task from scale-in through the ECS agent (`$ECS_AGENT_URI/task-protection/v1/state`), and on
+ * SIGTERM drains within the 120 s Fargate stop timeout.
+ */
+import { fileURLToPath } from 'node:url';
+import { type CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import {
+  FlowLogDestination,
+  type FlowLogOptions,
+  FlowLogTrafficType,
+  Peer,
+  Port,
+  SecurityGroup,
+  SubnetType,
+  Vpc,
+} from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import {
+  AwsLogDriver,
+  Cluster,
+  ContainerDefinition,
+  ContainerImage,
+  ContainerInsights,
+  CpuArchitecture,
+  FargateService,
+  FargateTaskDefinition,
+  LinuxParameters,
+  OperatingSystemFamily,
+  Protocol,
+} from 'aws-cdk-lib/aws-ecs';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import {
+  ANY_RESOURCE_FINDING,
+  bindSettings,
+  bindTable,
+  clusterTasksWildcardFinding,
+  controlQueueArnPattern,
+  controlQueueWildcardFinding,
+  settingsWildcardFindings,
+} from '../grants.ts';
+import { DIMENSION, METRIC, METRICS_NAMESPACE } from '../metrics.ts';
+import { acknowledge } from '../nag.ts';
+import type { CallData } from './call-data.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Properties of {@link MediaWorkers}. */
+export interface MediaWorkersProps {
+  /** Tables and queues the workers use. */
+  readonly data: CallData;
+  /** Deployment stage (metric dimension). */
+  readonly stage: string;
+  /** SSM prefix of the stage's settings. */
+  readonly settingsPrefix: string;
+  /** KMS key of the SecureString settings. @default the AWS managed key `alias/aws/ssm` */
+  readonly settingsKeyArn?: string;
+  /** Name prefix of the per-worker control queues. */
+  readonly controlQueuePrefix: string;
+  /**
+   * IPv4 CIDRs the PBX sends SIP from (its proxies or SBC). Only these reach the SIP port.
+   * @default [] — no inbound SIP; the worker's own INVITEs still get their answers (stateful rules)
+   */
+  readonly pbxSignallingCidrs?: readonly string[];
+  /**
+   * IPv4 CIDRs the PBX sends RTP from (media servers may differ from the SIP proxies).
+   * @default pbxSignallingCidrs
+   */
+  readonly pbxMediaCidrs?: readonly string[];
+  /** SIP port, UDP and TCP. @default 5060 */
+  readonly sipPort?: number;
+  /** RTP port range of the SIP leg. @default [20000, 30000] */
+  readonly rtpPorts?: readonly [number, number];
+  /** Calls one worker bridges at once (`MAX_CALLS_PER_WORKER`). @default 100 */
+  readonly maxCallsPerWorker?: number;
+  /**
+   * Average active calls per worker the service scales to hold. Headroom absorbs a burst while
+   * a new task starts (about a minute).
+   * @default 60 % of maxCallsPerWorker
+   */
+  readonly targetCallsPerWorker?: number;
+  /** Fewest running workers; two survive the loss of one task or AZ. @default 2 */
+  readonly minWorkers?: number;
+  /** Most running workers. @default 10 */
+  readonly maxWorkers?: number;
+  /** Task CPU units (1024 = 1 vCPU). @default 1024 */
+  readonly cpu?: number;
+  /** Task memory, MiB. @default 2048 */
+  readonly memoryMiB?: number;
+  /** Availability zones of the VPC. @default 2 */
+  readonly maxAzs?: number;
+  /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
+  readonly image?: ContainerImage;
+  /** Retention of the worker and flow logs. @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+}
+
+/** VPC, cluster, task definition, service, security group and scaling of the media workers. */
+export class MediaWorkers extends Construct {
+  public readonly vpc: Vpc;
+  public readonly cluster: Cluster;
+  public readonly securityGroup: SecurityGroup;
+  public readonly taskDefinition: FargateTaskDefinition;
+  public readonly service: FargateService;
+  public readonly logs: LogGroup;
+  /** Average active calls per worker (the scaling signal). */
+  public readonly activeCallsPerWorker: Metric;
+
+  constructor(scope: Construct, id: string, props: MediaWorkersProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const sipPort = props.sipPort ?? 5060;
+    const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
+    const maxCalls = props.maxCallsPerWorker ?? 100;
+    const target = props.targetCallsPerWorker ?? Math.max(1, Math.floor(maxCalls * 0.6));
+    const signalling = props.pbxSignallingCidrs ?? [];
+    const media = props.pbxMediaCidrs ?? signalling;
+
+    const flowLogs = new LogGroup(this, 'FlowLogs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    const rejected: FlowLogOptions = {
+      destination: FlowLogDestination.toCloudWatchLogs(flowLogs),
+      // Rejected packets only: who knocks on SIP/RTP without being allowed. Accepted media
+      // would be a record per call per minute for nothing.
+      trafficType: FlowLogTrafficType.REJECT,
+    };
+    this.vpc = new Vpc(this, 'Vpc', {
+      maxAzs: props.maxAzs ?? 2,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 }],
+      flowLogs: { rejected },
+    });
+
+    this.securityGroup = new SecurityGroup(this, 'SecurityGroup', {
+      vpc: this.vpc,
+      description: 'wa-sip-bridge media workers: SIP and RTP from the PBX; WebRTC answers via stateful rules',
+      allowAllOutbound: true,
+    });
+    for (const cidr of signalling) {
+      this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.udp(sipPort), 'SIP over UDP from the PBX');
+      this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.tcp(sipPort), 'SIP over TCP from the PBX');
+    }
+    for (const cidr of media) {
+      this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.udpRange(rtpMin, rtpMax), 'RTP from the PBX');
+    }
+
+    this.cluster = new Cluster(this, 'Cluster', { vpc: this.vpc, containerInsightsV2: ContainerInsights.ENHANCED });
+
+    this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
+      cpu: props.cpu ?? 1024,
+      memoryLimitMiB: props.memoryMiB ?? 2048,
+      runtimePlatform: { cpuArchitecture: CpuArchitecture.ARM64, operatingSystemFamily: OperatingSystemFamily.LINUX },
+    });
+    this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    const image =
+      props.image ?? ContainerImage.fromAsset(REPO_ROOT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 });
+    this.taskDefinition.addContainer('worker', {
+      image,
+      essential: true,
+      logging: new AwsLogDriver({ streamPrefix: 'worker', logGroup: this.logs }),
+      // Fargate's maximum: SIGTERM, then at most 120 s before SIGKILL. The worker drains for up to
+      // 110 s; calls longer than that are protected from scale-in and deployments instead.
+      stopTimeout: Duration.seconds(120),
+      // An init process as PID 1 forwards SIGTERM to node and reaps children.
+      linuxParameters: new LinuxParameters(this, 'Linux', { initProcessEnabled: true }),
+      environment: {
+        SSM_PREFIX: props.settingsPrefix,
+        // The entrypoint sets SIP/RTP_BIND_ADDRESS (task ENI) and PUBLIC_ADDRESS (its public IP).
+        ADDRESS_DISCOVERY: 'ecs',
+        CALLS_TABLE: props.data.tables.calls.tableName,
+        WORKERS_TABLE: props.data.tables.workers.tableName,
+        PERMISSIONS_TABLE: props.data.tables.permissions.tableName,
+        CALL_JOBS_QUEUE_URL: props.data.callJobs.queueUrl,
+        CONTROL_QUEUE_PREFIX: props.controlQueuePrefix,
+        MAX_CALLS_PER_WORKER: String(maxCalls),
+        SIP_PORT: String(sipPort),
+        SIP_TRANSPORTS: 'udp,tcp',
+        RTP_PORT_MIN: String(rtpMin),
+        RTP_PORT_MAX: String(rtpMax),
+        METRICS_STAGE: props.stage,
+        // Minutes each scale-in protection lasts (the worker sets it while it has calls).
+        TASK_PROTECTION_MINUTES: '120',
+      },
+      portMappings: [
+        { name: 'sip-udp', containerPort: sipPort, protocol: Protocol.UDP },
+        { name: 'sip-tcp', containerPort: sipPort, protocol: Protocol.TCP },
+        {
+          containerPort: ContainerDefinition.CONTAINER_PORT_USE_RANGE,
+          containerPortRange: `${rtpMin}-${rtpMax}`,
+          protocol: Protocol.UDP,
+        },
+      ],
+    });
+
+    this.service = new FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      assignPublicIp: true,
+      vpcSubnets: { subnetType: SubnetType.PUBLIC },
+      securityGroups: [this.securityGroup],
+      // No desiredCount: auto scaling owns it, so a deploy never resets a scaled-out fleet.
+      // New tasks start before old ones stop; a failing image rolls back instead of looping.
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      circuitBreaker: { enable: true, rollback: true },
+    });
+
+    const role = this.taskDefinition.taskRole;
+    bindTable(role, props.data.tables.calls, 'readWrite');
+    bindTable(role, props.data.tables.workers, 'readWriteScan');
+    bindTable(role, props.data.tables.permissions, 'readWrite');
+    props.data.callJobs.grantConsumeMessages(role);
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: [
+          'sqs:CreateQueue',
+          'sqs:DeleteQueue',
+          'sqs:GetQueueUrl',
+          'sqs:GetQueueAttributes',
+          'sqs:SendMessage',
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:ChangeMessageVisibility',
+        ],
+        resources: [controlQueueArnPattern(this, props.controlQueuePrefix)],
+      }),
+    );
+    bindSettings(role, this, props.settingsPrefix, props.settingsKeyArn);
+    // Task scale-in protection through the ECS agent endpoint uses the task role's credentials.
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection'],
+        resources: [
+          stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${this.cluster.clusterName}/*` }),
+        ],
+      }),
+    );
+
+    this.activeCallsPerWorker = new Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: METRIC.activeCalls,
+      dimensionsMap: { [DIMENSION.stage]: props.stage },
+      statistic: 'Average',
+      period: Duration.minutes(1),
+    });
+    const scaling = this.service.autoScaleTaskCount({
+      minCapacity: props.minWorkers ?? 2,
+      maxCapacity: props.maxWorkers ?? 10,
+    });
+    scaling.scaleToTrackCustomMetric('ActiveCallsPerWorker', {
+      metric: this.activeCallsPerWorker,
+      targetValue: target,
+      scaleOutCooldown: Duration.seconds(60),
+      // Scale-in only removes unprotected (idle) tasks; wait so a lull between calls does not churn.
+      scaleInCooldown: Duration.minutes(5),
+    });
+
+    acknowledge(
+      this.taskDefinition,
+      ['AwsSolutions::AwsSolutions-ECS2'],
+      'The environment holds wiring only (table names, queue URL, ports, the SSM prefix); no secret. Settings, SecureStrings included, are read from SSM under the stage prefix by the image entrypoint, so optional settings may be absent and changes apply to new tasks without a deploy.',
+    );
+    acknowledge(
+      this.taskDefinition.obtainExecutionRole(),
+      [ANY_RESOURCE_FINDING],
+      'ecr:GetAuthorizationToken, which pulls the image, has no resource-level permissions.',
+    );
+    acknowledge(
+      role,
+      [controlQueueWildcardFinding(props.controlQueuePrefix)],
+      "Each worker creates, reads and deletes its own control queue (<prefix>-<workerId>, named at run time) and the reaper deletes dead workers' queues; the pattern covers this stage's control queues only.",
+    );
+    acknowledge(
+      role,
+      settingsWildcardFindings(props.settingsPrefix, props.settingsKeyArn),
+      "Settings are read by path: every parameter under this stage's prefix and none elsewhere. kms:Decrypt is limited by kms:ViaService=ssm and the PARAMETER_ARN encryption context to that prefix.",
+    );
+    acknowledge(
+      role,
+      [clusterTasksWildcardFinding(stack.getLogicalId(this.cluster.node.defaultChild as CfnElement))],
+      'Task scale-in protection: a task protects itself while it has calls; task ids are only known at run time, so the grant covers the tasks of this cluster.',
+    );
+  }
+}

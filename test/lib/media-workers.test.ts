@@ -1,0 +1,66 @@
+/** The MediaWorkers construct alone (no Lambda bundling, a registry image): defaults and edges. */
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import { describe, expect, it } from 'vitest';
+import { CallData } from '../../lib/constructs/call-data.ts';
+import { MediaWorkers } from '../../lib/constructs/media-workers.ts';
+import { BridgeStack } from '../../lib/stacks/bridge-stack.ts';
+
+function synth(props: Partial<ConstructorParameters<typeof MediaWorkers>[2]> = {}) {
+  const stack = new Stack(new App(), 'Workers');
+  new MediaWorkers(stack, 'Workers', {
+    data: new CallData(stack, 'Data'),
+    stage: 'dev',
+    settingsPrefix: '/wa-sip-bridge/dev',
+    controlQueuePrefix: 'wa-sip-bridge-dev-worker',
+    image: ContainerImage.fromRegistry('public.ecr.aws/docker/library/node:22-bookworm-slim'),
+    ...props,
+  });
+  return Template.fromStack(stack);
+}
+
+describe('Construct: MediaWorkers', () => {
+  it('opens no inbound port at all without PBX ranges (WebRTC rides on stateful answers)', () => {
+    const sg = Object.values(synth().findResources('AWS::EC2::SecurityGroup'))[0] as {
+      Properties: Record<string, unknown>;
+    };
+
+    expect(sg.Properties.SecurityGroupIngress).toBeUndefined();
+  });
+
+  it('follows custom SIP and RTP ports in the security group and the task environment alike', () => {
+    const t = synth({ pbxSignallingCidrs: ['192.0.2.10/32'], sipPort: 5080, rtpPorts: [40000, 40999] });
+
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: [
+        { IpProtocol: 'udp', FromPort: 5080, ToPort: 5080, CidrIp: '192.0.2.10/32' },
+        { IpProtocol: 'tcp', FromPort: 5080, ToPort: 5080, CidrIp: '192.0.2.10/32' },
+        { IpProtocol: 'udp', FromPort: 40000, ToPort: 40999, CidrIp: '192.0.2.10/32' },
+      ].map((r) => ({ ...r, Description: Match.anyValue() })),
+    });
+    const env = (
+      Object.values(t.findResources('AWS::ECS::TaskDefinition'))[0] as {
+        Properties: { ContainerDefinitions: Array<{ Environment: Array<{ Name: string; Value: string }> }> };
+      }
+    ).Properties.ContainerDefinitions[0]!.Environment;
+    expect(Object.fromEntries(env.map((e) => [e.Name, e.Value]))).toMatchObject({
+      SIP_PORT: '5080',
+      RTP_PORT_MIN: '40000',
+      RTP_PORT_MAX: '40999',
+    });
+  });
+
+  it('scales to the target calls per worker derived from the per-worker maximum', () => {
+    synth({ maxCallsPerWorker: 50, minWorkers: 1, maxWorkers: 4 }).hasResourceProperties(
+      'AWS::ApplicationAutoScaling::ScalingPolicy',
+      { TargetTrackingScalingPolicyConfiguration: { TargetValue: 30 } },
+    );
+  });
+});
+
+describe('Stack: BridgeStack props', () => {
+  it.each(['Prod', 'prod_1', '', 'a-very-long-stage-name-x'])('rejects the stage %j', (stage) => {
+    expect(() => new BridgeStack(new App(), 'Bad', { stage })).toThrow(/stage must be/);
+  });
+});
