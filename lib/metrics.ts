@@ -24,6 +24,8 @@
  */
 
 /** CloudWatch namespace of every metric the bridge emits. */
+import type { EndReason } from '../functions/core/calls/call-state.ts';
+
 export const METRICS_NAMESPACE = 'WaSipBridge';
 
 /** Metric names. */
@@ -64,10 +66,15 @@ export const END_REASONS = [
   'number-not-configured',
   'stale-connect',
   'unanswered',
+  'rejected-by-user',
   'sip-rejected',
   'media-failed',
   'bridge-error',
-] as const;
+] as const satisfies readonly EndReason[];
+
+/** Compile-time check: every end reason the code can produce has a metric series. */
+type EndReasonsCovered = Exclude<EndReason, (typeof END_REASONS)[number]> extends never ? true : never;
+export const END_REASONS_COVERED: EndReasonsCovered = true;
 
 /** End reasons that mean the bridge failed the caller; the failed-calls alarm counts these. */
 export const FAILURE_END_REASONS = ['media-failed', 'bridge-error'] as const;
@@ -90,7 +97,7 @@ export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
 /** Extra dimensions a data point may carry besides `Stage`. */
 export interface MetricDimensions {
-  readonly EndReason?: (typeof END_REASONS)[number];
+  readonly EndReason?: EndReason;
   readonly Leg?: (typeof LEGS)[number];
 }
 
@@ -122,5 +129,28 @@ export function emfRecord(
     [DIMENSION.stage]: stage,
     ...dimensions,
     ...values,
+  };
+}
+
+/** Writes the bridge's metrics. A no-op without a stage. */
+export interface MetricsWriter {
+  emit(values: Partial<Record<MetricName, number>>, dimensions?: MetricDimensions): void;
+}
+
+/**
+ * Metrics for `stage` as EMF lines written with `write` (default: stdout, which the Lambda runtime
+ * and the awslogs driver ship to CloudWatch). Without a stage nothing is written. Powertools
+ * Metrics is not used for these: its `singleMetric()` adds a `service` dimension, and a series with
+ * an extra dimension is a different series, invisible to the dashboard, alarms and scaling policy.
+ */
+export function createMetricsWriter(
+  stage: string | undefined,
+  write: (line: string) => void = (l) => process.stdout.write(l),
+): MetricsWriter {
+  if (!stage) return { emit() {} };
+  return {
+    emit(values, dimensions = {}) {
+      write(`${JSON.stringify(emfRecord(stage, values, dimensions))}\n`);
+    },
   };
 }

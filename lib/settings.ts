@@ -33,6 +33,7 @@ export const CONTROL_PLANE_WIRED = [
   'AWS_REGION',
   'DYNAMODB_ENDPOINT',
   'SQS_ENDPOINT',
+  'METRICS_STAGE',
 ] as const satisfies ReadonlyArray<keyof typeof CONTROL_PLANE_SETTINGS>;
 
 /**
@@ -62,6 +63,9 @@ export const WORKER_WIRED = [
   'AWS_REGION',
   'DYNAMODB_ENDPOINT',
   'SQS_ENDPOINT',
+  'METRICS_STAGE',
+  'TASK_PROTECTION_MINUTES',
+  'ECS_AGENT_URI',
 ] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** One operator-managed SSM parameter. */

@@ -18,7 +18,7 @@ import type { WhatsAppUser } from '../core/meta/webhook.ts';
 import { requestBusinessCall, resolveCall } from '../core/outbound/requests.ts';
 import type { PermissionApiDeps } from '../core/permissions/requests.ts';
 import { readPermission, sendPermissionRequest } from '../core/permissions/requests.ts';
-import { loadControlPlaneConfig } from '../shared/config.ts';
+import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
 import { openApiDocument } from './openapi.ts';
@@ -201,10 +201,18 @@ async function health(runtime: ControlPlaneRuntime): Promise<Result> {
   }
 }
 
-let cold: ReturnType<typeof createControlApiHandler> | undefined;
+/**
+ * Lambda entry point. The handler is built once per cold start from the environment and SSM; a
+ * failed cold start is not cached, so the next invocation retries it.
+ */
+let cold: Promise<ReturnType<typeof createControlApiHandler>> | undefined;
 
-/** Lambda entry point. */
-export const handler = (event: APIGatewayProxyEventV2, context: Context) => {
-  cold ??= createControlApiHandler(buildControlPlaneRuntime(loadControlPlaneConfig()));
-  return cold(event, context);
+export const handler = async (event: APIGatewayProxyEventV2, context: Context) => {
+  cold ??= loadControlPlaneConfigFromAws()
+    .then((config) => createControlApiHandler(buildControlPlaneRuntime(config)))
+    .catch((error: unknown) => {
+      cold = undefined;
+      throw error;
+    });
+  return (await cold)(event, context);
 };

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { type BusinessHours, businessHoursSchema } from '../core/checks/business-hours.ts';
 import { ConfigError } from '../core/errors.ts';
+import { ssmSettings } from './ssm-parameters.ts';
 
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
 const positiveInt = z.coerce.number().int().positive();
@@ -84,6 +85,13 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: 'Days finished call records are kept (DynamoDB TTL).',
     default: '30',
   },
+  METRICS_STAGE: {
+    schema: z
+      .string()
+      .regex(/^[\w-]{1,40}$/)
+      .optional(),
+    doc: 'Stage dimension of the CloudWatch metrics (EMF in the logs). Unset: no metrics.',
+  },
   LOG_LEVEL: { schema: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']), doc: 'Log level.', default: 'INFO' },
 } as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
 
@@ -112,6 +120,7 @@ export interface ControlPlaneConfig {
   readonly staleConnectMs: number;
   readonly finishedRetentionSeconds: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  readonly metricsStage?: string;
 }
 
 /**
@@ -180,5 +189,23 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
     finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,
     logLevel: r.LOG_LEVEL,
+    ...(r.METRICS_STAGE === undefined ? {} : { metricsStage: r.METRICS_STAGE }),
   };
+}
+
+/**
+ * The configuration as a Lambda sees it in AWS: settings the stack wires into the environment
+ * (table names, queue URL, `SSM_PREFIX`…) plus every operator setting stored in SSM Parameter Store
+ * under `SSM_PREFIX` (secrets as SecureString, which CloudFormation cannot put into a Lambda's
+ * environment). The environment wins, so the stack's wiring cannot be overridden from SSM.
+ *
+ * @throws {@link ConfigError} naming the first missing or invalid key.
+ */
+export async function loadControlPlaneConfigFromAws(
+  env: Record<string, string | undefined> = process.env,
+): Promise<ControlPlaneConfig> {
+  const prefix = env.SSM_PREFIX;
+  const fromSsm = prefix ? await ssmSettings(prefix, { keys: Object.keys(CONTROL_PLANE_SETTINGS) }) : {};
+  const wired = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  return loadControlPlaneConfig({ ...fromSsm, ...wired });
 }

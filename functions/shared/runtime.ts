@@ -5,6 +5,7 @@
  */
 
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import { createMetricsWriter, type MetricsWriter } from '../../lib/metrics.ts';
 import { createAwsClients } from '../adapters/aws-clients.ts';
 import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
 import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
@@ -36,6 +37,8 @@ export interface ControlPlaneRuntime {
   readonly meta: MetaGraphClient;
   readonly policy: IntakePolicy;
   readonly logger: Logger;
+  /** CloudWatch metrics (EMF); a no-op without `METRICS_STAGE`. */
+  readonly metrics: MetricsWriter;
   readonly now: () => number;
 }
 
@@ -90,6 +93,7 @@ export function buildControlPlaneRuntime(
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     },
     logger,
+    metrics: createMetricsWriter(config.metricsStage),
     now,
   };
 }

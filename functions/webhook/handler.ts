@@ -7,13 +7,13 @@
  * failure answers 500 to get the whole POST redelivered.
  */
 import middy from '@middy/core';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '../core/calls/intake.ts';
 import { WebhookPayloadError } from '../core/errors.ts';
 import { verifyMetaSignature } from '../core/meta/signature.ts';
 import { type InboundEvent, parseWebhook } from '../core/meta/webhook.ts';
 import { applyPermissionReply } from '../core/permissions/service.ts';
-import { loadControlPlaneConfig } from '../shared/config.ts';
+import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual, text } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
 
@@ -72,10 +72,18 @@ async function receive(
 
 async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlaneRuntime): Promise<unknown> {
   switch (e.kind) {
-    case 'call-offered':
-      return { callId: e.callId, ...(await handleCallOffered(e, deps)) };
-    case 'call-terminated':
-      return { callId: e.callId, result: await handleCallTerminated(e, deps) };
+    case 'call-offered': {
+      const outcome = await handleCallOffered(e, deps);
+      if (outcome.result !== 'duplicate') runtime.metrics.emit({ CallsOffered: 1 });
+      if (outcome.result === 'refused') runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
+      return { callId: e.callId, ...outcome };
+    }
+    case 'call-terminated': {
+      const outcome = await handleCallTerminated(e, deps);
+      // Counted once: only the invocation whose conditional write ended the call reports it.
+      if (outcome.result !== 'already-ended') runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
+      return { callId: e.callId, ...outcome };
+    }
     case 'call-progress':
     case 'call-answer-received': {
       // Business-initiated calls: record the event (the SDP answer included, so a worker that
@@ -131,10 +139,18 @@ function describe(error: unknown): Record<string, unknown> {
   };
 }
 
-let cold: ReturnType<typeof createWebhookHandler> | undefined;
+/**
+ * Lambda entry point. The handler is built once per cold start from the environment and SSM; a
+ * failed cold start is not cached, so the next invocation retries it.
+ */
+let cold: Promise<ReturnType<typeof createWebhookHandler>> | undefined;
 
-/** Lambda entry point: configuration from the environment, built once per cold start. */
-export const handler = (event: APIGatewayProxyEventV2, context: import('aws-lambda').Context) => {
-  cold ??= createWebhookHandler(buildControlPlaneRuntime(loadControlPlaneConfig()));
-  return cold(event, context);
+export const handler = async (event: APIGatewayProxyEventV2, context: Context) => {
+  cold ??= loadControlPlaneConfigFromAws()
+    .then((config) => createWebhookHandler(buildControlPlaneRuntime(config)))
+    .catch((error: unknown) => {
+      cold = undefined;
+      throw error;
+    });
+  return (await cold)(event, context);
 };

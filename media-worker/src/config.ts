@@ -136,6 +136,19 @@ export const WORKER_SETTINGS = {
     doc: 'A worker silent this long is dead; a live worker ends its calls at Meta and in the store.',
     default: '30',
   },
+  METRICS_STAGE: {
+    schema: z
+      .string()
+      .regex(/^[\w-]{1,40}$/)
+      .optional(),
+    doc: 'Stage dimension of the CloudWatch metrics the worker writes (EMF on stdout). Unset: no metrics.',
+  },
+  TASK_PROTECTION_MINUTES: {
+    schema: positiveInt.max(2880),
+    doc: 'ECS task scale-in protection period while the worker has calls (refreshed at half of it).',
+    default: '120',
+  },
+  ECS_AGENT_URI: { schema: z.url().optional(), doc: 'Set by ECS: the agent endpoint for task scale-in protection.' },
   FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept.', default: '30' },
   LOG_LEVEL: {
     schema: z.enum(['debug', 'info', 'warn', 'error', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
@@ -196,6 +209,8 @@ export interface WorkerConfig {
   readonly controlQueuePrefix: string;
   readonly sqsReceiveBatch: number;
   readonly deadAfterMs: number;
+  readonly metricsStage?: string;
+  readonly taskProtection?: { readonly agentUri: string; readonly minutes: number };
   /** The business line PBX-started calls use. */
   readonly line?: { readonly phoneNumberId: string; readonly businessNumber: string };
   readonly pbxAllowedSources: readonly string[];
@@ -300,6 +315,10 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     controlQueuePrefix: get<string>('CONTROL_QUEUE_PREFIX'),
     sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),
     deadAfterMs: get<number>('WORKER_DEAD_AFTER_SECONDS') * 1000,
+    ...(get<string | undefined>('METRICS_STAGE') ? { metricsStage: get<string>('METRICS_STAGE') } : {}),
+    ...(get<string | undefined>('ECS_AGENT_URI')
+      ? { taskProtection: { agentUri: get<string>('ECS_AGENT_URI'), minutes: get<number>('TASK_PROTECTION_MINUTES') } }
+      : {}),
     ...(get<string | undefined>('META_PHONE_NUMBER_ID') && get<string | undefined>('META_BUSINESS_NUMBER')
       ? {
           line: {

@@ -18,6 +18,8 @@ import { type BusinessCallOutcomes, handlePbxInvite } from './calls/pbx-call.ts'
 import { createPbxGate } from './calls/pbx-gate.ts';
 import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
+import { workerMetrics } from './ops/metrics.ts';
+import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
@@ -91,7 +93,15 @@ export async function startMediaWorker(
       : undefined);
   let worker: MediaWorker | undefined;
   const owner = () => ({ workerId: config.workerId, controlQueueUrl: worker!.controlQueueUrl! });
-  const userCalls = new UserCallRunner({ config, calls, meta, sip, logger, ...(outcomes ? { outcomes } : {}) });
+  const userCalls = new UserCallRunner({
+    config,
+    calls,
+    meta,
+    sip,
+    logger,
+    metrics: workerMetrics(config.metricsStage),
+    ...(outcomes ? { outcomes } : {}),
+  });
   const runner: CallRunner = {
     start: (job, context) =>
       job.type === 'bridge-user-call'
@@ -131,7 +141,13 @@ export async function startMediaWorker(
       graceMs: config.deadAfterMs,
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     });
+  const metrics = workerMetrics(config.metricsStage);
+  const protection = config.taskProtection
+    ? new TaskProtection({ ...config.taskProtection, logger: logger.child({ component: 'task-protection' }) })
+    : undefined;
   worker = new MediaWorker({
+    onLoadChange: (active) => protection?.update(active),
+    onHeartbeat: (active, max) => metrics.emit({ ActiveCalls: active, WorkerLoad: (100 * active) / max }),
     workerId: config.workerId,
     maxCalls: config.maxCalls,
     jobsQueueUrl: config.callJobsQueueUrl,
@@ -181,6 +197,7 @@ export async function startMediaWorker(
     stop(options) {
       stopped ??= (async () => {
         await running.stop(options);
+        await protection?.close();
         await sip.close();
         dynamo.destroy();
         sqs.destroy();

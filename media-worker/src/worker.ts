@@ -49,6 +49,10 @@ export interface MediaWorkerDeps {
   readonly reap?: () => Promise<unknown>;
   /** @default 15000 */
   readonly reapIntervalMs?: number;
+  /** Told the number of active calls whenever it changes (task protection). */
+  readonly onLoadChange?: (activeCalls: number) => void;
+  /** Told the load at every heartbeat (metrics). */
+  readonly onHeartbeat?: (activeCalls: number, maxCalls: number) => void;
 }
 
 /** The worker. */
@@ -94,6 +98,7 @@ export class MediaWorker {
    */
   adopt(callId: string, call: ActiveCall): void {
     this.#active.set(callId, call);
+    this.#d.onLoadChange?.(this.#active.size);
     const early = this.#early.get(callId);
     if (early) {
       this.#early.delete(callId);
@@ -101,6 +106,7 @@ export class MediaWorker {
     }
     void call.done.finally(() => {
       this.#active.delete(callId);
+      this.#d.onLoadChange?.(this.#active.size);
       this.#beat().catch(() => undefined);
     });
   }
@@ -170,6 +176,7 @@ export class MediaWorker {
 
   async #beat(): Promise<void> {
     if (!this.#controlQueueUrl) return;
+    this.#d.onHeartbeat?.(this.#active.size, this.#d.maxCalls);
     await this.#d.registry.heartbeat({
       workerId: this.#d.workerId,
       controlQueueUrl: this.#controlQueueUrl,
@@ -245,6 +252,7 @@ export class MediaWorker {
       claimedAt,
     });
     this.#active.set(id, call);
+    this.#d.onLoadChange?.(this.#active.size);
     const early = this.#early.get(id);
     if (early) {
       this.#early.delete(id);
@@ -252,6 +260,7 @@ export class MediaWorker {
     }
     void call.done.finally(() => {
       this.#active.delete(id);
+      this.#d.onLoadChange?.(this.#active.size);
       this.#beat().catch(() => undefined);
     });
     log.info({ activeCalls: this.#active.size }, 'call claimed');

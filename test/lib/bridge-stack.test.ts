@@ -401,6 +401,7 @@ describe('BridgeStack: settings', () => {
             'SIP_TLS_PORT',
             'SIP_TLS_CERT_FILE',
             'SIP_TLS_KEY_FILE',
+            'ECS_AGENT_URI', // set by ECS itself in every task
           ].includes(key),
       ).toBe(true);
     }

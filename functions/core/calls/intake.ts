@@ -221,7 +221,9 @@ async function end(callId: string, reason: EndReason, deps: IntakeDeps, patch: C
 }
 
 /** What became of a terminate. */
-export type TerminateOutcome = 'ended' | 'ended-before-connect' | 'already-ended';
+export type TerminateOutcome =
+  | { readonly result: 'ended' | 'ended-before-connect'; readonly reason: EndReason }
+  | { readonly result: 'already-ended' };
 
 /**
  * Handles Meta's `terminate`: finishes the record and tells the owning worker. A terminate for an
@@ -266,18 +268,18 @@ export async function handleCallTerminated(event: CallTerminated, deps: IntakeDe
       if (created.created) {
         await deps.calls.appendHistory(event.callId, { at: t, what: 'terminated-before-connect' });
         deps.logger.info('terminate before connect: call will never be bridged', { callId: event.callId });
-        return 'ended-before-connect';
+        return { result: 'ended-before-connect', reason: 'terminated-before-connect' };
       }
       continue; // the connect won the race: end the record it wrote
     }
-    if (existing.state === 'ended') return 'already-ended';
+    if (existing.state === 'ended') return { result: 'already-ended' };
     const ended = await end(event.callId, reason, deps, { ...facts, endedBy: 'whatsapp' });
     if (!ended) continue;
     if (existing.owner) {
       await deps.signals.notify(existing.owner, { type: 'call-terminated', callId: event.callId, reason });
     }
     deps.logger.info('call terminated by Meta', { callId: event.callId, status: event.status, answered });
-    return 'ended';
+    return { result: 'ended', reason };
   }
   throw new BridgeError('terminate lost every race for the call record', { callId: event.callId });
 }

@@ -23,6 +23,7 @@ import type { WorkerConfig, XHeaderField } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
 import { RtpSession } from '../media/rtp-session.ts';
 import { createSipOffer, parseSipAnswer, type SipMediaDescription } from '../media/sip-sdp.ts';
+import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
@@ -38,6 +39,8 @@ export interface UserCallDeps {
   /** Resets Meta's permission-request limits when a user-initiated call connects (§4.1). */
   readonly outcomes?: Pick<BusinessCallOutcomes, 'userCallAnswered'>;
   readonly logger: Logger;
+  /** CloudWatch metrics (setup latency, answered, ended, handle time, media quality). */
+  readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
 }
 
@@ -166,6 +169,7 @@ export class UserCall {
         });
     });
     this.#log.info({ sipCallId: sipCall.callId, targets: targets.map((t) => t.uri) }, 'INVITE sent');
+    this.#d.metrics?.emit({ SetupLatency: this.#inviteAt - job.enqueuedAt });
     // The WhatsApp user may have hung up while we were setting up.
     if (this.#ending) await sipCall.hangUp();
   }
@@ -204,6 +208,7 @@ export class UserCall {
           },
         );
         this.#log.info({ target: event.target, mode: this.#bridge?.mode }, 'call answered and accepted');
+        this.#d.metrics?.emit({ CallsAnswered: 1 });
         return;
       }
       case 'failed':
@@ -278,6 +283,9 @@ export class UserCall {
                   ...(ending.sipReason ? { reason: ending.sipReason } : {}),
                 },
               }),
+        }).then((won) => {
+          // Counted once: only the process whose conditional write ended the call reports it.
+          if (won) this.#d.metrics?.emit({ CallsEnded: 1 }, { EndReason: ending.reason });
         }),
       );
     }
@@ -296,6 +304,23 @@ export class UserCall {
       this.#log.warn({ err: describe(error) }, 'collecting media statistics failed');
     }
     await Promise.allSettled([this.#bridge?.close(), this.#rtp?.close(), this.#leg?.close()]);
+    if (media) {
+      this.#d.metrics?.emit(
+        {
+          MediaPacketLoss: lossPercent(media.whatsapp.packetsLost, media.whatsapp.packetsReceived),
+          MediaJitter: media.whatsapp.jitterMs,
+        },
+        { Leg: 'whatsapp' },
+      );
+      this.#d.metrics?.emit(
+        {
+          MediaPacketLoss: lossPercent(media.sipToWhatsapp.lost, media.sipToWhatsapp.packets),
+          MediaJitter: media.sipToWhatsapp.jitterMs,
+        },
+        { Leg: 'sip' },
+      );
+    }
+    if (this.#answeredAt) this.#d.metrics?.emit({ HandleTime: (ended - this.#answeredAt) / 1000 });
     const patch: CallPatch = {
       ...(media ? { media } : {}),
       ...(this.#answeredAt
@@ -321,6 +346,10 @@ export class UserCall {
   #endDeps() {
     return { calls: this.#d.calls, now: this.#now, finishedRetentionSeconds: this.#d.config.finishedRetentionSeconds };
   }
+}
+
+function lossPercent(lost: number, received: number): number {
+  return lost + received === 0 ? 0 : (100 * lost) / (lost + received);
 }
 
 /** Builds the configured X-headers from the call's context; absent values are left out. */

@@ -5,7 +5,10 @@
  * - **passthrough** (SIP side Opus): Opus frames are not decoded; only the
  *   RTP header is rewritten (PT, SSRC, sequence number, timestamp). Both
  *   sides run the 48 kHz Opus clock (RFC 7587 §4.1), so timestamps map by a
- *   running offset.
+ *   running offset. SIP→WhatsApp packets are forwarded as they arrive unless
+ *   that would run the WhatsApp timeline more than `maxJitterMs` ahead of
+ *   real time (a PBX flushing a backlog after a stall): then they wait in a
+ *   small queue paced at 20 ms, and the oldest are dropped beyond the bound.
  * - **transcode** (SIP side PCMU/PCMA): Opus → libopus decoder at 8 kHz
  *   (libopus resamples internally, so no separate resampler) → G.711 →
  *   RTP at 8 kHz (PT 0/8, RFC 3551); and G.711 → de-jitter buffer → 20 ms
@@ -59,7 +62,12 @@ export interface MediaBridgeOptions {
    * starts (de-jitter depth). @default 20
    */
   jitterMs?: number;
-  /** Transcoding only: the delay bound; older packets are dropped beyond it. @default 160 */
+  /**
+   * The delay bound SIP→WhatsApp. Transcoding: older packets in the
+   * de-jitter buffer are dropped beyond it. Passthrough: the WhatsApp
+   * timeline never runs more than this ahead of real time; faster input is
+   * paced at 20 ms and the oldest packets are dropped beyond it. @default 160
+   */
   maxJitterMs?: number;
   /** Opus encoder bitrate for transcoded audio (bit/s). @default 16000 */
   opusBitrate?: number;
@@ -96,6 +104,13 @@ export interface MediaBridgeStats {
     /** Packets dropped as late or duplicate. */
     late: number;
     /**
+     * Packets dropped to keep the delay within `maxJitterMs`: de-jitter
+     * buffer overflow (transcoding), pacing queue overflow (passthrough).
+     */
+    overflowDropped: number;
+    /** Passthrough: packets held back by the pacing queue (input faster than real time). */
+    paced: number;
+    /**
      * Frames that reached the WhatsApp leg before it was connected and were
      * lost (clipping, §5.2): start SIP media after the leg connects.
      */
@@ -111,8 +126,33 @@ export interface BridgedDigit {
 
 const FRAME_MS = 20;
 const SIP_FRAME_8K = 160;
+/** 48 kHz RTP clock ticks per millisecond. */
+const OPUS_TICKS_PER_MS = 48;
 /** Stop the transcoding playout clock after this long without SIP packets; the leg's silence takes over. */
 const IDLE_STOP_MS = 500;
+/**
+ * Passthrough: after this long without a SIP packet to forward, hand the
+ * WhatsApp stream over to the leg's silence (so Meta sees a hole of about
+ * one frame, not the leg's `silenceResumeMs`). It is one frame plus 10 ms,
+ * plus how late SIP packets have recently been (a peak that decays by 3 %
+ * per packet, half-life ~0.5 s), up to {@link PASSTHROUGH_IDLE_MAX_MS}: on a
+ * jittery PBX link a late packet is not mistaken for the end of audio (which
+ * would put a silence frame in its slot and delay the audio by a frame).
+ */
+const PASSTHROUGH_IDLE_MS = 30;
+const PASSTHROUGH_IDLE_MAX_MS = 100;
+/** Arrival gaps longer than this are pauses (talkspurt ends, stalls), not lateness. */
+const LATENESS_MAX_GAP_MS = 200;
+const LATENESS_DECAY = 0.97;
+
+/** A passthrough packet waiting in the pacing queue. */
+interface PacedPacket {
+  /** Own copy of the Opus payload. */
+  payload: Buffer;
+  /** 48 kHz ticks since the previous packet; undefined for the stream's first packet. */
+  delta: number | undefined;
+  marker: boolean;
+}
 
 /**
  * One call's media bridge. Construct, then {@link start}; {@link close} when
@@ -159,6 +199,14 @@ export class MediaBridge {
   private pcmLength = 0;
   private readonly frame = new Int16Array(SIP_FRAME_8K);
   private readonly sipEvents = new TelephoneEventReceiver();
+  // Passthrough pacing (SIP→WhatsApp must not run ahead of real time).
+  private readonly paceQueue: PacedPacket[] = [];
+  private paceTimer: NodeJS.Timeout | undefined;
+  private passthroughIdleTimer: NodeJS.Timeout | undefined;
+  private passthroughIdleMs = 0;
+  private sipArrivalAt = 0;
+  /** Decaying peak of how late SIP packets arrived against their timestamps (ms). */
+  private sipLatenessMs = 0;
 
   private readonly waToSip = { packetsIn: 0, packetsOut: 0, lost: 0, jitterMs: 0, dtmfDigits: 0 };
   private readonly sipToWa = {
@@ -170,6 +218,8 @@ export class MediaBridge {
     concealed: 0,
     underruns: 0,
     late: 0,
+    overflowDropped: 0,
+    paced: 0,
     droppedBeforeConnect: 0,
   };
 
@@ -224,6 +274,9 @@ export class MediaBridge {
     if (codecChanged) {
       this.configureCodecs();
       this.stopPlayout();
+      this.stopPassthrough();
+      this.sipArrivalAt = 0;
+      this.sipLatenessMs = 0;
       this.jitter.reset();
       this.pcmLength = 0;
       this.sipLastSeq = -1;
@@ -266,6 +319,7 @@ export class MediaBridge {
         jitterMs: (this.sipJitterTicks / this.sip.codec.clockRate) * 1000,
         lost: this.sipToWa.lost + jb.missing,
         late: this.sipToWa.late + jb.late,
+        overflowDropped: this.sipToWa.overflowDropped + jb.overflowDropped,
       },
     };
   }
@@ -276,6 +330,7 @@ export class MediaBridge {
     this.closed = true;
     for (const off of this.unsubscribers.splice(0)) off();
     this.stopPlayout();
+    this.stopPassthrough();
     this.decoder = undefined;
     this.encoder = undefined;
     this.digitListeners.clear();
@@ -372,6 +427,8 @@ export class MediaBridge {
     this.sipToWa.packetsIn++;
     this.trackSipJitter(p);
     if (this.mode === 'passthrough') {
+      let delta: number | undefined;
+      let marker = true;
       if (this.sipLastSeq >= 0) {
         const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
         if (gap <= 0) {
@@ -379,24 +436,127 @@ export class MediaBridge {
           return;
         }
         if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
-        const delta = tsDiff(p.timestamp, this.sipLastTs);
-        this.sipLastSeq = p.sequenceNumber;
-        this.sipLastTs = p.timestamp;
-        this.leg.sendAudio(p.payload, {
-          timestampDelta: delta > 0 && delta <= 48_000 * 5 ? delta : OPUS_TICKS_PER_FRAME,
-          marker: p.marker,
-        });
-      } else {
-        this.sipLastSeq = p.sequenceNumber;
-        this.sipLastTs = p.timestamp;
-        this.leg.sendAudio(p.payload, { marker: true });
+        const d = tsDiff(p.timestamp, this.sipLastTs);
+        delta = d > 0 && d <= 48_000 * 5 ? d : OPUS_TICKS_PER_FRAME;
+        marker = p.marker;
       }
-      this.countOut();
+      this.sipLastSeq = p.sequenceNumber;
+      this.sipLastTs = p.timestamp;
+      this.forwardPassthrough(p.payload, delta, marker);
       return;
     }
     this.jitter.push(p.sequenceNumber, p.timestamp, p.payload);
     this.lastSipPacketAt = performance.now();
     this.startPlayout();
+  }
+
+  private get maxJitterMs(): number {
+    return this.opts.maxJitterMs ?? 160;
+  }
+
+  /**
+   * Passthrough SIP→WhatsApp. The normal case (the queue is empty and the
+   * packet keeps the WhatsApp stream within `maxJitterMs` of real time) goes
+   * straight to the leg: no queue, no timer, no added delay. Packets arriving
+   * faster than real time (a backlog flushed after a stall) wait in a queue
+   * drained at the pace the bound allows (20 ms per frame); when the queue
+   * would hold more than the bound plus one frame, the oldest are dropped.
+   * The leg stamps seq/timestamp/SSRC, so both stay continuous.
+   */
+  private forwardPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean): void {
+    const bound = this.maxJitterMs;
+    const now = performance.now();
+    const gap = now - this.sipArrivalAt;
+    if (this.sipArrivalAt > 0 && gap < LATENESS_MAX_GAP_MS) {
+      const late = gap - (delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS;
+      this.sipLatenessMs = Math.max(late, this.sipLatenessMs * LATENESS_DECAY);
+    }
+    this.sipArrivalAt = now;
+    if (this.paceQueue.length === 0) {
+      const d = this.limitJump(delta, this.leg.audioLeadMs(delta, now));
+      if (this.leg.audioLeadMs(d, now) <= bound) {
+        this.sendPassthrough(payload, d, marker);
+        return;
+      }
+      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker });
+    } else {
+      const tail = this.queueTailLead(now);
+      const d = this.limitJump(delta, tail + (delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS);
+      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker });
+    }
+    this.sipToWa.paced++;
+    // Bound the delay: keep at most one frame beyond the bound queued.
+    while (this.paceQueue.length > 1 && this.queueTailLead(now) > bound + FRAME_MS) {
+      const dropped = this.paceQueue.shift() as PacedPacket;
+      const next = this.paceQueue[0] as PacedPacket;
+      next.marker ||= dropped.marker;
+      this.sipToWa.overflowDropped++;
+    }
+    this.drainPassthrough();
+  }
+
+  /**
+   * A timestamp jump (48 kHz ticks beyond one frame) that would put the
+   * stream more than the bound ahead did not take real time (a PBX clock
+   * step, a restarted stream): keep only the part that real time covers.
+   */
+  private limitJump(delta: number | undefined, leadWithDelta: number): number | undefined {
+    if (delta === undefined || delta <= OPUS_TICKS_PER_FRAME || leadWithDelta <= this.maxJitterMs) return delta;
+    return Math.max(OPUS_TICKS_PER_FRAME, delta - Math.round(leadWithDelta * OPUS_TICKS_PER_MS));
+  }
+
+  /** How far ahead of real time the last queued packet would put the WhatsApp stream if sent now. */
+  private queueTailLead(now: number): number {
+    const q = this.paceQueue;
+    let lead = this.leg.audioLeadMs((q[0] as PacedPacket).delta, now);
+    for (let i = 1; i < q.length; i++)
+      lead += ((q[i] as PacedPacket).delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS;
+    return lead;
+  }
+
+  /** Send the queued packets whose turn has come; wake up again for the next one. */
+  private drainPassthrough(): void {
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = undefined;
+    const bound = this.maxJitterMs;
+    while (this.paceQueue.length > 0) {
+      const head = this.paceQueue[0] as PacedPacket;
+      const lead = this.leg.audioLeadMs(head.delta);
+      if (lead > bound) {
+        this.paceTimer = setTimeout(() => this.drainPassthrough(), Math.max(1, Math.ceil(lead - bound)));
+        return;
+      }
+      this.paceQueue.shift();
+      this.sendPassthrough(head.payload, head.delta, head.marker);
+    }
+  }
+
+  private sendPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean): void {
+    this.leg.sendAudio(payload, delta === undefined ? { marker } : { timestampDelta: delta, marker });
+    this.countOut();
+    // When the PBX stops sending, hand over to the leg's silence soon rather
+    // than after its own silenceResumeMs.
+    const idleMs = Math.round(Math.min(PASSTHROUGH_IDLE_MAX_MS, PASSTHROUGH_IDLE_MS + this.sipLatenessMs));
+    if (this.passthroughIdleTimer && idleMs === this.passthroughIdleMs) {
+      this.passthroughIdleTimer.refresh();
+      return;
+    }
+    if (this.passthroughIdleTimer) clearTimeout(this.passthroughIdleTimer);
+    this.passthroughIdleMs = idleMs;
+    this.passthroughIdleTimer = setTimeout(() => this.onPassthroughIdle(), idleMs);
+  }
+
+  private onPassthroughIdle(): void {
+    this.passthroughIdleTimer = undefined;
+    if (this.paceQueue.length === 0 && !this.closed && this.mode === 'passthrough') this.leg.resumeSilence();
+  }
+
+  private stopPassthrough(): void {
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    if (this.passthroughIdleTimer) clearTimeout(this.passthroughIdleTimer);
+    this.paceTimer = undefined;
+    this.passthroughIdleTimer = undefined;
+    this.paceQueue.length = 0;
   }
 
   /**
@@ -460,9 +620,11 @@ export class MediaBridge {
       this.pcm.fill(0, this.pcmLength, SIP_FRAME_8K);
       this.pcmLength = SIP_FRAME_8K;
       if (performance.now() - this.lastSipPacketAt > IDLE_STOP_MS) {
-        // The PBX stopped sending (hold, DTX): hand over to the leg's silence.
+        // The PBX stopped sending (hold, DTX): hand over to the leg's silence,
+        // at once (this tick would have carried a frame), so Meta sees no hole.
         this.stopPlayout();
         this.pcmLength = 0;
+        this.leg.resumeSilence();
         return;
       }
     }

@@ -45,6 +45,23 @@ export interface SipSdpOptions {
   ptime?: number;
   /** Dynamic payload type for Opus. @default 111 */
   opusPayloadType?: number;
+  /**
+   * Opus `maxaveragebitrate` (RFC 7587 §6.1, 6000–510000 bit/s): the most
+   * we want to receive. In passthrough the PBX's Opus goes to WhatsApp
+   * unchanged, so this matches Meta's mono voice stream (20 kb/s, Meta §5.1).
+   * `null` leaves the parameter out. @default 20000
+   */
+  opusMaxAverageBitrate?: number | null;
+  /**
+   * Opus `maxplaybackrate` (RFC 7587 §6.1, 8000–48000 Hz): the audio
+   * bandwidth we can use (Meta: 16000, wideband). `null` leaves it out. @default 16000
+   */
+  opusMaxPlaybackRate?: number | null;
+  /**
+   * Opus `sprop-maxcapturerate` (RFC 7587 §6.1, 8000–48000 Hz): the
+   * bandwidth of what we send (WhatsApp audio is wideband). `null` leaves it out. @default 16000
+   */
+  opusMaxCaptureRate?: number | null;
   /** Dynamic payload type for telephone-event/8000. @default 101 */
   telephoneEventPayloadType?: number;
   /** Direction attribute. @default 'sendrecv' */
@@ -165,8 +182,10 @@ function buildSdp(options: SipSdpOptions, codecs: SipCodecName[], dtmf: boolean)
   for (const codec of codecs) {
     if (codec === 'opus') {
       pts.push(opusPt);
-      // RFC 7587 §7: always "opus/48000/2"; mono voice like Meta's stream.
-      attrs.push(`a=rtpmap:${opusPt} opus/48000/2`, `a=fmtp:${opusPt} useinbandfec=1;stereo=0;sprop-stereo=0`);
+      // RFC 7587 §7: always "opus/48000/2"; mono wideband voice capped like
+      // Meta's stream (maxaveragebitrate=20000, maxplaybackrate=16000), since
+      // in passthrough the PBX's Opus reaches WhatsApp unchanged.
+      attrs.push(`a=rtpmap:${opusPt} opus/48000/2`, `a=fmtp:${opusPt} ${opusFmtp(options)}`);
     } else if (codec === 'PCMU') {
       pts.push(0);
       attrs.push('a=rtpmap:0 PCMU/8000');
@@ -196,6 +215,25 @@ function buildSdp(options: SipSdpOptions, codecs: SipCodecName[], dtmf: boolean)
     `a=${options.direction ?? 'sendrecv'}`,
     '',
   ].join('\r\n');
+}
+
+/** The Opus `a=fmtp` parameters we offer and answer (RFC 7587 §6.1). */
+function opusFmtp(options: SipSdpOptions): string {
+  const params = ['useinbandfec=1', 'stereo=0', 'sprop-stereo=0'];
+  const caps: [string, number | null | undefined, number, number, number][] = [
+    ['maxaveragebitrate', options.opusMaxAverageBitrate, 20_000, 6000, 510_000],
+    ['maxplaybackrate', options.opusMaxPlaybackRate, 16_000, 8000, 48_000],
+    ['sprop-maxcapturerate', options.opusMaxCaptureRate, 16_000, 8000, 48_000],
+  ];
+  for (const [name, value, fallback, min, max] of caps) {
+    if (value === null) continue;
+    const v = value ?? fallback;
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw invalid('invalid-argument', `Opus ${name} must be an integer in ${min}–${max}, got ${v}`);
+    }
+    params.push(`${name}=${v}`);
+  }
+  return params.join(';');
 }
 
 function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer'): SipMediaDescription {

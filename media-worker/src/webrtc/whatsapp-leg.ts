@@ -48,6 +48,8 @@ export const WHATSAPP_TELEPHONE_EVENT_PT = 126;
 export const OPUS_TICKS_PER_FRAME = 960;
 
 const FRAME_MS = 20;
+/** 48 kHz RTP clock ticks per millisecond. */
+const TICKS_PER_MS = 48;
 const OPUS_FMTP = 'minptime=10;useinbandfec=1';
 
 let silenceFrame: Buffer | undefined;
@@ -88,7 +90,11 @@ export interface WhatsAppLegOptions {
    * default: Meta needs none, and werift's fallback (Google) stalls offline.
    */
   stunServer?: string;
-  /** While silence is armed, how long without {@link WhatsAppLeg.sendAudio} before silence resumes. @default 100 */
+  /**
+   * While silence is armed, how long without {@link WhatsAppLeg.sendAudio}
+   * before silence resumes by itself; a caller that knows its audio ended
+   * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does). @default 100
+   */
   silenceResumeMs?: number;
   /** Call id for logs and errors. */
   callId?: string;
@@ -171,6 +177,13 @@ export class WhatsAppLeg {
   private ts = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
   private sentAny = false;
   private lastSentAt = 0;
+  /**
+   * Wall-clock time (`performance.now()`) the last sent timestamp stands
+   * for: advanced by each packet's timestamp delta, never earlier than the
+   * moment the packet went out. Its excess over "now" is how far the stream
+   * runs ahead of real time ({@link audioLeadMs}).
+   */
+  private tsWallAt = 0;
   private lastWasSilence = false;
   private lastAudioAt = Number.NEGATIVE_INFINITY;
   private silenceArmed = false;
@@ -395,6 +408,39 @@ export class WhatsAppLeg {
     if (this.closing) return;
     this.silenceArmed = true;
     if (this.pc.connectionState === 'connected') this.silenceClock.start();
+  }
+
+  /**
+   * The caller's audio has stopped (end of a talkspurt, the PBX went quiet):
+   * if silence is armed, resume it with the next frame, now, instead of
+   * waiting `silenceResumeMs`, so Meta's stream has no hole. No-op when
+   * silence is not armed; the next {@link sendAudio} takes over again.
+   */
+  resumeSilence(): void {
+    if (this.closing || !this.silenceArmed || this.lastWasSilence) return;
+    this.lastAudioAt = Number.NEGATIVE_INFINITY;
+    if (this.pc.connectionState !== 'connected') return;
+    // Restart the clock so its first frame runs at once and the next ones
+    // follow every 20 ms from here.
+    this.silenceClock.stop();
+    this.silenceClock.start();
+  }
+
+  /**
+   * How far ahead of real time (ms) an audio frame sent now with
+   * `timestampDelta` would put the outgoing stream: its timestamp, on the
+   * leg's timeline, minus the wall clock. The timeline follows the wall
+   * clock whenever it falls behind (late packets, gaps filled by silence),
+   * so a positive value means packets came in faster than real time, e.g.
+   * a burst after a stall. Negative when the frame would be late.
+   *
+   * @param timestampDelta - as for {@link sendAudio} (48 kHz ticks). @default 960
+   * @param now - `performance.now()` to evaluate at
+   */
+  audioLeadMs(timestampDelta: number = OPUS_TICKS_PER_FRAME, now: number = performance.now()): number {
+    if (!this.sentAny) return 0;
+    const delta = this.lastWasSilence ? OPUS_TICKS_PER_FRAME : timestampDelta;
+    return this.tsWallAt + delta / TICKS_PER_MS - now;
   }
 
   /** Stop generating silence (audio sent with {@link sendAudio} is unaffected). */
@@ -662,7 +708,12 @@ export class WhatsAppLeg {
   private sendOpus(payload: Uint8Array, delta: number, marker: boolean, silence: boolean, now: number): void {
     const transceiver = this.transceiver;
     if (!transceiver) return;
-    if (this.sentAny) this.ts = (this.ts + delta) >>> 0;
+    if (this.sentAny) {
+      this.ts = (this.ts + delta) >>> 0;
+      this.tsWallAt = Math.max(this.tsWallAt + delta / TICKS_PER_MS, now);
+    } else {
+      this.tsWallAt = now;
+    }
     this.sentAny = true;
     this.lastSentAt = now;
     this.lastWasSilence = silence;

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RTCPeerConnection } from 'werift';
-import { MediaBridge } from '../../../media-worker/src/media/media-bridge.ts';
+import { MediaBridge, type MediaBridgeOptions } from '../../../media-worker/src/media/media-bridge.ts';
 import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
 import { parseSipAnswer } from '../../../media-worker/src/media/sip-sdp.ts';
-import { OPUS_TICKS_PER_FRAME, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
+import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
 import { measureTone, trimSilence } from '../../../meta-simulator/media/audio.ts';
 import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
 import { type PeerCodec, SipRtpPeer } from './sip-rtp-peer.ts';
@@ -34,6 +34,8 @@ interface WireRtp {
   ssrc: number;
   pt: number;
   at: number;
+  /** The leg's own silence frame (not audio from the bridge). */
+  silence: boolean;
 }
 
 /**
@@ -41,7 +43,10 @@ interface WireRtp {
  * RtpSession ⇄ SipRtpPeer (PBX). `sdpPort` lets the PBX advertise a port it
  * does not send from (latching).
  */
-async function bridgedCall(codec: PeerCodec, opts: { sdpPort?: (peer: SipRtpPeer) => number } = {}) {
+async function bridgedCall(
+  codec: PeerCodec,
+  opts: { sdpPort?: (peer: SipRtpPeer) => number; bridge?: Partial<MediaBridgeOptions> } = {},
+) {
   const relay = track(new RelayPeer());
   const leg = track(new WhatsAppLeg({ callId: 'bridge-test' }));
   const offer = await relay.createOffer();
@@ -52,6 +57,7 @@ async function bridgedCall(codec: PeerCodec, opts: { sdpPort?: (peer: SipRtpPeer
 
   // What reaches the relay on the wire (after SRTP), to check the Meta-side stream.
   const wire: WireRtp[] = [];
+  const silence = opusSilenceFrame();
   const relayPc = (relay as unknown as { pc: RTCPeerConnection }).pc;
   relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
     wire.push({
@@ -60,6 +66,7 @@ async function bridgedCall(codec: PeerCodec, opts: { sdpPort?: (peer: SipRtpPeer
       ssrc: rtp.header.ssrc,
       pt: rtp.header.payloadType,
       at: performance.now(),
+      silence: rtp.payload.equals(silence),
     }),
   );
 
@@ -68,7 +75,7 @@ async function bridgedCall(codec: PeerCodec, opts: { sdpPort?: (peer: SipRtpPeer
   );
   const peer = track(await SipRtpPeer.open(codec));
   const sip = parseSipAnswer(peer.answerSdp(opts.sdpPort?.(peer) ?? peer.port));
-  const bridge = track(new MediaBridge({ whatsapp: leg, rtp, sip, callId: 'bridge-test' }));
+  const bridge = track(new MediaBridge({ whatsapp: leg, rtp, sip, callId: 'bridge-test', ...opts.bridge }));
   bridge.start();
   peer.sendTo('127.0.0.1', rtp.port);
   return { relay, leg, rtp, peer, bridge, wire };
@@ -112,6 +119,9 @@ describe('Class: MediaBridge', () => {
       expect(stats.sipToWhatsapp.packetsOut).toBeGreaterThan(50);
       expect(stats.whatsappToSip.lost).toBe(0);
       expect(call.relay.businessSsrcs).toHaveLength(1);
+      // Real-time input is never held back or dropped by the passthrough pacing.
+      expect(stats.sipToWhatsapp.paced).toBe(0);
+      expect(stats.sipToWhatsapp.overflowDropped).toBe(0);
     });
 
     it('relays DTMF "159#" WhatsApp→SIP (RFC 4733 PT 101) and SIP→WhatsApp (PT 126)', async () => {
@@ -161,6 +171,109 @@ describe('Class: MediaBridge', () => {
     expect(Math.abs(tsMs - (last.at - first.at))).toBeLessThan(60);
     expect(bridge.stats().sipToWhatsapp.underruns).toBeLessThan(5);
   });
+
+  it.each<[number | undefined, number]>([
+    [undefined, 160],
+    [60, 60],
+  ])(
+    'passthrough: a backlog flushed after a 1 s stall keeps the WhatsApp timeline within maxJitterMs=%s (%i ms) of real time',
+    async (maxJitterMs, bound) => {
+      const { peer, wire, bridge, relay } = await bridgedCall('opus', {
+        bridge: maxJitterMs === undefined ? {} : { maxJitterMs },
+      });
+      peer.startTone(1000, -12);
+      await sleep(600);
+      const stallAt = performance.now();
+      // The PBX stops for 1 s, then sends its 50 queued packets back-to-back and carries on.
+      const flushed = await peer.stallThenFlush(1000);
+      expect(flushed).toBe(50);
+      relay.startRecording();
+      await sleep(1000);
+      const pcm = relay.stopRecording();
+
+      const audio = wire.filter((p) => p.pt === 111);
+      const origin = audio[0] as WireRtp;
+      // How far a packet's timestamp runs ahead of its arrival on the relay's clock (ms).
+      const ahead = (p: WireRtp) => ((p.ts - origin.ts) | 0) / 48 - (p.at - origin.at);
+      const steady = audio.filter((p) => p.at > stallAt - 400 && p.at < stallAt);
+      const base = Math.max(...steady.map(ahead));
+      const after = audio.filter((p) => p.at >= stallAt);
+      const maxAhead = Math.max(...after.map(ahead)) - base;
+      const endAhead = ahead(after[after.length - 1] as WireRtp) - base;
+      const stats = bridge.stats().sipToWhatsapp;
+      console.info(
+        `[media-bridge opus] 1 s stall + 50-packet flush, bound ${bound} ms: timeline ahead of real time ` +
+          `max ${maxAhead.toFixed(1)} ms, at the end ${endAhead.toFixed(1)} ms; paced ${stats.paced}, dropped ${stats.overflowDropped}`,
+      );
+      // Unpaced, the 50 packets (1 s of audio) would put the timeline ~1 s ahead.
+      expect(maxAhead).toBeLessThanOrEqual(bound + 10);
+      expect(endAhead).toBeLessThanOrEqual(bound + 10);
+      expect(stats.paced).toBeGreaterThan(0);
+      expect(stats.overflowDropped).toBeGreaterThan(0);
+      // One continuous stream: one SSRC, sequence +1, timestamps moving forward.
+      const span = audio.filter((p) => p.at > stallAt - 400);
+      expect(new Set(span.map((p) => p.ssrc)).size).toBe(1);
+      for (let i = 1; i < span.length; i++) {
+        expect((span[i]!.seq - span[i - 1]!.seq) & 0xffff).toBe(1);
+        expect((span[i]!.ts - span[i - 1]!.ts) | 0).toBeGreaterThan(0);
+      }
+      expect(relay.businessSsrcs).toHaveLength(1);
+      // The audio after the burst is still the PBX's tone, at the real-time packet rate.
+      const m = measureTone(trimSilence(pcm, 48_000), 48_000);
+      expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
+      expect(after.filter((p) => p.at > stallAt + 1200).length).toBeGreaterThan(30);
+    },
+  );
+
+  it('passthrough: a PBX timestamp step (1 s, no time passing) does not throw the WhatsApp timeline ahead', async () => {
+    const { peer, wire, bridge } = await bridgedCall('opus');
+    peer.startTone(1000, -12);
+    await sleep(500);
+    const stepAt = performance.now();
+    peer.jumpTimestamp(48_000);
+    await sleep(500);
+    const audio = wire.filter((p) => p.pt === 111);
+    const origin = audio[0] as WireRtp;
+    const ahead = (p: WireRtp) => ((p.ts - origin.ts) | 0) / 48 - (p.at - origin.at);
+    const base = Math.max(...audio.filter((p) => p.at > stepAt - 300 && p.at < stepAt).map(ahead));
+    const after = audio.filter((p) => p.at >= stepAt);
+    const maxAhead = Math.max(...after.map(ahead)) - base;
+    console.info(
+      `[media-bridge opus] after a 1 s timestamp step: timeline ahead of real time max ${maxAhead.toFixed(1)} ms`,
+    );
+    expect(maxAhead).toBeLessThanOrEqual(160 + 10);
+    // The step is absorbed, not paid for with audio.
+    expect(bridge.stats().sipToWhatsapp.overflowDropped).toBe(0);
+    expect(after.length).toBeGreaterThan(20);
+    for (let i = 1; i < after.length; i++) expect((after[i]!.seq - after[i - 1]!.seq) & 0xffff).toBe(1);
+  });
+
+  it.each(['PCMU', 'opus'] as const)(
+    '%s: when the PBX stops sending, the leg’s silence follows within 40 ms (no hole)',
+    async (codec) => {
+      const { peer, wire } = await bridgedCall(codec);
+      const holes: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        peer.startTone(1000, -12);
+        // Passthrough waits a little longer after recently late packets
+        // (call setup): let that estimate settle first.
+        await sleep(i === 0 ? 1000 : 300);
+        const from = wire.length - 3;
+        peer.stop();
+        // Transcoding plays out encoded silence for 500 ms before it hands over.
+        await sleep(codec === 'PCMU' ? 800 : 300);
+        const slice = wire.slice(from).filter((p) => p.pt === 111);
+        const k = slice.findIndex((p) => p.silence);
+        expect(k).toBeGreaterThan(0);
+        holes.push(slice[k]!.at - slice[k - 1]!.at);
+      }
+      holes.sort((a, b) => a - b);
+      console.info(
+        `[media-bridge ${codec}] last bridged packet → first leg silence at the relay: ${holes.map((h) => h.toFixed(1)).join(', ')} ms`,
+      );
+      expect(holes[1]).toBeLessThanOrEqual(40);
+    },
+  );
 
   it('measures the one-way latency SIP→WhatsApp (tone onset at the peer → audible at the relay)', async () => {
     for (const codec of ['PCMU', 'opus'] as const) {

@@ -53,7 +53,9 @@ describe('Class: RtpSession', () => {
     expect(one, 'a free port pair').toBeDefined();
     open.push(one!);
     await expect(RtpSession.open({ portRange: range })).rejects.toBeInstanceOf(MediaError);
-    await expect(RtpSession.open({ portRange: [range[1], range[1]] })).rejects.toMatchObject({ code: 'invalid-argument' });
+    await expect(RtpSession.open({ portRange: [range[1], range[1]] })).rejects.toMatchObject({
+      code: 'invalid-argument',
+    });
   });
 
   it('sends to the SDP address first, then latches to where packets come from (RFC 4961)', async () => {

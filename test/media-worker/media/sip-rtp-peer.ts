@@ -40,6 +40,7 @@ export class SipRtpPeer {
   private readonly socket: Socket;
   private target: { address: string; port: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private gen: ToneGenerator | undefined;
   private seq = 30_000;
   private ts = 1_000_000;
   private readonly ssrc = 0x1234abcd;
@@ -103,13 +104,36 @@ export class SipRtpPeer {
   startTone(hz: number, dbfs: number): void {
     this.stop();
     const gen = new ToneGenerator(hz, dbfs, this.clockRate);
+    this.gen = gen;
     this.timer = setInterval(() => this.sendAudio(gen.nextFrame()), 20);
+  }
+
+  /**
+   * A stalled PBX flushing its backlog: stop sending for `ms` while frames
+   * keep being produced (timestamps continue), then send the queued frames
+   * back-to-back and go on every 20 ms. Needs {@link startTone} first.
+   * Resolves with the number of flushed frames once they went out.
+   */
+  async stallThenFlush(ms: number): Promise<number> {
+    const gen = this.gen;
+    if (!gen || !this.timer) throw new Error('stallThenFlush needs a running tone');
+    this.stop();
+    await sleep(ms);
+    const n = Math.round(ms / 20);
+    for (let i = 0; i < n; i++) this.sendAudio(gen.nextFrame());
+    this.timer = setInterval(() => this.sendAudio(gen.nextFrame()), 20);
+    return n;
   }
 
   /** Stop sending audio. */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+  }
+
+  /** Move the RTP timestamp on by `ticks` without any time passing (a PBX clock step). */
+  jumpTimestamp(ticks: number): void {
+    this.ts = (this.ts + ticks) >>> 0;
   }
 
   /** Send RFC 4733 events for `digits` in real time (6 updates + 3 end packets per digit). */

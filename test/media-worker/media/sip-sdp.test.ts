@@ -45,6 +45,45 @@ describe('Module: sip-sdp', () => {
       expect(sdp).toContain('a=rtpmap:127 telephone-event/8000');
     });
 
+    it('caps the offered Opus like Meta’s stream (mono, maxaveragebitrate=20000, maxplaybackrate=16000)', () => {
+      const sdp = createSipOffer({ address: '127.0.0.1', port: 5004 });
+      expect(sdp).toContain(
+        'a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate=20000;maxplaybackrate=16000;sprop-maxcapturerate=16000\r\n',
+      );
+    });
+
+    it('makes the Opus caps configurable, and null leaves a parameter out', () => {
+      const custom = createSipOffer({
+        address: '127.0.0.1',
+        port: 5004,
+        opusMaxAverageBitrate: 32_000,
+        opusMaxPlaybackRate: 24_000,
+        opusMaxCaptureRate: 8000,
+      });
+      expect(custom).toContain(
+        'a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate=32000;maxplaybackrate=24000;sprop-maxcapturerate=8000\r\n',
+      );
+      const none = createSipOffer({
+        address: '127.0.0.1',
+        port: 5004,
+        opusMaxAverageBitrate: null,
+        opusMaxPlaybackRate: null,
+        opusMaxCaptureRate: null,
+      });
+      expect(none).toContain('a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n');
+      // No Opus offered: no Opus fmtp at all.
+      expect(createSipOffer({ address: '127.0.0.1', port: 5004, codecs: ['PCMU'] })).not.toContain('maxaveragebitrate');
+    });
+
+    it.each([
+      [{ opusMaxAverageBitrate: 5999 }],
+      [{ opusMaxAverageBitrate: 510_001 }],
+      [{ opusMaxPlaybackRate: 96_000 }],
+      [{ opusMaxCaptureRate: 16_000.5 }],
+    ])('rejects out-of-range Opus caps %j (RFC 7587 §6.1) with a MediaError', (caps) => {
+      expect(() => createSipOffer({ address: '127.0.0.1', port: 5004, ...caps })).toThrow(MediaError);
+    });
+
     it.each([
       [{ address: 'pbx.example.com', port: 5004 }],
       [{ address: '127.0.0.1', port: 0 }],
@@ -166,6 +205,16 @@ describe('Module: sip-sdp', () => {
       });
       expect(mask(sdp)).toBe(fixture('answer-to-pbx-offer-asterisk.sdp'));
       expect(negotiated.codec.name).toBe('PCMA');
+      expect(negotiated.dtmfPayloadType).toBe(101);
+    });
+
+    it('answers an Opus offer with its payload type and the same Opus caps as the offer (golden)', () => {
+      const { sdp, negotiated } = answerSipOffer(fixture('pbx-offer-freeswitch-opus.sdp'), {
+        address: '127.0.0.1',
+        port: 30000,
+      });
+      expect(mask(sdp)).toBe(fixture('answer-to-pbx-offer-opus.sdp'));
+      expect(negotiated.codec).toEqual({ name: 'opus', payloadType: 102, clockRate: 48000 });
       expect(negotiated.dtmfPayloadType).toBe(101);
     });
 

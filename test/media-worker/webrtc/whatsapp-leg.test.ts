@@ -3,7 +3,7 @@ import { Decoder, Encoder } from '@evan/opus';
 import sdpTransform from 'sdp-transform';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaError } from '../../../media-worker/src/media/errors.ts';
-import { OPUS_TICKS_PER_FRAME, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
+import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
 import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
 import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
@@ -140,6 +140,81 @@ describe('WhatsAppLeg', () => {
       console.info(`[whatsapp-leg] BIC answer → connected in ${(performance.now() - started).toFixed(0)} ms`);
       await until(() => relay.firstBusinessMediaAt !== undefined, 1000);
       await expect(leg.applyAnswer('v=0')).rejects.toMatchObject({ code: 'invalid-state' });
+    });
+  });
+
+  describe('real-time accounting and the hand-over to silence', () => {
+    /** What reaches the relay on the wire (after SRTP). */
+    function tap(relay: RelayPeer) {
+      const seen: { seq: number; ts: number; at: number; silence: boolean }[] = [];
+      const silence = opusSilenceFrame();
+      const relayPc = (relay as unknown as { pc: import('werift').RTCPeerConnection }).pc;
+      relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
+        seen.push({
+          seq: rtp.header.sequenceNumber,
+          ts: rtp.header.timestamp,
+          at: performance.now(),
+          silence: rtp.payload.equals(silence),
+        }),
+      );
+      return seen;
+    }
+
+    it('audioLeadMs() reports how far a burst of frames ran ahead of the wall clock, and the lead drains in real time', async () => {
+      const { leg } = await connectCall();
+      await sleep(200);
+      // Silence runs in real time: the next frame is at most one frame ahead.
+      expect(leg.audioLeadMs()).toBeGreaterThanOrEqual(-5);
+      expect(leg.audioLeadMs()).toBeLessThanOrEqual(25);
+      const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
+      const frame = encoder.encode(new ToneGenerator(1000, -12, 8000).nextFrame());
+      for (let i = 0; i < 10; i++) leg.sendAudio(frame);
+      const lead = leg.audioLeadMs();
+      // 10 frames (200 ms) at once: the 11th would be ~220 ms ahead, minus the time since the last silence frame.
+      expect(lead).toBeGreaterThan(190);
+      expect(lead).toBeLessThanOrEqual(225);
+      expect(leg.audioLeadMs(2 * OPUS_TICKS_PER_FRAME) - lead).toBeCloseTo(20, 0);
+      await sleep(100);
+      expect(leg.audioLeadMs()).toBeLessThan(lead - 80);
+    });
+
+    it('resumeSilence() hands over to silence at once, continuing seq and timestamp', async () => {
+      const { relay, leg } = await connectCall();
+      const seen = tap(relay);
+      await sleep(100);
+      const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
+      const tone = new ToneGenerator(1000, -12, 8000);
+      for (let i = 0; i < 10; i++) {
+        leg.sendAudio(encoder.encode(tone.nextFrame()));
+        await sleep(20);
+      }
+      const from = seen.length - 1;
+      const stoppedAt = performance.now();
+      leg.resumeSilence();
+      await until(() => seen.slice(from).some((p) => p.silence), 1000);
+      const slice = seen.slice(from);
+      const k = slice.findIndex((p) => p.silence);
+      // Without resumeSilence() the leg would wait silenceResumeMs (100 ms).
+      expect(slice[k]!.at - stoppedAt).toBeLessThan(15);
+      expect((slice[k]!.seq - slice[k - 1]!.seq) & 0xffff).toBe(1);
+      expect(((slice[k]!.ts - slice[k - 1]!.ts) >>> 0) % OPUS_TICKS_PER_FRAME).toBe(0);
+      expect((slice[k]!.ts - slice[k - 1]!.ts) >>> 0).toBeGreaterThan(0);
+      // Silence carries on every 20 ms; a second call changes nothing.
+      leg.resumeSilence();
+      await sleep(200);
+      const after = seen.slice(from + k);
+      expect(after.every((p) => p.silence)).toBe(true);
+      expect(after.length).toBeGreaterThanOrEqual(8);
+      expect(after.length).toBeLessThanOrEqual(13);
+    });
+
+    it('resumeSilence() does nothing when silence is not armed', async () => {
+      const { relay, leg } = await connectCall({ silence: false });
+      const seen = tap(relay);
+      leg.sendAudio(opusSilenceFrame());
+      leg.resumeSilence();
+      await sleep(150);
+      expect(seen).toHaveLength(1);
     });
   });
 
