@@ -5,6 +5,7 @@
  */
 
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import { Tracer } from '@aws-lambda-powertools/tracer';
 import { createMetricsWriter, type MetricsWriter } from '../../lib/metrics.ts';
 import { createAwsClients } from '../adapters/aws-clients.ts';
 import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
@@ -20,6 +21,9 @@ import { createBusinessCallRules } from '../core/outbound/rules.ts';
 import { type MetaPermissionsApi, MetaPermissionsClient } from '../core/permissions/meta-permissions.ts';
 import type { PermissionStore } from '../core/permissions/store.ts';
 import type { ControlPlaneConfig } from './config.ts';
+
+/** Tracer of the control plane's Lambdas; disabled outside Lambda (local mode, tests). */
+export const tracer = new Tracer({ serviceName: 'wa-sip-bridge' });
 
 /** Everything the handlers need. */
 export interface ControlPlaneRuntime {
@@ -54,6 +58,9 @@ export function buildControlPlaneRuntime(
   overrides: RuntimeOverrides = {},
 ): ControlPlaneRuntime {
   const { dynamo, sqs } = createAwsClients(config.aws);
+  // X-Ray subsegments for every DynamoDB and SQS call (Powertools Tracer is off outside Lambda).
+  tracer.captureAWSv3Client(dynamo);
+  tracer.captureAWSv3Client(sqs);
   const logger = overrides.logger ?? powertoolsLogger(config.logLevel);
   const now = overrides.now ?? Date.now;
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
