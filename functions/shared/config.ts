@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { type BusinessHours, businessHoursSchema } from '../core/checks/business-hours.ts';
 import { ConfigError } from '../core/errors.ts';
+import { readSettings, type SettingSpec } from '../core/settings.ts';
 import { ssmSettings } from './ssm-parameters.ts';
 
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
@@ -93,10 +94,7 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: 'Stage dimension of the CloudWatch metrics (EMF in the logs). Unset: no metrics.',
   },
   LOG_LEVEL: { schema: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']), doc: 'Log level.', default: 'INFO' },
-} as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
-
-type Settings = typeof CONTROL_PLANE_SETTINGS;
-type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+} as const satisfies Record<string, SettingSpec>;
 
 /** The validated control-plane configuration. */
 export interface ControlPlaneConfig {
@@ -130,20 +128,7 @@ export interface ControlPlaneConfig {
  * @throws {@link ConfigError} naming the first missing or invalid key.
  */
 export function loadControlPlaneConfig(env: Record<string, string | undefined> = process.env): ControlPlaneConfig {
-  const raw = {} as Record<string, unknown>;
-  for (const [key, setting] of Object.entries(CONTROL_PLANE_SETTINGS)) {
-    const given = env[key] === '' ? undefined : env[key];
-    const value = given ?? ('default' in setting ? setting.default : undefined);
-    const parsed = (setting.schema as z.ZodType).safeParse(value);
-    if (!parsed.success) {
-      throw new ConfigError(
-        key,
-        value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'),
-      );
-    }
-    raw[key] = parsed.data;
-  }
-  const r = raw as Raw;
+  const r = readSettings(CONTROL_PLANE_SETTINGS, env);
   let businessHours: BusinessHours | undefined;
   if (r.BUSINESS_HOURS !== undefined) {
     let json: unknown;

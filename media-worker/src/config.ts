@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '../../functions/core/errors.ts';
+import { readSettings, type SettingSpec } from '../../functions/core/settings.ts';
 
 const sipUri = z.string().regex(/^sips?:[^\s]+$/, 'a sip: or sips: URI');
 const positiveInt = z.coerce.number().int().positive();
@@ -155,7 +156,7 @@ export const WORKER_SETTINGS = {
     doc: 'Log level.',
     default: 'info',
   },
-} as const satisfies Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
+} as const satisfies Record<string, SettingSpec>;
 
 /** Fields of the call that X-headers can carry. */
 export const X_HEADER_FIELDS = [
@@ -227,18 +228,7 @@ export interface WorkerConfig {
  * @throws {@link ConfigError} naming the first missing or invalid key.
  */
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
-  const r = {} as Record<string, unknown>;
-  for (const [key, setting] of Object.entries(WORKER_SETTINGS)) {
-    const given = env[key] === '' ? undefined : env[key];
-    const value = given ?? ('default' in setting ? setting.default : undefined);
-    const parsed = (setting.schema as z.ZodType).safeParse(value);
-    if (!parsed.success)
-      throw new ConfigError(
-        key,
-        value === undefined ? 'is required but not set' : (parsed.error.issues[0]?.message ?? 'invalid'),
-      );
-    r[key] = parsed.data;
-  }
+  const r = readSettings(WORKER_SETTINGS, env) as Record<string, unknown>;
   const get = <T>(k: keyof typeof WORKER_SETTINGS) => r[k] as T;
   if (
     (get<string | undefined>('SIP_USERNAME') === undefined) !==
