@@ -66,6 +66,10 @@ export function createControlApiHandler(runtime: ControlPlaneRuntime) {
 async function createCall(event: APIGatewayProxyEventV2, runtime: ControlPlaneRuntime): Promise<Result> {
   const body = parseBody(event, createCallBody);
   if ('error' in body) return body.error;
+  const idempotencyKey = header(event, 'idempotency-key');
+  if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,128}$/.test(idempotencyKey)) {
+    return fail(422, 'invalid-request', 'Idempotency-Key must be 1–128 printable ASCII characters');
+  }
   const { config } = runtime;
   const line =
     body.data.from === undefined ||
@@ -81,6 +85,7 @@ async function createCall(event: APIGatewayProxyEventV2, runtime: ControlPlaneRu
         mode: body.data.mode,
         ...(body.data.sipTarget === undefined ? {} : { sipTarget: body.data.sipTarget }),
         ...(body.data.callbackData === undefined ? {} : { callbackData: body.data.callbackData }),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       },
       {
         check: runtime.checkBusinessCall,
@@ -96,12 +101,15 @@ async function createCall(event: APIGatewayProxyEventV2, runtime: ControlPlaneRu
       runtime.logger.info('business-initiated call refused', { reason: outcome.reason });
       return fail(outcome.httpStatus, outcome.reason, outcome.detail, outcome.retryAt);
     }
-    return json(202, {
+    const accepted = json(202, {
       requestId: outcome.requestId,
       status: 'queued',
       permission: outcome.permission,
       ...(outcome.expiresAt === undefined ? {} : { expiresAt: outcome.expiresAt }),
     });
+    return outcome.replayed
+      ? { ...accepted, headers: { ...accepted.headers, 'idempotent-replayed': 'true' } }
+      : accepted;
   } catch (error) {
     if (error instanceof JobQueueError) {
       runtime.logger.error('business call job not enqueued', { callId: error.callId, error: String(error.cause) });

@@ -95,6 +95,16 @@ function build(): JsonSchema {
         post: {
           operationId: 'createCall',
           summary: 'Place a business-initiated call (checked against the rules, then queued for a media worker).',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description:
+                'Retries with the same key get the first answer (with `Idempotent-Replayed: true`) instead of a second call.',
+              schema: { type: 'string', minLength: 1, maxLength: 128 },
+            },
+          ],
           requestBody: { required: true, content: { 'application/json': { schema: ref('CreateCall') } } },
           responses: {
             '202': jsonBody('CallQueued', 'Queued; the Meta call id exists once a worker has placed the call.'),

@@ -66,6 +66,8 @@ export interface CallRecord {
   readonly timings?: { readonly setupMs?: number; readonly answerMs?: number; readonly talkMs?: number };
   /** Media statistics at the end of the call. */
   readonly media?: CallMediaStats;
+  /** Business-initiated calls: the permission the call rests on (from the rules). */
+  readonly permission?: 'temporary' | 'permanent';
   /** Why rejecting the call at Meta failed, if it did. */
   readonly rejectError?: string;
   /** DynamoDB TTL (epoch seconds) set on finished records; nothing depends on it. */

@@ -10,7 +10,7 @@
  * `endCall(requestId, reason)`, which returns the slot. `GET /v1/calls/{id}` accepts either id
  * ({@link resolveCall}).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { BusinessCallJob, CallHistoryEntry, CallJobQueue, CallRecord, CallStore } from '../calls/call-record.ts';
 import { endCall } from '../calls/lifecycle.ts';
 import { JobQueueError } from '../errors.ts';
@@ -26,6 +26,11 @@ export interface BusinessCallInput {
   readonly sipTarget?: string;
   readonly mode: 'customer-first' | 'agent-first';
   readonly callbackData?: string;
+  /**
+   * The client's `Idempotency-Key`: a retry with the same key (for the same business number) gets
+   * the first request's answer instead of a second call.
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** Collaborators of {@link requestBusinessCall}. */
@@ -47,6 +52,17 @@ export interface QueuedBusinessCall {
   readonly requestId: string;
   readonly permission: 'temporary' | 'permanent';
   readonly expiresAt?: number;
+  /** True when this answers a retry of an earlier request with the same idempotency key. */
+  readonly replayed?: boolean;
+}
+
+/** The request id of an idempotency key: stable per business number and key, so retries meet the first request. */
+export function requestIdForKey(phoneNumberId: string, key: string): string {
+  return `bcr.${createHash('sha256').update(`${phoneNumberId}\n${key}`).digest('hex').slice(0, 32)}`;
+}
+
+function replay(existing: CallRecord): QueuedBusinessCall {
+  return { allowed: true, requestId: existing.callId, permission: existing.permission ?? 'temporary', replayed: true };
 }
 
 /**
@@ -60,13 +76,19 @@ export async function requestBusinessCall(
   input: BusinessCallInput,
   deps: BusinessCallRequestDeps,
 ): Promise<QueuedBusinessCall | Refusal> {
+  const keyed =
+    input.idempotencyKey === undefined ? undefined : requestIdForKey(input.line.phoneNumberId, input.idempotencyKey);
+  if (keyed) {
+    const existing = await deps.calls.get(keyed);
+    if (existing) return replay(existing);
+  }
   const verdict = await deps.check({ phoneNumberId: input.line.phoneNumberId, user: input.user });
   if (!verdict.allowed) return verdict;
   // The rules only read the slot count; taking the slot is the conditional write that decides.
   if (!(await deps.calls.acquireSlot(input.line.phoneNumberId, deps.maxConcurrentCalls))) {
     return refusal('over-capacity', `all ${deps.maxConcurrentCalls} concurrent calls of this number are in use`);
   }
-  const requestId = (deps.newRequestId ?? (() => `bcr.${randomUUID()}`))();
+  const requestId = keyed ?? (deps.newRequestId ?? (() => `bcr.${randomUUID()}`))();
   const t = deps.now();
   const record: CallRecord = {
     callId: requestId,
@@ -78,11 +100,17 @@ export async function requestBusinessCall(
     mode: input.mode,
     ...(input.sipTarget === undefined ? {} : { sipTarget: input.sipTarget }),
     ...(input.callbackData === undefined ? {} : { callbackData: input.callbackData }),
+    permission: verdict.permission,
     createdAt: t,
     updatedAt: t,
     slotHeld: true,
   };
-  await deps.calls.createIfAbsent(record);
+  const created = await deps.calls.createIfAbsent(record);
+  if (!created.created) {
+    // A concurrent retry with the same key won: give our slot back and answer as it did.
+    await deps.calls.releaseSlot(input.line.phoneNumberId);
+    return replay(created.existing);
+  }
   await deps.calls.appendHistory(requestId, {
     at: t,
     what: 'requested',

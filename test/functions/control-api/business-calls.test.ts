@@ -620,3 +620,52 @@ describe('OpenAPI document', () => {
     ]);
   });
 });
+
+describe('Idempotency-Key on POST /v1/calls', () => {
+  it('answers retries with the first request: one request, one job, one slot — also when retries race', async () => {
+    const phone = '5511977700001';
+    await grantedUser(phone, 'accept_permanent');
+    const slotsBefore = await stack.runtime.calls.slotsInUse(PNID);
+    const jobsBefore = await stack.jobCount();
+    const post = () =>
+      stack.api('/v1/calls', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'crm-ticket-4711' },
+        body: JSON.stringify({ to: phone }),
+      });
+    const first = await post();
+    expect(first.status).toBe(202);
+    const { requestId } = (await first.json()) as { requestId: string };
+    const retries = await Promise.all([post(), post(), post()]);
+    for (const retry of retries) {
+      expect(retry.status).toBe(202);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(((await retry.json()) as { requestId: string }).requestId).toBe(requestId);
+    }
+    expect(await stack.jobCount()).toBe(jobsBefore + 1);
+    expect(await stack.runtime.calls.slotsInUse(PNID)).toBe(slotsBefore + 1);
+
+    const other = await stack.api('/v1/calls', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'crm-ticket-4712' },
+      body: JSON.stringify({ to: phone }),
+    });
+    const otherId = ((await other.json()) as { requestId: string }).requestId;
+    expect(otherId).not.toBe(requestId);
+    const bad = await stack.api('/v1/calls', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'x'.repeat(129) },
+      body: JSON.stringify({ to: phone }),
+    });
+    expect(bad.status).toBe(422);
+    // Leave no request holding a slot for the other stories.
+    for (const id of [requestId, otherId]) {
+      await endCall(id, 'bridge-error', {
+        calls: stack.runtime.calls,
+        now: () => clock.now(),
+        finishedRetentionSeconds: 60,
+      });
+    }
+    expect(await stack.runtime.calls.slotsInUse(PNID)).toBe(slotsBefore);
+  });
+});
