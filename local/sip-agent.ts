@@ -220,11 +220,14 @@ export class SipAgent {
    * (`sip:+<number>@<bridge>`). Resolves with the call once answered; rejects with the SIP status
    * when refused.
    */
-  async dial(uri: string, options: { from?: string } = {}): Promise<AgentCall> {
+  async dial(
+    uri: string,
+    options: { from?: string; auth?: { username: string; password: string } } = {},
+  ): Promise<AgentCall> {
     const rtp = await RtpSession.open({ bindAddress: this.#o.address, portRange: [40000, 50000] });
     const offer = createSipOffer({ address: this.#o.address, port: rtp.port, codecs: this.#o.codecs });
     const sip = this.#port.placeCall({
-      targets: [{ uri }],
+      targets: [{ uri, ...(options.auth ? { auth: options.auth } : {}) }],
       from: { user: options.from ?? 'agent' },
       sdpOffer: offer,
       answerTimeoutMs: 60_000,

@@ -100,6 +100,20 @@ export const WORKER_SETTINGS = {
       .optional(),
     doc: 'Countries whose business numbers may not place WhatsApp calls (Meta blocks them). Default: US,CA,TR,EG,VN,NG.',
   },
+  PBX_SIP_USERNAME: {
+    schema: z.string().min(1).optional(),
+    doc: 'Digest username the PBX must present on INVITEs (with PBX_SIP_PASSWORD); checked besides PBX_ALLOWED_SOURCES.',
+  },
+  PBX_SIP_PASSWORD: {
+    schema: z.string().min(8).optional(),
+    doc: 'Digest password for INVITEs from the PBX.',
+    secret: true,
+  },
+  PBX_SIP_REALM: {
+    schema: z.string().min(1),
+    doc: 'Digest realm of the challenge to the PBX.',
+    default: 'wa-sip-bridge',
+  },
   MAX_CONCURRENT_CALLS: {
     schema: positiveInt.max(1000),
     doc: 'Concurrent calls per business number (Meta caps at 1000); also enforced for PBX-started calls.',
@@ -215,6 +229,8 @@ export interface WorkerConfig {
   /** The business line PBX-started calls use. */
   readonly line?: { readonly phoneNumberId: string; readonly businessNumber: string };
   readonly pbxAllowedSources: readonly string[];
+  /** Digest credentials PBX INVITEs must carry, when configured. */
+  readonly pbxAuth?: { readonly realm: string; readonly username: string; readonly password: string };
   readonly maxConcurrentCalls: number;
   /** Undefined: the rules' default list. */
   readonly bicBlockedCountries?: readonly string[];
@@ -235,6 +251,12 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     (get<string | undefined>('SIP_PASSWORD') === undefined)
   ) {
     throw new ConfigError('SIP_PASSWORD', 'SIP_USERNAME and SIP_PASSWORD go together');
+  }
+  if (
+    (get<string | undefined>('PBX_SIP_USERNAME') === undefined) !==
+    (get<string | undefined>('PBX_SIP_PASSWORD') === undefined)
+  ) {
+    throw new ConfigError('PBX_SIP_PASSWORD', 'PBX_SIP_USERNAME and PBX_SIP_PASSWORD go together');
   }
   if (get<number>('RTP_PORT_MIN') >= get<number>('RTP_PORT_MAX'))
     throw new ConfigError('RTP_PORT_MAX', 'must be above RTP_PORT_MIN');
@@ -322,6 +344,15 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       .map((s) => s.trim())
       .filter(Boolean),
     maxConcurrentCalls: get<number>('MAX_CONCURRENT_CALLS'),
+    ...(get<string | undefined>('PBX_SIP_USERNAME')
+      ? {
+          pbxAuth: {
+            realm: get<string>('PBX_SIP_REALM'),
+            username: get<string>('PBX_SIP_USERNAME'),
+            password: get<string>('PBX_SIP_PASSWORD'),
+          },
+        }
+      : {}),
     ...(get<string | undefined>('BIC_BLOCKED_COUNTRIES') === undefined
       ? {}
       : {

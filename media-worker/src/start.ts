@@ -65,6 +65,7 @@ export async function startMediaWorker(
         }
       : {}),
     fromDomain: config.sip.fromDomain,
+    ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
     ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
     logger: logger.child({ component: 'sip' }),
   });

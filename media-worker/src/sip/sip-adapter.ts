@@ -19,6 +19,7 @@ import pino from 'pino';
 import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
 import sip from 'sip';
 import type { SipDialog, SipStackContext } from './dialog.ts';
+import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
@@ -62,6 +63,11 @@ export interface SipPortOptions {
   readonly ackTimeoutMs?: number;
   /** An inbound INVITE not answered by the handler within this time is rejected 480 (cf. Timer C). @default 180000 */
   readonly inboundRingLimitMs?: number;
+  /**
+   * Challenge inbound INVITEs with digest authentication (RFC 3261 §22.2): an INVITE without valid
+   * credentials gets 401 with a `WWW-Authenticate` challenge and never reaches the handler.
+   */
+  readonly inboundAuth?: DigestCredentials;
 }
 
 /** The stack could not start (bad options, port in use). */
@@ -118,6 +124,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   const contactUser = options.contactUser ?? 'wa-sip-bridge';
   const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
   const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
+  const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth) : undefined;
   const dialogs = new Map<string, SipDialog>();
   /** Unanswered inbound INVITEs by Call-ID and top Via branch, for CANCEL matching (RFC 3261 §9.2). */
   const pendingInvites = new Map<string, InboundCall>();
@@ -237,6 +244,17 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     if (!inviteHandler) {
       respond(rq, 480, 'Temporarily Unavailable');
       return;
+    }
+    if (verifier) {
+      const verdict = verifier.verify('INVITE', rq.headers.authorization as AuthorizationHeader[] | undefined);
+      if (verdict !== 'ok') {
+        // 401 with a fresh challenge; the retried INVITE is a new transaction (RFC 3261 §22.2).
+        if (verdict === 'bad') logger.warn({ source: remote.address }, 'INVITE with wrong digest credentials');
+        respond(rq, 401, 'Unauthorized', {
+          headers: { 'www-authenticate': [verifier.challenge(verdict === 'stale')] },
+        });
+        return;
+      }
     }
     const branch = rq.headers.via?.[0]?.params.branch ?? '';
     const pendingKey = dialogKey(rq.headers['call-id'] ?? '', branch);

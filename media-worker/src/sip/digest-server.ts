@@ -1,0 +1,90 @@
+/**
+ * Server side of SIP digest authentication (RFC 3261 §22.4, RFC 2617 MD5 with qop=auth), used to
+ * challenge INVITEs from the PBX. Nonces are stateless: a timestamp and an HMAC of it under a
+ * per-process secret, valid for a bounded time, so no per-client state is kept; an expired nonce
+ * gets a new challenge with `stale=true`. (The `sip` package's own server-side digest has a broken
+ * `algorithm` field and ties the nonce count to one context, so it is not used here.)
+ */
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** The credentials a PBX must present. Never logged. */
+export interface DigestCredentials {
+  readonly realm: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+/** A parsed `Authorization` header as the `sip` package gives it (quoted values keep their quotes). */
+export type AuthorizationHeader = Record<string, string | undefined>;
+
+/** Outcome of a verification. */
+export type DigestVerdict = 'ok' | 'missing' | 'stale' | 'bad';
+
+const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+const unquote = (s: string | undefined) => (s ?? '').replace(/^"(.*)"$/, '$1');
+
+/** Issues challenges and verifies answers for one set of credentials. */
+export class DigestVerifier {
+  readonly #secret = randomBytes(32);
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+
+  constructor(
+    private readonly credentials: DigestCredentials,
+    options: { nonceTtlMs?: number; now?: () => number } = {},
+  ) {
+    this.#ttlMs = options.nonceTtlMs ?? 300_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The `WWW-Authenticate` value of a 401, as the `sip` package stringifies it. */
+  challenge(stale = false): Record<string, string> {
+    return {
+      scheme: 'Digest',
+      realm: `"${this.credentials.realm}"`,
+      nonce: `"${this.#nonce()}"`,
+      qop: '"auth"',
+      algorithm: 'MD5',
+      ...(stale ? { stale: 'true' } : {}),
+    };
+  }
+
+  /** Checks the `Authorization` headers of a request with method `method`. */
+  verify(method: string, headers: readonly AuthorizationHeader[] | undefined): DigestVerdict {
+    const auth = headers?.find((h) => /^digest$/i.test(h.scheme ?? '') && unquote(h.realm) === this.credentials.realm);
+    if (!auth) return 'missing';
+    if (unquote(auth.username) !== this.credentials.username) return 'bad';
+    const algorithm = unquote(auth.algorithm) || 'MD5';
+    if (!/^md5$/i.test(algorithm)) return 'bad';
+    const nonce = unquote(auth.nonce);
+    const age = this.#nonceAge(nonce);
+    if (age === undefined) return 'bad';
+    const ha1 = md5(`${this.credentials.username}:${this.credentials.realm}:${this.credentials.password}`);
+    const ha2 = md5(`${method}:${unquote(auth.uri)}`);
+    const qop = unquote(auth.qop).toLowerCase();
+    const expected =
+      qop === 'auth'
+        ? md5(`${ha1}:${nonce}:${unquote(auth.nc)}:${unquote(auth.cnonce)}:auth:${ha2}`)
+        : qop === ''
+          ? md5(`${ha1}:${nonce}:${ha2}`)
+          : undefined;
+    const given = Buffer.from(unquote(auth.response).toLowerCase());
+    if (!expected || given.length !== expected.length || !timingSafeEqual(given, Buffer.from(expected))) return 'bad';
+    // Right answer to an old challenge: ask again with stale=true (RFC 2617 §3.2.1).
+    return age > this.#ttlMs ? 'stale' : 'ok';
+  }
+
+  #nonce(): string {
+    const t = this.#now().toString(36);
+    return `${t}.${createHmac('sha256', this.#secret).update(t).digest('base64url').slice(0, 22)}`;
+  }
+
+  /** Age of a nonce we issued, or undefined for a nonce we did not issue. */
+  #nonceAge(nonce: string): number | undefined {
+    const [t, mac] = nonce.split('.');
+    if (!t || !mac) return undefined;
+    const expected = createHmac('sha256', this.#secret).update(t).digest('base64url').slice(0, 22);
+    if (mac.length !== expected.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(expected))) return undefined;
+    return this.#now() - Number.parseInt(t, 36);
+  }
+}
