@@ -30,6 +30,8 @@ export interface JitterBufferStats {
   overflowDropped: number;
   /** Resets after a sequence jump. */
   resets: number;
+  /** Packets dropped to bring the depth back to its target ({@link JitterBuffer.settle}, {@link JitterBuffer.skip}). */
+  trimmed: number;
 }
 
 /** Fixed-capacity sequence-ordered packet buffer. */
@@ -52,7 +54,11 @@ export class JitterBuffer {
     late: 0,
     overflowDropped: 0,
     resets: 0,
+    trimmed: 0,
   };
+  /** Smallest depth seen by {@link settle} in the current window. */
+  private windowMin = Number.POSITIVE_INFINITY;
+  private windowTicks = 0;
 
   /**
    * @param capacity - slots (packets); also the largest sequence jump tolerated. @default 32
@@ -148,10 +154,64 @@ export class JitterBuffer {
     }
   }
 
+  /**
+   * Call once per playout tick, before {@link pop}: bring a buffer that
+   * stayed deeper than `target` packets back down. It tracks the smallest
+   * depth over a window of `windowTicks` ticks; if the buffer never went
+   * below `target + 1` in that window, the extra packets only add delay
+   * (a burst, a stall the clock caught up with, a PBX clock running fast),
+   * so half the excess (at least one packet) is dropped from the head.
+   * A jittery stream, whose depth dips to the target, is left alone; ticks
+   * that find the buffer empty are ignored (see above).
+   * Converges from any depth within ~log2(excess) + 1 windows.
+   *
+   * @returns packets dropped
+   */
+  settle(target: number, windowTicks = 20): number {
+    // Empty ticks (underruns) do not count: the late packet is played a frame
+    // late, and the extra depth that leaves behind is trimmed like any other.
+    if (this.count > 0 && this.count < this.windowMin) this.windowMin = this.count;
+    if (++this.windowTicks < windowTicks) return 0;
+    const excess = this.windowMin - target;
+    this.windowMin = Number.POSITIVE_INFINITY;
+    this.windowTicks = 0;
+    if (!(excess > 0 && excess < Number.POSITIVE_INFINITY)) return 0;
+    return this.trim(Math.ceil(excess / 2));
+  }
+
+  /**
+   * The playout clock skipped `ticks` frames (the event loop stalled): drop
+   * what those ticks would have played, but keep at least `target` packets.
+   *
+   * @returns packets dropped
+   */
+  skip(ticks: number, target: number): number {
+    return this.trim(Math.min(ticks, this.count - target));
+  }
+
+  /** Drop `n` packets from the head, with any holes before them (frames the ticks would have concealed). */
+  private trim(n: number): number {
+    let dropped = 0;
+    while (dropped < n && this.count > 0) {
+      const i = this.nextSeq % this.capacity;
+      const hit = this.seqs[i] === this.nextSeq && (this.lengths[i] as number) >= 0;
+      this.nextSeq = (this.nextSeq + 1) & 0xffff;
+      if (hit) {
+        this.lengths[i] = -1;
+        this.count--;
+        dropped++;
+      }
+    }
+    this.counters.trimmed += dropped;
+    return dropped;
+  }
+
   /** Forget everything (keeps counters). */
   reset(): void {
     this.lengths.fill(-1);
     this.count = 0;
     this.nextSeq = -1;
+    this.windowMin = Number.POSITIVE_INFINITY;
+    this.windowTicks = 0;
   }
 }

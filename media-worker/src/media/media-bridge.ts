@@ -58,8 +58,13 @@ export interface MediaBridgeOptions {
   /** What the PBX's SDP negotiated (from `parseSipAnswer`/`answerSipOffer`). */
   sip: SipMediaDescription;
   /**
-   * Transcoding only: how long the first SIP packet waits before playout
-   * starts (de-jitter depth). @default 20
+   * Transcoding only: the de-jitter delay. The buffer holds
+   * `max(1, round(jitterMs / 20))` packets at each playout tick and is
+   * brought back to that depth when it stays deeper (after a burst or a
+   * stall). Playout starts `jitterMs - 10` ms after the first packet, so
+   * the ticks fall half a frame after the packets' nominal arrival: each
+   * packet waits about `jitterMs - 10` ms, and arrivals up to 10 ms late
+   * (more with a deeper buffer) or early cost nothing. @default 20
    */
   jitterMs?: number;
   /**
@@ -71,6 +76,12 @@ export interface MediaBridgeOptions {
   maxJitterMs?: number;
   /** Opus encoder bitrate for transcoded audio (bit/s). @default 16000 */
   opusBitrate?: number;
+  /**
+   * libopus encoder complexity (0–10) for transcoded audio. At 8 kHz (SILK),
+   * 3 costs ~33 µs per 20 ms frame against ~45 µs at 5 (bench/opus-complexity.ts),
+   * and carries the 1 kHz test tone as well. @default 3
+   */
+  opusComplexity?: number;
   /** Call id for logs and errors. */
   callId?: string;
   /** Logger; a `component: 'media-bridge'` child is used. */
@@ -108,6 +119,13 @@ export interface MediaBridgeStats {
      * buffer overflow (transcoding), pacing queue overflow (passthrough).
      */
     overflowDropped: number;
+    /**
+     * Transcoding: packets dropped to bring the de-jitter buffer back to its
+     * target depth after it stayed deeper (burst, stall) for a while.
+     */
+    trimmed: number;
+    /** Transcoding: packets in the de-jitter buffer now. */
+    bufferedPackets: number;
     /** Passthrough: packets held back by the pacing queue (input faster than real time). */
     paced: number;
     /**
@@ -128,6 +146,8 @@ const FRAME_MS = 20;
 const SIP_FRAME_8K = 160;
 /** 48 kHz RTP clock ticks per millisecond. */
 const OPUS_TICKS_PER_MS = 48;
+/** Ticks during which packets for frames the playout clock skipped are dropped as they arrive. */
+const SKIP_DEBT_TICKS = 5;
 /** Stop the transcoding playout clock after this long without SIP packets; the leg's silence takes over. */
 const IDLE_STOP_MS = 500;
 /**
@@ -195,6 +215,9 @@ export class MediaBridge {
   private readonly playout: FrameClock;
   private playoutTimer: NodeJS.Timeout | undefined;
   private lastSipPacketAt = 0;
+  /** Frames the playout clock skipped (event-loop stall) whose packets are still to be dropped. */
+  private skipDebt = 0;
+  private skipDebtTicks = 0;
   private readonly pcm = new Int16Array(4096);
   private pcmLength = 0;
   private readonly frame = new Int16Array(SIP_FRAME_8K);
@@ -230,7 +253,7 @@ export class MediaBridge {
     this.rtp = options.rtp;
     this.sip = options.sip;
     this.log = options.logger?.child({ component: 'media-bridge', callId: options.callId });
-    this.playout = new FrameClock(() => this.playoutFrame());
+    this.playout = new FrameClock((skipped) => this.playoutFrame(skipped));
     this.configureCodecs();
   }
 
@@ -320,6 +343,8 @@ export class MediaBridge {
         lost: this.sipToWa.lost + jb.missing,
         late: this.sipToWa.late + jb.late,
         overflowDropped: this.sipToWa.overflowDropped + jb.overflowDropped,
+        trimmed: jb.trimmed,
+        bufferedPackets: this.jitter.depth,
       },
     };
   }
@@ -577,11 +602,16 @@ export class MediaBridge {
 
   private startPlayout(): void {
     if (this.playout.running || this.playoutTimer || this.closed) return;
-    // Let the buffer fill for jitterMs before the first frame plays.
-    this.playoutTimer = setTimeout(() => {
-      this.playoutTimer = undefined;
-      if (!this.closed) this.playout.start();
-    }, this.opts.jitterMs ?? FRAME_MS);
+    // Let the buffer fill before the first frame plays. Half a frame less
+    // than jitterMs puts the ticks mid-way between packet arrivals, not on
+    // them (where every arrival would race the tick, and lose half the time).
+    this.playoutTimer = setTimeout(
+      () => {
+        this.playoutTimer = undefined;
+        if (!this.closed) this.playout.start();
+      },
+      Math.max(0, (this.opts.jitterMs ?? FRAME_MS) - FRAME_MS / 2),
+    );
   }
 
   private stopPlayout(): void {
@@ -590,14 +620,33 @@ export class MediaBridge {
     this.playout.stop();
   }
 
-  /** One 20 ms playout tick of the transcoding path: 160 samples → Opus → WhatsApp. */
-  private playoutFrame(): void {
+  /**
+   * One 20 ms playout tick of the transcoding path: 160 samples → Opus → WhatsApp.
+   * `skipped`: ticks the clock dropped just before this one (event-loop stall).
+   */
+  private playoutFrame(skipped = 0): void {
     const encoder = this.encoder;
     if (!encoder || this.mode !== 'transcode') return;
     const law = this.sip.codec.name as 'PCMU' | 'PCMA';
     // Bound the delay: a burst (or a PBX clock running fast) is trimmed.
     const maxPackets = Math.max(2, Math.round((this.opts.maxJitterMs ?? 160) / FRAME_MS));
     while (this.jitter.depth > maxPackets) this.jitter.dropOldest();
+    // Converge back to the target depth: what skipped ticks would have
+    // played goes now, and a buffer that stayed deeper than the target for a
+    // whole window (a burst, a stall caught up) is trimmed from the head.
+    const target = Math.max(1, Math.round((this.opts.jitterMs ?? FRAME_MS) / FRAME_MS));
+    if (skipped > 0) {
+      // The packets due in the skipped ticks may still be queued in the socket
+      // (timers run before I/O in a turn of the event loop): keep the debt for
+      // a few ticks and pay it as they arrive.
+      this.skipDebt = Math.min(this.skipDebt + skipped, 32);
+      this.skipDebtTicks = SKIP_DEBT_TICKS;
+    }
+    if (this.skipDebt > 0) {
+      this.skipDebt -= this.jitter.skip(this.skipDebt, target);
+      if (--this.skipDebtTicks <= 0) this.skipDebt = 0;
+    }
+    this.jitter.settle(target);
     let underrun = false;
     while (this.pcmLength < SIP_FRAME_8K) {
       const r = this.jitter.pop();
@@ -638,7 +687,8 @@ export class MediaBridge {
       this.log?.warn({ err }, 'Opus encoding failed');
       return;
     }
-    this.leg.sendAudio(opus);
+    // A fresh buffer per call: hand it over as a Buffer view, not a copy.
+    this.leg.sendAudio(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength));
     this.countOut();
   }
 
@@ -674,7 +724,7 @@ export class MediaBridge {
     this.decoder = new Decoder({ channels: 1, sample_rate: 8000 });
     const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
     encoder.bitrate = this.opts.opusBitrate ?? 16_000;
-    encoder.complexity = 5;
+    encoder.complexity = (this.opts.opusComplexity ?? 3) as Encoder['complexity'];
     encoder.inband_fec = true;
     encoder.packet_loss = 5;
     this.encoder = encoder;

@@ -225,6 +225,67 @@ describe('Class: MediaBridge', () => {
     },
   );
 
+  it('transcoding: after a PBX burst, and after an event-loop stall, the de-jitter depth returns to its target within 2.5 s', async () => {
+    const { peer, wire, bridge, relay } = await bridgedCall('PCMU');
+    peer.startTone(1000, -12);
+    await sleep(600);
+    const t0 = performance.now();
+    const depths: { at: number; depth: number }[] = [];
+    const sampler = setInterval(
+      () => depths.push({ at: performance.now() - t0, depth: bridge.stats().sipToWhatsapp.bufferedPackets }),
+      5,
+    );
+    relay.startRecording();
+    // Burst: the PBX stalls 200 ms, then flushes its 10 queued frames at once. Before the
+    // fix the buffer kept them (200 ms of added delay) for the rest of the call.
+    await peer.stallThenFlush(200);
+    const burstAt = performance.now() - t0;
+    await sleep(2600);
+    const afterBurst = bridge.stats().sipToWhatsapp.trimmed;
+    // Delay: the bridge's event loop blocks for 150 ms; its playout clock skips 7 ticks, and
+    // the 7 packets the PBX sent meanwhile arrive together after it. (The PBX peer shares this
+    // process, so its stall-and-flush stands in for the packets queued in the socket.)
+    const stallAt = performance.now() - t0;
+    const flushed = peer.stallThenFlush(150);
+    const busyUntil = performance.now() + 150;
+    while (performance.now() < busyUntil) {
+      // busy
+    }
+    await flushed;
+    await sleep(2600);
+    clearInterval(sampler);
+    const pcm = relay.stopRecording();
+    const stats = bridge.stats().sipToWhatsapp;
+    const max = (from: number, to: number) =>
+      Math.max(...depths.filter((d) => d.at >= from && d.at < to).map((d) => d.depth));
+    const lastHigh = (from: number, to: number) =>
+      (depths.filter((d) => d.at >= from && d.at < to && d.depth > 2).at(-1)?.at ?? from) - from;
+    console.info(
+      `[media-bridge PCMU] de-jitter depth: burst peak ${max(burstAt - 50, stallAt)}, above 2 until +${lastHigh(burstAt - 50, stallAt).toFixed(0)} ms; ` +
+        `stall peak ${max(stallAt, Infinity)}, above 2 until +${lastHigh(stallAt, Infinity).toFixed(0)} ms; ` +
+        `trimmed ${afterBurst} + ${stats.trimmed - afterBurst}, concealed ${stats.concealed}, underruns ${stats.underruns}`,
+    );
+    // Target: 1 packet (jitterMs 20). Sampled between ticks, the depth is 0–1 (2 when a
+    // packet lands just before a tick).
+    expect(max(burstAt - 50, stallAt)).toBeGreaterThan(5);
+    expect(afterBurst).toBeGreaterThan(0);
+    expect(max(burstAt + 2500, stallAt)).toBeLessThanOrEqual(2);
+    // What the skipped ticks should have played is dropped as it arrives: back at once.
+    expect(max(stallAt + 250, Infinity)).toBeLessThanOrEqual(2);
+    expect(stats.trimmed).toBeGreaterThan(afterBurst);
+    // Continuity: one SSRC, sequence +1, timestamps moving forward on the WhatsApp side.
+    const audio = wire.filter((p) => p.pt === 111 && p.at > t0);
+    expect(new Set(audio.map((p) => p.ssrc)).size).toBe(1);
+    for (let i = 1; i < audio.length; i++) {
+      expect((audio[i]!.seq - audio[i - 1]!.seq) & 0xffff).toBe(1);
+      expect((audio[i]!.ts - audio[i - 1]!.ts) | 0).toBeGreaterThan(0);
+    }
+    // Still the PBX's tone.
+    const m = measureTone(trimSilence(pcm, 48_000), 48_000);
+    expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
+    expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
+  });
+
   it('passthrough: a PBX timestamp step (1 s, no time passing) does not throw the WhatsApp timeline ahead', async () => {
     const { peer, wire, bridge } = await bridgedCall('opus');
     peer.startTone(1000, -12);
