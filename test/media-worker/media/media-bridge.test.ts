@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RTCPeerConnection } from 'werift';
 import { MediaBridge, type MediaBridgeOptions } from '../../../media-worker/src/media/media-bridge.ts';
 import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
@@ -6,27 +6,10 @@ import { parseSipAnswer } from '../../../media-worker/src/media/sip-sdp.ts';
 import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
 import { measureTone, trimSilence } from '../../../meta-simulator/media/audio.ts';
 import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
+import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 import { type PeerCodec, SipRtpPeer } from './sip-rtp-peer.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
-
-const open: { close(): Promise<void> }[] = [];
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  open.push(x);
-  return x;
-}
-afterEach(async () => {
-  // Bridge first, then legs, in reverse creation order.
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+const track = closeAfterEach();
 
 interface WireRtp {
   seq: number;
@@ -349,7 +332,7 @@ describe('Class: MediaBridge', () => {
         `[media-bridge ${codec}] SIP tone onset → audible at relay: ${latency} ms (includes 20 ms send tick)`,
       );
       expect(latency).toBeLessThan(codec === 'opus' ? 60 : 100);
-      for (const x of open.splice(0).reverse()) await x.close();
+      await track.closeAll();
     }
   });
 
@@ -431,7 +414,7 @@ describe('Class: MediaBridge', () => {
     call.relay.playTone(800, -12);
     await sleep(500);
     await Promise.all([call.bridge.close(), call.bridge.close()]);
-    for (const x of open.splice(0).reverse()) await x.close();
+    await track.closeAll();
     await sleep(100);
     const after = countResources();
     console.info('[media-bridge] active resources before/after a call:', JSON.stringify(before), JSON.stringify(after));

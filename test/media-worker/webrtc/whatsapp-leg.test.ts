@@ -1,31 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { Decoder, Encoder } from '@evan/opus';
 import sdpTransform from 'sdp-transform';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MediaError } from '../../../media-worker/src/media/errors.ts';
 import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
 import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
 import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
+import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
-
-const open: { close(): Promise<void> }[] = [];
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  open.push(x);
-  return x;
-}
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((x) => x.close()));
-});
+const track = closeAfterEach();
 
 /** A user-initiated call: the relay (Meta) offers, the leg answers, both connect. */
 async function connectCall(opts: { silence?: boolean } = {}) {

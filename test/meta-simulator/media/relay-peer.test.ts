@@ -4,32 +4,17 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sdpTransform from 'sdp-transform';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { classes, Message, methods, parseMessage } from 'werift';
 import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
 import { RelayPeer, RelayPeerError } from '../../../meta-simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
+import { closeAfterEach, sleep, until as untilWithin } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll `cond` every 10 ms until true or `timeoutMs` passes. */
-async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
-
-const open: { close(): Promise<void> }[] = [];
-function track<T extends { close(): Promise<void> }>(x: T): T {
-  open.push(x);
-  return x;
-}
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((x) => x.close()));
-});
+const track = closeAfterEach();
+/** Polls with this file's 2000 ms default bound. */
+const until = (cond: () => boolean, timeoutMs = 2000) => untilWithin(cond, timeoutMs);
 
 /** User-initiated call: Meta (relay) offers, the business answers, both connect. */
 async function connectUserInitiatedCall(mutateAnswer: (sdp: string) => string = (s) => s) {
