@@ -17,6 +17,7 @@ import {
   copyNameAddr,
   headerText,
   KNOWN_METHODS,
+  responseTo,
   T1_MS,
   T2_MS,
   toWire,
@@ -408,22 +409,9 @@ export abstract class SipDialog {
   }
 
   #response(rq: SipMessage, status: number, reason: string, headers: Record<string, unknown>): SipMessage {
-    const to = rq.headers.to;
-    return {
-      status,
-      reason,
-      version: rq.version,
-      headers: {
-        via: rq.headers.via,
-        to: to ? copyNameAddr(to) : undefined,
-        from: rq.headers.from,
-        'call-id': rq.headers['call-id'],
-        cseq: rq.headers.cseq,
-        'record-route': rq.headers['record-route'],
-        server: this.ctx.userAgent,
-        ...headers,
-      },
-    };
+    return responseTo(rq, status, reason, {
+      headers: { 'record-route': rq.headers['record-route'], server: this.ctx.userAgent, ...headers },
+    });
   }
 
   #applyRemoteSdp(sdp: string): void {

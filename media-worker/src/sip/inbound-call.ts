@@ -28,6 +28,7 @@ import {
   fromWire,
   newTag,
   partyOf,
+  responseTo,
   toWire,
   uriText,
 } from './sip-wire.ts';
@@ -129,18 +130,9 @@ export class InboundCall extends SipDialog implements InboundSipCall {
   #respondInvite(status: number, reason: string, headers: Record<string, unknown> = {}, content?: string): SipMessage {
     const rq = this.#invite;
     const dialogCreating = status > 100 && status < 300;
-    const to = rq.headers.to ? copyNameAddr(rq.headers.to) : undefined;
-    if (to && status > 100) to.params.tag = this.localTag;
-    return {
-      status,
-      reason,
-      version: rq.version,
+    return responseTo(rq, status, reason, {
+      toTag: this.localTag,
       headers: {
-        via: rq.headers.via,
-        to,
-        from: rq.headers.from,
-        'call-id': rq.headers['call-id'],
-        cseq: rq.headers.cseq,
         ...(dialogCreating
           ? {
               'record-route': rq.headers['record-route'],
@@ -152,7 +144,7 @@ export class InboundCall extends SipDialog implements InboundSipCall {
         ...headers,
       },
       ...(content === undefined ? {} : { content: toWire(content) }),
-    };
+    });
   }
 
   /** 100 Trying right away (RFC 3261 §17.2.1: the INVITE server transaction must not stay silent). */

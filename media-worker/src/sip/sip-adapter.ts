@@ -23,7 +23,7 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
-import { ALLOW, bodyOf, copyNameAddr, headerText, KNOWN_METHODS, newTag, redactedWireText } from './sip-wire.ts';
+import { ALLOW, bodyOf, headerText, KNOWN_METHODS, newTag, redactedWireText, responseTo } from './sip-wire.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -174,24 +174,13 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     reason: string,
     extra: { toTag?: string; headers?: Record<string, unknown>; content?: string } = {},
   ): void => {
-    const to = rq.headers.to ? copyNameAddr(rq.headers.to) : undefined;
-    // RFC 3261 §8.2.6.2: every response but 100 carries a To tag.
-    if (to && status > 100 && !to.params.tag) to.params.tag = extra.toTag ?? newTag();
-    stack.send({
-      status,
-      reason,
-      version: rq.version,
-      headers: {
-        via: rq.headers.via,
-        to,
-        from: rq.headers.from,
-        'call-id': rq.headers['call-id'],
-        cseq: rq.headers.cseq,
-        server: userAgent,
-        ...extra.headers,
-      },
-      ...(extra.content === undefined ? {} : { content: extra.content }),
-    });
+    stack.send(
+      responseTo(rq, status, reason, {
+        toTag: extra.toTag ?? newTag(),
+        headers: { server: userAgent, ...extra.headers },
+        ...(extra.content === undefined ? {} : { content: extra.content }),
+      }),
+    );
   };
 
   const ctx: SipStackContext = {

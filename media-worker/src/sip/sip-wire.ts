@@ -231,3 +231,32 @@ export function redactedWireText(m: SipMessage): string {
   const text = sip.stringify({ ...m, headers: { ...m.headers } });
   return redactSdp(text).replace(/^((?:Proxy-)?Authorization:).*$/gim, '$1 <redacted>');
 }
+
+/**
+ * A response to `rq` with the headers RFC 3261 §8.2.6.2 copies from the request (Via, From,
+ * Call-ID, CSeq, and To with our tag), then `headers`. `toTag` is set on every response but 100
+ * when the request's To has none (a dialog-creating request); in-dialog requests keep theirs.
+ */
+export function responseTo(
+  rq: SipMessage,
+  status: number,
+  reason: string,
+  options: { toTag?: string; headers?: Record<string, unknown>; content?: string } = {},
+): SipMessage {
+  const to = rq.headers.to ? copyNameAddr(rq.headers.to) : undefined;
+  if (to && status > 100 && options.toTag !== undefined && !to.params.tag) to.params.tag = options.toTag;
+  return {
+    status,
+    reason,
+    version: rq.version,
+    headers: {
+      via: rq.headers.via,
+      to,
+      from: rq.headers.from,
+      'call-id': rq.headers['call-id'],
+      cseq: rq.headers.cseq,
+      ...options.headers,
+    },
+    ...(options.content === undefined ? {} : { content: options.content }),
+  };
+}
