@@ -563,6 +563,8 @@ async function measureStep(
     bridgeCounters: {
       concealed: b.concealed,
       underruns: b.underruns,
+      playedOnArrival: b.playedOnArrival,
+      callsOnSrtpFastPath: m.callsOnSrtpFastPath as number,
       late: b.late,
       lostWhatsappToSipSeenByBridge: b.waLost,
       lostSipToWhatsappSeenByBridge: b.sipLost,

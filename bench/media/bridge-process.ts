@@ -100,7 +100,18 @@ function send(msg: Record<string, unknown>): void {
 }
 
 function totals() {
-  const t = { waIn: 0, waOut: 0, waLost: 0, sipIn: 0, sipOut: 0, sipLost: 0, concealed: 0, underruns: 0, late: 0 };
+  const t = {
+    waIn: 0,
+    waOut: 0,
+    waLost: 0,
+    sipIn: 0,
+    sipOut: 0,
+    sipLost: 0,
+    concealed: 0,
+    underruns: 0,
+    playedOnArrival: 0,
+    late: 0,
+  };
   for (const c of calls.values()) {
     const s = c.bridge.stats();
     t.waIn += s.whatsappToSip.packetsIn;
@@ -111,6 +122,7 @@ function totals() {
     t.sipLost += s.sipToWhatsapp.lost;
     t.concealed += s.sipToWhatsapp.concealed;
     t.underruns += s.sipToWhatsapp.underruns;
+    t.playedOnArrival += s.sipToWhatsapp.playedOnArrival;
     t.late += s.sipToWhatsapp.late;
   }
   return t;
@@ -167,6 +179,7 @@ process.on('message', (raw: unknown) => {
         type: 'measured',
         gc: gcWindow,
         calls: calls.size,
+        callsOnSrtpFastPath: [...calls.values()].filter((c) => c.leg.srtpFastPathProfile !== undefined).length,
         wallMs,
         cpuCoreFraction: (cpu.user + cpu.system) / 1000 / wallMs,
         lag,
@@ -212,6 +225,14 @@ process.on('message', (raw: unknown) => {
       void (async () => {
         const res = (await profiler!.post('Profiler.stop')) as { profile: Parameters<typeof summarise>[0] };
         profiler!.disconnect();
+        // BENCH_PROFILE_OUT=dir: also keep the raw profile (open it in Chrome DevTools).
+        if (process.env.BENCH_PROFILE_OUT) {
+          const { writeFileSync } = await import('node:fs');
+          writeFileSync(
+            `${process.env.BENCH_PROFILE_OUT}/bridge-${Date.now()}.cpuprofile`,
+            JSON.stringify(res.profile),
+          );
+        }
         send({ type: 'profile', ...summarise(res.profile) });
       })();
       return;

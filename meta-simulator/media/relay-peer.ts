@@ -316,6 +316,28 @@ export class RelayPeer {
   }
 
   /**
+   * What the business's RTCP told the relay (Meta reads the same reports):
+   * whether a sender report arrived and how many packets, and what its
+   * receiver report says about the relay's stream.
+   */
+  async businessRtcp(): Promise<{
+    senderReport: { packetsSent: number } | undefined;
+    receiverReport: { packetsLost: number; jitterSeconds: number } | undefined;
+  }> {
+    const out: Awaited<ReturnType<RelayPeer['businessRtcp']>> = { senderReport: undefined, receiverReport: undefined };
+    if (!this.pc) return out;
+    for (const s of (await this.pc.getStats()).values()) {
+      const r = s as unknown as Record<string, unknown> & { type: string };
+      if (r.type === 'remote-outbound-rtp' && typeof r.packetsSent === 'number') {
+        out.senderReport = { packetsSent: r.packetsSent };
+      } else if (r.type === 'remote-inbound-rtp' && typeof r.packetsLost === 'number') {
+        out.receiverReport = { packetsLost: r.packetsLost, jitterSeconds: Number(r.jitter ?? 0) };
+      }
+    }
+    return out;
+  }
+
+  /**
    * Resolve once the relay is `connected`; reject with a {@link RelayPeerError}
    * if it fails, closes, or `timeoutMs` (default 5000) passes.
    */

@@ -4,9 +4,9 @@ import { afterEach } from 'vitest';
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `cond` every 10 ms until it holds; throws once `timeoutMs` has passed. */
-export async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await sleep(10);
   }

@@ -123,6 +123,15 @@ export class FrameClock {
     }, 0);
   }
 
+  /**
+   * Move the phase earlier by `ms` (less than a period): the next frame
+   * comes that much sooner, and every later one keeps the new phase.
+   */
+  advance(ms: number): void {
+    if (!this.active || !(ms > 0)) return;
+    this.startedAt -= Math.min(ms, this.periodMs);
+  }
+
   /** Stop; no frame runs after this returns. */
   stop(): void {
     if (!this.active) return;

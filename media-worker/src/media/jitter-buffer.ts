@@ -41,12 +41,15 @@ export class JitterBuffer {
   private readonly lengths: Int32Array;
   private readonly seqs: Int32Array;
   private readonly timestamps: Float64Array;
+  private readonly arrivals: Float64Array;
   private nextSeq = -1;
   private count = 0;
   /** After `pop()` returned `'packet'`: its payload (a view into a slot, valid until the next `push`). */
   payload: Uint8Array = new Uint8Array(0);
   /** After `pop()` returned `'packet'`: its RTP timestamp. */
   timestamp = 0;
+  /** After `pop()` returned `'packet'`: when it arrived (as given to {@link push}). */
+  arrivalMs = 0;
   private readonly counters: JitterBufferStats = {
     pushed: 0,
     played: 0,
@@ -75,6 +78,7 @@ export class JitterBuffer {
     this.lengths = new Int32Array(capacity).fill(-1);
     this.seqs = new Int32Array(capacity).fill(-1);
     this.timestamps = new Float64Array(capacity);
+    this.arrivals = new Float64Array(capacity);
   }
 
   /** Packets currently buffered. */
@@ -87,8 +91,8 @@ export class JitterBuffer {
     return { ...this.counters };
   }
 
-  /** Insert a packet (payload is copied). Returns false if dropped. */
-  push(seq: number, timestamp: number, payload: Uint8Array): boolean {
+  /** Insert a packet (payload is copied). Returns false if dropped. `arrivalMs`: any monotonic clock. */
+  push(seq: number, timestamp: number, payload: Uint8Array, arrivalMs = 0): boolean {
     const maxPayload = this.slots[0]?.length ?? 0;
     if (payload.length > maxPayload) return false;
     if (this.nextSeq < 0) this.nextSeq = seq;
@@ -112,6 +116,7 @@ export class JitterBuffer {
     this.lengths[i] = payload.length;
     this.seqs[i] = seq;
     this.timestamps[i] = timestamp;
+    this.arrivals[i] = arrivalMs;
     this.counters.pushed++;
     return true;
   }
@@ -129,6 +134,7 @@ export class JitterBuffer {
     if (this.seqs[i] === seq && (this.lengths[i] as number) >= 0) {
       this.payload = (this.slots[i] as Uint8Array).subarray(0, this.lengths[i]);
       this.timestamp = this.timestamps[i] as number;
+      this.arrivalMs = this.arrivals[i] as number;
       this.lengths[i] = -1;
       this.count--;
       this.counters.played++;

@@ -28,7 +28,6 @@
  */
 import { Decoder, Encoder } from '@evan/opus';
 import type { Logger } from 'pino';
-import type { RtpPacket } from 'werift';
 import { OPUS_TICKS_PER_FRAME, type ReceivedTelephoneEvent, type WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import { MediaError } from './errors.ts';
 import { FrameClock } from './frame-clock.ts';
@@ -64,7 +63,13 @@ export interface MediaBridgeOptions {
    * stall). Playout starts `jitterMs - 10` ms after the first packet, so
    * the ticks fall half a frame after the packets' nominal arrival: each
    * packet waits about `jitterMs - 10` ms, and arrivals up to 10 ms late
-   * (more with a deeper buffer) or early cost nothing. @default 20
+   * (more with a deeper buffer) or early cost nothing. A packet later than
+   * that is not held for the next tick: the tick that found the buffer
+   * empty sends nothing and the packet is encoded and sent as it arrives
+   * (Meta's own jitter buffer absorbs the shift; a second empty tick in a
+   * row sends silence). As the PBX's clock drifts against ours, the ticks
+   * are moved back to `jitterMs - 15` ms (at least 5) behind the latest
+   * arrivals once a second. @default 20
    */
   jitterMs?: number;
   /**
@@ -110,8 +115,18 @@ export interface MediaBridgeStats {
   sipToWhatsapp: BridgeDirectionStats & {
     /** Transcoding: frames concealed because a packet was missing. */
     concealed: number;
-    /** Transcoding: playout ticks with no packet (silence sent). */
+    /**
+     * Transcoding: frames with no packet to play (silence or nothing sent).
+     * A tick that waits for a late packet which then arrives is not one.
+     */
     underruns: number;
+    /**
+     * Transcoding: frames played the moment their packet arrived, because
+     * the tick before found the buffer empty (see `MediaBridgeOptions.jitterMs`).
+     */
+    playedOnArrival: number;
+    /** Transcoding: times the playout ticks were moved closer behind the arrivals. */
+    rephased: number;
     /** Packets dropped as late or duplicate. */
     late: number;
     /**
@@ -148,6 +163,13 @@ const SIP_FRAME_8K = 160;
 const OPUS_TICKS_PER_MS = 48;
 /** Ticks during which packets for frames the playout clock skipped are dropped as they arrive. */
 const SKIP_DEBT_TICKS = 5;
+/**
+ * Transcoding: every this many ticks the playout phase is checked against
+ * how long the packets played in that window waited (see `rephasePlayout`).
+ */
+const REPHASE_WINDOW_TICKS = 50;
+/** …and moved only if the shortest wait exceeds its target by more than this. */
+const REPHASE_HYSTERESIS_MS = 5;
 /** Stop the transcoding playout clock after this long without SIP packets; the leg's silence takes over. */
 const IDLE_STOP_MS = 500;
 /**
@@ -232,6 +254,11 @@ export class MediaBridge {
   private sipLatenessMs = 0;
 
   private readonly waToSip = { packetsIn: 0, packetsOut: 0, lost: 0, jitterMs: 0, dtmfDigits: 0 };
+  /** Transcoding: the last tick found the buffer empty and sent nothing; the next packet plays on arrival. */
+  private awaitingLatePacket = false;
+  /** Transcoding: shortest arrival → playout wait in the current rephase window, and the window's ticks. */
+  private minWaitMs = Number.POSITIVE_INFINITY;
+  private rephaseTicks = 0;
   private readonly sipToWa = {
     packetsIn: 0,
     packetsOut: 0,
@@ -240,6 +267,8 @@ export class MediaBridge {
     dtmfDigits: 0,
     concealed: 0,
     underruns: 0,
+    playedOnArrival: 0,
+    rephased: 0,
     late: 0,
     overflowDropped: 0,
     paced: 0,
@@ -364,8 +393,9 @@ export class MediaBridge {
 
   // ------------------------------------------------------------ WhatsApp → SIP
 
-  private onWhatsAppAudio(rtp: RtpPacket): void {
-    const h = rtp.header;
+  /** `rtp` and its payload are only valid during this call (the leg reuses them). */
+  private onWhatsAppAudio(rtp: RtpView): void {
+    const h = rtp;
     this.waToSip.packetsIn++;
     if (this.waLastSeq >= 0) {
       const gap = seqDiff(h.sequenceNumber, this.waLastSeq);
@@ -470,8 +500,14 @@ export class MediaBridge {
       this.forwardPassthrough(p.payload, delta, marker);
       return;
     }
-    this.jitter.push(p.sequenceNumber, p.timestamp, p.payload);
     this.lastSipPacketAt = performance.now();
+    this.jitter.push(p.sequenceNumber, p.timestamp, p.payload, this.lastSipPacketAt);
+    if (this.awaitingLatePacket && this.playout.running) {
+      this.awaitingLatePacket = false;
+      this.sipToWa.playedOnArrival++;
+      this.playFrame(false);
+      return;
+    }
     this.startPlayout();
   }
 
@@ -618,6 +654,9 @@ export class MediaBridge {
     if (this.playoutTimer) clearTimeout(this.playoutTimer);
     this.playoutTimer = undefined;
     this.playout.stop();
+    this.awaitingLatePacket = false;
+    this.minWaitMs = Number.POSITIVE_INFINITY;
+    this.rephaseTicks = 0;
   }
 
   /**
@@ -625,9 +664,7 @@ export class MediaBridge {
    * `skipped`: ticks the clock dropped just before this one (event-loop stall).
    */
   private playoutFrame(skipped = 0): void {
-    const encoder = this.encoder;
-    if (!encoder || this.mode !== 'transcode') return;
-    const law = this.sip.codec.name as 'PCMU' | 'PCMA';
+    if (!this.encoder || this.mode !== 'transcode') return;
     // Bound the delay: a burst (or a PBX clock running fast) is trimmed.
     const maxPackets = Math.max(2, Math.round((this.opts.maxJitterMs ?? 160) / FRAME_MS));
     while (this.jitter.depth > maxPackets) this.jitter.dropOldest();
@@ -647,11 +684,48 @@ export class MediaBridge {
       if (--this.skipDebtTicks <= 0) this.skipDebt = 0;
     }
     this.jitter.settle(target);
+    this.rephasePlayout();
+    // A tick that finds nothing while the previous one already waited sends silence.
+    const mayWait = !this.awaitingLatePacket;
+    if (this.awaitingLatePacket) this.sipToWa.underruns++; // the slot it waited for stayed empty
+    this.awaitingLatePacket = false;
+    this.playFrame(mayWait);
+  }
+
+  /**
+   * Keep the ticks close behind the arrivals. The PBX's packet clock and ours
+   * drift apart, so the phase set at start-up does not last: when even the
+   * packet that waited least in the last second waited more than
+   * `jitterMs - 15` ms (5 ms by default), the ticks move that much earlier.
+   * Drift the other way ends in ticks just before arrivals, which the
+   * play-on-arrival path (`playFrame`) absorbs without waiting a frame.
+   */
+  private rephasePlayout(): void {
+    if (++this.rephaseTicks < REPHASE_WINDOW_TICKS) return;
+    const excess = this.minWaitMs - Math.max(5, (this.opts.jitterMs ?? FRAME_MS) - 15);
+    this.rephaseTicks = 0;
+    this.minWaitMs = Number.POSITIVE_INFINITY;
+    if (excess > REPHASE_HYSTERESIS_MS && excess < Number.POSITIVE_INFINITY) {
+      this.playout.advance(excess);
+      this.sipToWa.rephased++;
+    }
+  }
+
+  /**
+   * Pop (or conceal) 20 ms, encode and send it. `mayWait`: if the buffer is
+   * empty, send nothing and let the next packet play on arrival.
+   */
+  private playFrame(mayWait: boolean): void {
+    const encoder = this.encoder;
+    if (!encoder) return;
+    const law = this.sip.codec.name as 'PCMU' | 'PCMA';
     let underrun = false;
     while (this.pcmLength < SIP_FRAME_8K) {
       const r = this.jitter.pop();
       if (r === 'packet') {
         this.pcmLength += g711Decode(law, this.jitter.payload, this.pcm, this.pcmLength);
+        const waited = performance.now() - this.jitter.arrivalMs;
+        if (waited < this.minWaitMs) this.minWaitMs = waited;
       } else if (r === 'missing') {
         // Conceal one frame: repeat the last frame at half level (a simple
         // PLC; Opus then smooths the edges).
@@ -665,10 +739,15 @@ export class MediaBridge {
       }
     }
     if (underrun) {
+      const idle = performance.now() - this.lastSipPacketAt > IDLE_STOP_MS;
+      if (mayWait && !idle && this.pcmLength === 0) {
+        this.awaitingLatePacket = true;
+        return;
+      }
       this.sipToWa.underruns++;
       this.pcm.fill(0, this.pcmLength, SIP_FRAME_8K);
       this.pcmLength = SIP_FRAME_8K;
-      if (performance.now() - this.lastSipPacketAt > IDLE_STOP_MS) {
+      if (idle) {
         // The PBX stopped sending (hold, DTX): hand over to the leg's silence,
         // at once (this tick would have carried a frame), so Meta sees no hole.
         this.stopPlayout();

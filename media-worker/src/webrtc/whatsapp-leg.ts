@@ -36,9 +36,14 @@ import {
   DTMF_EVENTS,
   dtmfEventCode,
   parseTelephoneEvent,
+  RTP_HEADER_BYTES,
+  type RtpView,
   type TelephoneEvent,
   TelephoneEventReceiver,
+  writeRtp,
 } from '../media/rtp.ts';
+import type { SrtpProfile } from './srtp.ts';
+import { type SrtpDropCounters, SrtpMediaPath } from './srtp-media-path.ts';
 
 /** Opus payload type Meta uses (§5.1). */
 export const WHATSAPP_OPUS_PT = 111;
@@ -151,6 +156,11 @@ export interface WhatsAppLegStats {
   /** DTMF digits sent / received. */
   dtmfSent: number;
   dtmfReceived: number;
+  /**
+   * SRTP packets from Meta dropped (failed authentication, replays, malformed);
+   * undefined while werift's own RTP path is in use (see {@link SrtpMediaPath}).
+   */
+  srtpDropped: SrtpDropCounters | undefined;
 }
 
 type Role = 'answerer' | 'offerer';
@@ -193,8 +203,22 @@ export class WhatsAppLeg {
   private teEvent: TelephoneEvent | undefined;
   private dtmfChain: Promise<void> = Promise.resolve();
 
+  /** RTP fast path once DTLS-SRTP is up (undefined: werift's own path). */
+  private mediaPath: SrtpMediaPath | undefined;
+  /** Plain RTP is built here before {@link SrtpMediaPath.send} protects it into a new buffer. */
+  private readonly txScratch = Buffer.alloc(RTP_HEADER_BYTES + 1500);
+  /** werift-path packets are re-described here for the listeners. */
+  private readonly rxView: RtpView = {
+    payloadType: 0,
+    marker: false,
+    sequenceNumber: 0,
+    timestamp: 0,
+    ssrc: 0,
+    payload: new Uint8Array(0),
+  };
+
   // Inbound.
-  private readonly audioListeners = new Set<(rtp: RtpPacket) => void>();
+  private readonly audioListeners = new Set<(rtp: RtpView) => void>();
   private readonly eventListeners = new Set<(ev: ReceivedTelephoneEvent) => void>();
   private readonly digitListeners = new Set<(digit: string) => void>();
   private readonly stateListeners = new Set<(state: RTCPeerConnectionState) => void>();
@@ -379,9 +403,18 @@ export class WhatsAppLeg {
    * Subscribe to Opus RTP from Meta (telephone-events excluded). The packet
    * is werift's; do not keep it past the callback. Returns an unsubscribe function.
    */
-  onAudio(cb: (rtp: RtpPacket) => void): () => void {
+  onAudio(cb: (rtp: RtpView) => void): () => void {
     this.audioListeners.add(cb);
     return () => this.audioListeners.delete(cb);
+  }
+
+  /**
+   * The SRTP profile of the RTP fast path once it carries the media, or
+   * undefined while werift's own path does (before DTLS, or if werift's
+   * internals were not as expected).
+   */
+  get srtpFastPathProfile(): SrtpProfile | undefined {
+    return this.mediaPath?.profile;
   }
 
   /** Subscribe to every RFC 4733 packet from Meta, de-duplicated (see {@link ReceivedTelephoneEvent}). */
@@ -527,19 +560,21 @@ export class WhatsAppLeg {
 
   /** Counters plus RTCP-derived loss, jitter and RTT from `getStats()`. */
   async stats(): Promise<WhatsAppLegStats> {
+    const fast = this.mediaPath?.stats();
     const out: WhatsAppLegStats = {
       ...this.counters,
-      packetsLost: 0,
-      jitterMs: 0,
+      packetsLost: fast?.packetsLost ?? 0,
+      jitterMs: fast?.jitterMs ?? 0,
       roundTripTimeMs: undefined,
       remoteFractionLost: undefined,
+      srtpDropped: fast?.dropped,
     };
     if (this.closing) return out;
     const report = await this.pc.getStats();
     let pairRtt: number | undefined;
     for (const s of report.values()) {
       const r = s as unknown as Record<string, unknown> & { type: string };
-      if (r.type === 'inbound-rtp') {
+      if (r.type === 'inbound-rtp' && !fast) {
         out.packetsLost = num(r.packetsLost) ?? 0;
         out.jitterMs = (num(r.jitter) ?? 0) * 1000;
       } else if (r.type === 'remote-inbound-rtp') {
@@ -564,6 +599,7 @@ export class WhatsAppLeg {
   private async doClose(): Promise<void> {
     this.silenceArmed = false;
     this.silenceClock.stop();
+    this.mediaPath?.detach();
     for (const off of this.unsubscribers.splice(0)) off();
     try {
       await this.pc.close();
@@ -594,7 +630,7 @@ export class WhatsAppLeg {
     }
     // The DTLS transport sees every SRTP packet of the BUNDLE, whatever its
     // SSRC or PT, even if the remote SDP announced no a=ssrc.
-    const sub = transceiver.dtlsTransport.onRtp.subscribe((rtp) => this.onRtp(rtp));
+    const sub = transceiver.dtlsTransport.onRtp.subscribe((rtp) => this.onWeriftRtp(rtp));
     this.unsubscribers.push(() => sub.unSubscribe());
   }
 
@@ -658,6 +694,7 @@ export class WhatsAppLeg {
     this.log?.debug({ state }, 'WhatsApp leg connection state');
     if (state === 'connected') {
       this.connectedAt ??= performance.now();
+      this.attachMediaPath();
       if (this.silenceArmed) this.silenceClock.start();
     } else if (state === 'failed' || state === 'closed') {
       this.silenceClock.stop();
@@ -665,15 +702,38 @@ export class WhatsAppLeg {
     for (const cb of [...this.stateListeners]) safeCall(this.log, cb, state);
   }
 
-  private onRtp(rtp: RtpPacket): void {
+  /**
+   * DTLS-SRTP is up: move RTP onto the fast path. If werift's internals are
+   * not as expected the leg stays on werift's path, which works, slower.
+   */
+  private attachMediaPath(): void {
+    if (this.mediaPath || this.closing || !this.transceiver) return;
+    this.mediaPath = SrtpMediaPath.attach(this.transceiver, (rtp) => this.onRtp(rtp));
+    if (this.mediaPath) this.log?.debug({ profile: this.mediaPath.profile }, 'SRTP fast path attached');
+    else this.log?.warn('SRTP fast path unavailable (unexpected werift internals); using werift RTP path');
+  }
+
+  /** A packet that came through werift's path (before the fast path attached). */
+  private onWeriftRtp(rtp: RtpPacket): void {
+    const v = this.rxView;
+    v.payloadType = rtp.header.payloadType;
+    v.marker = rtp.header.marker;
+    v.sequenceNumber = rtp.header.sequenceNumber;
+    v.timestamp = rtp.header.timestamp;
+    v.ssrc = rtp.header.ssrc;
+    v.payload = rtp.payload;
+    this.onRtp(v);
+  }
+
+  private onRtp(rtp: RtpView): void {
     this.counters.packetsReceived++;
-    const pt = rtp.header.payloadType;
+    const pt = rtp.payloadType;
     if (pt === this.remoteTePt) {
       const ev = parseTelephoneEvent(rtp.payload);
       if (!ev) return;
-      const phase = this.teReceiver.push(rtp.header.timestamp, ev);
+      const phase = this.teReceiver.push(rtp.timestamp, ev);
       if (phase === 'duplicate') return;
-      const received: ReceivedTelephoneEvent = { ...ev, phase, timestamp: rtp.header.timestamp };
+      const received: ReceivedTelephoneEvent = { ...ev, phase, timestamp: rtp.timestamp };
       for (const cb of this.eventListeners) safeCall(this.log, cb, received);
       if (phase === 'end' && ev.event < DTMF_EVENTS.length) {
         this.counters.dtmfReceived++;
@@ -721,6 +781,13 @@ export class WhatsAppLeg {
     // timestamp above still advanced so audio resumes in the right place.
     if (this.teEvent !== undefined) return;
     if (this.pc.connectionState !== 'connected') return;
+    this.counters.packetsSent++;
+    if (silence) this.counters.silenceFramesSent++;
+    this.firstPacketSentAt ??= now;
+    if (this.mediaPath) {
+      this.sendFast(WHATSAPP_OPUS_PT, marker, this.nextSeq(), this.ts, transceiver.sender.ssrc, payload);
+      return;
+    }
     const header = new RtpHeader({
       payloadType: WHATSAPP_OPUS_PT,
       sequenceNumber: this.nextSeq(),
@@ -728,9 +795,6 @@ export class WhatsAppLeg {
       ssrc: transceiver.sender.ssrc,
       marker,
     });
-    this.counters.packetsSent++;
-    if (silence) this.counters.silenceFramesSent++;
-    this.firstPacketSentAt ??= now;
     // werift rewrites SSRC and PT here and adds its RTCP sender report
     // bookkeeping; seq/timestamp pass through unchanged (its offsets stay 0).
     transceiver.sender
@@ -741,6 +805,12 @@ export class WhatsAppLeg {
   private sendTelephoneEventPacket(payload: Buffer, marker: boolean): void {
     const transceiver = this.transceiver;
     if (!transceiver || this.pc.connectionState !== 'connected' || this.teEventTs === undefined) return;
+    this.counters.packetsSent++;
+    this.firstPacketSentAt ??= performance.now();
+    if (this.mediaPath) {
+      this.sendFast(this.remoteTePt, marker, this.nextSeq(), this.teEventTs, transceiver.sender.ssrc, payload);
+      return;
+    }
     const header = new RtpHeader({
       payloadType: this.remoteTePt,
       sequenceNumber: this.nextSeq(),
@@ -748,13 +818,17 @@ export class WhatsAppLeg {
       ssrc: transceiver.sender.ssrc,
       marker,
     });
-    this.counters.packetsSent++;
-    this.firstPacketSentAt ??= performance.now();
     // werift's sender.sendRtp forces the Opus PT, so events go straight to
     // the DTLS transport (SRTP) with our own, shared sequence numbers.
     transceiver.dtlsTransport
       .sendRtp(payload, header)
       .catch((err: unknown) => this.log?.debug({ err }, 'telephone-event send failed'));
+  }
+
+  /** Build the plain packet in the scratch buffer; the fast path protects it into a new one. */
+  private sendFast(pt: number, marker: boolean, seq: number, ts: number, ssrc: number, payload: Uint8Array): void {
+    const n = writeRtp(this.txScratch, pt, marker, seq, ts, ssrc, payload);
+    this.mediaPath?.send(this.txScratch.subarray(0, n), payload.length);
   }
 
   private nextSeq(): number {

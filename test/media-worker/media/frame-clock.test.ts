@@ -28,6 +28,26 @@ describe('Class: FrameClock', () => {
     for (let k = 1; k < at.length; k++) expect(at[k]! - at[0]! - k * 20).toBeGreaterThan(-4);
   });
 
+  it('advance() moves the phase earlier: later frames keep the new phase', async () => {
+    const at: number[] = [];
+    const clock = new FrameClock(() => at.push(performance.now()));
+    clocks.push(clock);
+    clock.start();
+    await sleep(210);
+    const before = at.length;
+    clock.advance(10);
+    await sleep(400);
+    clock.stop();
+    const t0 = at[0]!;
+    // Frame k ran at about t0 + 20k before the move, and about 10 ms earlier after it.
+    const offsets = at.map((t, k) => t - t0 - 20 * k);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(Math.abs(mean(offsets.slice(1, before)))).toBeLessThan(4);
+    expect(mean(offsets.slice(before + 2))).toBeGreaterThan(-14);
+    expect(mean(offsets.slice(before + 2))).toBeLessThan(-6);
+    expect(at.length - before).toBeGreaterThanOrEqual(19); // 400 ms + one slot gained
+  });
+
   it('shares one timer between many clocks and releases it when the last one stops', async () => {
     const before = activeTimeouts();
     const counts = new Array(100).fill(0) as number[];

@@ -319,6 +319,33 @@ describe('Class: MediaBridge', () => {
     },
   );
 
+  it.each([
+    ['slow', 20.5],
+    ['fast', 19.5],
+  ] as const)(
+    'transcoding: a PBX packet clock 2.5 %% %s against ours keeps the tone whole, the ticks following the arrivals',
+    async (kind, periodMs) => {
+      const { relay, peer, bridge } = await bridgedCall('PCMU');
+      peer.startTone(1000, -12, periodMs);
+      await sleep(500);
+      relay.startRecording();
+      await sleep(3000);
+      const m = measureTone(trimSilence(relay.stopRecording(), 48_000), 48_000);
+      const s = bridge.stats().sipToWhatsapp;
+      console.info(`[media-bridge] PBX clock ${kind} (${periodMs} ms): ${JSON.stringify(s)}`);
+      expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
+      expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
+      expect(s.concealed).toBe(0);
+      if (kind === 'slow') {
+        // Arrivals slide behind the ticks: each such packet is played as it arrives, not a frame later.
+        expect(s.playedOnArrival).toBeGreaterThan(20);
+      } else {
+        // Arrivals slide ahead of the ticks: the ticks are moved up behind them.
+        expect(s.rephased).toBeGreaterThan(0);
+      }
+    },
+  );
+
   it('measures the one-way latency SIP→WhatsApp (tone onset at the peer → audible at the relay)', async () => {
     for (const codec of ['PCMU', 'opus'] as const) {
       const { relay, peer } = await bridgedCall(codec);

@@ -100,12 +100,27 @@ export class SipRtpPeer {
     this.target = { address, port };
   }
 
-  /** Send a tone every 20 ms until {@link stop}. */
-  startTone(hz: number, dbfs: number): void {
+  /**
+   * Send a tone every 20 ms until {@link stop}. `periodMs`: a PBX whose
+   * packet clock runs fast (< 20) or slow (> 20) against ours; frames then
+   * go out on a drift-free schedule of that period.
+   */
+  startTone(hz: number, dbfs: number, periodMs?: number): void {
     this.stop();
     const gen = new ToneGenerator(hz, dbfs, this.clockRate);
     this.gen = gen;
-    this.timer = setInterval(() => this.sendAudio(gen.nextFrame()), 20);
+    if (periodMs === undefined) {
+      this.timer = setInterval(() => this.sendAudio(gen.nextFrame()), 20);
+      return;
+    }
+    const start = performance.now();
+    let n = 0;
+    const next = (): void => {
+      this.sendAudio(gen.nextFrame());
+      n++;
+      this.timer = setTimeout(next, Math.max(0, start + n * periodMs - performance.now()));
+    };
+    next();
   }
 
   /**
@@ -127,7 +142,7 @@ export class SipRtpPeer {
 
   /** Stop sending audio. */
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer); // also clears an interval
     this.timer = undefined;
   }
 

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { Decoder, Encoder } from '@evan/opus';
 import sdpTransform from 'sdp-transform';
@@ -305,6 +307,38 @@ describe('WhatsAppLeg', () => {
       expect(stats.packetsLost).toBe(0);
       expect(stats.roundTripTimeMs).toBeLessThan(50);
       expect(stats.jitterMs).toBeLessThan(20);
+    });
+  });
+
+  describe('RTP fast path (SRTP outside werift once DTLS is up)', () => {
+    it('carries the call, drops forged SRTP, and keeps the RTCP reports Meta reads', async () => {
+      const { relay, leg, answer } = await connectCall();
+      relay.playTone(1000, -12);
+      let heard = 0;
+      leg.onAudio(() => heard++);
+      // A forged packet: valid RTP header, random "ciphertext" and tag, sent to the leg's ICE socket.
+      const port = Number(/^a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host/m.exec(answer)?.[1]);
+      const forger = createSocket('udp4');
+      const forged = Buffer.concat([
+        Buffer.from([0x80, 111, 0x12, 0x34, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]),
+        randomBytes(70),
+      ]);
+      await new Promise<void>((r) => forger.send(forged, port, '127.0.0.1', () => r()));
+      forger.close();
+      // werift's reports run every 0.5–1.5 s.
+      await until(async () => {
+        const rtcp = await relay.businessRtcp();
+        return rtcp.senderReport !== undefined && rtcp.receiverReport !== undefined;
+      }, 5000);
+      const stats = await leg.stats();
+      expect(stats.srtpDropped).toEqual({ malformed: 0, authentication: 1, replay: 0 });
+      expect(heard).toBeGreaterThan(20);
+      expect(stats.packetsLost).toBe(0);
+      expect(stats.jitterMs).toBeLessThan(20);
+      const rtcp = await relay.businessRtcp();
+      expect(rtcp.senderReport?.packetsSent).toBeGreaterThan(10);
+      expect(rtcp.receiverReport?.packetsLost).toBe(0);
+      expect(relay.stats().packetsReceived).toBeGreaterThan(10);
     });
   });
 
