@@ -570,6 +570,8 @@ async function measureStep(
       lostSipToWhatsappSeenByBridge: b.sipLost,
       jitterBufferDepthMeanPackets: round(m.jitterDepthMean as number, 2),
     },
+    /** Transcoding: SIP packet arrival → its Opus frame sent, inside the bridge (1 ms buckets, upper edges). */
+    bridgeHoldMs: m.holdMs,
     generatorCpuCoreFraction: round(genCpuFraction, 3),
     generatorLagP99Ms: round(Math.max(0, genLag.percentile(99) / 1e6 - 10)),
     bridgeGc: { count: gc.count, totalMs: round(gc.totalMs), maxPauseMs: round(gc.maxMs) },

@@ -11,6 +11,7 @@
  */
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { DelayHistogram } from '../../media-worker/src/media/delay-histogram.ts';
 import { MediaBridge } from '../../media-worker/src/media/media-bridge.ts';
 import { RtpSession } from '../../media-worker/src/media/rtp-session.ts';
 import { parseSipAnswer } from '../../media-worker/src/media/sip-sdp.ts';
@@ -93,7 +94,14 @@ new PerformanceObserver((list) => {
   }
 }).observe({ entryTypes: ['gc'] });
 
-let window: { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals> } | undefined;
+let window: { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals>; hold: Uint32Array } | undefined;
+
+/** Every call's SIP→WhatsApp hold histogram, merged. */
+function holdNow(): DelayHistogram {
+  const h = new DelayHistogram();
+  for (const c of calls.values()) h.merge(c.bridge.sipToWhatsappHold);
+  return h;
+}
 
 function send(msg: Record<string, unknown>): void {
   process.send?.(msg);
@@ -159,7 +167,7 @@ process.on('message', (raw: unknown) => {
       gc.count = 0;
       gc.totalMs = 0;
       gc.maxMs = 0;
-      window = { cpu: process.cpuUsage(), at: performance.now(), stats: totals() };
+      window = { cpu: process.cpuUsage(), at: performance.now(), stats: totals(), hold: holdNow().counts };
       send({ type: 'measure-started' });
       return;
     case 'measure-end': {
@@ -179,6 +187,17 @@ process.on('message', (raw: unknown) => {
         type: 'measured',
         gc: gcWindow,
         calls: calls.size,
+        // Transcoding: SIP packet arrival → its Opus frame sent, every call, this window.
+        holdMs: (() => {
+          const h = holdNow();
+          for (let i = 0; i < h.counts.length; i++) h.counts[i] = (h.counts[i] as number) - (window.hold[i] as number);
+          const windowed = new DelayHistogram();
+          for (let i = 0; i < h.counts.length; i++)
+            for (let k = 0; k < (h.counts[i] as number); k++) windowed.record(i);
+          return windowed.count
+            ? { n: windowed.count, p50: windowed.percentile(0.5), p99: windowed.percentile(0.99) }
+            : undefined;
+        })(),
         callsOnSrtpFastPath: [...calls.values()].filter((c) => c.leg.srtpFastPathProfile !== undefined).length,
         wallMs,
         cpuCoreFraction: (cpu.user + cpu.system) / 1000 / wallMs,

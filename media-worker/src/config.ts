@@ -74,6 +74,21 @@ export const WORKER_SETTINGS = {
     doc: 'Codecs offered to the SIP endpoint, in order.',
     default: 'opus,PCMU,PCMA',
   },
+  TRANSCODE_JITTER_MS: {
+    schema: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(200)
+      .refine((v) => v === 0 || v >= 20, '0, or 20–200'),
+    doc: 'Transcoding (G.711 at the PBX), SIP→WhatsApp: 0 encodes each 20 ms as it arrives and leaves de-jittering to WhatsApp; 20–200 adds a de-jitter buffer of that delay first, for a PBX link whose jitter should not reach WhatsApp.',
+    default: '0',
+  },
+  TRANSCODE_OPUS_COMPLEXITY: {
+    schema: z.coerce.number().int().min(0).max(10),
+    doc: 'Transcoding: libopus encoder complexity 0–10 at 8 kHz. Higher costs more CPU per call (see README § Performance).',
+    default: '1',
+  },
   RTP_BIND_ADDRESS: { schema: z.ipv4(), doc: 'Address RTP and WebRTC sockets bind.', default: '127.0.0.1' },
   RTP_PORT_MIN: { schema: positiveInt.max(65534), doc: 'Lowest RTP port for the SIP leg.', default: '20000' },
   RTP_PORT_MAX: { schema: positiveInt.max(65535), doc: 'Highest RTP port for the SIP leg.', default: '30000' },
@@ -217,6 +232,8 @@ export interface WorkerConfig {
     readonly portMin: number;
     readonly portMax: number;
     readonly publicAddress?: string;
+    /** Options of the transcoding path, handed to every `MediaBridge`. */
+    readonly transcode: { readonly jitterMs: number; readonly opusComplexity: number };
   };
   readonly meta: { readonly graphUrl: string; readonly accessToken: string; readonly timeoutMs: number };
   readonly tables: { readonly calls: string; readonly workers: string; readonly permissions?: string };
@@ -312,6 +329,10 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       portMin: get<number>('RTP_PORT_MIN'),
       portMax: get<number>('RTP_PORT_MAX'),
       ...(publicAddress ? { publicAddress } : {}),
+      transcode: {
+        jitterMs: get<number>('TRANSCODE_JITTER_MS'),
+        opusComplexity: get<number>('TRANSCODE_OPUS_COMPLEXITY'),
+      },
     },
     meta: {
       graphUrl: get<string>('META_GRAPH_URL'),

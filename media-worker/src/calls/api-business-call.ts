@@ -189,6 +189,7 @@ class ApiCall {
       sip: this.#sipMedia,
       callId: this.whatsApp.callId,
       logger: this.#log,
+      ...this.#d.config.media.transcode,
     });
     this.#bridge.start();
     this.#answeredAt = this.#now();

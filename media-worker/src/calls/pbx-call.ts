@@ -232,6 +232,7 @@ class PbxCall {
       sip: negotiated,
       callId: this.#wa.callId!,
       logger: this.#log,
+      ...this.#d.config.media.transcode,
     });
     this.#bridge.start();
     await this.#invite.answer(sdp);

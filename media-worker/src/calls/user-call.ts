@@ -241,6 +241,7 @@ export class UserCall {
       sip,
       callId: this.#job.callId,
       logger: this.#log,
+      ...this.#d.config.media.transcode,
     });
     this.#bridge.start();
   }

@@ -11,9 +11,13 @@
  *   small queue paced at 20 ms, and the oldest are dropped beyond the bound.
  * - **transcode** (SIP side PCMU/PCMA): Opus → libopus decoder at 8 kHz
  *   (libopus resamples internally, so no separate resampler) → G.711 →
- *   RTP at 8 kHz (PT 0/8, RFC 3551); and G.711 → de-jitter buffer → 20 ms
- *   playout clock → libopus encoder at 8 kHz → WhatsApp. An 8 kHz encoder
- *   still produces 20 ms frames, which advance the 48 kHz RTP clock by 960.
+ *   RTP at 8 kHz (PT 0/8, RFC 3551); and G.711 → libopus encoder at 8 kHz →
+ *   WhatsApp, each 20 ms frame encoded and sent as soon as its samples have
+ *   arrived (the default; the WhatsApp client's adaptive jitter buffer does
+ *   the de-jittering, as with passthrough, and the same pacing bound applies),
+ *   or, with `jitterMs` ≥ 20, through a de-jitter buffer and a 20 ms playout
+ *   clock. An 8 kHz encoder still produces 20 ms frames, which advance the
+ *   48 kHz RTP clock by 960.
  *
  * DTMF goes both ways as RFC 4733 events: WhatsApp PT 126 → the SIP
  * telephone-event PT the PBX answered (e.g. 101) with timestamps on the SIP
@@ -29,6 +33,7 @@
 import { Decoder, Encoder } from '@evan/opus';
 import type { Logger } from 'pino';
 import { OPUS_TICKS_PER_FRAME, type ReceivedTelephoneEvent, type WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import { DelayHistogram } from './delay-histogram.ts';
 import { MediaError } from './errors.ts';
 import { FrameClock } from './frame-clock.ts';
 import { g711Decode, g711Encode } from './g711.ts';
@@ -57,7 +62,11 @@ export interface MediaBridgeOptions {
   /** What the PBX's SDP negotiated (from `parseSipAnswer`/`answerSipOffer`). */
   sip: SipMediaDescription;
   /**
-   * Transcoding only: the de-jitter delay. The buffer holds
+   * Transcoding only: 0 (the default) encodes each 20 ms as soon as it has
+   * arrived and leaves de-jittering to the WhatsApp client, like passthrough
+   * and like the usual B2BUA default (the pacing bound `maxJitterMs` still
+   * applies). 20 or more puts a de-jitter buffer in front of the encoder,
+   * for PBX links whose jitter should not reach WhatsApp. The buffer holds
    * `max(1, round(jitterMs / 20))` packets at each playout tick and is
    * brought back to that depth when it stays deeper (after a burst or a
    * stall). Playout starts `jitterMs - 10` ms after the first packet, so
@@ -69,7 +78,7 @@ export interface MediaBridgeOptions {
    * (Meta's own jitter buffer absorbs the shift; a second empty tick in a
    * row sends silence). As the PBX's clock drifts against ours, the ticks
    * are moved back to `jitterMs - 15` ms (at least 5) behind the latest
-   * arrivals once a second. @default 20
+   * arrivals once a second. @default 0
    */
   jitterMs?: number;
   /**
@@ -83,8 +92,9 @@ export interface MediaBridgeOptions {
   opusBitrate?: number;
   /**
    * libopus encoder complexity (0–10) for transcoded audio. At 8 kHz (SILK),
-   * 3 costs ~33 µs per 20 ms frame against ~45 µs at 5 (bench/opus-complexity.ts),
-   * and carries the 1 kHz test tone as well. @default 3
+   * 1 costs ~16 µs per 20 ms frame against ~33 µs at 3 and ~45 µs at 5
+   * (bench/opus-complexity.ts), with no worse a tone SNR; the encoder is
+   * most of a transcoded call's CPU. @default 1
    */
   opusComplexity?: number;
   /** Call id for logs and errors. */
@@ -173,15 +183,17 @@ const REPHASE_HYSTERESIS_MS = 5;
 /** Stop the transcoding playout clock after this long without SIP packets; the leg's silence takes over. */
 const IDLE_STOP_MS = 500;
 /**
- * Passthrough: after this long without a SIP packet to forward, hand the
- * WhatsApp stream over to the leg's silence (so Meta sees a hole of about
- * one frame, not the leg's `silenceResumeMs`). It is one frame plus 10 ms,
- * plus how late SIP packets have recently been (a peak that decays by 3 %
- * per packet, half-life ~0.5 s), up to {@link PASSTHROUGH_IDLE_MAX_MS}: on a
- * jittery PBX link a late packet is not mistaken for the end of audio (which
- * would put a silence frame in its slot and delay the audio by a frame).
+ * Passthrough and transcoding on arrival: after this long without a SIP
+ * packet to forward, hand the WhatsApp stream over to the leg's silence (so
+ * Meta sees a short hole, not the leg's `silenceResumeMs`). It is two and a
+ * half frames, so one lost packet (a 40 ms gap) stays a timestamp gap that
+ * Meta's decoder conceals rather than becoming a silence frame, plus how
+ * late SIP packets have recently been (a peak that decays by 3 % per packet,
+ * half-life ~0.5 s), up to {@link PASSTHROUGH_IDLE_MAX_MS}: on a jittery PBX
+ * link a late packet is not mistaken for the end of audio (which would put a
+ * silence frame in its slot and delay the audio by a frame).
  */
-const PASSTHROUGH_IDLE_MS = 30;
+const PASSTHROUGH_IDLE_MS = 50;
 const PASSTHROUGH_IDLE_MAX_MS = 100;
 /** Arrival gaps longer than this are pauses (talkspurt ends, stalls), not lateness. */
 const LATENESS_MAX_GAP_MS = 200;
@@ -241,6 +253,11 @@ export class MediaBridge {
   private skipDebt = 0;
   private skipDebtTicks = 0;
   private readonly pcm = new Int16Array(4096);
+  /** Transcoding on arrival: SIP (8 kHz) timestamp of pcm[0], and of the last frame sent. */
+  private pcmStartTs = 0;
+  private lastFrameTs = -1;
+  /** Transcoding on arrival: samples of the last SIP packet (to see where the next should start). */
+  private sipLastSamples = 0;
   private pcmLength = 0;
   private readonly frame = new Int16Array(SIP_FRAME_8K);
   private readonly sipEvents = new TelephoneEventReceiver();
@@ -254,6 +271,11 @@ export class MediaBridge {
   private sipLatenessMs = 0;
 
   private readonly waToSip = { packetsIn: 0, packetsOut: 0, lost: 0, jitterMs: 0, dtmfDigits: 0 };
+  /**
+   * Transcoding: how long each SIP packet waited in the bridge (arrival →
+   * its frame is encoded and sent), the delay the de-jitter stage adds.
+   */
+  readonly sipToWhatsappHold = new DelayHistogram();
   /** Transcoding: the last tick found the buffer empty and sent nothing; the next packet plays on arrival. */
   private awaitingLatePacket = false;
   /** Transcoding: shortest arrival → playout wait in the current rephase window, and the window's ticks. */
@@ -332,6 +354,7 @@ export class MediaBridge {
       this.jitter.reset();
       this.pcmLength = 0;
       this.sipLastSeq = -1;
+      this.lastFrameTs = -1;
     }
     if (sip.onHold && !this.held) this.hold();
     else if (!sip.onHold && this.held) this.resume();
@@ -481,6 +504,10 @@ export class MediaBridge {
     if (pt !== this.sip.codec.payloadType) return; // CN, other formats: not bridged
     this.sipToWa.packetsIn++;
     this.trackSipJitter(p);
+    if (this.mode === 'transcode' && this.transcodeOnArrival) {
+      this.encodeOnArrival(p);
+      return;
+    }
     if (this.mode === 'passthrough') {
       let delta: number | undefined;
       let marker = true;
@@ -509,6 +536,75 @@ export class MediaBridge {
       return;
     }
     this.startPlayout();
+  }
+
+  /** Transcoding without a de-jitter buffer (`jitterMs` below one frame). */
+  private get transcodeOnArrival(): boolean {
+    return (this.opts.jitterMs ?? 0) < FRAME_MS;
+  }
+
+  /**
+   * Transcoding SIP→WhatsApp without a de-jitter buffer: decode the G.711
+   * packet onto what is pending, and encode and send every whole 20 ms frame
+   * at once through the passthrough pacing path (so a flushed backlog is
+   * still held to `maxJitterMs`). Each frame's timestamp step is the PBX's
+   * own (8 kHz ticks × 6), so a lost packet or a silence gap reaches Meta as
+   * a timestamp gap its decoder conceals. A packet that does not continue
+   * the pending samples (loss, gap, reordering with ptime ≠ 20 ms) drops
+   * the incomplete remainder rather than splicing across the gap.
+   */
+  private encodeOnArrival(p: RtpView): void {
+    const encoder = this.encoder;
+    if (!encoder) return;
+    let marker = p.marker;
+    if (this.sipLastSeq >= 0) {
+      const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
+      if (gap <= 0) {
+        this.sipToWa.late++;
+        return;
+      }
+      if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
+      const continues = gap === 1 && tsDiff(p.timestamp, this.sipLastTs) === this.sipLastSamples;
+      if (!continues) {
+        this.pcmLength = 0;
+        marker = true;
+      }
+    } else {
+      marker = true;
+    }
+    this.sipLastSeq = p.sequenceNumber;
+    this.sipLastTs = p.timestamp;
+    const law = this.sip.codec.name as 'PCMU' | 'PCMA';
+    if (p.payload.length + this.pcmLength > this.pcm.length) return; // absurd packet: drop
+    if (this.pcmLength === 0) this.pcmStartTs = p.timestamp;
+    const samples = g711Decode(law, p.payload, this.pcm, this.pcmLength);
+    this.sipLastSamples = samples;
+    this.pcmLength += samples;
+    // On hold too: the PBX's music on hold, if it sends any, reaches WhatsApp.
+    while (this.pcmLength >= SIP_FRAME_8K) {
+      this.frame.set(this.pcm.subarray(0, SIP_FRAME_8K));
+      this.pcm.copyWithin(0, SIP_FRAME_8K, this.pcmLength);
+      this.pcmLength -= SIP_FRAME_8K;
+      const ts = this.pcmStartTs;
+      this.pcmStartTs = (this.pcmStartTs + SIP_FRAME_8K) >>> 0;
+      let delta: number | undefined;
+      if (this.lastFrameTs >= 0) {
+        const d = tsDiff(ts, this.lastFrameTs) * (48_000 / this.sip.codec.clockRate);
+        delta = d > 0 && d <= 48_000 * 5 ? d : OPUS_TICKS_PER_FRAME;
+      }
+      this.lastFrameTs = ts;
+      let opus: Uint8Array;
+      try {
+        opus = encoder.encode(this.frame);
+      } catch (err) {
+        this.log?.warn({ err }, 'Opus encoding failed');
+        return;
+      }
+      this.sipToWhatsappHold.record(0);
+      // A fresh buffer per call: hand it over as a Buffer view, not a copy.
+      this.forwardPassthrough(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength), delta, marker);
+      marker = false;
+    }
   }
 
   private get maxJitterMs(): number {
@@ -609,7 +705,8 @@ export class MediaBridge {
 
   private onPassthroughIdle(): void {
     this.passthroughIdleTimer = undefined;
-    if (this.paceQueue.length === 0 && !this.closed && this.mode === 'passthrough') this.leg.resumeSilence();
+    // Passthrough, and transcoding on arrival: both send through this path.
+    if (this.paceQueue.length === 0 && !this.closed) this.leg.resumeSilence();
   }
 
   private stopPassthrough(): void {
@@ -726,6 +823,7 @@ export class MediaBridge {
         this.pcmLength += g711Decode(law, this.jitter.payload, this.pcm, this.pcmLength);
         const waited = performance.now() - this.jitter.arrivalMs;
         if (waited < this.minWaitMs) this.minWaitMs = waited;
+        this.sipToWhatsappHold.record(waited);
       } else if (r === 'missing') {
         // Conceal one frame: repeat the last frame at half level (a simple
         // PLC; Opus then smooths the edges).
@@ -803,7 +901,7 @@ export class MediaBridge {
     this.decoder = new Decoder({ channels: 1, sample_rate: 8000 });
     const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
     encoder.bitrate = this.opts.opusBitrate ?? 16_000;
-    encoder.complexity = (this.opts.opusComplexity ?? 3) as Encoder['complexity'];
+    encoder.complexity = (this.opts.opusComplexity ?? 1) as Encoder['complexity'];
     encoder.inband_fec = true;
     encoder.packet_loss = 5;
     this.encoder = encoder;

@@ -101,24 +101,33 @@ export class SipRtpPeer {
   }
 
   /**
-   * Send a tone every 20 ms until {@link stop}. `periodMs`: a PBX whose
-   * packet clock runs fast (< 20) or slow (> 20) against ours; frames then
-   * go out on a drift-free schedule of that period.
+   * Send a tone every 20 ms until {@link stop}. Options (any of them puts the
+   * frames on a drift-free schedule): `ptimeMs`, the packet duration
+   * (default 20); `periodMs`, a PBX whose packet clock runs fast or slow
+   * against ours (default `ptimeMs`); `lose(n)`, true for packets lost on the
+   * way (their sequence number and timestamp are used, nothing is sent).
    */
-  startTone(hz: number, dbfs: number, periodMs?: number): void {
+  startTone(
+    hz: number,
+    dbfs: number,
+    opts?: { periodMs?: number; ptimeMs?: number; lose?: (n: number) => boolean },
+  ): void {
     this.stop();
     const gen = new ToneGenerator(hz, dbfs, this.clockRate);
     this.gen = gen;
-    if (periodMs === undefined) {
+    if (opts === undefined) {
       this.timer = setInterval(() => this.sendAudio(gen.nextFrame()), 20);
       return;
     }
+    const ptime = opts.ptimeMs ?? 20;
+    const period = opts.periodMs ?? ptime;
+    const samples = (this.clockRate * ptime) / 1000;
     const start = performance.now();
     let n = 0;
     const next = (): void => {
-      this.sendAudio(gen.nextFrame());
+      this.sendAudio(gen.nextFrame(samples), opts.lose?.(n) ?? false);
       n++;
-      this.timer = setTimeout(next, Math.max(0, start + n * periodMs - performance.now()));
+      this.timer = setTimeout(next, Math.max(0, start + n * period - performance.now()));
     };
     next();
   }
@@ -192,12 +201,13 @@ export class SipRtpPeer {
     return new Promise((r) => this.socket.close(() => r()));
   }
 
-  private sendAudio(pcm: Int16Array): void {
+  private sendAudio(pcm: Int16Array, lost = false): void {
     const payload =
       this.codec === 'opus'
         ? Buffer.from((this.encoder as Encoder).encode(pcm))
         : Buffer.from(this.codec === 'PCMU' ? alawmulaw.mulaw.encode(pcm) : alawmulaw.alaw.encode(pcm));
-    this.rawSend(this.pt, this.ts, payload, false);
+    if (lost) this.seq = (this.seq + 1) & 0xffff;
+    else this.rawSend(this.pt, this.ts, payload, false);
     this.ts = (this.ts + pcm.length) >>> 0;
   }
 
