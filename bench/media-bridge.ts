@@ -483,7 +483,7 @@ async function latencyPhase(bridge: BridgeProcess, mode: Mode) {
     method:
       mode === 'passthrough'
         ? 'talk-spurt onset packet (200 ms silence / 200 ms tone, one Opus stream) recognised by its bytes at the other end: send → receive, one clock; includes the generator side SRTP and two loopback hops'
-        : 'talk-spurt onset (200 ms silence / 200 ms 1 kHz tone): first tone packet sent (Opus: first frame audible after decoding) → first audible (> -40 dBFS) packet decoded at the other end; includes the bridge's codec delay (and de-jitter stage when configured), the generator side SRTP and two loopback hops',
+        : 'talk-spurt onset (200 ms silence / 200 ms 1 kHz tone): first tone packet sent (Opus: first frame audible after decoding) → first audible (> -40 dBFS) packet decoded at the other end; includes the bridge codec delay (and de-jitter stage when configured), the generator side SRTP and two loopback hops',
     context,
     whatsappToSip: {
       ...summaryMs(waToSip),
