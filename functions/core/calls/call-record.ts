@@ -103,6 +103,8 @@ export interface CallMediaStats {
     readonly packetsLost: number;
     readonly jitterMs: number;
     readonly roundTripTimeMs?: number;
+    /** SRTP packets refused (failed authentication, replayed, malformed): non-zero means someone else is sending. */
+    readonly srtpRejected?: number;
   };
 }
 

@@ -35,6 +35,9 @@ export async function collectMediaStats(
       packetsLost: w.packetsLost,
       jitterMs: w.jitterMs,
       ...(w.roundTripTimeMs === undefined ? {} : { roundTripTimeMs: w.roundTripTimeMs }),
+      ...(w.srtpDropped
+        ? { srtpRejected: w.srtpDropped.authentication + w.srtpDropped.replay + w.srtpDropped.malformed }
+        : {}),
     },
   };
 }

@@ -103,7 +103,7 @@ describe('a user-initiated call answered with G.711 (transcoding)', () => {
     expect(await ended(call.id)).toMatchObject({ endReason: 'caller-hung-up', endedBy: 'whatsapp' });
     const stats = await withMediaStats(call.id);
     expect(stats).toMatchObject({
-      media: { mode: 'transcode', codec: 'g711' },
+      media: { mode: 'transcode', codec: 'g711', whatsapp: { srtpRejected: 0, packetsLost: 0 } },
       timings: { talkMs: expect.any(Number) },
     });
     expect((stats.media as { whatsappToSip: { packets: number } }).whatsappToSip.packets).toBeGreaterThan(50);
