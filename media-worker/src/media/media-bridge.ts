@@ -199,6 +199,15 @@ const PASSTHROUGH_IDLE_MAX_MS = 100;
 const LATENESS_MAX_GAP_MS = 200;
 const LATENESS_DECAY = 0.97;
 
+/**
+ * A timestamp step towards WhatsApp (48 kHz ticks) from the PBX's: a step
+ * that is not forward or is longer than 5 s (a restarted stream, a PBX clock
+ * jump) counts as one frame.
+ */
+function plausibleStep(ticks: number): number {
+  return ticks > 0 && ticks <= 48_000 * 5 ? ticks : OPUS_TICKS_PER_FRAME;
+}
+
 /** A passthrough packet waiting in the pacing queue. */
 interface PacedPacket {
   /** Own copy of the Opus payload. */
@@ -512,14 +521,8 @@ export class MediaBridge {
       let delta: number | undefined;
       let marker = true;
       if (this.sipLastSeq >= 0) {
-        const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
-        if (gap <= 0) {
-          this.sipToWa.late++;
-          return;
-        }
-        if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
-        const d = tsDiff(p.timestamp, this.sipLastTs);
-        delta = d > 0 && d <= 48_000 * 5 ? d : OPUS_TICKS_PER_FRAME;
+        if (this.sipSequenceGap(p) === undefined) return;
+        delta = plausibleStep(tsDiff(p.timestamp, this.sipLastTs));
         marker = p.marker;
       }
       this.sipLastSeq = p.sequenceNumber;
@@ -536,6 +539,20 @@ export class MediaBridge {
       return;
     }
     this.startPlayout();
+  }
+
+  /**
+   * Sequence step from the previous SIP packet; undefined (counted as late)
+   * for a late or duplicate packet. Losses of fewer than 100 are counted.
+   */
+  private sipSequenceGap(p: RtpView): number | undefined {
+    const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
+    if (gap <= 0) {
+      this.sipToWa.late++;
+      return undefined;
+    }
+    if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
+    return gap;
   }
 
   /** Transcoding without a de-jitter buffer (`jitterMs` below one frame). */
@@ -558,12 +575,8 @@ export class MediaBridge {
     if (!encoder) return;
     let marker = p.marker;
     if (this.sipLastSeq >= 0) {
-      const gap = seqDiff(p.sequenceNumber, this.sipLastSeq);
-      if (gap <= 0) {
-        this.sipToWa.late++;
-        return;
-      }
-      if (gap > 1 && gap < 100) this.sipToWa.lost += gap - 1;
+      const gap = this.sipSequenceGap(p);
+      if (gap === undefined) return;
       const continues = gap === 1 && tsDiff(p.timestamp, this.sipLastTs) === this.sipLastSamples;
       if (!continues) {
         this.pcmLength = 0;
@@ -588,10 +601,8 @@ export class MediaBridge {
       const ts = this.pcmStartTs;
       this.pcmStartTs = (this.pcmStartTs + SIP_FRAME_8K) >>> 0;
       let delta: number | undefined;
-      if (this.lastFrameTs >= 0) {
-        const d = tsDiff(ts, this.lastFrameTs) * (48_000 / this.sip.codec.clockRate);
-        delta = d > 0 && d <= 48_000 * 5 ? d : OPUS_TICKS_PER_FRAME;
-      }
+      if (this.lastFrameTs >= 0)
+        delta = plausibleStep(tsDiff(ts, this.lastFrameTs) * (48_000 / this.sip.codec.clockRate));
       this.lastFrameTs = ts;
       let opus: Uint8Array;
       try {
