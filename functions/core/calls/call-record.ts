@@ -106,6 +106,12 @@ export interface CallMediaStats {
     /** SRTP packets refused (failed authentication, replayed, malformed): non-zero means someone else is sending. */
     readonly srtpRejected?: number;
   };
+  /** The SIP leg's RTCP (RFC 3550): reports the PBX sent, round-trip time, the loss it saw of our stream. */
+  readonly sip?: {
+    readonly rtcpReportsReceived: number;
+    readonly roundTripTimeMs?: number;
+    readonly lostReportedByPbx?: number;
+  };
 }
 
 /** Fields a write may set besides state and version. */

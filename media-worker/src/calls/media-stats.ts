@@ -11,10 +11,12 @@ import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 export async function collectMediaStats(
   bridge: MediaBridge | undefined,
   leg: WhatsAppLeg | undefined,
+  rtp?: RtpSession,
 ): Promise<CallMediaStats | undefined> {
   if (!bridge || !leg) return undefined;
   const b = bridge.stats();
   const w = await leg.stats();
+  const rtcp = rtp?.stats().rtcp;
   return {
     mode: b.mode,
     codec: b.mode === 'passthrough' ? 'opus' : 'g711',
@@ -39,6 +41,15 @@ export async function collectMediaStats(
         ? { srtpRejected: w.srtpDropped.authentication + w.srtpDropped.replay + w.srtpDropped.malformed }
         : {}),
     },
+    ...(rtcp
+      ? {
+          sip: {
+            rtcpReportsReceived: rtcp.reportsReceived,
+            ...(rtcp.roundTripTimeMs === undefined ? {} : { roundTripTimeMs: rtcp.roundTripTimeMs }),
+            ...(rtcp.remote ? { lostReportedByPbx: rtcp.remote.packetsLost } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -57,7 +68,7 @@ export async function releaseAndRecord(options: {
   answeredAt: number;
   now: number;
 }): Promise<void> {
-  const media = await collectMediaStats(options.bridge, options.leg).catch(() => undefined);
+  const media = await collectMediaStats(options.bridge, options.leg, options.rtp).catch(() => undefined);
   await Promise.allSettled([options.bridge?.close(), options.rtp?.close(), options.leg.close()]);
   if (!options.callId) return;
   const timings = options.answeredAt

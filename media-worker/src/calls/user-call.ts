@@ -300,7 +300,7 @@ export class UserCall {
     const ended = this.#now();
     let media: CallMediaStats | undefined;
     try {
-      media = await collectMediaStats(this.#bridge, this.#leg);
+      media = await collectMediaStats(this.#bridge, this.#leg, this.#rtp);
     } catch (error) {
       this.#log.warn({ err: describe(error) }, 'collecting media statistics failed');
     }

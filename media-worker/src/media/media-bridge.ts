@@ -902,6 +902,7 @@ export class MediaBridge {
   // ------------------------------------------------------------ misc
 
   private configureCodecs(): void {
+    this.rtp.setClockRate(this.sip.codec.clockRate);
     if (this.mode === 'passthrough') {
       this.decoder = undefined;
       this.encoder = undefined;

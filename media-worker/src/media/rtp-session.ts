@@ -12,6 +12,13 @@
  * Garbage (non-RTP, truncated, RTCP-on-RTP) is counted and dropped; nothing
  * a remote sends can throw.
  *
+ * RTCP (RFC 3550 §6): every ~5 s (randomised ×0.5–1.5, §6.3.1) the session
+ * sends a sender report (or a receiver report while it has sent nothing)
+ * with a report block on the PBX's stream and a CNAME, to the PBX's RTCP
+ * source once one was seen (symmetric RTCP, RFC 4961), else to its RTP port
+ * + 1 (§11). Reports from the PBX give the round-trip time and the loss and
+ * jitter it sees of our stream.
+ *
  * @module
  */
 import { randomInt } from 'node:crypto';
@@ -19,6 +26,8 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { MediaError } from './errors.ts';
+import { ReceptionStatistics } from './reception-statistics.ts';
+import { buildRtcpReport, ntpFromUnixMs, ntpMiddle32, parseRtcp, type ReportBlock } from './rtcp.ts';
 import { createRtpView, parseRtp, RTP_HEADER_BYTES, type RtpView, writeRtp } from './rtp.ts';
 
 /** Options for {@link RtpSession.open}. */
@@ -36,6 +45,22 @@ export interface RtpSessionOptions {
   callId?: string;
   /** Logger; a `component: 'rtp-session'` child is used. */
   logger?: Logger;
+  /** Mean RTCP report interval in ms (RFC 3550 §6.2 minimum: 5 s). @default 5000 */
+  rtcpIntervalMs?: number;
+}
+
+/** What RTCP says about the SIP leg; see {@link RtpSessionStats}. */
+export interface RtcpStats {
+  reportsSent: number;
+  reportsReceived: number;
+  /** Packets lost from the PBX (RFC 3550 A.3). */
+  packetsLost: number;
+  /** Interarrival jitter of the PBX's stream, ms (A.8). */
+  jitterMs: number;
+  /** Round-trip time to the PBX from its report on our SR (§6.4.1), ms. */
+  roundTripTimeMs: number | undefined;
+  /** What the PBX's last report said of our stream. */
+  remote: { fractionLost: number; packetsLost: number; jitterMs: number } | undefined;
 }
 
 /** Source of a received packet. */
@@ -60,6 +85,7 @@ export interface RtpSessionStats {
   remote: RtpSource | undefined;
   /** True once latched to an observed source. */
   latched: boolean;
+  rtcp: RtcpStats;
 }
 
 /** A UDP RTP endpoint for the SIP leg; create with {@link RtpSession.open}. */
@@ -82,6 +108,30 @@ export class RtpSession {
   private latchedRemote: RtpSource | undefined;
   private seq = randomInt(0, 0x10000);
   private closing: Promise<void> | undefined;
+  // RTCP state.
+  private readonly rtcpIntervalMs: number;
+  private readonly cname =
+    `${randomInt(0, 0x1_0000_0000).toString(16)}${randomInt(0, 0x1_0000_0000).toString(16)}@wa-sip-bridge`;
+  private clockRate = 8000;
+  private reception: ReceptionStatistics | undefined;
+  private receptionSsrc = 0;
+  private receivedSinceReport = false;
+  private sentSinceReport = false;
+  private payloadBytesSent = 0;
+  private lastSentTs = 0;
+  private lastSentAt = 0;
+  /** The PBX's last SR: its compact NTP time and when it arrived (performance.now()). */
+  private peerSr: { lsr: number; at: number } | undefined;
+  private rtcpRemote: RtpSource | undefined;
+  private rtcpTimer: NodeJS.Timeout | undefined;
+  private readonly rtcpStats: RtcpStats = {
+    reportsSent: 0,
+    reportsReceived: 0,
+    packetsLost: 0,
+    jitterMs: 0,
+    roundTripTimeMs: undefined,
+    remote: undefined,
+  };
   private readonly counters = {
     packetsSent: 0,
     bytesSent: 0,
@@ -102,9 +152,8 @@ export class RtpSession {
     this.callId = options.callId;
     this.log = options.logger?.child({ component: 'rtp-session', callId: options.callId, port });
     rtp.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
-    rtcp.on('message', () => {
-      this.counters.rtcpPacketsReceived++;
-    });
+    this.rtcpIntervalMs = options.rtcpIntervalMs ?? 5000;
+    rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo));
     const onError = (err: Error): void => this.log?.warn({ err }, 'RTP socket error');
     rtp.on('error', onError);
     rtcp.on('error', onError);
@@ -159,6 +208,13 @@ export class RtpSession {
     if (changed) this.latchedRemote = undefined;
   }
 
+  /** RTP clock rate of the negotiated codec (for jitter and the SR's timestamp). @default 8000 */
+  setClockRate(hz: number): void {
+    if (hz === this.clockRate) return;
+    this.clockRate = hz;
+    this.reception = undefined;
+  }
+
   /** Subscribe to valid RTP from the peer. The view is reused: copy what you keep. */
   onPacket(cb: (packet: RtpView, source: RtpSource) => void): () => void {
     this.listeners.add(cb);
@@ -180,6 +236,11 @@ export class RtpSession {
     writeRtp(buf, payloadType, marker, seq, timestamp >>> 0, this.ssrc, payload);
     this.counters.packetsSent++;
     this.counters.bytesSent += buf.length;
+    this.payloadBytesSent += payload.length;
+    this.lastSentTs = timestamp >>> 0;
+    this.lastSentAt = performance.now();
+    this.sentSinceReport = true;
+    this.scheduleRtcp();
     this.rtp.send(buf, remote.port, remote.address, (err) => {
       if (err) this.log?.debug({ err }, 'RTP send failed');
     });
@@ -187,10 +248,17 @@ export class RtpSession {
 
   /** Counter snapshot. */
   stats(): RtpSessionStats {
+    const r = this.reception;
     return {
       ...this.counters,
       remote: this.latchedRemote ?? this.sdpRemote,
       latched: this.latchedRemote !== undefined,
+      rtcp: {
+        ...this.rtcpStats,
+        packetsLost: r?.packets_lost ?? 0,
+        jitterMs: r ? (r.jitter / r.clockRate) * 1000 : 0,
+        remote: this.rtcpStats.remote && { ...this.rtcpStats.remote },
+      },
     };
   }
 
@@ -198,9 +266,99 @@ export class RtpSession {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.listeners.clear();
+      if (this.rtcpTimer) clearTimeout(this.rtcpTimer);
+      this.rtcpTimer = undefined;
       await Promise.all([closeSocket(this.rtp), closeSocket(this.rtcp)]);
     })();
     return this.closing;
+  }
+
+  /** Arm the report timer (first RTP in either direction starts it). */
+  private scheduleRtcp(): void {
+    if (this.rtcpTimer || this.closing) return;
+    // RFC 3550 §6.3.1: randomise the interval between 0.5 and 1.5 times the mean.
+    const delay = this.rtcpIntervalMs * (0.5 + Math.random());
+    this.rtcpTimer = setTimeout(() => {
+      this.rtcpTimer = undefined;
+      // The next RTP packet in either direction arms the next report.
+      this.sendRtcpReport();
+    }, delay);
+  }
+
+  /** One compound report: SR (if we sent RTP since the last one) or RR, a block on the PBX's stream, CNAME. */
+  private sendRtcpReport(): void {
+    if (this.closing) return;
+    const rtpRemote = this.latchedRemote ?? this.sdpRemote;
+    const to = this.rtcpRemote ?? (rtpRemote && { address: rtpRemote.address, port: rtpRemote.port + 1 });
+    if (!to || to.address === '0.0.0.0' || to.port <= 1) return;
+    const now = performance.now();
+    const blocks: ReportBlock[] = [];
+    const r = this.reception;
+    if (r && this.receivedSinceReport) {
+      blocks.push({
+        ssrc: this.receptionSsrc,
+        fractionLost: r.fraction_lost,
+        cumulativeLost: r.packets_lost,
+        highestSeq: r.max_seq,
+        jitter: r.jitter,
+        lsr: this.peerSr?.lsr ?? 0,
+        dlsr: this.peerSr ? ((now - this.peerSr.at) / 1000) * 65536 : 0,
+      });
+    }
+    let sender: Parameters<typeof buildRtcpReport>[0]['sender'];
+    if (this.sentSinceReport) {
+      // The NTP time of now, and the RTP time of now extrapolated from the last packet sent (§6.4.1).
+      const ntp = ntpFromUnixMs(performance.timeOrigin + now);
+      const rtpNow = (this.lastSentTs + Math.round(((now - this.lastSentAt) * this.clockRate) / 1000)) >>> 0;
+      sender = {
+        ntpSeconds: ntp.seconds,
+        ntpFraction: ntp.fraction,
+        rtpTimestamp: rtpNow,
+        packetCount: this.counters.packetsSent,
+        octetCount: this.payloadBytesSent,
+      };
+    }
+    this.sentSinceReport = false;
+    this.receivedSinceReport = false;
+    const packet = buildRtcpReport({ ssrc: this.ssrc, blocks, cname: this.cname, ...(sender ? { sender } : {}) });
+    this.rtcpStats.reportsSent++;
+    this.rtcp.send(packet, to.port, to.address, (err) => {
+      if (err) this.log?.debug({ err }, 'RTCP send failed');
+    });
+  }
+
+  /** A datagram on the RTCP port: the PBX's SR/RR (only from the PBX's address). */
+  private onRtcp(msg: Buffer, rinfo: RemoteInfo): void {
+    this.counters.rtcpPacketsReceived++;
+    if (this.closing) return;
+    const peer = this.latchedRemote ?? this.sdpRemote;
+    if (!peer || peer.address !== rinfo.address) return;
+    const reports = parseRtcp(msg);
+    if (reports.length === 0) return;
+    this.rtcpStats.reportsReceived++;
+    this.rtcpRemote = { address: rinfo.address, port: rinfo.port };
+    const now = performance.now();
+    for (const report of reports) {
+      if (report.type === 'BYE') continue;
+      if (report.type === 'SR') {
+        this.peerSr = { lsr: ntpMiddle32(report.sender.ntpSeconds, report.sender.ntpFraction), at: now };
+      }
+      for (const b of report.blocks) {
+        if (b.ssrc !== this.ssrc) continue;
+        this.rtcpStats.remote = {
+          fractionLost: b.fractionLost / 256,
+          packetsLost: b.cumulativeLost,
+          jitterMs: (b.jitter / this.clockRate) * 1000,
+        };
+        if (b.lsr !== 0) {
+          // RFC 3550 §6.4.1: RTT = A − LSR − DLSR, all in 1/65536 s of the compact NTP clock.
+          const ntp = ntpFromUnixMs(performance.timeOrigin + now);
+          const a = ntpMiddle32(ntp.seconds, ntp.fraction);
+          const rtt = ((a - b.lsr - b.dlsr) >>> 0) / 65536;
+          if (rtt < 60) this.rtcpStats.roundTripTimeMs = rtt * 1000;
+        }
+      }
+    }
   }
 
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
@@ -228,6 +386,20 @@ export class RtpSession {
     }
     this.counters.packetsReceived++;
     this.counters.bytesReceived += msg.length;
+    const view = this.view;
+    if (!this.reception || view.ssrc !== this.receptionSsrc) {
+      this.reception = new ReceptionStatistics(this.clockRate);
+      this.receptionSsrc = view.ssrc;
+    }
+    this.reception.add(
+      view.sequenceNumber,
+      view.timestamp,
+      view.payload.length,
+      msg.length - view.payload.length,
+      performance.now(),
+    );
+    this.receivedSinceReport = true;
+    this.scheduleRtcp();
     const source = this.latchedRemote as RtpSource;
     for (const cb of this.listeners) {
       try {

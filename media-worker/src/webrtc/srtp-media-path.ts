@@ -23,6 +23,8 @@
  * @module
  */
 import type { RTCRtpTransceiver } from 'werift';
+import { ReceptionStatistics } from '../media/reception-statistics.ts';
+import { ntpFromUnixMs } from '../media/rtcp.ts';
 import { createRtpView, type RtpView } from '../media/rtp.ts';
 import { type SrtpDropReason, type SrtpProfile, SrtpStream, srtpProfileFromId } from './srtp.ts';
 
@@ -83,83 +85,8 @@ export interface SrtpMediaPathStats {
 
 /** RTP clock of Opus and of the leg's timestamps (RFC 7587 §4.1). */
 const CLOCK_RATE = 48_000;
-/** Seconds between 1900 (NTP epoch) and 1970 (Unix epoch). */
-const NTP_UNIX_OFFSET_S = 2_208_988_800;
 /** The sender report's NTP/RTP timestamp pair is refreshed every this many packets (200 ms at 20 ms ptime). */
 const SR_PAIR_EVERY = 10;
-
-/**
- * RFC 3550 receive statistics of one SSRC (A.3 expected/lost, A.8 jitter),
- * exposing the names werift's receiver-report loop and `getStats()` read, so
- * it can stand in its `remoteStreams` table.
- */
-export class ReceptionStatistics {
-  /* werift's field names (snake_case) are kept on purpose. */
-  packets_received = 0;
-  bytesReceived = 0;
-  headerBytesReceived = 0;
-  lastPacketReceivedTimestamp: number | undefined;
-  readonly clockRate: number;
-  private baseExt = -1;
-  private maxExt = -1;
-  private jitterTs = 0;
-  private lastTransit: number | undefined;
-  private expectedPrior = 0;
-  private receivedPrior = 0;
-
-  constructor(clockRate: number) {
-    this.clockRate = clockRate;
-  }
-
-  /** Count one authenticated packet: `arrivalMs` on a monotonic clock. */
-  add(seq: number, timestamp: number, payloadBytes: number, headerBytes: number, arrivalMs: number): void {
-    this.packets_received++;
-    this.bytesReceived += payloadBytes;
-    this.headerBytesReceived += headerBytes;
-    this.lastPacketReceivedTimestamp = arrivalMs;
-    if (this.maxExt < 0) {
-      this.baseExt = this.maxExt = seq;
-    } else {
-      let d = (seq - (this.maxExt & 0xffff)) & 0xffff;
-      if (d >= 0x8000) d -= 0x10000;
-      if (d > 0) this.maxExt += d;
-    }
-    // A.8: J += (|D| − J) / 16 with D the change in relative transit time.
-    const transit = (arrivalMs * this.clockRate) / 1000 - timestamp;
-    if (this.lastTransit !== undefined) {
-      let d = transit - this.lastTransit;
-      // Timestamps are 32-bit: fold a wrap back into range.
-      if (d > 2 ** 31) d -= 2 ** 32;
-      else if (d < -(2 ** 31)) d += 2 ** 32;
-      this.jitterTs += (Math.abs(d) - this.jitterTs) / 16;
-    }
-    this.lastTransit = transit;
-  }
-
-  /** Extended highest sequence number received (RFC 3550 §6.4.1). */
-  get max_seq(): number {
-    return Math.max(0, this.maxExt) >>> 0;
-  }
-  get packets_expected(): number {
-    return this.maxExt < 0 ? 0 : this.maxExt - this.baseExt + 1;
-  }
-  get packets_lost(): number {
-    return Math.max(0, this.packets_expected - this.packets_received);
-  }
-  /** Interarrival jitter in RTP timestamp units. */
-  get jitter(): number {
-    return Math.round(this.jitterTs);
-  }
-  /** Fraction lost since the previous call, in 1/256 (A.3); each receiver report reads it once. */
-  get fraction_lost(): number {
-    const expected = this.packets_expected - this.expectedPrior;
-    const received = this.packets_received - this.receivedPrior;
-    this.expectedPrior = this.packets_expected;
-    this.receivedPrior = this.packets_received;
-    const lost = expected - received;
-    return expected === 0 || lost <= 0 ? 0 : Math.floor((lost * 256) / expected);
-  }
-}
 
 /** A connected WhatsApp leg's SRTP fast path; see the module comment. */
 export class SrtpMediaPath {
@@ -324,8 +251,6 @@ export class SrtpMediaPath {
 
 /** The current time as a 64-bit NTP timestamp (RFC 5905 §6). */
 function ntpNow(): bigint {
-  const ms = performance.timeOrigin + performance.now();
-  const seconds = Math.floor(ms / 1000);
-  const fraction = Math.floor(((ms - seconds * 1000) / 1000) * 2 ** 32);
-  return (BigInt(seconds + NTP_UNIX_OFFSET_S) << 32n) | BigInt(fraction);
+  const { seconds, fraction } = ntpFromUnixMs(performance.timeOrigin + performance.now());
+  return (BigInt(seconds) << 32n) | BigInt(fraction);
 }

@@ -229,6 +229,10 @@ describe.each(CASES)('a WhatsApp call to baresip echo: $name', (c) => {
       const stats = withMedia.media as { whatsappToSip: { packets: number }; sipToWhatsapp: { packets: number } };
       expect(stats.whatsappToSip.packets, 'packets WhatsApp → baresip').toBeGreaterThan(100);
       expect(stats.sipToWhatsapp.packets, 'packets baresip → WhatsApp').toBeGreaterThan(100);
+      // baresip's RTCP reached the SIP leg (RFC 3550 reports both ways).
+      const sip = (withMedia.media as { sip?: { rtcpReportsReceived: number; roundTripTimeMs?: number } }).sip;
+      console.info(`[baresip ${c.name}] SIP-leg RTCP: ${JSON.stringify(sip)}`);
+      expect(sip?.rtcpReportsReceived, 'RTCP reports from baresip').toBeGreaterThan(0);
 
       results.push({
         case: c.name,

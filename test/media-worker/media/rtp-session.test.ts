@@ -1,6 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaError } from '../../../media-worker/src/media/errors.ts';
+import { buildRtcpReport, ntpMiddle32, parseRtcp } from '../../../media-worker/src/media/rtcp.ts';
 import { writeRtp } from '../../../media-worker/src/media/rtp.ts';
 import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
 
@@ -26,7 +27,85 @@ function rtpPacket(seq: number): Buffer {
   return buf;
 }
 
+/** An RTP socket on an even port and its RTCP socket on the next one, like a PBX's. */
+async function udpPair(): Promise<{ rtp: Socket & { received: Buffer[] }; rtcp: Socket & { received: Buffer[] } }> {
+  for (let port = 43_100; port < 43_300; port += 2) {
+    const bindTo = (p: number) =>
+      new Promise<(Socket & { received: Buffer[] }) | undefined>((resolve) => {
+        const s = createSocket('udp4') as Socket & { received: Buffer[] };
+        s.received = [];
+        s.on('message', (m) => s.received.push(m));
+        s.once('error', () => {
+          s.close();
+          resolve(undefined);
+        });
+        s.bind(p, '127.0.0.1', () => resolve(s));
+      });
+    const rtp = await bindTo(port);
+    if (!rtp) continue;
+    const rtcp = await bindTo(port + 1);
+    if (!rtcp) {
+      rtp.close();
+      continue;
+    }
+    for (const s of [rtp, rtcp]) open.push({ close: () => new Promise<void>((r) => s.close(() => r())) });
+    return { rtp, rtcp };
+  }
+  throw new Error('no free port pair');
+}
+
 describe('Class: RtpSession', () => {
+  it('reports by RTCP: SR with our counts and a block on the PBX stream, and reads RTT and remote loss from its RR', async () => {
+    const session = await RtpSession.open({ portRange: [42400, 42499], rtcpIntervalMs: 150 });
+    open.push(session);
+    const pbx = await udpPair();
+    session.setRemote('127.0.0.1', pbx.rtp.address().port);
+    for (let seq = 1; seq <= 30; seq++) {
+      if (seq !== 20) pbx.rtp.send(rtpPacket(seq), session.port, '127.0.0.1'); // seq 20 lost
+      session.send(0, seq * 160, new Uint8Array(160));
+      await sleep(10);
+    }
+    await sleep(300);
+    const reports = pbx.rtcp.received.flatMap((m) => parseRtcp(m));
+    const sr = reports.find((r) => r.type === 'SR');
+    expect(sr).toBeDefined();
+    if (sr?.type !== 'SR') return;
+    expect(sr.ssrc).toBe(session.ssrc);
+    expect(sr.sender.packetCount).toBeGreaterThan(0);
+    expect(sr.sender.octetCount).toBe(sr.sender.packetCount * 160);
+    const last = reports.filter((r) => r.type === 'SR').at(-1) as typeof sr;
+    expect(last.blocks[0]).toMatchObject({ ssrc: 0x42, cumulativeLost: 1, highestSeq: 30 });
+
+    // The PBX answers with an RR on our stream, 10 ms after our last SR.
+    const rr = buildRtcpReport({
+      ssrc: 0x42,
+      blocks: [
+        {
+          ssrc: session.ssrc,
+          fractionLost: 64,
+          cumulativeLost: 3,
+          highestSeq: 30,
+          jitter: 80,
+          lsr: ntpMiddle32(last.sender.ntpSeconds, last.sender.ntpFraction),
+          dlsr: 0.01 * 65536,
+        },
+      ],
+      cname: 'pbx',
+    });
+    pbx.rtcp.send(rr, session.port + 1, '127.0.0.1');
+    pbx.rtcp.send(Buffer.from('garbage'), session.port + 1, '127.0.0.1');
+    await sleep(50);
+    const rtcp = session.stats().rtcp;
+    expect(rtcp).toMatchObject({
+      reportsReceived: 1,
+      packetsLost: 1,
+      remote: { fractionLost: 0.25, packetsLost: 3, jitterMs: 10 },
+    });
+    expect(rtcp.roundTripTimeMs).toBeGreaterThanOrEqual(0);
+    expect(rtcp.roundTripTimeMs).toBeLessThan(1000);
+    expect(rtcp.reportsSent).toBeGreaterThan(0);
+  });
+
   it('binds an even RTP port and the odd RTCP port above it inside the range', async () => {
     const sessions = await Promise.all(
       Array.from({ length: 5 }, () => RtpSession.open({ bindAddress: '127.0.0.1', portRange: [42000, 42019] })),
