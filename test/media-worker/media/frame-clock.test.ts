@@ -42,9 +42,10 @@ describe('Class: FrameClock', () => {
     // Frame k ran at about t0 + 20k before the move, and about 10 ms earlier after it.
     const offsets = at.map((t, k) => t - t0 - 20 * k);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    expect(Math.abs(mean(offsets.slice(1, before)))).toBeLessThan(4);
-    expect(mean(offsets.slice(before + 2))).toBeGreaterThan(-14);
-    expect(mean(offsets.slice(before + 2))).toBeLessThan(-6);
+    // Compared with the frames before the move (timer lag under load shifts both alike).
+    const shift = mean(offsets.slice(before + 2)) - mean(offsets.slice(1, before));
+    expect(shift).toBeGreaterThan(-14);
+    expect(shift).toBeLessThan(-6);
     expect(at.length - before).toBeGreaterThanOrEqual(19); // 400 ms + one slot gained
   });
 
