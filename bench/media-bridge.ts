@@ -268,6 +268,9 @@ class PbxPeer {
 
   private onMessage(msg: Buffer): void {
     if (msg.length < 12 || msg[0]! >> 6 !== 2) return;
+    // The bridge's RTCP goes to RTP port + 1 (RFC 3550 §11), which on this
+    // machine is often another peer's RTP socket: not RTP (RFC 5761 §4).
+    if (msg[1]! >= 192 && msg[1]! <= 223) return;
     const pt = msg[1]! & 0x7f;
     if (pt === 101) return;
     this.rx.push(msg.readUInt16BE(2));

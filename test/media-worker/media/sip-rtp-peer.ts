@@ -228,6 +228,7 @@ export class SipRtpPeer {
     const b0 = msg.readUInt8(0);
     const b1 = msg.readUInt8(1);
     if (b0 >> 6 !== 2) return;
+    if (b1 >= 192 && b1 <= 223) return; // RTCP (RFC 5761 §4) that landed on this socket, not RTP
     const cc = b0 & 0x0f;
     const pkt: PeerPacket = {
       at: performance.now(),
