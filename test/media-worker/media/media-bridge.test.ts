@@ -337,9 +337,9 @@ describe('Class: MediaBridge', () => {
       expect(bridge.stats().sipToWhatsapp).toMatchObject({ underruns: 0, concealed: 0, bufferedPackets: 0 });
     });
 
-    it('re-frames a 30 ms PBX (240 samples a packet) into 20 ms Opus frames without a seam', async () => {
+    it.each([30, 10])('re-frames a %i ms PBX into 20 ms Opus frames without a seam', async (ptimeMs) => {
       const { relay, peer, wire } = await bridgedCall('PCMU');
-      peer.startTone(1000, -12, { ptimeMs: 30 });
+      peer.startTone(1000, -12, { ptimeMs });
       await sleep(300);
       const from = wire.length;
       relay.startRecording();
@@ -348,7 +348,7 @@ describe('Class: MediaBridge', () => {
       expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
       expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
       const audio = wire.slice(from).filter((p) => p.pt === 111 && !p.silence);
-      expect(audio.length).toBeGreaterThan(60); // 50 frames a second, from 33 packets a second
+      expect(audio.length).toBeGreaterThan(60); // 50 frames a second, from 33 or 100 packets a second
       for (let i = 1; i < audio.length; i++) expect((audio[i]!.ts - audio[i - 1]!.ts) >>> 0).toBe(OPUS_TICKS_PER_FRAME);
     });
 
