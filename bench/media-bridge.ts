@@ -573,7 +573,7 @@ async function measureStep(
       lostSipToWhatsappSeenByBridge: b.sipLost,
       jitterBufferDepthMeanPackets: round(m.jitterDepthMean as number, 2),
     },
-    /** Transcoding: SIP packet arrival → its Opus frame sent, inside the bridge (1 ms buckets, upper edges). */
+    /** SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, inside the bridge (1 ms buckets, upper edges). */
     bridgeHoldMs: m.holdMs,
     generatorCpuCoreFraction: round(genCpuFraction, 3),
     generatorLagP99Ms: round(Math.max(0, genLag.percentile(99) / 1e6 - 10)),

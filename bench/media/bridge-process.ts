@@ -187,7 +187,7 @@ process.on('message', (raw: unknown) => {
         type: 'measured',
         gc: gcWindow,
         calls: calls.size,
-        // Transcoding: SIP packet arrival → its Opus frame sent, every call, this window.
+        // SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, every call, this window.
         holdMs: (() => {
           const h = holdNow();
           for (let i = 0; i < h.counts.length; i++) h.counts[i] = (h.counts[i] as number) - (window.hold[i] as number);

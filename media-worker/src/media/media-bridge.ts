@@ -215,6 +215,8 @@ interface PacedPacket {
   /** 48 kHz ticks since the previous packet; undefined for the stream's first packet. */
   delta: number | undefined;
   marker: boolean;
+  /** When its SIP packet arrived (`performance.now()`). */
+  arrivedAt: number;
 }
 
 /**
@@ -281,8 +283,9 @@ export class MediaBridge {
 
   private readonly waToSip = { packetsIn: 0, packetsOut: 0, lost: 0, jitterMs: 0, dtmfDigits: 0 };
   /**
-   * Transcoding: how long each SIP packet waited in the bridge (arrival →
-   * its frame is encoded and sent), the delay the de-jitter stage adds.
+   * How long each SIP packet waited in the bridge, from the RTP callback that
+   * received it to its frame going to the WhatsApp leg (decode, encode, the
+   * pacing queue or the de-jitter stage): the delay the bridge adds.
    */
   readonly sipToWhatsappHold = new DelayHistogram();
   /** Transcoding: the last tick found the buffer empty and sent nothing; the next packet plays on arrival. */
@@ -505,6 +508,7 @@ export class MediaBridge {
   // ------------------------------------------------------------ SIP → WhatsApp
 
   private onSipPacket(p: RtpView, _source: RtpSource): void {
+    const arrivedAt = performance.now();
     const pt = p.payloadType;
     if (pt === this.sip.dtmfPayloadType) {
       this.onSipEvent(p);
@@ -514,7 +518,7 @@ export class MediaBridge {
     this.sipToWa.packetsIn++;
     this.trackSipJitter(p);
     if (this.mode === 'transcode' && this.transcodeOnArrival) {
-      this.encodeOnArrival(p);
+      this.encodeOnArrival(p, arrivedAt);
       return;
     }
     if (this.mode === 'passthrough') {
@@ -527,7 +531,7 @@ export class MediaBridge {
       }
       this.sipLastSeq = p.sequenceNumber;
       this.sipLastTs = p.timestamp;
-      this.forwardPassthrough(p.payload, delta, marker);
+      this.forwardPassthrough(p.payload, delta, marker, arrivedAt);
       return;
     }
     this.lastSipPacketAt = performance.now();
@@ -570,7 +574,7 @@ export class MediaBridge {
    * the pending samples (loss, gap, reordering with ptime ≠ 20 ms) drops
    * the incomplete remainder rather than splicing across the gap.
    */
-  private encodeOnArrival(p: RtpView): void {
+  private encodeOnArrival(p: RtpView, arrivedAt: number): void {
     const encoder = this.encoder;
     if (!encoder) return;
     let marker = p.marker;
@@ -611,9 +615,8 @@ export class MediaBridge {
         this.log?.warn({ err }, 'Opus encoding failed');
         return;
       }
-      this.sipToWhatsappHold.record(0);
       // A fresh buffer per call: hand it over as a Buffer view, not a copy.
-      this.forwardPassthrough(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength), delta, marker);
+      this.forwardPassthrough(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength), delta, marker, arrivedAt);
       marker = false;
     }
   }
@@ -631,26 +634,26 @@ export class MediaBridge {
    * would hold more than the bound plus one frame, the oldest are dropped.
    * The leg stamps seq/timestamp/SSRC, so both stay continuous.
    */
-  private forwardPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean): void {
+  private forwardPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean, arrivedAt: number): void {
     const bound = this.maxJitterMs;
     const now = performance.now();
-    const gap = now - this.sipArrivalAt;
+    const gap = arrivedAt - this.sipArrivalAt;
     if (this.sipArrivalAt > 0 && gap < LATENESS_MAX_GAP_MS) {
       const late = gap - (delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS;
       this.sipLatenessMs = Math.max(late, this.sipLatenessMs * LATENESS_DECAY);
     }
-    this.sipArrivalAt = now;
+    this.sipArrivalAt = arrivedAt;
     if (this.paceQueue.length === 0) {
       const d = this.limitJump(delta, this.leg.audioLeadMs(delta, now));
       if (this.leg.audioLeadMs(d, now) <= bound) {
-        this.sendPassthrough(payload, d, marker);
+        this.sendPassthrough(payload, d, marker, arrivedAt);
         return;
       }
-      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker });
+      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker, arrivedAt });
     } else {
       const tail = this.queueTailLead(now);
       const d = this.limitJump(delta, tail + (delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS);
-      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker });
+      this.paceQueue.push({ payload: Buffer.from(payload), delta: d, marker, arrivedAt });
     }
     this.sipToWa.paced++;
     // Bound the delay: keep at most one frame beyond the bound queued.
@@ -695,12 +698,13 @@ export class MediaBridge {
         return;
       }
       this.paceQueue.shift();
-      this.sendPassthrough(head.payload, head.delta, head.marker);
+      this.sendPassthrough(head.payload, head.delta, head.marker, head.arrivedAt);
     }
   }
 
-  private sendPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean): void {
+  private sendPassthrough(payload: Uint8Array, delta: number | undefined, marker: boolean, arrivedAt: number): void {
     this.leg.sendAudio(payload, delta === undefined ? { marker } : { timestampDelta: delta, marker });
+    this.sipToWhatsappHold.record(performance.now() - arrivedAt);
     this.countOut();
     // When the PBX stops sending, hand over to the leg's silence soon rather
     // than after its own silenceResumeMs.
