@@ -599,24 +599,15 @@ export class MediaBridge {
     this.pcmLength += samples;
     // On hold too: the PBX's music on hold, if it sends any, reaches WhatsApp.
     while (this.pcmLength >= SIP_FRAME_8K) {
-      this.frame.set(this.pcm.subarray(0, SIP_FRAME_8K));
-      this.pcm.copyWithin(0, SIP_FRAME_8K, this.pcmLength);
-      this.pcmLength -= SIP_FRAME_8K;
       const ts = this.pcmStartTs;
       this.pcmStartTs = (this.pcmStartTs + SIP_FRAME_8K) >>> 0;
       let delta: number | undefined;
       if (this.lastFrameTs >= 0)
         delta = plausibleStep(tsDiff(ts, this.lastFrameTs) * (48_000 / this.sip.codec.clockRate));
       this.lastFrameTs = ts;
-      let opus: Uint8Array;
-      try {
-        opus = encoder.encode(this.frame);
-      } catch (err) {
-        this.log?.warn({ err }, 'Opus encoding failed');
-        return;
-      }
-      // A fresh buffer per call: hand it over as a Buffer view, not a copy.
-      this.forwardPassthrough(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength), delta, marker, arrivedAt);
+      const opus = this.encodeNextFrame(encoder);
+      if (!opus) return;
+      this.forwardPassthrough(opus, delta, marker, arrivedAt);
       marker = false;
     }
   }
@@ -869,19 +860,28 @@ export class MediaBridge {
         return;
       }
     }
+    const opus = this.encodeNextFrame(encoder);
+    if (!opus) return;
+    this.leg.sendAudio(opus);
+    this.countOut();
+  }
+
+  /**
+   * Take the first 20 ms of the pending PCM (which must hold them) as the
+   * frame to encode, and encode it; undefined if libopus fails (logged).
+   */
+  private encodeNextFrame(encoder: Encoder): Buffer | undefined {
     this.frame.set(this.pcm.subarray(0, SIP_FRAME_8K));
     this.pcm.copyWithin(0, SIP_FRAME_8K, this.pcmLength);
     this.pcmLength -= SIP_FRAME_8K;
-    let opus: Uint8Array;
     try {
-      opus = encoder.encode(this.frame);
+      const opus = encoder.encode(this.frame);
+      // A fresh buffer per call: hand it over as a Buffer view, not a copy.
+      return Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength);
     } catch (err) {
       this.log?.warn({ err }, 'Opus encoding failed');
-      return;
+      return undefined;
     }
-    // A fresh buffer per call: hand it over as a Buffer view, not a copy.
-    this.leg.sendAudio(Buffer.from(opus.buffer, opus.byteOffset, opus.byteLength));
-    this.countOut();
   }
 
   private countOut(): void {
