@@ -18,12 +18,13 @@ import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
 import { linkBusinessCall } from '../../../functions/core/outbound/requests.ts';
 import type { WorkerConfig } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
-import { RtpSession } from '../media/rtp-session.ts';
+import type { RtpSession } from '../media/rtp-session.ts';
 import { createSipOffer, parseSipAnswer, type SipMediaDescription } from '../media/sip-sdp.ts';
 import type { OutboundSipCall, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
 import { releaseAndRecord } from './media-stats.ts';
 import type { BusinessCallOutcomes } from './pbx-call.ts';
+import { openSipMedia } from './sip-media.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** What the control API queued. */
@@ -117,17 +118,9 @@ class ApiCall {
 
   async #ringAgent(): Promise<void> {
     const config = this.#d.config;
-    const rtp = await RtpSession.open({
-      bindAddress: config.media.bindAddress,
-      portRange: [config.media.portMin, config.media.portMax],
-      logger: this.#log,
-    });
+    const { rtp, sdp } = await openSipMedia(config, this.#log);
     this.#rtp = rtp;
-    const sdpOffer = createSipOffer({
-      address: config.media.publicAddress ?? rtp.address,
-      port: rtp.port,
-      codecs: [...config.media.codecs],
-    });
+    const sdpOffer = createSipOffer(sdp);
     const user = this.#r.user;
     const sipCall = this.#d.sip.placeCall({
       targets: this.#r.sipTarget ? [{ uri: this.#r.sipTarget }] : config.sip.targets,

@@ -17,12 +17,13 @@ import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
 import type { CheckBusinessCall } from '../../../functions/core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
-import { RtpSession } from '../media/rtp-session.ts';
+import type { RtpSession } from '../media/rtp-session.ts';
 import { answerSipOffer } from '../media/sip-sdp.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
 import { releaseAndRecord } from './media-stats.ts';
 import type { PbxGate } from './pbx-gate.ts';
+import { openSipMedia } from './sip-media.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** Outcomes the permission ledger counts (connected calls per day, unanswered in a row). */
@@ -215,17 +216,10 @@ class PbxCall {
   async #onAccepted(): Promise<void> {
     this.#acceptedAt = this.#now();
     const config = this.#d.config;
-    const rtp = await RtpSession.open({
-      bindAddress: config.media.bindAddress,
-      portRange: [config.media.portMin, config.media.portMax],
-      logger: this.#log,
-    });
+    const media = await openSipMedia(config, this.#log);
+    const rtp = media.rtp;
     this.#rtp = rtp;
-    const { sdp, negotiated } = answerSipOffer(this.#invite.sdpOffer!, {
-      address: config.media.publicAddress ?? rtp.address,
-      port: rtp.port,
-      codecs: [...config.media.codecs],
-    });
+    const { sdp, negotiated } = answerSipOffer(this.#invite.sdpOffer!, media.sdp);
     this.#bridge = new MediaBridge({
       whatsapp: this.#wa.leg,
       rtp,

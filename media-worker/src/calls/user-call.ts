@@ -21,7 +21,7 @@ import { MetaApiError } from '../../../functions/core/errors.ts';
 import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
 import type { WorkerConfig, XHeaderField } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
-import { RtpSession } from '../media/rtp-session.ts';
+import type { RtpSession } from '../media/rtp-session.ts';
 import { createSipOffer, parseSipAnswer, type SipMediaDescription } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
@@ -29,6 +29,7 @@ import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
 import { collectMediaStats } from './media-stats.ts';
 import type { BusinessCallOutcomes } from './pbx-call.ts';
+import { openSipMedia } from './sip-media.ts';
 
 /** Collaborators of user-initiated calls. */
 export interface UserCallDeps {
@@ -135,18 +136,9 @@ export class UserCall {
     await calls.transition(job.callId, { type: 'pre-accepted' }, { preAcceptedAt, updatedAt: preAcceptedAt });
     if (this.#ending) return;
 
-    const rtp = await RtpSession.open({
-      bindAddress: config.media.bindAddress,
-      portRange: [config.media.portMin, config.media.portMax],
-      callId: job.callId,
-      logger: this.#log,
-    });
+    const { rtp, sdp } = await openSipMedia(config, this.#log, job.callId);
     this.#rtp = rtp;
-    const sdpOffer = createSipOffer({
-      address: config.media.publicAddress ?? rtp.address,
-      port: rtp.port,
-      codecs: [...config.media.codecs],
-    });
+    const sdpOffer = createSipOffer(sdp);
     const targets = job.sipTarget ? [{ uri: job.sipTarget }] : config.sip.targets;
     this.#inviteAt = this.#now();
     const sipCall = this.#d.sip.placeCall({

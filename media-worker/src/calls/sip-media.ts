@@ -1,0 +1,27 @@
+/**
+ * The SIP leg's media endpoint of a call, the same for every kind of call: an
+ * RTP session in the configured port range and the SDP parameters that
+ * advertise it (the public address behind NAT, the configured codec order).
+ */
+import type { Logger } from 'pino';
+import type { WorkerConfig } from '../config.ts';
+import { RtpSession } from '../media/rtp-session.ts';
+import type { SipSdpOptions } from '../media/sip-sdp.ts';
+
+/** Open the call's SIP-side RTP session; `sdp` is what `createSipOffer`/`answerSipOffer` advertise for it. */
+export async function openSipMedia(
+  config: WorkerConfig,
+  logger: Logger,
+  callId?: string,
+): Promise<{ rtp: RtpSession; sdp: SipSdpOptions }> {
+  const rtp = await RtpSession.open({
+    bindAddress: config.media.bindAddress,
+    portRange: [config.media.portMin, config.media.portMax],
+    ...(callId === undefined ? {} : { callId }),
+    logger,
+  });
+  return {
+    rtp,
+    sdp: { address: config.media.publicAddress ?? rtp.address, port: rtp.port, codecs: [...config.media.codecs] },
+  };
+}
