@@ -146,18 +146,7 @@ export class JitterBuffer {
 
   /** Drop the oldest buffered packet (to bound delay after a burst). */
   dropOldest(): void {
-    if (this.count === 0) return;
-    while (this.count > 0) {
-      const i = this.nextSeq % this.capacity;
-      const hit = this.seqs[i] === this.nextSeq && (this.lengths[i] as number) >= 0;
-      this.nextSeq = (this.nextSeq + 1) & 0xffff;
-      if (hit) {
-        this.lengths[i] = -1;
-        this.count--;
-        this.counters.overflowDropped++;
-        return;
-      }
-    }
+    this.counters.overflowDropped += this.dropHead(1);
   }
 
   /**
@@ -197,6 +186,13 @@ export class JitterBuffer {
 
   /** Drop `n` packets from the head, with any holes before them (frames the ticks would have concealed). */
   private trim(n: number): number {
+    const dropped = this.dropHead(n);
+    this.counters.trimmed += dropped;
+    return dropped;
+  }
+
+  /** Drop up to `n` packets from the head, skipping the holes before them; returns how many. */
+  private dropHead(n: number): number {
     let dropped = 0;
     while (dropped < n && this.count > 0) {
       const i = this.nextSeq % this.capacity;
@@ -208,7 +204,6 @@ export class JitterBuffer {
         dropped++;
       }
     }
-    this.counters.trimmed += dropped;
     return dropped;
   }
 
