@@ -9,11 +9,10 @@ COPY package.json package-lock.json ./
 # No install scripts: the build needs esbuild's JS shim and platform binary only.
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
-COPY functions ./functions
+COPY core ./core
+COPY adapters ./adapters
 COPY media-worker ./media-worker
-COPY lib/settings.ts lib/metrics.ts ./lib/
-COPY lib/worker-image ./lib/worker-image
-RUN node_modules/.bin/esbuild lib/worker-image/entrypoint.ts \
+RUN node_modules/.bin/esbuild media-worker/image/entrypoint.ts \
       --bundle --platform=node --format=esm --target=node22 --packages=external \
       --sourcemap --outfile=dist/worker.mjs
 

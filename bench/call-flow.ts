@@ -15,8 +15,8 @@
  *
  * Usage: node --import tsx bench/call-flow.ts [--calls N]
  */
-import type { AgentCall } from '../local/sip-agent.ts';
-import { startTestStack } from '../test/helpers/test-stack.ts';
+import type { AgentCall } from '#local/sip-agent.ts';
+import { startTestStack } from '#test/helpers/test-stack.ts';
 import { aim, machine, progress, round, sleep, summaryMs } from './lib/common.ts';
 
 const args = process.argv.slice(2);

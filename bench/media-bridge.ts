@@ -32,8 +32,8 @@ import { fileURLToPath } from 'node:url';
 import { Decoder, Encoder } from '@evan/opus';
 import alawmulaw from 'alawmulaw';
 import type { RtpPacket } from 'werift';
-import { rmsDbfs, ToneGenerator } from '../meta-simulator/media/audio.ts';
-import { RelayPeer } from '../meta-simulator/media/relay-peer.ts';
+import { rmsDbfs, ToneGenerator } from '#simulator/media/audio.ts';
+import { RelayPeer } from '#simulator/media/relay-peer.ts';
 import { aim, machine, machineCpuMs, progress, round, sleep, summaryMs } from './lib/common.ts';
 
 type Mode = 'passthrough' | 'transcode';

@@ -8,7 +8,7 @@
  * Usage: node --import tsx bench/opus-complexity.ts [--frames 1500]
  */
 import { Decoder, Encoder } from '@evan/opus';
-import { measureTone, ToneGenerator } from '../meta-simulator/media/audio.ts';
+import { measureTone, ToneGenerator } from '#simulator/media/audio.ts';
 import { machine, round } from './lib/common.ts';
 
 const args = process.argv.slice(2);

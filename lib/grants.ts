@@ -1,6 +1,6 @@
 /**
  * Least-privilege grants shared by the functions and the media workers. Each names the exact
- * actions the code calls (see `functions/adapters/`, `media-worker/src/adapters/`) on the exact
+ * actions the code calls (see `adapters/aws/`, `adapters/aws/`) on the exact
  * resources, so a reviewer can check one file.
  */
 import { Arn, ArnFormat, Stack } from 'aws-cdk-lib';

@@ -14,8 +14,11 @@
  * String parameter owned by the stack would be reset by every deploy after an operator changed it.
  */
 import type { z } from 'zod';
-import { CONTROL_PLANE_SETTINGS } from '../functions/shared/config.ts';
-import { WORKER_SETTINGS } from '../media-worker/src/config.ts';
+import { CONTROL_PLANE_PARAMETER_KEYS, CONTROL_PLANE_SETTINGS, CONTROL_PLANE_WIRED } from '#functions/shared/config.ts';
+import { WORKER_PARAMETER_KEYS, WORKER_SETTINGS, WORKER_WIRED } from '#worker/config.ts';
+
+/** Re-exported for the stack and its tests: each deployable's config module owns its lists. */
+export { CONTROL_PLANE_PARAMETER_KEYS, CONTROL_PLANE_WIRED, WORKER_PARAMETER_KEYS, WORKER_WIRED };
 
 type Setting = { schema: z.ZodType; doc: string; default?: string; secret?: boolean };
 
@@ -23,50 +26,6 @@ type Setting = { schema: z.ZodType; doc: string; default?: string; secret?: bool
 export function parameterPrefix(stage: string): string {
   return `/wa-sip-bridge/${stage}`;
 }
-
-/** Control-plane settings the stack sets on the functions. */
-export const CONTROL_PLANE_WIRED = [
-  'CALLS_TABLE',
-  'PERMISSIONS_TABLE',
-  'WORKERS_TABLE',
-  'CALL_JOBS_QUEUE_URL',
-  'AWS_REGION',
-  'DYNAMODB_ENDPOINT',
-  'SQS_ENDPOINT',
-  'METRICS_STAGE',
-] as const satisfies ReadonlyArray<keyof typeof CONTROL_PLANE_SETTINGS>;
-
-/**
- * Worker settings the stack sets on the task (or deliberately leaves unset). Ports and transports
- * must match the security group; addresses are discovered per task; `WORKER_ID` must differ per
- * task (one parameter would give every task the same id); SIP over TLS needs certificate files,
- * which the image does not carry yet.
- */
-export const WORKER_WIRED = [
-  'WORKER_ID',
-  'MAX_CALLS_PER_WORKER',
-  'SIP_BIND_ADDRESS',
-  'SIP_PORT',
-  'SIP_TRANSPORTS',
-  'SIP_TLS_PORT',
-  'SIP_TLS_CERT_FILE',
-  'SIP_TLS_KEY_FILE',
-  'RTP_BIND_ADDRESS',
-  'RTP_PORT_MIN',
-  'RTP_PORT_MAX',
-  'PUBLIC_ADDRESS',
-  'CALLS_TABLE',
-  'WORKERS_TABLE',
-  'PERMISSIONS_TABLE',
-  'CALL_JOBS_QUEUE_URL',
-  'CONTROL_QUEUE_PREFIX',
-  'AWS_REGION',
-  'DYNAMODB_ENDPOINT',
-  'SQS_ENDPOINT',
-  'METRICS_STAGE',
-  'TASK_PROTECTION_MINUTES',
-  'ECS_AGENT_URI',
-] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** One operator-managed SSM parameter. */
 export interface ParameterSpec {
@@ -105,13 +64,3 @@ export function operatorParameters(stage: string): ParameterSpec[] {
   add(WORKER_SETTINGS, WORKER_WIRED, 'media-worker');
   return [...byKey.values()];
 }
-
-/** Keys the control plane reads from SSM (every schema key the stack does not wire). */
-export const CONTROL_PLANE_PARAMETER_KEYS: readonly string[] = Object.keys(CONTROL_PLANE_SETTINGS).filter(
-  (k) => !(CONTROL_PLANE_WIRED as readonly string[]).includes(k),
-);
-
-/** Keys the media worker reads from SSM. */
-export const WORKER_PARAMETER_KEYS: readonly string[] = Object.keys(WORKER_SETTINGS).filter(
-  (k) => !(WORKER_WIRED as readonly string[]).includes(k),
-);

@@ -5,7 +5,7 @@
  * built-in Meta simulator is not started.
  */
 import { z } from 'zod';
-import { ConfigError } from '../functions/core/errors.ts';
+import { ConfigError } from '#core/errors.ts';
 
 /** Validated local-stack settings. */
 export interface LocalConfig {

@@ -8,10 +8,10 @@
  */
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import type { CallRecord } from '../functions/core/calls/call-record.ts';
-import type { SipCodecName } from '../media-worker/src/media/sip-sdp.ts';
-import { measureTone } from '../meta-simulator/media/audio.ts';
-import type { SimCall } from '../meta-simulator/simulator.ts';
+import type { CallRecord } from '#core/calls/call-record.ts';
+import { measureTone } from '#simulator/media/audio.ts';
+import type { SimCall } from '#simulator/simulator.ts';
+import type { SipCodecName } from '#worker/media/sip-sdp.ts';
 import { loadLocalConfig } from './config.ts';
 import { freePort } from './ports.ts';
 import type { AgentCall } from './sip-agent.ts';

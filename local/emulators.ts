@@ -13,7 +13,7 @@ import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
 import { createSqsServer } from 'local-aws-sqs';
-import { TABLES, type TableName } from '../functions/adapters/tables.ts';
+import { TABLES, type TableName } from '#adapters/aws/tables.ts';
 
 /** Running emulators and the names of what they hold. */
 export interface LocalAws {

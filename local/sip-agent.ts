@@ -7,19 +7,19 @@
 import { Decoder, Encoder } from '@evan/opus';
 import type { Logger } from 'pino';
 import pino from 'pino';
-import { g711Decode, g711Encode } from '../media-worker/src/media/g711.ts';
-import { buildTelephoneEvent, DTMF_EVENTS, dtmfEventCode, parseTelephoneEvent } from '../media-worker/src/media/rtp.ts';
-import { RtpSession } from '../media-worker/src/media/rtp-session.ts';
+import { ToneGenerator } from '#simulator/media/audio.ts';
+import { g711Decode, g711Encode } from '#worker/media/g711.ts';
+import { buildTelephoneEvent, DTMF_EVENTS, dtmfEventCode, parseTelephoneEvent } from '#worker/media/rtp.ts';
+import { RtpSession } from '#worker/media/rtp-session.ts';
 import {
   answerSipOffer,
   createSipOffer,
   parseSipAnswer,
   type SipCodecName,
   type SipMediaDescription,
-} from '../media-worker/src/media/sip-sdp.ts';
-import { createSipPort } from '../media-worker/src/sip/sip-adapter.ts';
-import type { InboundSipCall, SipPort } from '../media-worker/src/sip/sip-port.ts';
-import { ToneGenerator } from '../meta-simulator/media/audio.ts';
+} from '#worker/media/sip-sdp.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import type { InboundSipCall, SipPort } from '#worker/sip/sip-port.ts';
 
 /** How the agent treats INVITEs. */
 export interface SipAgentOptions {

@@ -3,12 +3,13 @@
  * that feeds API Gateway v2 events to the same handlers that run in Lambda, the Meta simulator
  * (unless a real Graph API is configured) and, from the media-worker issue on, a media worker.
  */
-import { createControlApiHandler } from '../functions/control-api/handler.ts';
-import type { Logger } from '../functions/core/logger.ts';
-import { loadControlPlaneConfig } from '../functions/shared/config.ts';
-import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../functions/shared/runtime.ts';
-import { createWebhookHandler } from '../functions/webhook/handler.ts';
-import type { MetaSimulator } from '../meta-simulator/simulator.ts';
+
+import type { Logger } from '#core/logger.ts';
+import { createControlApiHandler } from '#functions/control-api/handler.ts';
+import { loadControlPlaneConfig } from '#functions/shared/config.ts';
+import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '#functions/shared/runtime.ts';
+import { createWebhookHandler } from '#functions/webhook/handler.ts';
+import type { MetaSimulator } from '#simulator/simulator.ts';
 import type { LocalConfig } from './config.ts';
 import { type LocalAws, startLocalAws } from './emulators.ts';
 import { type HttpGateway, type LambdaHandler, startHttpGateway } from './http-gateway.ts';
@@ -33,7 +34,7 @@ export interface LocalStackOptions {
   /** pino logger of an in-process worker. */
   readonly workerLogger?: import('pino').Logger;
   /** Business-call rules for an in-process worker (default: the worker builds the real ones). */
-  readonly checkBusinessCall?: import('../functions/core/outbound/contract.ts').CheckBusinessCall;
+  readonly checkBusinessCall?: import('#core/outbound/contract.ts').CheckBusinessCall;
   /** Options of the built-in SIP agent, started when no `SIP_TARGET_URI` is configured. */
   readonly agent?: SipAgentOptions;
 }
@@ -90,7 +91,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     } else {
       accessToken = 'local-simulator-token';
       // Loaded only when needed: a stack talking to a real Graph API never loads the simulator.
-      const { MetaSimulator } = await import('../meta-simulator/simulator.ts');
+      const { MetaSimulator } = await import('#simulator/simulator.ts');
       simulator = await MetaSimulator.start({
         host: config.host,
         port: config.simulatorPort,

@@ -1,7 +1,7 @@
 /**
  * `npm start`: runs the local stack until interrupted and prints what listens where.
  */
-import { ConfigError } from '../functions/core/errors.ts';
+import { ConfigError } from '#core/errors.ts';
 import { loadLocalConfig } from './config.ts';
 import { startLocalStack } from './stack.ts';
 

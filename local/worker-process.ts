@@ -5,9 +5,9 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
-import type { CheckBusinessCall } from '../functions/core/outbound/contract.ts';
-import { loadWorkerConfig } from '../media-worker/src/config.ts';
-import type { RunningWorker } from '../media-worker/src/start.ts';
+import type { CheckBusinessCall } from '#core/outbound/contract.ts';
+import { loadWorkerConfig } from '#worker/config.ts';
+import type { RunningWorker } from '#worker/start.ts';
 
 /** A running local worker. */
 export interface WorkerHandle {
@@ -30,7 +30,7 @@ export async function startWorkerProcess(
   } = {},
 ): Promise<WorkerHandle> {
   if (mode === 'in-process') {
-    const { startMediaWorker } = await import('../media-worker/src/start.ts');
+    const { startMediaWorker } = await import('#worker/start.ts');
     const running = await startMediaWorker(loadWorkerConfig(env), {
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.checkBusinessCall ? { checkBusinessCall: options.checkBusinessCall } : {}),

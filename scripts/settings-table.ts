@@ -5,8 +5,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { CONTROL_PLANE_SETTINGS } from '../functions/shared/config.ts';
-import { WORKER_SETTINGS } from '../media-worker/src/config.ts';
+import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
+import { WORKER_SETTINGS } from '#worker/config.ts';
 
 type Settings = Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
 

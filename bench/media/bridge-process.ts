@@ -11,11 +11,11 @@
  */
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
-import { DelayHistogram } from '../../media-worker/src/media/delay-histogram.ts';
-import { MediaBridge } from '../../media-worker/src/media/media-bridge.ts';
-import { RtpSession } from '../../media-worker/src/media/rtp-session.ts';
-import { parseSipAnswer } from '../../media-worker/src/media/sip-sdp.ts';
-import { WhatsAppLeg } from '../../media-worker/src/webrtc/whatsapp-leg.ts';
+import { DelayHistogram } from '#worker/media/delay-histogram.ts';
+import { MediaBridge } from '#worker/media/media-bridge.ts';
+import { RtpSession } from '#worker/media/rtp-session.ts';
+import { parseSipAnswer } from '#worker/media/sip-sdp.ts';
+import { WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
 
 interface Call {
   leg: WhatsAppLeg;

@@ -13,11 +13,11 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { z } from 'zod';
-import { JobQueueError } from '../core/errors.ts';
-import type { WhatsAppUser } from '../core/meta/webhook.ts';
-import { requestBusinessCall, resolveCall } from '../core/outbound/requests.ts';
-import type { PermissionApiDeps } from '../core/permissions/requests.ts';
-import { readPermission, sendPermissionRequest } from '../core/permissions/requests.ts';
+import { JobQueueError } from '#core/errors.ts';
+import type { WhatsAppUser } from '#core/meta/webhook.ts';
+import { requestBusinessCall, resolveCall } from '#core/outbound/requests.ts';
+import type { PermissionApiDeps } from '#core/permissions/requests.ts';
+import { readPermission, sendPermissionRequest } from '#core/permissions/requests.ts';
 import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';

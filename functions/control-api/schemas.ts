@@ -4,7 +4,7 @@
  * document, so code, validation and documentation cannot drift apart.
  */
 import { z } from 'zod';
-import { PERMISSION_STATES } from '../core/permissions/ledger.ts';
+import { PERMISSION_STATES } from '#core/permissions/ledger.ts';
 
 /** A WhatsApp user in a path or body: phone digits (optional `+`) or a BSUID (`US.1349…`). */
 export const userRef = z

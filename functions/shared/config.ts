@@ -4,10 +4,10 @@
  * Parameter Store, locally `npm start` does. Invalid or missing settings fail fast, naming the key.
  */
 import { z } from 'zod';
-import { type BusinessHours, businessHoursSchema } from '../core/checks/business-hours.ts';
-import { ConfigError } from '../core/errors.ts';
-import { readSettings, type SettingSpec } from '../core/settings.ts';
-import { ssmSettings } from './ssm-parameters.ts';
+import { ssmSettings } from '#adapters/aws/ssm-parameters.ts';
+import { type BusinessHours, businessHoursSchema } from '#core/checks/business-hours.ts';
+import { ConfigError } from '#core/errors.ts';
+import { readSettings, type SettingSpec } from '#core/settings.ts';
 
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
 const positiveInt = z.coerce.number().int().positive();
@@ -194,3 +194,20 @@ export async function loadControlPlaneConfigFromAws(
   const wired = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   return loadControlPlaneConfig({ ...fromSsm, ...wired });
 }
+
+/** Control-plane settings the stack sets on the functions. */
+export const CONTROL_PLANE_WIRED = [
+  'CALLS_TABLE',
+  'PERMISSIONS_TABLE',
+  'WORKERS_TABLE',
+  'CALL_JOBS_QUEUE_URL',
+  'AWS_REGION',
+  'DYNAMODB_ENDPOINT',
+  'SQS_ENDPOINT',
+  'METRICS_STAGE',
+] as const satisfies ReadonlyArray<keyof typeof CONTROL_PLANE_SETTINGS>;
+
+/** Keys the control plane reads from SSM (every schema key the stack does not wire). */
+export const CONTROL_PLANE_PARAMETER_KEYS: readonly string[] = Object.keys(CONTROL_PLANE_SETTINGS).filter(
+  (k) => !(CONTROL_PLANE_WIRED as readonly string[]).includes(k),
+);

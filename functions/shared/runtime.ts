@@ -6,20 +6,20 @@
 
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { createMetricsWriter, type MetricsWriter } from '../../lib/metrics.ts';
-import { createAwsClients } from '../adapters/aws-clients.ts';
-import { DynamoCallStore } from '../adapters/dynamo-call-store.ts';
-import { DynamoPermissionReplies, type PermissionReplies } from '../adapters/dynamo-permission-replies.ts';
-import { DynamoPermissionStore } from '../adapters/dynamo-permission-store.ts';
-import { SqsCallJobQueue, SqsWorkerSignals } from '../adapters/sqs.ts';
-import type { CallJobQueue, CallStore, WorkerSignals } from '../core/calls/call-record.ts';
-import type { IntakePolicy } from '../core/calls/intake.ts';
-import type { Logger } from '../core/logger.ts';
-import { MetaGraphClient } from '../core/meta/graph-client.ts';
-import type { CheckBusinessCall } from '../core/outbound/contract.ts';
-import { createBusinessCallRules } from '../core/outbound/rules.ts';
-import { type MetaPermissionsApi, MetaPermissionsClient } from '../core/permissions/meta-permissions.ts';
-import type { PermissionStore } from '../core/permissions/store.ts';
+import { createAwsClients } from '#adapters/aws/aws-clients.ts';
+import { DynamoCallStore } from '#adapters/aws/dynamo-call-store.ts';
+import { DynamoPermissionReplies, type PermissionReplies } from '#adapters/aws/dynamo-permission-replies.ts';
+import { DynamoPermissionStore } from '#adapters/aws/dynamo-permission-store.ts';
+import { SqsCallJobQueue, SqsWorkerSignals } from '#adapters/aws/sqs.ts';
+import type { CallJobQueue, CallStore, WorkerSignals } from '#core/calls/call-record.ts';
+import type { IntakePolicy } from '#core/calls/intake.ts';
+import type { Logger } from '#core/logger.ts';
+import { MetaGraphClient } from '#core/meta/graph-client.ts';
+import { createMetricsWriter, type MetricsWriter } from '#core/metrics.ts';
+import type { CheckBusinessCall } from '#core/outbound/contract.ts';
+import { createBusinessCallRules } from '#core/outbound/rules.ts';
+import { type MetaPermissionsApi, MetaPermissionsClient } from '#core/permissions/meta-permissions.ts';
+import type { PermissionStore } from '#core/permissions/store.ts';
 import type { ControlPlaneConfig } from './config.ts';
 
 /** Tracer of the control plane's Lambdas; disabled outside Lambda (local mode, tests). */

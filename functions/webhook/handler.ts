@@ -8,11 +8,11 @@
  */
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '../core/calls/intake.ts';
-import { WebhookPayloadError } from '../core/errors.ts';
-import { verifyMetaSignature } from '../core/meta/signature.ts';
-import { type InboundEvent, parseWebhook } from '../core/meta/webhook.ts';
-import { applyPermissionReply } from '../core/permissions/service.ts';
+import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '#core/calls/intake.ts';
+import { WebhookPayloadError } from '#core/errors.ts';
+import { verifyMetaSignature } from '#core/meta/signature.ts';
+import { type InboundEvent, parseWebhook } from '#core/meta/webhook.ts';
+import { applyPermissionReply } from '#core/permissions/service.ts';
 import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual, text } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';

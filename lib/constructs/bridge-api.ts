@@ -2,7 +2,7 @@
  * The control plane: Meta's webhook and the control API as Lambda functions behind one HTTP API,
  * throttled, with access logs. The functions get their wiring (tables, queue, settings prefix) as
  * environment variables and read every other setting from SSM at cold start
- * (`functions/shared/ssm-parameters.ts`).
+ * (`adapters/aws/ssm-parameters.ts`).
  */
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';

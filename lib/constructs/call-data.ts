@@ -1,13 +1,13 @@
 /**
  * The bridge's durable state: the DynamoDB tables and SQS queues the control plane and the media
- * workers share. Keys and TTL attributes come from `functions/adapters/tables.ts`, the same
+ * workers share. Keys and TTL attributes come from `adapters/aws/tables.ts`, the same
  * definition the local stack uses, so AWS and local mode cannot disagree.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AttributeType, Billing, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { TABLES, type TableName } from '../../functions/adapters/tables.ts';
+import { TABLES, type TableName } from '#adapters/aws/tables.ts';
 
 /** Properties of {@link CallData}. */
 export interface CallDataProps {

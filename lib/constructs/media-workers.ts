@@ -43,6 +43,7 @@ import {
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { DIMENSION, METRIC, METRICS_NAMESPACE } from '#core/metrics.ts';
 import {
   ANY_RESOURCE_FINDING,
   bindSettings,
@@ -52,7 +53,6 @@ import {
   controlQueueWildcardFinding,
   settingsWildcardFindings,
 } from '../grants.ts';
-import { DIMENSION, METRIC, METRICS_NAMESPACE } from '../metrics.ts';
 import { acknowledge } from '../nag.ts';
 import type { CallData } from './call-data.ts';
 

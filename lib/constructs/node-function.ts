@@ -9,7 +9,7 @@ import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../metrics.ts';
+import { METRICS_NAMESPACE } from '#core/metrics.ts';
 
 /** Properties of {@link NodeFunction}. */
 export interface NodeFunctionProps {

@@ -33,7 +33,7 @@ import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { DIMENSION, FAILURE_END_REASONS, LEGS, METRIC, METRICS_NAMESPACE } from '../metrics.ts';
+import { DIMENSION, FAILURE_END_REASONS, LEGS, METRIC, METRICS_NAMESPACE } from '#core/metrics.ts';
 import type { BridgeApi } from './bridge-api.ts';
 import type { CallData } from './call-data.ts';
 import type { MediaWorkers } from './media-workers.ts';

@@ -5,8 +5,8 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { ConfigError } from '../../functions/core/errors.ts';
-import { readSettings, type SettingSpec } from '../../functions/core/settings.ts';
+import { ConfigError } from '#core/errors.ts';
+import { readSettings, type SettingSpec } from '#core/settings.ts';
 
 const sipUri = z.string().regex(/^sips?:[^\s]+$/, 'a sip: or sips: URI');
 const positiveInt = z.coerce.number().int().positive();
@@ -402,3 +402,40 @@ function parseXHeaders(spec: string | undefined): ReadonlyArray<readonly [string
     return [name, field as XHeaderField] as const;
   });
 }
+
+/**
+ * Worker settings the stack sets on the task (or deliberately leaves unset). Ports and transports
+ * must match the security group; addresses are discovered per task; `WORKER_ID` must differ per
+ * task (one parameter would give every task the same id); SIP over TLS needs certificate files,
+ * which the image does not carry yet.
+ */
+export const WORKER_WIRED = [
+  'WORKER_ID',
+  'MAX_CALLS_PER_WORKER',
+  'SIP_BIND_ADDRESS',
+  'SIP_PORT',
+  'SIP_TRANSPORTS',
+  'SIP_TLS_PORT',
+  'SIP_TLS_CERT_FILE',
+  'SIP_TLS_KEY_FILE',
+  'RTP_BIND_ADDRESS',
+  'RTP_PORT_MIN',
+  'RTP_PORT_MAX',
+  'PUBLIC_ADDRESS',
+  'CALLS_TABLE',
+  'WORKERS_TABLE',
+  'PERMISSIONS_TABLE',
+  'CALL_JOBS_QUEUE_URL',
+  'CONTROL_QUEUE_PREFIX',
+  'AWS_REGION',
+  'DYNAMODB_ENDPOINT',
+  'SQS_ENDPOINT',
+  'METRICS_STAGE',
+  'TASK_PROTECTION_MINUTES',
+  'ECS_AGENT_URI',
+] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
+
+/** Keys the media worker reads from SSM. */
+export const WORKER_PARAMETER_KEYS: readonly string[] = Object.keys(WORKER_SETTINGS).filter(
+  (k) => !(WORKER_WIRED as readonly string[]).includes(k),
+);

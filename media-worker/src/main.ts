@@ -2,7 +2,7 @@
  * Media worker process entry (ECS task; a child process of `npm start` locally). Reads its
  * configuration, starts, and drains on SIGTERM: stop taking jobs, let active calls finish.
  */
-import { ConfigError } from '../../functions/core/errors.ts';
+import { ConfigError } from '#core/errors.ts';
 import { loadWorkerConfig } from './config.ts';
 import { startMediaWorker } from './start.ts';
 

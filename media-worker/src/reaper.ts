@@ -8,11 +8,11 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
-import type { CallStore } from '../../functions/core/calls/call-record.ts';
-import { endCall } from '../../functions/core/calls/lifecycle.ts';
-import type { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
-import type { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
-import { deleteControlQueue } from './adapters/sqs-queues.ts';
+import type { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import { deleteControlQueue } from '#adapters/aws/sqs-queues.ts';
+import type { CallStore } from '#core/calls/call-record.ts';
+import { endCall } from '#core/calls/lifecycle.ts';
+import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 
 /** Collaborators of the reaper. */
 export interface ReaperDeps {

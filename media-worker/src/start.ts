@@ -5,14 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { createAwsClients } from '../../functions/adapters/aws-clients.ts';
-import { DynamoCallStore } from '../../functions/adapters/dynamo-call-store.ts';
-import { DynamoPermissionStore } from '../../functions/adapters/dynamo-permission-store.ts';
-import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
-import type { CheckBusinessCall } from '../../functions/core/outbound/contract.ts';
-import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '../../functions/core/outbound/rules.ts';
-import { ledgerOutcomes } from '../../functions/core/permissions/service.ts';
-import { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
+import { createAwsClients } from '#adapters/aws/aws-clients.ts';
+import { DynamoCallStore } from '#adapters/aws/dynamo-call-store.ts';
+import { DynamoPermissionStore } from '#adapters/aws/dynamo-permission-store.ts';
+import { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import { MetaGraphClient } from '#core/meta/graph-client.ts';
+import type { CheckBusinessCall } from '#core/outbound/contract.ts';
+import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '#core/outbound/rules.ts';
+import { ledgerOutcomes } from '#core/permissions/service.ts';
 import { startApiBusinessCall } from './calls/api-business-call.ts';
 import { type BusinessCallOutcomes, handlePbxInvite } from './calls/pbx-call.ts';
 import { createPbxGate } from './calls/pbx-gate.ts';

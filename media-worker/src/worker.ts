@@ -8,9 +8,9 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
-import type { CallJob, CallStore, WorkerSignal } from '../../functions/core/calls/call-record.ts';
-import type { DynamoWorkerRegistry } from './adapters/dynamo-workers.ts';
-import { createControlQueue, deleteControlQueue, SqsQueueReader } from './adapters/sqs-queues.ts';
+import type { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import { createControlQueue, deleteControlQueue, SqsQueueReader } from '#adapters/aws/sqs-queues.ts';
+import type { CallJob, CallStore, WorkerSignal } from '#core/calls/call-record.ts';
 
 /** A call the worker is bridging. */
 export interface ActiveCall {

@@ -10,7 +10,7 @@
 import { Decoder, Encoder } from '@evan/opus';
 import alawmulaw from 'alawmulaw';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtpHeader, RtpPacket } from 'werift';
-import { PcmRecorder, ToneGenerator } from '../../meta-simulator/media/audio.ts';
+import { PcmRecorder, ToneGenerator } from '#simulator/media/audio.ts';
 
 /** Options for {@link BusinessWebRtcPeer}. */
 export interface BusinessWebRtcPeerOptions {

@@ -1,4 +1,4 @@
-import type { Logger } from '../../functions/core/logger.ts';
+import type { Logger } from '#core/logger.ts';
 
 /** One captured log entry. */
 export interface LogEntry {

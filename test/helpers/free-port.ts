@@ -1,1 +1,1 @@
-export { freePort } from '../../local/ports.ts';
+export { freePort } from '#local/ports.ts';

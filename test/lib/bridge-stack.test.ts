@@ -9,12 +9,12 @@ import { App, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
-import { TABLES } from '../../functions/adapters/tables.ts';
-import { CONTROL_PLANE_SETTINGS } from '../../functions/shared/config.ts';
-import { METRIC } from '../../lib/metrics.ts';
+import { TABLES } from '#adapters/aws/tables.ts';
+import { METRIC } from '#core/metrics.ts';
+import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
+import { WORKER_SETTINGS } from '#worker/config.ts';
 import { CONTROL_PLANE_PARAMETER_KEYS, WORKER_PARAMETER_KEYS } from '../../lib/settings.ts';
 import { BridgeStack } from '../../lib/stacks/bridge-stack.ts';
-import { WORKER_SETTINGS } from '../../media-worker/src/config.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON is untyped; each assertion narrows what it reads.
 type Cfn = any;

@@ -1,9 +1,9 @@
 /** Which settings are SSM parameters (`lib/settings.ts`), derived from the config schemas. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CONTROL_PLANE_SETTINGS } from '../../functions/shared/config.ts';
+import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
+import { WORKER_SETTINGS } from '#worker/config.ts';
 import { CONTROL_PLANE_WIRED, operatorParameters, parameterPrefix, WORKER_WIRED } from '../../lib/settings.ts';
-import { WORKER_SETTINGS } from '../../media-worker/src/config.ts';
 
 describe('Function: operatorParameters', () => {
   const params = operatorParameters('prod');

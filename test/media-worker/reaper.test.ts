@@ -7,10 +7,10 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetaGraphClient } from '../../functions/core/meta/graph-client.ts';
-import { DynamoWorkerRegistry } from '../../media-worker/src/adapters/dynamo-workers.ts';
-import { createControlQueue } from '../../media-worker/src/adapters/sqs-queues.ts';
-import { reapDeadWorkers } from '../../media-worker/src/reaper.ts';
+import { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import { createControlQueue } from '#adapters/aws/sqs-queues.ts';
+import { MetaGraphClient } from '#core/meta/graph-client.ts';
+import { reapDeadWorkers } from '#worker/reaper.ts';
 import { eventually, startTestStack, type TestStack } from '../helpers/test-stack.ts';
 
 let stack: TestStack;

@@ -10,12 +10,12 @@
  * call to the configured (or requested) SIP target.
  */
 import type { Logger } from 'pino';
-import type { CallOwner, CallStore } from '../../../functions/core/calls/call-record.ts';
-import type { EndReason } from '../../../functions/core/calls/call-state.ts';
-import { endCall } from '../../../functions/core/calls/lifecycle.ts';
-import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
-import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
-import { linkBusinessCall } from '../../../functions/core/outbound/requests.ts';
+import type { CallOwner, CallStore } from '#core/calls/call-record.ts';
+import type { EndReason } from '#core/calls/call-state.ts';
+import { endCall } from '#core/calls/lifecycle.ts';
+import type { MetaGraphClient } from '#core/meta/graph-client.ts';
+import type { WhatsAppUser } from '#core/meta/webhook.ts';
+import { linkBusinessCall } from '#core/outbound/requests.ts';
 import type { WorkerConfig } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';

@@ -2,7 +2,7 @@
  * Media statistics of a call as stored on its record, collected from the bridge and the WhatsApp
  * leg just before they are closed.
  */
-import type { CallMediaStats, CallStore } from '../../../functions/core/calls/call-record.ts';
+import type { CallMediaStats, CallStore } from '#core/calls/call-record.ts';
 import type { MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';
 import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';

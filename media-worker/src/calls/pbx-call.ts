@@ -8,13 +8,13 @@
  * as for user-initiated calls (meta-calling-api.md §2.8, §3.1).
  */
 import type { Logger } from 'pino';
-import type { CallOwner, CallPatch, CallStore } from '../../../functions/core/calls/call-record.ts';
-import type { EndReason } from '../../../functions/core/calls/call-state.ts';
-import { endCall } from '../../../functions/core/calls/lifecycle.ts';
-import { MetaApiError } from '../../../functions/core/errors.ts';
-import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
-import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
-import type { CheckBusinessCall } from '../../../functions/core/outbound/contract.ts';
+import type { CallOwner, CallPatch, CallStore } from '#core/calls/call-record.ts';
+import type { EndReason } from '#core/calls/call-state.ts';
+import { endCall } from '#core/calls/lifecycle.ts';
+import { MetaApiError } from '#core/errors.ts';
+import type { MetaGraphClient } from '#core/meta/graph-client.ts';
+import type { WhatsAppUser } from '#core/meta/webhook.ts';
+import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';

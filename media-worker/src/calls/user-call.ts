@@ -8,17 +8,11 @@
  * watchdog never fires; `accept` carries the same SDP once SIP answers.
  */
 import type { Logger } from 'pino';
-import type {
-  CallMediaStats,
-  CallPatch,
-  CallStore,
-  UserCallJob,
-  WorkerSignal,
-} from '../../../functions/core/calls/call-record.ts';
-import type { EndReason } from '../../../functions/core/calls/call-state.ts';
-import { endCall } from '../../../functions/core/calls/lifecycle.ts';
-import { MetaApiError } from '../../../functions/core/errors.ts';
-import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
+import type { CallMediaStats, CallPatch, CallStore, UserCallJob, WorkerSignal } from '#core/calls/call-record.ts';
+import type { EndReason } from '#core/calls/call-state.ts';
+import { endCall } from '#core/calls/lifecycle.ts';
+import { MetaApiError } from '#core/errors.ts';
+import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WorkerConfig, XHeaderField } from '../config.ts';
 import { MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';

@@ -5,16 +5,10 @@
  * Whatever started the call (a PBX INVITE, the control API) decides what happens on each event.
  */
 import type { Logger } from 'pino';
-import type {
-  CallOwner,
-  CallPatch,
-  CallRecord,
-  CallStore,
-  WorkerSignal,
-} from '../../../functions/core/calls/call-record.ts';
-import type { EndReason } from '../../../functions/core/calls/call-state.ts';
-import type { MetaGraphClient } from '../../../functions/core/meta/graph-client.ts';
-import type { WhatsAppUser } from '../../../functions/core/meta/webhook.ts';
+import type { CallOwner, CallPatch, CallRecord, CallStore, WorkerSignal } from '#core/calls/call-record.ts';
+import type { EndReason } from '#core/calls/call-state.ts';
+import type { MetaGraphClient } from '#core/meta/graph-client.ts';
+import type { WhatsAppUser } from '#core/meta/webhook.ts';
 import type { WorkerConfig } from '../config.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall } from '../worker.ts';

@@ -67,37 +67,6 @@ export function dialogRequestUri(target: string, routeSet: readonly SipNameAddr[
   return q < 0 ? `${target};transport=${transport}` : `${target.slice(0, q)};transport=${transport}${target.slice(q)}`;
 }
 
-/** Listener set whose listeners cannot break the caller (mediasoup-style `safeEmit`). */
-export class Emitter<E> {
-  readonly #listeners = new Set<(e: E) => void>();
-  readonly #logger: Logger;
-
-  constructor(logger: Logger) {
-    this.#logger = logger;
-  }
-
-  on(listener: (e: E) => void): () => void {
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
-  }
-
-  emit(e: E): void {
-    for (const l of [...this.#listeners]) {
-      try {
-        l(e);
-      } catch (err) {
-        this.#logger.error({ err }, 'SIP call listener threw');
-      }
-    }
-  }
-
-  clear(): void {
-    this.#listeners.clear();
-  }
-}
-
 /**
  * Send a non-INVITE request and resolve with its final response, or `undefined` when nothing
  * final arrives within `timeoutMs`. Provisional responses are skipped.

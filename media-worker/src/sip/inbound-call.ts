@@ -6,8 +6,9 @@
 
 import type { Logger } from 'pino';
 import type { SipMessage, SipRemote } from 'sip';
+import { Emitter } from '../emitter.ts';
 import type { SipStackContext } from './dialog.ts';
-import { Emitter, SipDialog } from './dialog.ts';
+import { SipDialog } from './dialog.ts';
 import { redactSdp, sessionVersion } from './sdp-hold.ts';
 import type {
   InboundSipCall,

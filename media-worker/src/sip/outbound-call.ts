@@ -6,8 +6,9 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipUri } from 'sip';
 import sip from 'sip';
+import { Emitter } from '../emitter.ts';
 import type { SipStackContext } from './dialog.ts';
-import { dialogRequestUri, Emitter, requestFinal, SipDialog, signWithChallenge } from './dialog.ts';
+import { dialogRequestUri, requestFinal, SipDialog, signWithChallenge } from './dialog.ts';
 import { redactSdp, sessionVersion } from './sdp-hold.ts';
 import type {
   OutboundSipCall,

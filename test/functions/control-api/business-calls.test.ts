@@ -7,19 +7,15 @@
  */
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlApiHandler } from '../../../functions/control-api/handler.ts';
-import type { CallRecord } from '../../../functions/core/calls/call-record.ts';
-import { endCall } from '../../../functions/core/calls/lifecycle.ts';
-import { linkBusinessCall } from '../../../functions/core/outbound/requests.ts';
-import { createBusinessCallRules } from '../../../functions/core/outbound/rules.ts';
-import {
-  recordConnectedCall,
-  recordUnansweredCall,
-  recordUserCallAnswered,
-} from '../../../functions/core/permissions/service.ts';
-import { ManualClock } from '../../../meta-simulator/graph/clock.ts';
-import type { MetaSimulator } from '../../../meta-simulator/simulator.ts';
-import { permissionReply } from '../../../meta-simulator/webhooks/payloads.ts';
+import type { CallRecord } from '#core/calls/call-record.ts';
+import { endCall } from '#core/calls/lifecycle.ts';
+import { linkBusinessCall } from '#core/outbound/requests.ts';
+import { createBusinessCallRules } from '#core/outbound/rules.ts';
+import { recordConnectedCall, recordUnansweredCall, recordUserCallAnswered } from '#core/permissions/service.ts';
+import { createControlApiHandler } from '#functions/control-api/handler.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
+import type { MetaSimulator } from '#simulator/simulator.ts';
+import { permissionReply } from '#simulator/webhooks/payloads.ts';
 import { eventually, startTestStack, TEST_BUSINESS, type TestStack } from '../../helpers/test-stack.ts';
 import { checkResponse } from './openapi-check.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../functions/core/errors.ts';
-import { loadControlPlaneConfig } from '../../../functions/shared/config.ts';
+import { ConfigError } from '#core/errors.ts';
+import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { CONTROL_PLANE_ENV } from '../../helpers/control-plane-env.ts';
 
 const env = CONTROL_PLANE_ENV;

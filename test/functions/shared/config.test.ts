@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../functions/core/errors.ts';
-import { CONTROL_PLANE_SETTINGS, loadControlPlaneConfig } from '../../../functions/shared/config.ts';
+import { ConfigError } from '#core/errors.ts';
+import { CONTROL_PLANE_SETTINGS, loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { settingsTable } from '../../../scripts/settings-table.ts';
 import { CONTROL_PLANE_ENV } from '../../helpers/control-plane-env.ts';
 

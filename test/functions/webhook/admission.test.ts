@@ -3,7 +3,7 @@
  * (signed connect webhooks, Graph API) and the bridge's webhook function decides.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MetaSimulator } from '../../../meta-simulator/simulator.ts';
+import type { MetaSimulator } from '#simulator/simulator.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
 const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'];

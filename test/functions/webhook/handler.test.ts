@@ -3,7 +3,7 @@
  * deliveries signed exactly as Meta signs them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebhookEmitter } from '../../../meta-simulator/webhooks/emitter.ts';
+import { WebhookEmitter } from '#simulator/webhooks/emitter.ts';
 import {
   callTerminate,
   envelope,
@@ -13,7 +13,7 @@ import {
   permissionReply,
   signBody,
   userCallConnect,
-} from '../../../meta-simulator/webhooks/payloads.ts';
+} from '#simulator/webhooks/payloads.ts';
 import {
   TEST_BUSINESS as business,
   startTestStack,

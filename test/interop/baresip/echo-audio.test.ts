@@ -15,8 +15,8 @@
  * The suite fails, never skips, when baresip or its modules are missing.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { measureTone, rmsDbfs, type ToneMeasurement } from '../../../meta-simulator/media/audio.ts';
-import type { SimCall } from '../../../meta-simulator/simulator.ts';
+import { measureTone, rmsDbfs, type ToneMeasurement } from '#simulator/media/audio.ts';
+import type { SimCall } from '#simulator/simulator.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 import { type BaresipCodec, type BaresipEcho, requireBaresip, startBaresipEcho } from './baresip-echo.ts';
 

@@ -11,8 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
-import type { PlaceCallOptions, SipCallEvent, SipPort } from '../../../media-worker/src/sip/sip-port.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import type { PlaceCallOptions, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { delay, record } from '../../media-worker/sip/helpers/events.ts';
 import { freePort, sdp } from '../../media-worker/sip/helpers/far-end.ts';
 

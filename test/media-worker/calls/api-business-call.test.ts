@@ -3,7 +3,7 @@
  * WhatsApp user, then the agent) and agent-first (ring the agent, then the user).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { measureTone } from '../../../meta-simulator/media/audio.ts';
+import { measureTone } from '#simulator/media/audio.ts';
 import { grantPermission } from '../../helpers/permissions.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 

@@ -5,8 +5,8 @@
  */
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
-import { measureTone } from '../../../meta-simulator/media/audio.ts';
+import { measureTone } from '#simulator/media/audio.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
 import { freePort } from '../../helpers/free-port.ts';
 import { grantPermission } from '../../helpers/permissions.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';

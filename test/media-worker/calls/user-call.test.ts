@@ -5,9 +5,9 @@
  * ending a call ends it everywhere. Tones are measured on the far side of the bridge.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentCall, SipAgent } from '../../../local/sip-agent.ts';
-import { measureTone } from '../../../meta-simulator/media/audio.ts';
-import type { SimCall } from '../../../meta-simulator/simulator.ts';
+import type { AgentCall, SipAgent } from '#local/sip-agent.ts';
+import { measureTone } from '#simulator/media/audio.ts';
+import type { SimCall } from '#simulator/simulator.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
 let stack: TestStack;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DelayHistogram } from '../../../media-worker/src/media/delay-histogram.ts';
+import { DelayHistogram } from '#worker/media/delay-histogram.ts';
 
 describe('DelayHistogram', () => {
   it('reads percentiles as bucket upper edges and merges across calls', () => {

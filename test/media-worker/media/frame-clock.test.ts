@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FrameClock } from '../../../media-worker/src/media/frame-clock.ts';
+import { FrameClock } from '#worker/media/frame-clock.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const clocks: FrameClock[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JitterBuffer } from '../../../media-worker/src/media/jitter-buffer.ts';
+import { JitterBuffer } from '#worker/media/jitter-buffer.ts';
 
 const payload = (seq: number) => new Uint8Array([seq & 0xff, (seq >> 8) & 0xff]);
 

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { RTCPeerConnection } from 'werift';
-import { MediaBridge, type MediaBridgeOptions } from '../../../media-worker/src/media/media-bridge.ts';
-import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
-import { parseSipAnswer } from '../../../media-worker/src/media/sip-sdp.ts';
-import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
-import { measureTone, trimSilence } from '../../../meta-simulator/media/audio.ts';
-import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
+import { measureTone, trimSilence } from '#simulator/media/audio.ts';
+import { RelayPeer } from '#simulator/media/relay-peer.ts';
+import { MediaBridge, type MediaBridgeOptions } from '#worker/media/media-bridge.ts';
+import { RtpSession } from '#worker/media/rtp-session.ts';
+import { parseSipAnswer } from '#worker/media/sip-sdp.ts';
+import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
 import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 import { type PeerCodec, SipRtpPeer } from './sip-rtp-peer.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRtcpReport, ntpFromUnixMs, ntpMiddle32, parseRtcp } from '../../../media-worker/src/media/rtcp.ts';
+import { buildRtcpReport, ntpFromUnixMs, ntpMiddle32, parseRtcp } from '#worker/media/rtcp.ts';
 
 describe('RTCP reports (RFC 3550 §6.4)', () => {
   const block = {

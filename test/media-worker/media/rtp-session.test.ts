@@ -1,9 +1,9 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MediaError } from '../../../media-worker/src/media/errors.ts';
-import { buildRtcpReport, ntpMiddle32, parseRtcp } from '../../../media-worker/src/media/rtcp.ts';
-import { writeRtp } from '../../../media-worker/src/media/rtp.ts';
-import { RtpSession } from '../../../media-worker/src/media/rtp-session.ts';
+import { MediaError } from '#worker/media/errors.ts';
+import { buildRtcpReport, ntpMiddle32, parseRtcp } from '#worker/media/rtcp.ts';
+import { writeRtp } from '#worker/media/rtp.ts';
+import { RtpSession } from '#worker/media/rtp-session.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RtpHeader, RtpPacket } from 'werift';
-import { JitterBuffer } from '../../../media-worker/src/media/jitter-buffer.ts';
+import { JitterBuffer } from '#worker/media/jitter-buffer.ts';
 import {
   buildTelephoneEvent,
   createRtpView,
@@ -11,7 +11,7 @@ import {
   TelephoneEventReceiver,
   tsDiff,
   writeRtp,
-} from '../../../media-worker/src/media/rtp.ts';
+} from '#worker/media/rtp.ts';
 
 describe('Module: rtp', () => {
   it('round-trips a header and agrees with werift’s serialiser', () => {

@@ -7,7 +7,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { Decoder, Encoder } from '@evan/opus';
 import alawmulaw from 'alawmulaw';
-import { PcmRecorder, ToneGenerator } from '../../../meta-simulator/media/audio.ts';
+import { PcmRecorder, ToneGenerator } from '#simulator/media/audio.ts';
 
 /** Codec the peer speaks. */
 export type PeerCodec = 'PCMU' | 'PCMA' | 'opus';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MediaError } from '../../../media-worker/src/media/errors.ts';
+import { MediaError } from '#worker/media/errors.ts';
 import {
   answerSipOffer,
   createSipOffer,
@@ -8,7 +8,7 @@ import {
   parseSipOffer,
   type SipMediaDescription,
   type SipSdpOptions,
-} from '../../../media-worker/src/media/sip-sdp.ts';
+} from '#worker/media/sip-sdp.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../../fixtures/sdp/sip/${name}`, import.meta.url), 'utf8');
 

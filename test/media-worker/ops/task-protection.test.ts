@@ -3,8 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { workerMetrics } from '../../../media-worker/src/ops/metrics.ts';
-import { TaskProtection } from '../../../media-worker/src/ops/task-protection.ts';
+import { workerMetrics } from '#worker/ops/metrics.ts';
+import { TaskProtection } from '#worker/ops/task-protection.ts';
 
 /** Stands in for the ECS agent's task-protection endpoint, recording what the worker asks. */
 const requests: Array<{ method: string; url: string; body: unknown }> = [];

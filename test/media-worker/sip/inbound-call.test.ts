@@ -7,14 +7,9 @@
 import type { SipMessage } from 'sip';
 import sip from 'sip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
-import type {
-  InboundSipCall,
-  InboundSipCallEvent,
-  SipCallEvent,
-  SipPort,
-} from '../../../media-worker/src/sip/sip-port.ts';
-import { SipError } from '../../../media-worker/src/sip/sip-port.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import type { InboundSipCall, InboundSipCallEvent, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
+import { SipError } from '#worker/sip/sip-port.ts';
 import { delay, record } from './helpers/events.ts';
 import { FarEnd, freePort, sdp } from './helpers/far-end.ts';
 

@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestVerifier } from '../../../media-worker/src/sip/digest-server.ts';
-import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
-import type { InboundSipCall, SipCallEvent, SipPort } from '../../../media-worker/src/sip/sip-port.ts';
+import { DigestVerifier } from '#worker/sip/digest-server.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import type { InboundSipCall, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { freePort } from '../../helpers/free-port.ts';
 
 const silent = pino({ level: 'silent' });

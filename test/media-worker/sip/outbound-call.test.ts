@@ -9,9 +9,9 @@ import type { SipMessage } from 'sip';
 import sip from 'sip';
 import digest from 'sip/digest.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createSipPort } from '../../../media-worker/src/sip/sip-adapter.ts';
-import type { SipCallEvent, SipPort } from '../../../media-worker/src/sip/sip-port.ts';
-import { SipError, waitForAnswer } from '../../../media-worker/src/sip/sip-port.ts';
+import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import type { SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
+import { SipError, waitForAnswer } from '#worker/sip/sip-port.ts';
 import { delay, record } from './helpers/events.ts';
 import { FarEnd, freePort, sdp } from './helpers/far-end.ts';
 

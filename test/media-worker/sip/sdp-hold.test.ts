@@ -7,7 +7,7 @@ import {
   restrictToOffer,
   sessionVersion,
   withDirection,
-} from '../../../media-worker/src/sip/sdp-hold.ts';
+} from '#worker/sip/sdp-hold.ts';
 import { sdp } from './helpers/far-end.ts';
 
 describe('Module: sdp-hold', () => {

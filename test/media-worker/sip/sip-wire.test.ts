@@ -8,7 +8,7 @@ import {
   redactedWireText,
   sanitizeHeaderValue,
   toWire,
-} from '../../../media-worker/src/sip/sip-wire.ts';
+} from '#worker/sip/sip-wire.ts';
 
 describe('Module: sip-wire', () => {
   it('header values cannot inject headers: CR, LF and other controls become spaces', () => {

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RtpHeader, RtpPacket, SrtpSession } from 'werift';
-import { createRtpView, writeRtp } from '../../../media-worker/src/media/rtp.ts';
+import { createRtpView, writeRtp } from '#worker/media/rtp.ts';
 import {
   deriveSrtpSessionKeys,
   type SrtpProfile,
   SrtpStream,
   srtpMasterLengths,
   srtpProfileFromId,
-} from '../../../media-worker/src/webrtc/srtp.ts';
+} from '#worker/webrtc/srtp.ts';
 
 const PROFILES: SrtpProfile[] = ['AES_CM_128_HMAC_SHA1_80', 'AEAD_AES_128_GCM'];
 const WERIFT_ID: Record<SrtpProfile, number> = { AES_CM_128_HMAC_SHA1_80: 1, AEAD_AES_128_GCM: 7 };

@@ -4,11 +4,11 @@ import { readFileSync } from 'node:fs';
 import { Decoder, Encoder } from '@evan/opus';
 import sdpTransform from 'sdp-transform';
 import { describe, expect, it } from 'vitest';
-import { MediaError } from '../../../media-worker/src/media/errors.ts';
-import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '../../../media-worker/src/webrtc/whatsapp-leg.ts';
-import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
-import { RelayPeer } from '../../../meta-simulator/media/relay-peer.ts';
-import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
+import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
+import { RelayPeer } from '#simulator/media/relay-peer.ts';
+import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
+import { MediaError } from '#worker/media/errors.ts';
+import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
 import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 
 const track = closeAfterEach();

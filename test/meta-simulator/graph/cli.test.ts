@@ -2,7 +2,7 @@
  * The simulator CLI: `serve` starts a simulator from flags/env; client commands drive it via `/_sim`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../../meta-simulator/cli.ts';
+import { runCli } from '#simulator/cli.ts';
 import { APP_SECRET, callEvent, startReceiver, VERIFY_TOKEN, type WebhookReceiver } from './harness.ts';
 
 let rx: WebhookReceiver | undefined;

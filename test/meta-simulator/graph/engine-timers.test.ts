@@ -3,7 +3,7 @@
  * injection through the control API, BSUID-only users, and the webhook handshake gate.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../../meta-simulator/graph/clock.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
 import { callEvent, callStatusIs, type Env, startEnv } from './harness.ts';
 

@@ -6,8 +6,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import { MetaSimulator, type MetaSimulatorOptions } from '../../../meta-simulator/simulator.ts';
-import type { SimBusiness } from '../../../meta-simulator/webhooks/payloads.ts';
+import { MetaSimulator, type MetaSimulatorOptions } from '#simulator/simulator.ts';
+import type { SimBusiness } from '#simulator/webhooks/payloads.ts';
 
 /** Parsed JSON response bodies; tests assert their shape structurally. */
 // biome-ignore lint/suspicious/noExplicitAny: response bodies are arbitrary JSON checked by expect()

@@ -3,9 +3,9 @@
  * clock, the GET shape and rate limit, permission-request messages and the scripted replies.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../../meta-simulator/graph/clock.ts';
-import { GraphError } from '../../../meta-simulator/graph/errors.ts';
-import { PermissionEngine } from '../../../meta-simulator/graph/permissions.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
+import { GraphError } from '#simulator/graph/errors.ts';
+import { PermissionEngine } from '#simulator/graph/permissions.ts';
 import { callEvent, type Env, startEnv, US_BUSINESS } from './harness.ts';
 
 const H = 3_600_000;

@@ -2,7 +2,7 @@
  * `GET|POST /{pnid}/settings` (meta-calling-api.md §3.6): validation errors, replace semantics, SIP credentials.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../../meta-simulator/graph/clock.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
 import { type Env, startEnv } from './harness.ts';
 
 let env: Env;

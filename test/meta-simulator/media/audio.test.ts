@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  measureTone,
-  PcmRecorder,
-  rmsDbfs,
-  sineFrame,
-  ToneGenerator,
-  trimSilence,
-} from '../../../meta-simulator/media/audio.ts';
+import { measureTone, PcmRecorder, rmsDbfs, sineFrame, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
 
 /** `seconds` of continuous 20 ms frames from a ToneGenerator, concatenated. */
 function generate(hz: number, dbfs: number, seconds: number, sampleRate = 48_000): Int16Array {

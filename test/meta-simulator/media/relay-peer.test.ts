@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 import sdpTransform from 'sdp-transform';
 import { describe, expect, it } from 'vitest';
 import { classes, Message, methods, parseMessage } from 'werift';
-import { measureTone, ToneGenerator, trimSilence } from '../../../meta-simulator/media/audio.ts';
-import { RelayPeer, RelayPeerError } from '../../../meta-simulator/media/relay-peer.ts';
-import { validateBusinessSdp } from '../../../meta-simulator/media/sdp-validation.ts';
+import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
+import { RelayPeer, RelayPeerError } from '#simulator/media/relay-peer.ts';
+import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
 import { closeAfterEach, sleep, until as untilWithin } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
 

@@ -1,9 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  type BusinessSdpValidationOptions,
-  validateBusinessSdp,
-} from '../../../meta-simulator/media/sdp-validation.ts';
+import { type BusinessSdpValidationOptions, validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
 
 const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/sdp/${name}`, import.meta.url), 'utf8');
 

@@ -1,11 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  WebhookEmitter,
-  WebhookEmitterError,
-  type WebhookEmitterOptions,
-} from '../../../meta-simulator/webhooks/emitter.ts';
+import { WebhookEmitter, WebhookEmitterError, type WebhookEmitterOptions } from '#simulator/webhooks/emitter.ts';
 import {
   callTerminate,
   newCallId,
@@ -13,7 +9,7 @@ import {
   type SimUser,
   userCallConnect,
   type WebhookChange,
-} from '../../../meta-simulator/webhooks/payloads.ts';
+} from '#simulator/webhooks/payloads.ts';
 import { type Receiver, type ReceiverOptions, signatureValid, startReceiver } from './receiver.ts';
 
 const SECRET = 'app-secret-😀';

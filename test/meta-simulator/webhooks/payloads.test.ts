@@ -16,7 +16,7 @@ import {
   signBody,
   userCallConnect,
   wabaIdOf,
-} from '../../../meta-simulator/webhooks/payloads.ts';
+} from '#simulator/webhooks/payloads.ts';
 
 // Values from the samples in docs/meta-calling-api.md §2.6–§2.9.
 const business: SimBusiness = {

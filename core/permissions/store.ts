@@ -1,0 +1,18 @@
+/**
+ * The port of the permission ledger's persistence. The DynamoDB implementation lives in
+ * `adapters/aws/dynamo-permission-store.ts`; domain code imports no AWS SDK.
+ */
+import type { PermissionEntry, PermissionHistoryEntry } from './ledger.ts';
+
+/** Persistence of ledger entries with optimistic concurrency. */
+export interface PermissionStore {
+  /** The entry of a pair, or `undefined` if the ledger has never seen it. */
+  get(phoneNumberId: string, userKey: string): Promise<PermissionEntry | undefined>;
+  /**
+   * Writes `entry` if the stored version still equals `expectedVersion` (0: no entry yet), together
+   * with its history line. Returns false when another writer won; the caller re-reads and retries.
+   */
+  put(entry: PermissionEntry, expectedVersion: number, history: PermissionHistoryEntry): Promise<boolean>;
+  /** The history of a pair, oldest first. */
+  history(phoneNumberId: string, userKey: string): Promise<PermissionHistoryEntry[]>;
+}

@@ -1,0 +1,234 @@
+import { describe, expect, it } from 'vitest';
+import { WebhookPayloadError } from '#core/errors.ts';
+import { parseWebhook } from '#core/meta/webhook.ts';
+import {
+  businessCallConnect,
+  callStatus,
+  callTerminate,
+  envelope,
+  messageStatus,
+  metaJsonStringify,
+  permissionReply,
+  userCallConnect,
+} from '#simulator/webhooks/payloads.ts';
+
+const business = { wabaId: '366634483210360', phoneNumberId: '436666719526789', displayPhoneNumber: '447700900123' };
+const user = {
+  waId: '16315553602',
+  userId: 'US.13491208655302741918',
+  parentUserId: 'US.ENT.1',
+  name: 'Zoë 👋',
+  username: 'zoe',
+};
+const sdp = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
+
+describe('parseWebhook', () => {
+  it('turns a user-initiated connect into a call offer with every identifier Meta sent', () => {
+    const body = metaJsonStringify(
+      envelope([
+        userCallConnect({
+          business,
+          user,
+          callId: 'wacid.A=',
+          sdp,
+          timestamp: 1764000000,
+          deeplinkPayload: 'dl',
+          ctaPayload: 'cta',
+        }),
+      ]),
+    );
+    const [event] = parseWebhook(body);
+    expect(event).toEqual({
+      kind: 'call-offered',
+      callId: 'wacid.A=',
+      line: { phoneNumberId: business.phoneNumberId, businessNumber: '447700900123', accountId: business.wabaId },
+      caller: {
+        phone: '16315553602',
+        userId: 'US.13491208655302741918',
+        parentUserId: 'US.ENT.1',
+        name: 'Zoë 👋',
+        username: 'zoe',
+      },
+      sdpOffer: sdp,
+      timestamp: 1764000000_000,
+      deeplinkPayload: 'dl',
+      ctaPayload: 'cta',
+    });
+  });
+
+  it('keeps a BSUID-only caller (no phone number) and tolerates a missing direction', () => {
+    const body = metaJsonStringify(
+      envelope([
+        userCallConnect({
+          business,
+          user: { userId: 'BR.998877', name: 'Ana' },
+          callId: 'wacid.B',
+          sdp,
+          omitDirection: true,
+        }),
+      ]),
+    );
+    const [event] = parseWebhook(body);
+    expect(event?.kind).toBe('call-offered');
+    if (event?.kind !== 'call-offered') return;
+    expect(event.caller).toEqual({ userId: 'BR.998877', name: 'Ana' });
+    expect(event.caller.phone).toBeUndefined();
+  });
+
+  it('reads every change of a batched POST, across entries, in order', () => {
+    const changes = [
+      userCallConnect({ business, user, callId: 'wacid.1', sdp }),
+      callTerminate({
+        business,
+        user,
+        callId: 'wacid.0',
+        direction: 'USER_INITIATED',
+        status: 'COMPLETED',
+        startTime: 100,
+        endTime: 160,
+      }),
+      permissionReply({
+        business,
+        user,
+        response: 'accept',
+        isPermanent: false,
+        expirationTimestamp: 1768550400,
+        source: 'user_action',
+        contextId: 'wamid.X',
+      }),
+      messageStatus({ business, user, status: 'delivered' }),
+    ];
+    for (const entries of ['one', 'per-change'] as const) {
+      const events = parseWebhook(metaJsonStringify(envelope(changes, { entries })));
+      expect(events.map((e) => e.kind)).toEqual(['call-offered', 'call-terminated', 'permission-reply', 'ignored']);
+    }
+  });
+
+  it('reads terminate facts: answered calls carry start, end and duration; errors are kept', () => {
+    const answered = parseWebhook(
+      metaJsonStringify(
+        envelope([
+          callTerminate({
+            business,
+            user,
+            callId: 'wacid.T',
+            direction: 'USER_INITIATED',
+            status: 'COMPLETED',
+            startTime: 1000,
+            endTime: 1120,
+          }),
+        ]),
+      ),
+    )[0];
+    expect(answered).toMatchObject({
+      kind: 'call-terminated',
+      status: 'COMPLETED',
+      startTime: 1_000_000,
+      endTime: 1_120_000,
+      durationSeconds: 120,
+      errors: [],
+    });
+    const failed = parseWebhook(
+      metaJsonStringify(
+        envelope([
+          callTerminate({
+            business,
+            user,
+            callId: 'wacid.F',
+            direction: 'USER_INITIATED',
+            status: 'FAILED',
+            errors: [{ code: 138021, message: 'no media', details: 'x' }],
+          }),
+        ]),
+      ),
+    )[0];
+    expect(failed).toMatchObject({
+      kind: 'call-terminated',
+      status: 'FAILED',
+      errors: [{ code: 138021, message: 'no media', details: 'x' }],
+    });
+    expect(failed).not.toHaveProperty('startTime');
+  });
+
+  it('routes business-call statuses and Meta answers, not message statuses, as call events', () => {
+    const events = parseWebhook(
+      metaJsonStringify(
+        envelope([
+          businessCallConnect({ business, user, callId: 'wacid.BIC', sdp, bizOpaqueCallbackData: 'ref-1' }),
+          callStatus({ business, user, callId: 'wacid.BIC', status: 'RINGING' }),
+          callStatus({ business, user, callId: 'wacid.BIC', status: 'ACCEPTED' }),
+        ]),
+      ),
+    );
+    expect(events.map((e) => e.kind)).toEqual(['call-answer-received', 'call-progress', 'call-progress']);
+    expect(events[0]).toMatchObject({ sdpAnswer: sdp, callbackData: 'ref-1', callee: { phone: '16315553602' } });
+    expect(events[2]).toMatchObject({ status: 'accepted' });
+  });
+
+  it('reads permission replies, permanent and automatic', () => {
+    const [permanent, automatic] = parseWebhook(
+      metaJsonStringify(
+        envelope([
+          permissionReply({ business, user, response: 'accept', isPermanent: true, source: 'user_action' }),
+          permissionReply({ business, user, response: 'reject', source: 'automatic' }),
+        ]),
+      ),
+    );
+    expect(permanent).toMatchObject({
+      kind: 'permission-reply',
+      response: 'accept',
+      permanent: true,
+      source: 'user_action',
+    });
+    expect(automatic).toMatchObject({
+      kind: 'permission-reply',
+      response: 'reject',
+      permanent: false,
+      source: 'automatic',
+    });
+  });
+
+  it('accepts numeric timestamps (older docs) as well as strings', () => {
+    const change = userCallConnect({ business, user, callId: 'wacid.N', sdp, timestamp: 1700000000 });
+    const calls = change.value.calls as Array<Record<string, unknown>>;
+    calls[0]!.timestamp = 1700000000;
+    expect(parseWebhook(JSON.stringify(envelope([change])))[0]).toMatchObject({ timestamp: 1700000000_000 });
+  });
+
+  it.each([
+    ['not JSON', '{"object":'],
+    ['an empty body', ''],
+    ['a JSON array', '[]'],
+    ['another object type', '{"object":"page","entry":[]}'],
+    ['entries without changes', '{"object":"whatsapp_business_account","entry":[{"id":"1"}]}'],
+    [
+      'a calls change without metadata',
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"calls":[]}}]}]}',
+    ],
+    [
+      'a call without id',
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}',
+    ],
+  ])('rejects %s with a WebhookPayloadError naming where', (_what, body) => {
+    expect(() => parseWebhook(body)).toThrow(WebhookPayloadError);
+  });
+
+  it('never throws anything but WebhookPayloadError on random garbage', () => {
+    let seed = 42;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const valid = metaJsonStringify(envelope([userCallConnect({ business, user, callId: 'wacid.G', sdp })]));
+    for (let i = 0; i < 2000; i++) {
+      const chars = [...valid];
+      for (let k = 0; k < 1 + Math.floor(rand() * 5); k++)
+        chars[Math.floor(rand() * chars.length)] = String.fromCharCode(Math.floor(rand() * 128));
+      try {
+        parseWebhook(chars.join(''));
+      } catch (error) {
+        expect(error).toBeInstanceOf(WebhookPayloadError);
+      }
+    }
+  });
+});
