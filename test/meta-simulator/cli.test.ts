@@ -6,7 +6,6 @@
  */
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { callDetail, type ControllablePeer } from '#simulator/graph/server.ts';
 import {
   DEFAULT_SIM_URL,
   fetchFailureReason,
@@ -16,6 +15,7 @@ import {
   tryItCommand,
 } from '#simulator/cli.ts';
 import type { CallRecord } from '#simulator/graph/call-engine.ts';
+import { type ControllablePeer, callDetail } from '#simulator/graph/server.ts';
 import { RecentAudio, ToneGenerator } from '#simulator/media/audio.ts';
 
 interface Sent {
@@ -58,9 +58,16 @@ describe('negative numbers on the command line', () => {
       '440',
       '-10',
     ]);
-    expect(negativeNumbersAsPositionals(['tone', 'wacid.1', '--sim-url', 'http://sim:1', '440', '-.5', '-h'])).toEqual(
-      ['--sim-url', 'http://sim:1', '-h', '--', 'tone', 'wacid.1', '440', '-.5'],
-    );
+    expect(negativeNumbersAsPositionals(['tone', 'wacid.1', '--sim-url', 'http://sim:1', '440', '-.5', '-h'])).toEqual([
+      '--sim-url',
+      'http://sim:1',
+      '-h',
+      '--',
+      'tone',
+      'wacid.1',
+      '440',
+      '-.5',
+    ]);
     expect(negativeNumbersAsPositionals(['calls', '--', '-x'])).toEqual(['--', 'calls', '-x']);
   });
 
