@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
+import { readSettings, type SettingSpec } from '#core/settings.ts';
 
 /** Validated local-stack settings. */
 export interface LocalConfig {
@@ -41,33 +42,91 @@ export interface LocalConfig {
   readonly inheritedEnv: Record<string, string | undefined>;
 }
 
-const schema = z.object({
-  HOST: z.string().default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  META_SIMULATOR_PORT: z.coerce.number().int().min(0).max(65535).optional(),
-  META_APP_SECRET: z.string().min(1).default('local-app-secret'),
-  META_VERIFY_TOKEN: z.string().min(1).default('local-verify-token'),
-  CONTROL_API_KEY: z.string().min(16).default('local-control-api-key'),
-  META_PHONE_NUMBER_ID: z.string().regex(/^\d+$/).default('436666719526789'),
+/**
+ * The local stack's own settings (environment variables of `npm start`, each with a local default). README's
+ * local-mode table is generated from them (`npm run docs:settings`). Worker and control-plane settings the local
+ * stack passes through are listed in {@link WORKER_PASS_THROUGH} and {@link PASS_THROUGH}.
+ */
+export const LOCAL_SETTINGS = {
+  HOST: {
+    schema: z.string().min(1),
+    default: '127.0.0.1',
+    doc: 'Address the HTTP API and the Meta simulator listen on.',
+  },
+  PORT: {
+    schema: z.coerce.number().int().min(0).max(65535),
+    default: '3000',
+    doc: 'Port of the HTTP API (webhook, control API, health); 0: any free port.',
+  },
+  META_SIMULATOR_PORT: {
+    schema: z.coerce.number().int().min(0).max(65535).optional(),
+    doc: 'Port of the Meta simulator (Graph API and its /_sim control API). Default: PORT+1 (3001), or any free port when PORT is 0. `npm run sim` looks at 3001 unless SIM_URL says otherwise.',
+  },
+  META_APP_SECRET: {
+    schema: z.string().min(1),
+    default: 'local-app-secret',
+    secret: true,
+    doc: 'App secret the simulator signs webhooks with and the webhook handler verifies.',
+  },
+  META_VERIFY_TOKEN: {
+    schema: z.string().min(1),
+    default: 'local-verify-token',
+    secret: true,
+    doc: 'Verify token of the webhook GET handshake.',
+  },
+  CONTROL_API_KEY: {
+    schema: z.string().min(16),
+    default: 'local-control-api-key',
+    secret: true,
+    doc: 'Bearer token of the control API (16 characters or more).',
+  },
+  META_PHONE_NUMBER_ID: {
+    schema: z.string().regex(/^\d+$/),
+    default: '436666719526789',
+    doc: "Meta's phone number id of the simulated business number.",
+  },
   // A UK drama-range number: business-initiated calling is not available for US numbers (§4.4).
-  META_BUSINESS_NUMBER: z
-    .string()
-    .regex(/^\d{6,15}$/)
-    .default('447700900123'),
-  META_WABA_ID: z.string().regex(/^\d+$/).default('366634483210360'),
-  META_GRAPH_URL: z.url().optional(),
-  META_ACCESS_TOKEN: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
-  SIP_TARGET_URI: z
-    .string()
-    .regex(/^sips?:/, 'a sip: or sips: URI')
-    .optional(),
-  LOCAL_SIP_AGENT_PORT: z.coerce.number().int().min(1).max(65535).default(5080),
-  SIP_PORT: z.coerce.number().int().min(1).max(65535).default(5060),
-});
+  META_BUSINESS_NUMBER: {
+    schema: z.string().regex(/^\d{6,15}$/),
+    default: '447700900123',
+    doc: 'The simulated business number (digits).',
+  },
+  META_WABA_ID: {
+    schema: z.string().regex(/^\d+$/),
+    default: '366634483210360',
+    doc: 'WhatsApp Business Account id in the simulated webhooks.',
+  },
+  META_GRAPH_URL: {
+    schema: z.url().optional(),
+    doc: 'With META_ACCESS_TOKEN: talk to this Graph API instead of starting the Meta simulator.',
+  },
+  META_ACCESS_TOKEN: {
+    schema: z.string().min(1).optional(),
+    secret: true,
+    doc: 'With META_GRAPH_URL: the Graph API access token.',
+  },
+  LOG_LEVEL: { schema: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']), default: 'INFO', doc: 'Log level of every part.' },
+  SIP_TARGET_URI: {
+    schema: z
+      .string()
+      .regex(/^sips?:/, 'a sip: or sips: URI')
+      .optional(),
+    doc: 'Where the media worker sends INVITEs (your PBX, a SIP phone). Unset: the built-in SIP agent.',
+  },
+  LOCAL_SIP_AGENT_PORT: {
+    schema: z.coerce.number().int().min(1).max(65535),
+    default: '5080',
+    doc: 'SIP port (UDP and TCP) of the built-in SIP agent on 127.0.0.2, started when SIP_TARGET_URI is unset.',
+  },
+  SIP_PORT: {
+    schema: z.coerce.number().int().min(1).max(65535),
+    default: '5060',
+    doc: "The media worker's SIP port (UDP and TCP) on 127.0.0.1; calls the PBX starts go to `sip:+<number>@127.0.0.1:<SIP_PORT>`.",
+  },
+} as const satisfies Record<string, SettingSpec>;
 
 /** Worker keys the local stack passes through when set. */
-const WORKER_PASS_THROUGH = [
+const WORKER_PASS_THROUGH: readonly string[] = [
   'SIP_FAILOVER_URIS',
   'SIP_USERNAME',
   'SIP_PASSWORD',
@@ -83,7 +142,7 @@ const WORKER_PASS_THROUGH = [
 ];
 
 /** Control-plane keys the local stack passes through when set. */
-const PASS_THROUGH = [
+const PASS_THROUGH: readonly string[] = [
   'BUSINESS_HOURS',
   'AFTER_HOURS_SIP_TARGET',
   'MAX_CONCURRENT_CALLS',
@@ -93,18 +152,16 @@ const PASS_THROUGH = [
   'PERMISSION_RECONCILE_SECONDS',
 ];
 
+/** The settings of the two tables `npm start` hands on from its environment (README lists them). */
+export const LOCAL_PASS_THROUGH = { controlPlane: PASS_THROUGH, worker: WORKER_PASS_THROUGH } as const;
+
 /**
  * Reads the local-stack configuration.
  * @throws {@link ConfigError} naming the invalid key.
  */
 export function loadLocalConfig(env: Record<string, string | undefined> = process.env): LocalConfig {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
-  const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(String(issue?.path[0] ?? '?'), issue?.message ?? 'invalid');
-  }
-  const c = parsed.data;
+  const c = readSettings(LOCAL_SETTINGS, cleaned);
   if ((c.META_GRAPH_URL === undefined) !== (c.META_ACCESS_TOKEN === undefined)) {
     throw new ConfigError(
       c.META_GRAPH_URL === undefined ? 'META_GRAPH_URL' : 'META_ACCESS_TOKEN',

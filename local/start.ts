@@ -2,6 +2,7 @@
  * `npm start`: runs the local stack until interrupted and prints what listens where.
  */
 import { ConfigError } from '#core/errors.ts';
+import { tryItCommand } from '#simulator/cli.ts';
 import { loadLocalConfig } from './config.ts';
 import { startLocalStack } from './stack.ts';
 
@@ -22,7 +23,8 @@ async function main(): Promise<void> {
     `  media worker      ${stack.worker ? `${stack.worker.sipContact} (${stack.worker.mode === 'child' ? 'child process' : 'in process'})` : 'not started'}`,
     `  SIP target        ${stack.sipTargetUri}${stack.agent ? '   (built-in SIP agent: answers, plays a 1 kHz tone, records, DTMF)' : ''}`,
     `  business number   +${config.meta.businessNumber} (phone number id ${config.meta.phoneNumberId})`,
-    '  try it            npm run sim -- call --from 5511987654321 --name Ana',
+    // The CLI looks for the simulator at its default URL; with another PORT the command must say where it is.
+    ...(stack.simulator ? [`  try it            ${tryItCommand(stack.simulator.baseUrl)}`] : []),
     'Press Ctrl+C to stop.',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -2,8 +2,9 @@
  * Command line for the Meta simulator: `npm run sim -- <command> [options]`.
  *
  * - `serve`: run a standalone simulator (flags or `SIM_*` env vars).
- * - `call`, `hangup`, `dtmf`, `tone`, `calls`, `call-info`, `script`, `permission`: client commands against a
- *   running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:3001`, where `npm start` serves it).
+ * - `call`, `hangup`, `dtmf`, `tone`, `heard`, `calls`, `call-info`, `script`, `permission`: client commands
+ *   against a running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:3001`,
+ *   where `npm start` serves it with the default `PORT`; its banner prints the URL otherwise).
  *
  * Every command prints JSON on stdout; logs go to stderr. Secrets are never printed.
  *
@@ -12,11 +13,24 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { MetaSimulator } from './simulator.ts';
 
-/** Default port of `serve` and default target of the client commands. */
-/** The local stack serves the simulator on PORT+1 = 3001 by default; the CLI targets it. */
+/**
+ * Default port of `serve` and default target of the client commands: the local stack serves the simulator on
+ * PORT+1, 3001 with the default PORT.
+ */
 export const DEFAULT_SIM_PORT = 3001;
+
+/** Where the client commands go without `--sim-url` or `SIM_URL`. */
+export const DEFAULT_SIM_URL = `http://127.0.0.1:${DEFAULT_SIM_PORT}`;
+
+/**
+ * The command that places a first call against the simulator at `simBaseUrl` (what `npm start` prints as
+ * "try it"): `SIM_URL=… ` goes in front unless the simulator is where the CLI looks by default.
+ */
+export function tryItCommand(simBaseUrl: string): string {
+  const command = 'npm run sim -- call --from 5511987654321 --name Ana';
+  return simBaseUrl.replace(/\/+$/, '') === DEFAULT_SIM_URL ? command : `SIM_URL=${simBaseUrl} ${command}`;
+}
 
 /** Where the CLI writes and which environment it reads (injectable for tests). */
 export interface CliIo {
@@ -25,6 +39,8 @@ export interface CliIo {
   env: Record<string, string | undefined>;
   /** `serve` resolves this promise to shut down (default: SIGINT/SIGTERM). */
   shutdown?: Promise<void>;
+  /** HTTP client of the client commands (default: the global `fetch`). */
+  fetch?: typeof fetch;
 }
 
 const USAGE = `Usage: npm run sim -- <command> [options]
@@ -38,13 +54,72 @@ Commands:
   call       --from DIGITS [--user-id BSUID] [--name N] [--username U] [--deeplink-payload P] [--cta-payload P]
   hangup     <call-id>
   dtmf       <call-id> <digits>
-  tone       <call-id> <hz> [dbfs]
+  tone       <call-id> <hz> [dbfs]      the user plays a tone (dbfs ≤ 0, default -20), e.g. tone <id> 440 -10
+  heard      <call-id>                  what the user hears now: dominant hz and dbfs of the last second
   calls
   call-info  <call-id>
   script     <user> [--permission-reply accept_temporary|accept_permanent|reject|none]
              [--bic-answer accept|reject|no_answer] [--bic-answer-delay-ms N]
   permission <user> [temporary|permanent|no_permission]
-Client options: --sim-url URL (env SIM_URL, default http://127.0.0.1:${DEFAULT_SIM_PORT})`;
+Client options: --sim-url URL (env SIM_URL, default ${DEFAULT_SIM_URL}; npm start prints the URL it serves)`;
+
+/** Raised when the simulator cannot be reached (exit code 1): names the URL and the network cause. */
+export class SimUnreachableError extends Error {
+  /** The URL the command tried. */
+  readonly url: string;
+  /** The network cause, e.g. `ECONNREFUSED` or `timeout after 15 s`. */
+  readonly reason: string;
+  /**
+   * @param url - the URL the command tried
+   * @param reason - the network cause
+   */
+  constructor(url: string, reason: string) {
+    super(
+      `cannot reach the Meta simulator at ${url} (${reason}). Is \`npm start\` running? Its "try it" line ` +
+        'shows the SIM_URL to set when the simulator is not at the default; or pass --sim-url http://host:port',
+    );
+    this.name = 'SimUnreachableError';
+    this.url = url;
+    this.reason = reason;
+  }
+}
+
+/** The network cause of a failed `fetch`: undici wraps it as `TypeError('fetch failed', { cause })`. */
+export function fetchFailureReason(error: unknown): string {
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) return error.message;
+  const cause = error instanceof Error ? (error.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
+  if (cause && typeof cause.code === 'string') return cause.code;
+  if (cause && typeof cause.message === 'string' && cause.message) return cause.message;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * `parseArgs` reads `-10` as the short options `-1 -0`, so `tone <id> 440 -10` failed. This moves every
+ * positional (anything not starting with `-`, and negative numbers) behind a `--`, after the options and
+ * their values, keeping the order of both; unknown flags stay where `parseArgs` rejects them.
+ */
+export function negativeNumbersAsPositionals(argv: readonly string[]): string[] {
+  const flags: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || NEGATIVE_NUMBER.test(arg)) {
+      positionals.push(arg);
+      continue;
+    }
+    flags.push(arg);
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    const option = name !== undefined ? OPTIONS[name as keyof typeof OPTIONS] : undefined;
+    if (option?.type === 'string' && i + 1 < argv.length) flags.push(argv[++i] as string);
+  }
+  return positionals.length > 0 ? [...flags, '--', ...positionals] : flags;
+}
+
+const NEGATIVE_NUMBER = /^-(\d+\.?\d*|\.\d+)$/;
 
 /** Raised for bad command lines (exit code 2). */
 export class CliUsageError extends Error {
@@ -99,7 +174,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>
   >;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: negativeNumbersAsPositionals(argv),
+      options: OPTIONS,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     io.err(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
     return 2;
@@ -118,6 +198,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.err(`${err.message}\n${USAGE}`);
       return 2;
     }
+    if (err instanceof SimUnreachableError) {
+      io.err(JSON.stringify({ error: err.message, url: err.url, cause: err.reason }));
+      return 1;
+    }
     io.err(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
     return 1;
   }
@@ -131,6 +215,8 @@ async function serve(v: Values, io: CliIo): Promise<number> {
   const env = io.env;
   const logger = pino({ level: s(v, 'log-level') ?? env.SIM_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const unanswered = int(s(v, 'unanswered-ms'), '--unanswered-ms');
+  // Loaded here so the client commands (and `tryItCommand` for `npm start`) do not load WebRTC.
+  const { MetaSimulator } = await import('./simulator.ts');
   const sim = await MetaSimulator.start({
     port: int(s(v, 'port') ?? env.SIM_PORT, '--port') ?? DEFAULT_SIM_PORT,
     graphVersion: s(v, 'graph-version') ?? env.SIM_GRAPH_VERSION ?? 'v23.0',
@@ -165,14 +251,50 @@ async function serve(v: Values, io: CliIo): Promise<number> {
   return 0;
 }
 
+/** The part of `GET /_sim/calls/{id}` the `heard` command reports. */
+interface CallDetail {
+  id: string;
+  state: string;
+  relay?: {
+    connectionState?: string;
+    receivedDigits?: string;
+    stats?: { packetsReceived?: number };
+    heard?: { audible: boolean; hz: number; dbfs: number | null; ms: number };
+  };
+}
+
+/**
+ * What `heard` prints: what the simulated user hears now (dominant frequency and level of the last second of
+ * the business's audio, as the relay decoded it), the digits it received and how many packets.
+ */
+export function heardReport(detail: CallDetail): Record<string, unknown> {
+  const relay = detail.relay ?? {};
+  return {
+    id: detail.id,
+    state: detail.state,
+    heard: relay.heard ?? null,
+    digitsReceived: relay.receivedDigits ?? '',
+    packetsReceived: relay.stats?.packetsReceived ?? 0,
+  };
+}
+
 async function client(command: string, args: string[], v: Values, io: CliIo): Promise<number> {
-  const base = (s(v, 'sim-url') ?? io.env.SIM_URL ?? `http://127.0.0.1:${DEFAULT_SIM_PORT}`).replace(/\/+$/, '');
+  const base = (s(v, 'sim-url') ?? io.env.SIM_URL ?? DEFAULT_SIM_URL).replace(/\/+$/, '');
+  const http = io.fetch ?? fetch;
+  const request = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<Response> => {
+    const url = `${base}/_sim${path}`;
+    try {
+      return await http(url, {
+        method,
+        ...(body !== undefined ? { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (error) {
+      throw new SimUnreachableError(url, fetchFailureReason(error));
+    }
+  };
   const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<number> => {
-    const res = await fetch(`${base}/_sim${path}`, {
-      method,
-      ...(body !== undefined ? { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(15_000),
-    });
+    const res = await request(method, path, body);
     const text = await res.text();
     (res.ok ? io.out : io.err)(text);
     return res.ok ? 0 : 1;
@@ -202,9 +324,21 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
     case 'dtmf':
       return call('POST', `/calls/${id()}/dtmf`, { digits: required(args[1], '<digits>') });
     case 'tone': {
+      const callId = id();
       const hz = Number(required(args[1], '<hz>'));
+      if (!(hz > 0)) throw new CliUsageError(`<hz> must be a positive number, got ${args[1]}`);
       const dbfs = args[2] !== undefined ? Number(args[2]) : -20;
-      return call('POST', `/calls/${id()}/tone`, { hz, dbfs });
+      if (!(dbfs <= 0)) throw new CliUsageError(`[dbfs] must be a number ≤ 0 (dBFS, e.g. -10), got ${args[2]}`);
+      return call('POST', `/calls/${callId}/tone`, { hz, dbfs });
+    }
+    case 'heard': {
+      const res = await request('GET', `/calls/${id()}`);
+      if (!res.ok) {
+        io.err(await res.text());
+        return 1;
+      }
+      io.out(JSON.stringify(heardReport((await res.json()) as CallDetail)));
+      return 0;
     }
     case 'calls':
       return call('GET', '/calls');

@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
+import { LOCAL_PASS_THROUGH, LOCAL_SETTINGS } from '#local/config.ts';
 import { WORKER_SETTINGS } from '#worker/config.ts';
 
 type Settings = Record<string, { schema: z.ZodType; doc: string; default?: string; secret?: boolean }>;
@@ -14,13 +15,30 @@ type Settings = Record<string, { schema: z.ZodType; doc: string; default?: strin
 export const BLOCKS: Record<string, Settings> = {
   settings: CONTROL_PLANE_SETTINGS,
   'worker-settings': WORKER_SETTINGS,
+  'local-settings': LOCAL_SETTINGS,
 };
 
-/** The markdown table of a settings schema. */
-export function settingsTable(settings: Settings): string {
+/** Blocks of environment variables only (no SSM parameter behind them): a table without the SSM columns. */
+const LOCAL_ONLY = new Set(['local-settings']);
+
+/** The markdown table of a settings schema; `local`: environment variables of `npm start`, no SSM columns. */
+export function settingsTable(settings: Settings, local = false): string {
+  const doc = (s: Settings[string]) => s.doc.replace(/\|/g, '\\|');
+  const dflt = (s: Settings[string]) => (s.default === undefined ? '' : `\`${s.default}\``);
+  if (local) {
+    const rows = Object.entries(settings).map(([key, s]) => `| \`${key}\` | ${dflt(s)} | ${doc(s)} |`);
+    const keys = (list: readonly string[]) => list.map((k) => `\`${k}\``).join(', ');
+    return [
+      '| variable | default | meaning |',
+      '|---|---|---|',
+      ...rows,
+      '',
+      `Passed on when set, to the control plane: ${keys(LOCAL_PASS_THROUGH.controlPlane)}; to the media worker: ${keys(LOCAL_PASS_THROUGH.worker)}. The local stack sets the tables, queues, endpoints and the worker's addresses itself.`,
+    ].join('\n');
+  }
   const rows = Object.entries(settings).map(([key, s]) => {
     const required = s.default === undefined && !s.schema.safeParse(undefined).success;
-    return `| \`${key}\` | ${required ? 'yes' : 'no'} | ${s.default === undefined ? '' : `\`${s.default}\``} | ${s.secret ? 'SecureString' : 'String'} | ${s.doc.replace(/\|/g, '\\|')} |`;
+    return `| \`${key}\` | ${required ? 'yes' : 'no'} | ${dflt(s)} | ${s.secret ? 'SecureString' : 'String'} | ${doc(s)} |`;
   });
   return ['| setting | required | default | SSM type | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
 }
@@ -34,7 +52,7 @@ export function withSettingsTables(readme: string): string {
     const start = text.indexOf(begin);
     const stop = text.indexOf(end);
     if (start < 0 || stop < start) throw new Error(`README.md lacks the markers ${begin} … ${end}`);
-    text = `${text.slice(0, start + begin.length)}\n${settingsTable(settings)}\n${text.slice(stop)}`;
+    text = `${text.slice(0, start + begin.length)}\n${settingsTable(settings, LOCAL_ONLY.has(name))}\n${text.slice(stop)}`;
   }
   return text;
 }

@@ -140,7 +140,8 @@ export class MediaWorker {
     }
     this.#loops = [this.#jobLoop(), this.#controlLoop()];
     this.#d.logger.info(
-      { workerId: this.#d.workerId, controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls },
+      // The logger is already a child with `workerId` (start.ts); repeating it wrote the key twice.
+      { controlQueueUrl: this.#controlQueueUrl, maxCalls: this.#d.maxCalls },
       'media worker started',
     );
   }

@@ -55,6 +55,8 @@ export interface ControllablePeer extends SimMediaPeer {
   readonly receivedDigits: string;
   readonly connectionState: string;
   stats(): object;
+  /** What the simulated user hears now (dominant Hz and dBFS of the last second); absent in fakes. */
+  heard?(): object;
 }
 
 /** Everything the server routes to. */
@@ -163,6 +165,7 @@ export function callDetail(call: CallRecord<ControllablePeer>): Record<string, u
       firstBusinessMediaAt: call.relay.firstBusinessMediaAt,
       lastBusinessMediaAt: call.relay.lastBusinessMediaAt,
       stats: call.relay.stats(),
+      ...(call.relay.heard ? { heard: call.relay.heard() } : {}),
     },
     log: call.log,
   };

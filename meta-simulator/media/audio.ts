@@ -287,3 +287,82 @@ export class PcmRecorder {
     this.total = 0;
   }
 }
+
+/** What a listener heard over a recent window: the output of {@link RecentAudio.heard}. */
+export interface HeardAudio {
+  /** Whether the window is louder than the audibility threshold (default -50 dBFS). */
+  audible: boolean;
+  /** Dominant frequency in Hz, rounded to 1 Hz; 0 when nothing audible was heard. */
+  hz: number;
+  /** RMS level in dBFS (full-scale sine = 0), rounded to 0.1; `null` for digital silence or no audio. */
+  dbfs: number | null;
+  /** Milliseconds of audio the measurement covers (less than the window early in a call). */
+  ms: number;
+}
+
+/**
+ * The last `windowMs` of audio a listener received (a ring buffer of PCM), measured on demand with
+ * {@link measureTone}: "what does the simulated user hear right now".
+ */
+export class RecentAudio {
+  readonly sampleRate: number;
+  private readonly ring: Int16Array;
+  private write = 0;
+  private filled = 0;
+
+  /**
+   * @param sampleRate - sample rate of the frames pushed (default 48000)
+   * @param windowMs - how much of the most recent audio is kept and measured (default 1000 ms)
+   */
+  constructor(sampleRate = 48_000, windowMs = 1000) {
+    if (!(sampleRate > 0) || !(windowMs > 0)) {
+      throw new RangeError(`invalid window ${windowMs} ms at ${sampleRate} Hz sample rate`);
+    }
+    this.sampleRate = sampleRate;
+    this.ring = new Int16Array(Math.max(1, Math.round((sampleRate * windowMs) / 1000)));
+  }
+
+  /** Append a frame; the oldest samples beyond the window are overwritten. */
+  push(frame: Int16Array): void {
+    const size = this.ring.length;
+    const src = frame.length > size ? frame.subarray(frame.length - size) : frame;
+    const first = Math.min(src.length, size - this.write);
+    this.ring.set(src.subarray(0, first), this.write);
+    this.ring.set(src.subarray(first), 0);
+    this.write = (this.write + src.length) % size;
+    this.filled = Math.min(size, this.filled + src.length);
+  }
+
+  /** The kept samples, oldest first. */
+  samples(): Int16Array {
+    const size = this.ring.length;
+    if (this.filled < size) return this.ring.slice(0, this.filled);
+    const out = new Int16Array(size);
+    out.set(this.ring.subarray(this.write), 0);
+    out.set(this.ring.subarray(0, this.write), size - this.write);
+    return out;
+  }
+
+  /**
+   * Dominant frequency and level of the kept window.
+   * @param audibleDbfs - below this level the window counts as silence (`hz` 0)
+   */
+  heard(audibleDbfs = -50): HeardAudio {
+    const pcm = this.samples();
+    const ms = Math.round((pcm.length * 1000) / this.sampleRate);
+    const { hz, dbfs } = measureTone(pcm, this.sampleRate);
+    const audible = Number.isFinite(dbfs) && dbfs > audibleDbfs;
+    return {
+      audible,
+      hz: audible ? Math.round(hz) : 0,
+      dbfs: Number.isFinite(dbfs) ? Math.round(dbfs * 10) / 10 : null,
+      ms,
+    };
+  }
+
+  /** Forget everything kept. */
+  clear(): void {
+    this.write = 0;
+    this.filled = 0;
+  }
+}

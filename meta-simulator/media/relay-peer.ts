@@ -34,7 +34,7 @@ import {
   RtpHeader,
   RtpPacket,
 } from 'werift';
-import { PcmRecorder, rmsDbfs, ToneGenerator } from './audio.ts';
+import { type HeardAudio, PcmRecorder, RecentAudio, rmsDbfs, ToneGenerator } from './audio.ts';
 import { validateBusinessSdp } from './sdp-validation.ts';
 
 /** Options for {@link RelayPeer}. */
@@ -234,6 +234,8 @@ export class RelayPeer {
 
   // Recording and observability.
   private recorder: PcmRecorder | undefined;
+  /** The last second of decoded business audio: what the simulated user hears now. */
+  private readonly recent = new RecentAudio(SAMPLE_RATE, 1000);
   private counters: RelayPeerStats = {
     packetsSent: 0,
     packetsReceived: 0,
@@ -308,6 +310,14 @@ export class RelayPeer {
   onDtmf(cb: (digit: string) => void): () => void {
     this.dtmfListeners.add(cb);
     return () => this.dtmfListeners.delete(cb);
+  }
+
+  /**
+   * What the simulated WhatsApp user hears now: dominant frequency and level of the last second of
+   * decoded business audio (Opus or G.711), `audible` above -50 dBFS.
+   */
+  heard(): HeardAudio {
+    return this.recent.heard(AUDIBLE_DBFS);
   }
 
   /** Snapshot of the counters. */
@@ -756,6 +766,7 @@ export class RelayPeer {
       this.firstAudibleAt = now;
     }
     this.recorder?.push(pcm);
+    this.recent.push(pcm);
   }
 
   /** RFC 4733 §2.3: event(8) | E(1) R(1) volume(6) | duration(16). */
