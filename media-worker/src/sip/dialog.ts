@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipNameAddr, SipRemote, SipStack } from 'sip';
 import digest from 'sip/digest.js';
-import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from './sdp-hold.ts';
+import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
 import type { SipCredentials, SipDialogEvent, SipDialogState, SipTransport } from './sip-port.ts';
 import {
   ALLOW,

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { SipMessage, SipNameAddr, SipUri } from 'sip';
 import sip from 'sip';
-import { redactSdp } from './sdp-hold.ts';
+import { redactSdp } from '../sdp/sdp.ts';
 import type { SipParty, SipTransport } from './sip-port.ts';
 
 /** RFC 3261 §17.1.1.1 timer values used by the dialog layer (the package hard-codes the same). */
