@@ -1,15 +1,58 @@
 import { afterEach } from 'vitest';
 
-/** Resolves after `ms`. */
+/**
+ * Resolves after `ms`. For synchronisation, wait for a condition with {@link until} instead; a
+ * sleep is for "nothing else arrived" checks, and then it should be clearly longer than the event
+ * it rules out would take.
+ */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 10 ms until it holds; throws once `timeoutMs` has passed. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+/** How {@link until} polls. */
+export interface UntilOptions {
+  /** Named in the timeout error. @default 'condition' */
+  what?: string;
+  /** Poll period. @default 10 */
+  everyMs?: number;
+  /**
+   * Treat a throwing `cond` as "not yet" (for a lookup that fails until the thing exists); the
+   * last error is named in the timeout error. By default a throw fails at once.
+   */
+  retryErrors?: boolean;
+}
+
+/**
+ * Polls `cond` until it returns a truthy value, and returns that value; throws once `timeoutMs`
+ * has passed. `cond` runs at least once.
+ */
+export async function until<T>(
+  cond: () => T | Promise<T>,
+  timeoutMs = 3000,
+  options: UntilOptions = {},
+): Promise<Exclude<T, false | 0 | '' | null | undefined>> {
+  const { what = 'condition', everyMs = 10, retryErrors = false } = options;
   const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await cond();
+      if (value) return value as Exclude<T, false | 0 | '' | null | undefined>;
+    } catch (error) {
+      if (!retryErrors) throw error;
+      last = error;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await sleep(everyMs);
   }
+}
+
+/**
+ * {@link until} for slower, fallible lookups (HTTP, the store): polls every 25 ms and retries a
+ * throwing `check`.
+ */
+export function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = 'condition') {
+  return until(check, timeoutMs, { what, everyMs: 25, retryErrors: true });
 }
 
 /** Something a test opens and must close (peers, legs, bridges, sockets). */

@@ -8,6 +8,7 @@ import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import pino from 'pino';
 import { loadLocalConfig } from '#local/config.ts';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '#local/stack.ts';
+import { until } from './async.ts';
 import { captureLogger, type LogEntry } from './capture-logger.ts';
 import { freePort } from './free-port.ts';
 
@@ -106,6 +107,17 @@ export async function startTestStack(
       });
     },
     async stop() {
+      // A webhook the simulator is still delivering runs the bridge's handler, which writes to
+      // dynalite; stopping the emulator under it throws "Database is closed" from inside dynalite.
+      // So wait (bounded) for every delivery that has started to be answered. Held deliveries
+      // have no attempt yet and run no handler.
+      const emitter = stack.simulator?.emitter;
+      if (emitter) {
+        const inFlight = () => emitter.deliveries.filter((d) => d.outcome === 'pending' && d.attempts.length > 0);
+        await until(() => inFlight().length === 0, 5000, { what: 'webhook deliveries in flight' }).catch(
+          () => undefined,
+        );
+      }
       doc.destroy();
       sqs.destroy();
       await stack.stop();
@@ -113,22 +125,5 @@ export async function startTestStack(
   };
 }
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function eventually<T>(
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 5000,
-  what = 'condition',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+/** Re-exported from the one poll module, where it lives with `until` and `sleep`. */
+export { eventually } from './async.ts';

@@ -6,20 +6,21 @@
  * plus telephone-event/8000 (RFC 4733), and reads the PBX's answer with the
  * RFC 3264 §6.1 rule: the first format in the answer that we offered wins.
  * Re-INVITEs that put the call on hold are recognised both the RFC 3264 §8.4
- * way (`a=sendonly` / `a=inactive`) and the old RFC 2543 way (`c=0.0.0.0`).
+ * way (`a=sendonly` / `a=inactive`) and the old RFC 2543 way (`c=0.0.0.0`),
+ * by the one rule in `sdp/sdp.ts` the SIP layer applies too.
  *
  * @module
  */
 import { randomInt } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import sdpTransform from 'sdp-transform';
+import { audioDirection, mirrorDirection, type SdpDirection } from '../sdp/sdp.ts';
 import { MediaError } from './errors.ts';
+
+export type { SdpDirection } from '../sdp/sdp.ts';
 
 /** Audio codecs the SIP leg can carry. */
 export type SipCodecName = 'opus' | 'PCMU' | 'PCMA';
-
-/** SDP media direction (RFC 3264 §5.1). */
-export type SdpDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 
 /** A negotiated audio codec. */
 export interface SipCodec {
@@ -144,13 +145,7 @@ export function answerSipOffer(
 ): { sdp: string; negotiated: SipMediaDescription } {
   const negotiated = parseSipOffer(offerSdp, options.codecs ?? DEFAULT_CODECS);
   const direction: SdpDirection =
-    negotiated.direction === 'sendonly'
-      ? 'recvonly'
-      : negotiated.direction === 'recvonly'
-        ? 'sendonly'
-        : negotiated.direction === 'inactive'
-          ? 'inactive'
-          : (options.direction ?? 'sendrecv');
+    negotiated.direction === 'sendrecv' ? (options.direction ?? 'sendrecv') : mirrorDirection(negotiated.direction);
   const sdp = buildSdp(
     {
       ...options,
@@ -278,8 +273,7 @@ function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer')
   if (!codec) {
     throw invalid('invalid-sdp', `no common audio codec in the SIP ${kind} (m=audio … ${formats.join(' ')})`);
   }
-  const direction = (media.direction ?? parsed.direction ?? 'sendrecv') as SdpDirection;
-  const nullAddress = address === '0.0.0.0' || address === '::';
+  const { declared: direction, onHold } = audioDirection(parsed);
   const ptime = media.ptime !== undefined ? Number(media.ptime) : undefined;
   return {
     address,
@@ -287,7 +281,7 @@ function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer')
     codec,
     ...(dtmfPayloadType !== undefined ? { dtmfPayloadType } : {}),
     direction,
-    onHold: direction === 'sendonly' || direction === 'inactive' || nullAddress,
+    onHold,
     ...(ptime !== undefined && Number.isFinite(ptime) ? { ptime } : {}),
   };
 }

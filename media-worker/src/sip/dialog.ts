@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipNameAddr, SipRemote, SipStack } from 'sip';
 import digest from 'sip/digest.js';
-import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from './sdp-hold.ts';
+import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
 import type { SipCredentials, SipDialogEvent, SipDialogState, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -18,7 +18,6 @@ import {
   headerText,
   KNOWN_METHODS,
   responseTo,
-  T1_MS,
   T2_MS,
   toWire,
   uriText,
@@ -35,6 +34,8 @@ export interface SipStackContext {
   readonly requestTimeoutMs: number;
   /** How long a 2xx we sent waits for its ACK (64·T1 in RFC 3261 §13.3.1.4). */
   readonly ackTimeoutMs: number;
+  /** First 2xx retransmission interval, doubling up to T2 (RFC 3261 §13.3.1.4; T1 of §17.1.1.1). */
+  readonly t1Ms: number;
   readonly transports: ReadonlySet<SipTransport>;
   /** Our Contact URI for requests and responses on `transport`. */
   contactFor(transport: SipTransport): string;
@@ -113,7 +114,7 @@ class TwoXxRetransmitter {
   readonly acked: Promise<boolean>;
   #resolve!: (acked: boolean) => void;
 
-  constructor(stack: SipStack, rs: SipMessage, reliable: boolean, ackTimeoutMs: number) {
+  constructor(stack: SipStack, rs: SipMessage, reliable: boolean, ackTimeoutMs: number, t1Ms: number) {
     this.acked = new Promise((r) => {
       this.#resolve = r;
     });
@@ -125,7 +126,7 @@ class TwoXxRetransmitter {
           resend(Math.min(interval * 2, T2_MS));
         }, interval);
       };
-      resend(T1_MS);
+      resend(t1Ms);
     }
     this.#deadline = setTimeout(() => this.#finish(false), ackTimeoutMs);
   }
@@ -267,7 +268,13 @@ export abstract class SipDialog {
    */
   protected send2xx(rq: SipMessage, rs: SipMessage, offerless: boolean): Promise<boolean> {
     const seq = rq.headers.cseq?.seq ?? 0;
-    const rt = new TwoXxRetransmitter(this.ctx.stack, rs, this.transport !== 'udp', this.ctx.ackTimeoutMs);
+    const rt = new TwoXxRetransmitter(
+      this.ctx.stack,
+      rs,
+      this.transport !== 'udp',
+      this.ctx.ackTimeoutMs,
+      this.ctx.t1Ms,
+    );
     this.#awaitingAck.set(seq, { rt, offerless });
     return rt.acked.then((acked) => {
       this.#awaitingAck.delete(seq);

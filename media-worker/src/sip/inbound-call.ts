@@ -7,9 +7,9 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipRemote } from 'sip';
 import { Emitter } from '../emitter.ts';
+import { redactSdp, sessionVersion } from '../sdp/sdp.ts';
 import type { SipStackContext } from './dialog.ts';
 import { SipDialog } from './dialog.ts';
-import { redactSdp, sessionVersion } from './sdp-hold.ts';
 import type {
   InboundSipCall,
   InboundSipCallEvent,

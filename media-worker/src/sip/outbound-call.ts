@@ -7,9 +7,9 @@ import type { Logger } from 'pino';
 import type { SipMessage, SipUri } from 'sip';
 import sip from 'sip';
 import { Emitter } from '../emitter.ts';
+import { redactSdp, sessionVersion } from '../sdp/sdp.ts';
 import type { SipStackContext } from './dialog.ts';
 import { dialogRequestUri, requestFinal, SipDialog, signWithChallenge } from './dialog.ts';
-import { redactSdp, sessionVersion } from './sdp-hold.ts';
 import type {
   OutboundSipCall,
   PlaceCallOptions,

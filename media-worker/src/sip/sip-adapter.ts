@@ -23,7 +23,7 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
-import { ALLOW, bodyOf, headerText, KNOWN_METHODS, newTag, redactedWireText, responseTo } from './sip-wire.ts';
+import { ALLOW, bodyOf, headerText, KNOWN_METHODS, newTag, redactedWireText, responseTo, T1_MS } from './sip-wire.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -61,6 +61,12 @@ export interface SipPortOptions {
   readonly requestTimeoutMs?: number;
   /** How long a 2xx we sent waits for its ACK (64·T1). @default 32000 */
   readonly ackTimeoutMs?: number;
+  /**
+   * T1, the first 2xx retransmission interval over UDP (RFC 3261 §13.3.1.4, doubling up to T2 = 4 s).
+   * RFC 3261 §17.1.1.1 allows a smaller value on networks known to be fast; tests use one. The
+   * package's own transaction timers keep 500 ms. @default 500
+   */
+  readonly t1Ms?: number;
   /** An inbound INVITE not answered by the handler within this time is rejected 480 (cf. Timer C). @default 180000 */
   readonly inboundRingLimitMs?: number;
   /**
@@ -192,6 +198,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     localHost: host,
     requestTimeoutMs,
     ackTimeoutMs: options.ackTimeoutMs ?? 32_000,
+    t1Ms: options.t1Ms ?? T1_MS,
     transports,
     contactFor: (t) =>
       t === 'udp'

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { SipMessage, SipNameAddr, SipUri } from 'sip';
 import sip from 'sip';
-import { redactSdp } from './sdp-hold.ts';
+import { redactSdp } from '../sdp/sdp.ts';
 import type { SipParty, SipTransport } from './sip-port.ts';
 
 /** RFC 3261 §17.1.1.1 timer values used by the dialog layer (the package hard-codes the same). */
@@ -34,30 +34,94 @@ export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   'UPDATE',
 ]);
 
+/**
+ * The project's one table of SIP reason phrases: RFC 3261 §21 plus the codes later RFCs registered
+ * with IANA ("Session Initiation Protocol (SIP) Parameters", Response Codes) that a PBX or carrier
+ * may send. The `sip-status` package (drachtio's table) was considered and not taken: it is
+ * untyped, last changed in 2014, lacks 425/555/607/608 and uses RFC 2543 wording for 481 and 504.
+ */
 const REASON_PHRASES: Readonly<Record<number, string>> = {
+  100: 'Trying',
+  180: 'Ringing',
+  181: 'Call Is Being Forwarded',
+  182: 'Queued',
+  183: 'Session Progress',
+  199: 'Early Dialog Terminated', // RFC 6228
+  200: 'OK',
+  202: 'Accepted', // RFC 3265 (deprecated by RFC 6665, still sent)
+  204: 'No Notification', // RFC 5839
+  300: 'Multiple Choices',
+  301: 'Moved Permanently',
+  302: 'Moved Temporarily',
+  305: 'Use Proxy',
+  380: 'Alternative Service',
   400: 'Bad Request',
   401: 'Unauthorized',
+  402: 'Payment Required',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
   407: 'Proxy Authentication Required',
   408: 'Request Timeout',
+  410: 'Gone',
+  412: 'Conditional Request Failed', // RFC 3903
+  413: 'Request Entity Too Large',
+  414: 'Request-URI Too Long',
+  415: 'Unsupported Media Type',
+  416: 'Unsupported URI Scheme',
+  417: 'Unknown Resource-Priority', // RFC 4412
+  420: 'Bad Extension',
+  421: 'Extension Required',
+  422: 'Session Interval Too Small', // RFC 4028
+  423: 'Interval Too Brief',
+  425: 'Bad Alert Message', // RFC 8876
+  428: 'Use Identity Header', // RFC 8224
+  429: 'Provide Referrer Identity', // RFC 3892
+  430: 'Flow Failed', // RFC 5626
+  433: 'Anonymity Disallowed', // RFC 5079
+  436: 'Bad Identity Info', // RFC 8224
+  437: 'Unsupported Credential', // RFC 8224
+  438: 'Invalid Identity Header', // RFC 8224
+  439: 'First Hop Lacks Outbound Support', // RFC 5626
+  440: 'Max-Breadth Exceeded', // RFC 5393
+  469: 'Bad Info Package', // RFC 6086
+  470: 'Consent Needed', // RFC 5360
   480: 'Temporarily Unavailable',
   481: 'Call/Transaction Does Not Exist',
+  482: 'Loop Detected',
+  483: 'Too Many Hops',
+  484: 'Address Incomplete',
+  485: 'Ambiguous',
   486: 'Busy Here',
   487: 'Request Terminated',
   488: 'Not Acceptable Here',
+  489: 'Bad Event', // RFC 6665
+  491: 'Request Pending',
+  493: 'Undecipherable',
+  494: 'Security Agreement Required', // RFC 3329
   500: 'Server Internal Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Server Time-out',
+  505: 'Version Not Supported',
+  513: 'Message Too Large',
+  555: 'Push Notification Service Not Supported', // RFC 8599
+  580: 'Precondition Failure', // RFC 3312
   600: 'Busy Everywhere',
   603: 'Decline',
   604: 'Does Not Exist Anywhere',
+  606: 'Not Acceptable',
+  607: 'Unwanted', // RFC 8197
+  608: 'Rejected', // RFC 8688
 };
 
 /**
- * The RFC 3261 §21 reason phrase for `status`. Needed because the package replaces a 503 by its
- * own reason-less 503 while trying the next resolved address, and synthesises 408/503 locally.
+ * The reason phrase for `status` (RFC 3261 §21 and later registrations; `Status <n>` for a code
+ * nobody registered). Needed because the package replaces a 503 by its own reason-less 503 while
+ * trying the next resolved address, and synthesises 408/503 locally; the call layer uses it for
+ * the responses it sends.
  */
 export function reasonPhrase(status: number): string {
   return REASON_PHRASES[status] ?? `Status ${status}`;

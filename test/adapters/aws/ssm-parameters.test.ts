@@ -122,13 +122,14 @@ describe('Function: ssmSettings', () => {
   });
 
   it('gives up at the deadline instead of hanging a cold start', async () => {
-    delayMs = 1000;
+    delayMs = 5000; // the parameter store answers far too late
     const started = Date.now();
 
     await expect(ssmSettings('/wa-sip-bridge/prod', { client: client(), timeoutMs: 150 })).rejects.toThrow(
       /no answer within 150 ms/,
     );
-    expect(Date.now() - started).toBeLessThan(900);
+    // Gave up at its own deadline, long before the answer (a wide bound: scheduling may delay it).
+    expect(Date.now() - started).toBeLessThan(4000);
   });
 
   it.each(['wa-sip-bridge/prod', '/', '', '/a b'])('rejects the prefix %j', (prefix) => {

@@ -3,15 +3,29 @@
  * (signed connect webhooks, Graph API) and the bridge's webhook function decides.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { realClock, type SimClock } from '#simulator/graph/clock.ts';
 import type { MetaSimulator } from '#simulator/simulator.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
-const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'];
-/** Business hours that are closed all of today (UTC): open only on the day three days from now. */
-const closedToday = JSON.stringify({
+/**
+ * The after-hours stories run on a clock that reads Wednesday 1 January 2025, 12:00 UTC when the
+ * stack starts and then moves with real time, shared by the bridge and the simulator (so the
+ * connect webhook is not stale). The business is open on Saturdays only: closed all of that
+ * Wednesday, whatever today's date is.
+ */
+function wednesdayNoon(): SimClock {
+  const offset = Date.UTC(2025, 0, 1, 12) - Date.now();
+  return { ...realClock, now: () => Date.now() + offset };
+}
+const closedOnWednesdays = JSON.stringify({
   timeZone: 'UTC',
-  weekly: [{ day: DAYS[(new Date().getUTCDay() + 3) % 7], open: '0000', close: '2359' }],
+  weekly: [{ day: 'SATURDAY', open: '0000', close: '2359' }],
 });
+/** A stack whose business is closed now (see {@link wednesdayNoon}). */
+function startClosedStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const clock = wednesdayNoon();
+  return startTestStack({ BUSINESS_HOURS: closedOnWednesdays, ...env }, { now: clock.now, simulator: { clock } });
+}
 
 async function record(stack: TestStack, callId: string): Promise<Record<string, unknown>> {
   return (await (await stack.api(`/v1/calls/${encodeURIComponent(callId)}`)).json()) as Record<string, unknown>;
@@ -55,7 +69,7 @@ describe('admission with default settings (always open, 1000 calls)', () => {
 
 describe('admission outside business hours', () => {
   it('rejects the call at Meta when no after-hours target is configured', async () => {
-    const stack = await startTestStack({ BUSINESS_HOURS: closedToday });
+    const stack = await startClosedStack();
     try {
       const call = await stack.simulator!.placeUserCall({ user: { waId: '4915112345678' } });
       await eventually(() => call.state === 'ended', 5000, 'the simulated call to end');
@@ -68,10 +82,7 @@ describe('admission outside business hours', () => {
   });
 
   it('routes the call to the after-hours SIP target when one is configured', async () => {
-    const stack = await startTestStack({
-      BUSINESS_HOURS: closedToday,
-      AFTER_HOURS_SIP_TARGET: 'sip:voicemail@127.0.0.3:5090',
-    });
+    const stack = await startClosedStack({ AFTER_HOURS_SIP_TARGET: 'sip:voicemail@127.0.0.3:5090' });
     try {
       const call = await stack.simulator!.placeUserCall({ user: { waId: '4915112345678' } });
       await eventually(async () => (await record(stack, call.id)).state === 'queued', 5000, 'the call to be queued');
@@ -139,9 +150,10 @@ describe('control API', () => {
     const call = await stack.simulator!.placeUserCall({ user: { waId: '4915112345678' } });
     await eventually(async () => (await record(stack, call.id)).state === 'queued');
     call.hangUp();
+    // The record's state and its history are separate writes: wait for both.
     const r = await eventually(async () => {
       const x = await record(stack, call.id);
-      return x.state === 'ended' && x;
+      return x.state === 'ended' && (x.history as Array<{ what: string }>).some((h) => h.what === 'ended') && x;
     });
     expect(r).toMatchObject({ state: 'ended', endReason: 'caller-hung-up', direction: 'user-initiated' });
     expect((r.history as Array<{ what: string }>).map((h) => h.what)).toEqual(['offered', 'queued', 'ended']);

@@ -17,6 +17,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { measureTone, rmsDbfs, type ToneMeasurement } from '#simulator/media/audio.ts';
 import type { SimCall } from '#simulator/simulator.ts';
+import { sleep } from '#test/helpers/async.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 import { type BaresipCodec, type BaresipEcho, requireBaresip, startBaresipEcho } from './baresip-echo.ts';
 
@@ -74,8 +75,6 @@ const CASES: readonly CodecCase[] = [
 
 /** Measured values, printed at the end for the record. */
 const results: Array<Record<string, unknown>> = [];
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 afterAll(() => {
   if (results.length > 0) console.info(`baresip echo measurements:\n${JSON.stringify(results, null, 2)}`);

@@ -11,9 +11,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '#test/helpers/async.ts';
 import { createSipPort } from '#worker/sip/sip-adapter.ts';
 import type { PlaceCallOptions, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
-import { delay, record } from '../../media-worker/sip/helpers/events.ts';
+import { record } from '../../media-worker/sip/helpers/events.ts';
 import { freePort, sdp } from '../../media-worker/sip/helpers/far-end.ts';
 
 const SCENARIOS = join(import.meta.dirname, '../../fixtures/sipp');
@@ -85,8 +86,8 @@ async function startSipp(scenario: string, opts: { transport?: 'u1' | 't1'; extr
       resolve({ code, log: `${errors}\n${out.slice(-2000)}` });
     });
   });
-  for (let i = 0; i < 100 && !(await udpBound('127.0.0.2', p)); i++) await delay(30);
-  await delay(50);
+  for (let i = 0; i < 100 && !(await udpBound('127.0.0.2', p)); i++) await sleep(30);
+  await sleep(50);
   return { port: p, exit, kill: () => child.kill('SIGKILL') };
 }
 
@@ -144,7 +145,7 @@ describe('Interop: our UAC against SIPp UAS scenarios', () => {
       const answered = await log.next('answered');
       expect(answered.sdp).toContain(codec);
       expect(log.types()).toEqual(['trying', 'ringing', 'answered']);
-      await delay(100);
+      await sleep(100);
       await call.hangUp();
       expect(await sippExit(sipp)).toBe(0);
     },
@@ -200,7 +201,7 @@ describe('Interop: our UAC against SIPp UAS scenarios', () => {
     const sipp = await startSipp('uas-reinvite-hold.xml');
     const { call, log } = place(sipp);
     expect((await log.next('hold')).sdp).toContain('a=sendonly');
-    await delay(100);
+    await sleep(100);
     await call.hangUp();
     expect(await sippExit(sipp)).toBe(0);
   });

@@ -7,10 +7,11 @@
 import type { SipMessage } from 'sip';
 import sip from 'sip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep, until } from '#test/helpers/async.ts';
 import { createSipPort } from '#worker/sip/sip-adapter.ts';
 import type { InboundSipCall, InboundSipCallEvent, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { SipError } from '#worker/sip/sip-port.ts';
-import { delay, record } from './helpers/events.ts';
+import { record } from './helpers/events.ts';
 import { FarEnd, freePort, sdp } from './helpers/far-end.ts';
 
 const OFFER = sdp('127.0.0.2', 41000);
@@ -21,10 +22,18 @@ let portNumber: number;
 let fe: FarEnd;
 let proxy: FarEnd;
 let seq = 0;
+/** A short T1 (RFC 3261 §17.1.1.1 allows it on fast networks) so 2xx retransmission is quick to see. */
+const T1_MS = 50;
 
 beforeAll(async () => {
   portNumber = await freePort(['127.0.0.1']);
-  port = await createSipPort({ address: '127.0.0.1', port: portNumber, ackTimeoutMs: 1500, requestTimeoutMs: 2000 });
+  port = await createSipPort({
+    address: '127.0.0.1',
+    port: portNumber,
+    ackTimeoutMs: 1500,
+    requestTimeoutMs: 2000,
+    t1Ms: T1_MS,
+  });
   fe = await FarEnd.start('127.0.0.2');
   proxy = await FarEnd.start('127.0.0.3');
 });
@@ -155,20 +164,22 @@ describe('Class: InboundCall (UAS)', () => {
   });
 
   it('2xx is retransmitted over UDP until the ACK arrives (RFC 3261 §13.3.1.4)', async () => {
-    const got = nextInbound(async (call) => {
-      await call.answer(ANSWER);
+    let answered: Promise<void> | undefined;
+    const got = nextInbound((call) => {
+      answered = call.answer(ANSWER);
     });
     const rq = metaInvite();
     const { responses, final } = sendInvite(rq);
     const call = await got;
     const rs = await final;
-    await delay(1100); // first retransmission after T1 = 500 ms, the next at 1.5 s
+    const oks = () => responses.filter((r) => r.status === 200).length;
+    await until(() => oks() >= 3, 2000, { what: 'two retransmissions of the 200 (T1, then 2·T1)' });
     fe.sendAck(ackFor(rq, rs));
-    await delay(50);
-    const oks = responses.filter((r) => r.status === 200).length;
-    expect(oks).toBe(2);
-    await delay(600);
-    expect(responses.filter((r) => r.status === 200).length).toBe(oks); // stopped after ACK
+    await answered; // answer() resolves when the ACK has arrived, which stops the retransmission
+    const atAck = oks();
+    // The next retransmission was due at most 8·T1 after the last one seen; wait far longer.
+    await sleep(20 * T1_MS);
+    expect(oks()).toBe(atAck);
     await call.hangUp();
   });
 
@@ -198,7 +209,7 @@ describe('Class: InboundCall (UAS)', () => {
     const { responses, final } = sendInvite(rq);
     const call = await got;
     const log = record<InboundSipCallEvent>(call);
-    await delay(50);
+    await until(() => responses.some((r) => r.status === 180));
     const cancelRs = await fe.request({
       method: 'CANCEL',
       uri: rq.uri,
@@ -261,10 +272,12 @@ describe('Function: createSipPort — our UAC against our UAS', () => {
     const b = await createSipPort({ address: '127.0.0.2', port: bPort });
     try {
       let inbound: InboundSipCall | undefined;
+      let answered: Promise<void> | undefined;
       b.onInvite(async (call) => {
         inbound = call;
         call.ringing();
-        await call.answer(sdp('127.0.0.2', 42000));
+        answered = call.answer(sdp('127.0.0.2', 42000));
+        await answered;
       });
       const call = port.placeCall({
         targets: [{ uri: `sip:agent@127.0.0.2:${bPort};transport=tcp` }],
@@ -279,7 +292,7 @@ describe('Function: createSipPort — our UAC against our UAS', () => {
       expect(inbound?.from.displayName).toBe('Ana');
       expect(inbound?.source.transport).toBe('tcp');
       const inLog = record<InboundSipCallEvent>(inbound as InboundSipCall);
-      await delay(50); // let the ACK land
+      await answered; // answer() resolves once the ACK has landed
       await call.hangUp();
       await inLog.next('remote-hangup');
       expect(b.activeCalls).toBe(0);

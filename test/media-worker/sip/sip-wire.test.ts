@@ -5,12 +5,23 @@ import {
   extraHeaders,
   fromWire,
   quoteDisplayName,
+  reasonPhrase,
   redactedWireText,
   sanitizeHeaderValue,
   toWire,
 } from '#worker/sip/sip-wire.ts';
 
 describe('Module: sip-wire', () => {
+  it.each([
+    [481, 'Call/Transaction Does Not Exist'], // RFC 3261 §21 wording
+    [504, 'Server Time-out'],
+    [486, 'Busy Here'],
+    [607, 'Unwanted'], // RFC 8197
+    [699, 'Status 699'], // unregistered: still a phrase
+  ])('the reason phrase of %i is "%s"', (status, phrase) => {
+    expect(reasonPhrase(status)).toBe(phrase);
+  });
+
   it('header values cannot inject headers: CR, LF and other controls become spaces', () => {
     expect(sanitizeHeaderValue('a\r\nVia: evil\u0000b\u007f')).toBe('a  Via: evil b');
   });

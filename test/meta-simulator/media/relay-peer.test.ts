@@ -163,7 +163,8 @@ describe('RelayPeer', () => {
       business.sendOneSilentFrame();
       await until(() => business.received.length >= 10);
       expect(relay.firstBusinessMediaAt).toBeGreaterThanOrEqual(maidenAt);
-      expect((business.received[0]?.at ?? 0) - maidenAt).toBeLessThan(200);
+      // Promptly after the maiden packet (frames are 20 ms apart; a wide bound for a loaded machine).
+      expect((business.received[0]?.at ?? 0) - maidenAt).toBeLessThan(1000);
       const audio = business.received.slice(0, 10);
       expect(new Set(audio.map((p) => p.ssrc)).size).toBe(1);
       expect(audio.every((p) => p.payloadType === 111)).toBe(true);

@@ -42,8 +42,3 @@ export function record<E extends { type: string }>(call: { on(l: (e: E) => void)
     },
   };
 }
-
-/** Resolve after `ms`. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
