@@ -65,8 +65,8 @@ export class Pacer {
   #idleAt = 0;
   /** When the idle timer fires (it may fire before {@link #idleAt} and re-arm, never after). */
   #idleTimerAt = 0;
-  /** Arrival of the previous frame's packet; 0 before the first. */
-  #lastArrival = 0;
+  /** Arrival of the previous frame's packet. */
+  #lastArrival: number | undefined;
   /** Decaying peak of how late SIP packets arrived against their timestamps (ms). */
   #latenessMs = 0;
 
@@ -93,8 +93,8 @@ export class Pacer {
   forward(payload: Uint8Array, delta: number | undefined, marker: boolean, arrivedAt: number): void {
     const bound = this.#bound;
     const now = this.#clock.now();
-    const gap = arrivedAt - this.#lastArrival;
-    if (this.#lastArrival > 0 && gap < LATENESS_MAX_GAP_MS) {
+    const gap = this.#lastArrival === undefined ? Number.POSITIVE_INFINITY : arrivedAt - this.#lastArrival;
+    if (gap < LATENESS_MAX_GAP_MS) {
       const late = gap - (delta ?? OPUS_TICKS_PER_FRAME) / OPUS_TICKS_PER_MS;
       this.#latenessMs = Math.max(late, this.#latenessMs * LATENESS_DECAY);
     }
