@@ -256,7 +256,7 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       expect(sip.sent.every((p) => p.pt === 8 && p.payload.length === 160)).toBe(true);
       expect(sip.sent.slice(1).map((p, i) => (p.ts - (sip.sent[i]?.ts ?? 0)) >>> 0)).toEqual(new Array(24).fill(160));
       const pcm = new Int16Array(20 * 160);
-      sip.sent.slice(5).forEach((p, i) => g711Decode('PCMA', p.payload, pcm, i * 160));
+      for (const [i, p] of sip.sent.slice(5).entries()) g711Decode('PCMA', p.payload, pcm, i * 160);
       const m = measureTone(pcm, 8000);
       expect(Math.abs(m.hz - 800)).toBeLessThan(10);
       expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
