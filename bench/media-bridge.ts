@@ -20,7 +20,7 @@
  * To keep the generator cheap, the relays send pre-encoded Opus (the RelayPeer's encoder is
  * replaced by a table of frames encoded once) and the receivers only count sequence numbers
  * outside the latency phase. The bridge process does all its real work: SRTP, Opus
- * decode/encode (transcode), G.711, jitter buffer, playout clock.
+ * decode/encode (transcode), G.711, pacing.
  *
  * Usage: node --import tsx bench/media-bridge.ts [--quick] [--modes passthrough,transcode]
  */
@@ -564,14 +564,12 @@ async function measureStep(
     rssMbPerCall: round(((m.rssMb as number) - base.rssMb) / n, 3),
     heapMbPerCall: round(((m.heapUsedMb as number) - base.heapUsedMb) / n, 3),
     bridgeCounters: {
-      concealed: b.concealed,
-      underruns: b.underruns,
-      playedOnArrival: b.playedOnArrival,
+      paced: b.paced,
+      overflowDropped: b.overflowDropped,
       callsOnSrtpFastPath: m.callsOnSrtpFastPath as number,
       late: b.late,
       lostWhatsappToSipSeenByBridge: b.waLost,
       lostSipToWhatsappSeenByBridge: b.sipLost,
-      jitterBufferDepthMeanPackets: round(m.jitterDepthMean as number, 2),
     },
     /** SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, inside the bridge (1 ms buckets, upper edges). */
     bridgeHoldMs: m.holdMs,

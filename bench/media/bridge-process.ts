@@ -115,9 +115,8 @@ function totals() {
     sipIn: 0,
     sipOut: 0,
     sipLost: 0,
-    concealed: 0,
-    underruns: 0,
-    playedOnArrival: 0,
+    paced: 0,
+    overflowDropped: 0,
     late: 0,
   };
   for (const c of calls.values()) {
@@ -128,9 +127,8 @@ function totals() {
     t.sipIn += s.sipToWhatsapp.packetsIn;
     t.sipOut += s.sipToWhatsapp.packetsOut;
     t.sipLost += s.sipToWhatsapp.lost;
-    t.concealed += s.sipToWhatsapp.concealed;
-    t.underruns += s.sipToWhatsapp.underruns;
-    t.playedOnArrival += s.sipToWhatsapp.playedOnArrival;
+    t.paced += s.sipToWhatsapp.paced;
+    t.overflowDropped += s.sipToWhatsapp.overflowDropped;
     t.late += s.sipToWhatsapp.late;
   }
   return t;
@@ -206,13 +204,6 @@ process.on('message', (raw: unknown) => {
         heapUsedMb: mem.heapUsed / 2 ** 20,
         externalMb: (mem.external + mem.arrayBuffers) / 2 ** 20,
         bridge: delta,
-        // Transcoding: packets waiting in the de-jitter buffers at the end of the window (each is 20 ms of delay).
-        jitterDepthMean: calls.size
-          ? [...calls.values()].reduce(
-              (a, c) => a + (c.bridge as unknown as { jitter: { depth: number } }).jitter.depth,
-              0,
-            ) / calls.size
-          : 0,
       });
       return;
     }

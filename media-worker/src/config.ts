@@ -78,10 +78,11 @@ export const WORKER_SETTINGS = {
     schema: z.coerce
       .number()
       .int()
-      .min(0)
-      .max(200)
-      .refine((v) => v === 0 || v >= 20, '0, or 20–200'),
-    doc: 'Transcoding (G.711 at the PBX), SIP→WhatsApp: 0 encodes each 20 ms as it arrives and leaves de-jittering to WhatsApp; 20–200 adds a de-jitter buffer of that delay first, for a PBX link whose jitter should not reach WhatsApp.',
+      .refine(
+        (v) => v === 0,
+        'must be 0: the de-jitter buffer for transcoded audio was removed; transcoding encodes each 20 ms as it arrives and WhatsApp de-jitters (unset this key)',
+      ),
+    doc: 'Retired: must be 0 or unset. Transcoding (G.711 at the PBX) encodes each 20 ms as it arrives and leaves de-jittering to WhatsApp; the optional de-jitter buffer was removed, and a non-zero value stops the worker at start-up.',
     default: '0',
   },
   TRANSCODE_OPUS_COMPLEXITY: {
@@ -233,7 +234,7 @@ export interface WorkerConfig {
     readonly portMax: number;
     readonly publicAddress?: string;
     /** Options of the transcoding path, handed to every `MediaBridge`. */
-    readonly transcode: { readonly jitterMs: number; readonly opusComplexity: number };
+    readonly transcode: { readonly opusComplexity: number };
   };
   readonly meta: { readonly graphUrl: string; readonly accessToken: string; readonly timeoutMs: number };
   readonly tables: { readonly calls: string; readonly workers: string; readonly permissions?: string };
@@ -330,7 +331,6 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       portMax: get<number>('RTP_PORT_MAX'),
       ...(publicAddress ? { publicAddress } : {}),
       transcode: {
-        jitterMs: get<number>('TRANSCODE_JITTER_MS'),
         opusComplexity: get<number>('TRANSCODE_OPUS_COMPLEXITY'),
       },
     },

@@ -2,7 +2,8 @@
  * A drift-free 20 ms frame clock for pacing media.
  *
  * `setInterval(…, 20)` drifts and bunches under load; this clock schedules
- * each frame against an absolute timeline (`performance.now()`), runs every
+ * each frame against an absolute timeline (its {@link Clock}'s `now()`, the
+ * monotonic real clock by default), runs every
  * frame that is due, and skips ahead instead of bursting after a long stall,
  * so a receiver's jitter buffer sees at most a gap, never a flood.
  *
@@ -12,10 +13,13 @@
  * WhatsApp leg's silence, the transcoding playout), and hundreds of timer
  * wake-ups every 20 ms cost event-loop time and garbage. Each clock keeps its
  * own phase (its frames are due every period from its `start()`); the shared
- * wake-up runs a frame up to period / 8 (2.5 ms) before it is due.
+ * wake-up runs a frame up to period / 8 (2.5 ms) before it is due. Clocks
+ * share a ticker only when they share a {@link Clock} too (tests give each
+ * their own `ManualClock`).
  *
  * @module
  */
+import { type Clock, type ClockTimer, realClock } from '#core/clock.ts';
 
 /** Options for {@link FrameClock}. */
 export interface FrameClockOptions {
@@ -23,6 +27,8 @@ export interface FrameClockOptions {
   periodMs?: number;
   /** Frames to catch up at most after a stall; older ones are skipped. @default 5 */
   maxCatchUp?: number;
+  /** Time source and timers. @default realClock */
+  clock?: Clock;
 }
 
 /** Wake-ups of the shared timer per frame period (the phase resolution of a clock). */
@@ -32,46 +38,63 @@ const DIVISIONS = 4;
 class Ticker {
   private readonly clocks = new Set<FrameClock>();
   private readonly stepMs: number;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly time: Clock;
+  private timer: ClockTimer | undefined;
   private origin = 0;
 
-  constructor(periodMs: number) {
+  constructor(periodMs: number, time: Clock) {
     this.stepMs = periodMs / DIVISIONS;
+    this.time = time;
   }
 
   add(clock: FrameClock): void {
     this.clocks.add(clock);
     if (this.timer) return;
-    this.origin = performance.now();
+    this.origin = this.time.now();
     this.schedule(this.origin);
   }
 
   delete(clock: FrameClock): void {
     this.clocks.delete(clock);
     if (this.clocks.size === 0 && this.timer) {
-      clearTimeout(this.timer);
+      this.time.clearTimeout(this.timer);
       this.timer = undefined;
     }
   }
 
   private schedule(now: number): void {
     const next = this.origin + (Math.floor((now - this.origin) / this.stepMs) + 1) * this.stepMs;
-    this.timer = setTimeout(this.run, next - now);
+    this.timer = this.time.setTimeout(this.run, next - now);
   }
 
   private readonly run = (): void => {
     this.timer = undefined;
-    const now = performance.now();
+    const now = this.time.now();
     try {
       // Clocks started or stopped by a frame are handled by Set iteration order.
       for (const clock of this.clocks) clock.tickAt(now);
     } finally {
-      if (this.clocks.size > 0 && !this.timer) this.schedule(performance.now());
+      if (this.clocks.size > 0 && !this.timer) this.schedule(this.time.now());
     }
   };
 }
 
-const tickers = new Map<number, Ticker>();
+/** One ticker per time source and period. */
+const tickers = new WeakMap<Clock, Map<number, Ticker>>();
+
+function tickerOf(time: Clock, periodMs: number): Ticker {
+  let byPeriod = tickers.get(time);
+  if (!byPeriod) {
+    byPeriod = new Map();
+    tickers.set(time, byPeriod);
+  }
+  let ticker = byPeriod.get(periodMs);
+  if (!ticker) {
+    ticker = new Ticker(periodMs, time);
+    byPeriod.set(periodMs, ticker);
+  }
+  return ticker;
+}
 
 /**
  * Calls `onFrame(skipped)` once per period; `skipped` is the number of frames
@@ -83,8 +106,9 @@ export class FrameClock {
   private readonly earlyMs: number;
   private readonly onFrame: (skipped: number) => void;
   private readonly ticker: Ticker;
+  private readonly time: Clock;
   private active = false;
-  private kick: NodeJS.Timeout | undefined;
+  private kick: ClockTimer | undefined;
   private startedAt = 0;
   private framesDone = 0;
 
@@ -97,12 +121,8 @@ export class FrameClock {
     this.periodMs = options.periodMs ?? 20;
     this.maxCatchUp = options.maxCatchUp ?? 5;
     this.earlyMs = this.periodMs / DIVISIONS / 2;
-    let ticker = tickers.get(this.periodMs);
-    if (!ticker) {
-      ticker = new Ticker(this.periodMs);
-      tickers.set(this.periodMs, ticker);
-    }
-    this.ticker = ticker;
+    this.time = options.clock ?? realClock;
+    this.ticker = tickerOf(this.time, this.periodMs);
   }
 
   /** True while started. */
@@ -114,12 +134,12 @@ export class FrameClock {
   start(): void {
     if (this.active) return;
     this.active = true;
-    this.startedAt = performance.now();
+    this.startedAt = this.time.now();
     this.framesDone = 0;
     this.ticker.add(this);
-    this.kick = setTimeout(() => {
+    this.kick = this.time.setTimeout(() => {
       this.kick = undefined;
-      this.tickAt(performance.now());
+      this.tickAt(this.time.now());
     }, 0);
   }
 
@@ -136,7 +156,7 @@ export class FrameClock {
   stop(): void {
     if (!this.active) return;
     this.active = false;
-    if (this.kick) clearTimeout(this.kick);
+    this.time.clearTimeout(this.kick);
     this.kick = undefined;
     this.ticker.delete(this);
   }

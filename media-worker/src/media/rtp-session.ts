@@ -25,7 +25,9 @@ import { randomInt } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import { type Clock, type ClockTimer, realClock } from '#core/clock.ts';
 import { MediaError } from './errors.ts';
+import type { RtpSource } from './ports.ts';
 import { ReceptionStatistics } from './reception-statistics.ts';
 import { buildRtcpReport, ntpFromUnixMs, ntpMiddle32, parseRtcp, type ReportBlock } from './rtcp.ts';
 import { createRtpView, parseRtp, RTP_HEADER_BYTES, type RtpView, writeRtp } from './rtp.ts';
@@ -47,6 +49,12 @@ export interface RtpSessionOptions {
   logger?: Logger;
   /** Mean RTCP report interval in ms (RFC 3550 §6.2 minimum: 5 s). @default 5000 */
   rtcpIntervalMs?: number;
+  /**
+   * Time source of arrival times (jitter), the report timer and the sender report's times. NTP
+   * times are `performance.timeOrigin` plus its `now()`: one timeline for LSR/DLSR and the RTT.
+   * @default realClock
+   */
+  clock?: Clock;
 }
 
 /** What RTCP says about the SIP leg; see {@link RtpSessionStats}. */
@@ -64,10 +72,7 @@ export interface RtcpStats {
 }
 
 /** Source of a received packet. */
-export interface RtpSource {
-  address: string;
-  port: number;
-}
+export type { RtpSource } from './ports.ts';
 
 /** Counters returned by {@link RtpSession.stats}. */
 export interface RtpSessionStats {
@@ -102,6 +107,7 @@ export class RtpSession {
   private readonly strict: boolean;
   private readonly log: Logger | undefined;
   private readonly callId: string | undefined;
+  private readonly clock: Clock;
   private readonly view: RtpView = createRtpView();
   private readonly listeners = new Set<(packet: RtpView, source: RtpSource) => void>();
   private sdpRemote: RtpSource | undefined;
@@ -120,10 +126,10 @@ export class RtpSession {
   private payloadBytesSent = 0;
   private lastSentTs = 0;
   private lastSentAt = 0;
-  /** The PBX's last SR: its compact NTP time and when it arrived (performance.now()). */
+  /** The PBX's last SR: its compact NTP time and when it arrived (clock time). */
   private peerSr: { lsr: number; at: number } | undefined;
   private rtcpRemote: RtpSource | undefined;
-  private rtcpTimer: NodeJS.Timeout | undefined;
+  private rtcpTimer: ClockTimer | undefined;
   private readonly rtcpStats: RtcpStats = {
     reportsSent: 0,
     reportsReceived: 0,
@@ -150,6 +156,7 @@ export class RtpSession {
     this.ssrc = randomInt(1, 0x1_0000_0000) >>> 0;
     this.strict = options.strictSourceAddress ?? false;
     this.callId = options.callId;
+    this.clock = options.clock ?? realClock;
     this.log = options.logger?.child({ component: 'rtp-session', callId: options.callId, port });
     rtp.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
     this.rtcpIntervalMs = options.rtcpIntervalMs ?? 5000;
@@ -238,7 +245,7 @@ export class RtpSession {
     this.counters.bytesSent += buf.length;
     this.payloadBytesSent += payload.length;
     this.lastSentTs = timestamp >>> 0;
-    this.lastSentAt = performance.now();
+    this.lastSentAt = this.clock.now();
     this.sentSinceReport = true;
     this.scheduleRtcp();
     this.rtp.send(buf, remote.port, remote.address, (err) => {
@@ -266,7 +273,7 @@ export class RtpSession {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.listeners.clear();
-      if (this.rtcpTimer) clearTimeout(this.rtcpTimer);
+      this.clock.clearTimeout(this.rtcpTimer);
       this.rtcpTimer = undefined;
       await Promise.all([closeSocket(this.rtp), closeSocket(this.rtcp)]);
     })();
@@ -278,7 +285,7 @@ export class RtpSession {
     if (this.rtcpTimer || this.closing) return;
     // RFC 3550 §6.3.1: randomise the interval between 0.5 and 1.5 times the mean.
     const delay = this.rtcpIntervalMs * (0.5 + Math.random());
-    this.rtcpTimer = setTimeout(() => {
+    this.rtcpTimer = this.clock.setTimeout(() => {
       this.rtcpTimer = undefined;
       // The next RTP packet in either direction arms the next report.
       this.sendRtcpReport();
@@ -291,7 +298,7 @@ export class RtpSession {
     const rtpRemote = this.latchedRemote ?? this.sdpRemote;
     const to = this.rtcpRemote ?? (rtpRemote && { address: rtpRemote.address, port: rtpRemote.port + 1 });
     if (!to || to.address === '0.0.0.0' || to.port <= 1) return;
-    const now = performance.now();
+    const now = this.clock.now();
     const blocks: ReportBlock[] = [];
     const r = this.reception;
     if (r && this.receivedSinceReport) {
@@ -337,7 +344,7 @@ export class RtpSession {
     if (reports.length === 0) return;
     this.rtcpStats.reportsReceived++;
     this.rtcpRemote = { address: rinfo.address, port: rinfo.port };
-    const now = performance.now();
+    const now = this.clock.now();
     for (const report of reports) {
       if (report.type === 'BYE') continue;
       if (report.type === 'SR') {
@@ -396,7 +403,7 @@ export class RtpSession {
       view.timestamp,
       view.payload.length,
       msg.length - view.payload.length,
-      performance.now(),
+      this.clock.now(),
     );
     this.receivedSinceReport = true;
     this.scheduleRtcp();

@@ -1,11 +1,12 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '#core/clock.ts';
 import { MediaError } from '#worker/media/errors.ts';
 import { buildRtcpReport, ntpMiddle32, parseRtcp } from '#worker/media/rtcp.ts';
 import { writeRtp } from '#worker/media/rtp.ts';
 import { RtpSession } from '#worker/media/rtp-session.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { until } from '../../helpers/async.ts';
 
 const open: { close(): Promise<void> | void }[] = [];
 afterEach(async () => {
@@ -21,9 +22,9 @@ async function udp(): Promise<Socket & { received: Buffer[] }> {
   return s;
 }
 
-function rtpPacket(seq: number): Buffer {
+function rtpPacket(seq: number, ts = seq * 160): Buffer {
   const buf = Buffer.alloc(12 + 160);
-  writeRtp(buf, 0, false, seq, seq * 160, 0x42, new Uint8Array(160).fill(0xff));
+  writeRtp(buf, 0, false, seq, ts, 0x42, new Uint8Array(160).fill(0xff));
   return buf;
 }
 
@@ -56,27 +57,34 @@ async function udpPair(): Promise<{ rtp: Socket & { received: Buffer[] }; rtcp: 
 
 describe('Class: RtpSession', () => {
   it('reports by RTCP: SR with our counts and a block on the PBX stream, and reads RTT and remote loss from its RR', async () => {
-    const session = await RtpSession.open({ portRange: [42400, 42499], rtcpIntervalMs: 150 });
+    const clock = new ManualClock();
+    const session = await RtpSession.open({ portRange: [42400, 42499], rtcpIntervalMs: 150, clock });
     open.push(session);
     const pbx = await udpPair();
     session.setRemote('127.0.0.1', pbx.rtp.address().port);
     for (let seq = 1; seq <= 30; seq++) {
       if (seq !== 20) pbx.rtp.send(rtpPacket(seq), session.port, '127.0.0.1'); // seq 20 lost
       session.send(0, seq * 160, new Uint8Array(160));
-      await sleep(10);
     }
-    await sleep(300);
+    await until(() => session.stats().packetsReceived === 29);
+    expect(pbx.rtcp.received).toHaveLength(0); // no report before its timer
+    // The first report goes out 0.5–1.5 × 150 ms after the first packet (RFC 3550 §6.3.1).
+    while (session.stats().rtcp.reportsSent === 0) clock.advance(1);
+    const reportAt = clock.now(); // the report went out during the last millisecond
+    expect(reportAt).toBeGreaterThanOrEqual(75);
+    expect(reportAt).toBeLessThanOrEqual(225);
+    await until(() => pbx.rtcp.received.length === 1);
     const reports = pbx.rtcp.received.flatMap((m) => parseRtcp(m));
     const sr = reports.find((r) => r.type === 'SR');
     expect(sr).toBeDefined();
     if (sr?.type !== 'SR') return;
     expect(sr.ssrc).toBe(session.ssrc);
-    expect(sr.sender.packetCount).toBeGreaterThan(0);
-    expect(sr.sender.octetCount).toBe(sr.sender.packetCount * 160);
-    const last = reports.filter((r) => r.type === 'SR').at(-1) as typeof sr;
-    expect(last.blocks[0]).toMatchObject({ ssrc: 0x42, cumulativeLost: 1, highestSeq: 30 });
+    expect(sr.sender.packetCount).toBe(30);
+    expect(sr.sender.octetCount).toBe(30 * 160);
+    expect(sr.blocks[0]).toMatchObject({ ssrc: 0x42, cumulativeLost: 1, highestSeq: 30 });
 
-    // The PBX answers with an RR on our stream, 10 ms after our last SR.
+    // The PBX answers 30 ms later with an RR on our stream, saying it held our SR for 10 ms.
+    clock.advance(30);
     const rr = buildRtcpReport({
       ssrc: 0x42,
       blocks: [
@@ -86,7 +94,7 @@ describe('Class: RtpSession', () => {
           cumulativeLost: 3,
           highestSeq: 30,
           jitter: 80,
-          lsr: ntpMiddle32(last.sender.ntpSeconds, last.sender.ntpFraction),
+          lsr: ntpMiddle32(sr.sender.ntpSeconds, sr.sender.ntpFraction),
           dlsr: 0.01 * 65536,
         },
       ],
@@ -94,16 +102,38 @@ describe('Class: RtpSession', () => {
     });
     pbx.rtcp.send(rr, session.port + 1, '127.0.0.1');
     pbx.rtcp.send(Buffer.from('garbage'), session.port + 1, '127.0.0.1');
-    await sleep(50);
+    await until(() => session.stats().rtcpPacketsReceived === 2);
     const rtcp = session.stats().rtcp;
     expect(rtcp).toMatchObject({
+      reportsSent: 1,
       reportsReceived: 1,
       packetsLost: 1,
       remote: { fractionLost: 0.25, packetsLost: 3, jitterMs: 10 },
     });
-    expect(rtcp.roundTripTimeMs).toBeGreaterThanOrEqual(0);
-    expect(rtcp.roundTripTimeMs).toBeLessThan(1000);
-    expect(rtcp.reportsSent).toBeGreaterThan(0);
+    // RFC 3550 §6.4.1: A − LSR − DLSR = (30 ms + what remained of the millisecond the SR went
+    // out in) − 10 ms, to the compact NTP clock's 1/65536 s.
+    expect(rtcp.roundTripTimeMs).toBeGreaterThanOrEqual(20 - 0.02);
+    expect(rtcp.roundTripTimeMs).toBeLessThan(21 + 0.02);
+  });
+
+  it('estimates the PBX stream’s interarrival jitter (RFC 3550 A.8) from arrival times on its clock', async () => {
+    const clock = new ManualClock();
+    const session = await RtpSession.open({ portRange: [42500, 42599], clock });
+    open.push(session);
+    const pbx = await udp();
+    session.setRemote('127.0.0.1', pbx.address().port);
+    const arrive = async (seq: number) => {
+      pbx.send(rtpPacket(seq), session.port, '127.0.0.1');
+      await until(() => session.stats().packetsReceived === seq);
+    };
+    for (let seq = 1; seq <= 10; seq++) {
+      await arrive(seq);
+      clock.advance(20);
+    }
+    expect(session.stats().rtcp.jitterMs).toBe(0); // exactly on time
+    clock.advance(10);
+    await arrive(11); // 10 ms late: D = 80 ticks, J = 80 / 16 = 5 ticks
+    expect(session.stats().rtcp.jitterMs).toBe(0.625);
   });
 
   it('binds an even RTP port and the odd RTCP port above it inside the range', async () => {
@@ -144,20 +174,18 @@ describe('Class: RtpSession', () => {
     const realSocket = await udp();
     session.setRemote('127.0.0.1', sdpSocket.address().port);
     session.send(0, 0, new Uint8Array(160));
-    await sleep(30);
-    expect(sdpSocket.received).toHaveLength(1);
+    await until(() => sdpSocket.received.length === 1);
 
     const got: number[] = [];
     session.onPacket((p) => got.push(p.sequenceNumber));
     realSocket.send(rtpPacket(1), session.port, '127.0.0.1');
-    await sleep(30);
+    await until(() => session.stats().latched);
     session.send(0, 160, new Uint8Array(160));
-    await sleep(30);
-    expect(realSocket.received).toHaveLength(1);
+    await until(() => realSocket.received.length === 1);
     expect(sdpSocket.received).toHaveLength(1);
     // Once latched, other sources are ignored.
     sdpSocket.send(rtpPacket(2), session.port, '127.0.0.1');
-    await sleep(30);
+    await until(() => session.stats().packetsFromOtherSources === 1);
     expect(got).toEqual([1]);
     expect(session.stats()).toMatchObject({ latched: true, packetsFromOtherSources: 1, packetsReceived: 1 });
     // A re-INVITE with the same address keeps the latch; a new address re-arms it.
@@ -173,7 +201,7 @@ describe('Class: RtpSession', () => {
     const peer = await udp();
     session.setRemote('192.0.2.1', 4000);
     peer.send(rtpPacket(1), session.port, '127.0.0.1');
-    await sleep(30);
+    await until(() => session.stats().packetsFromOtherSources === 1);
     expect(session.stats()).toMatchObject({ latched: false, packetsFromOtherSources: 1 });
   });
 
@@ -184,7 +212,12 @@ describe('Class: RtpSession', () => {
     peer.send(Buffer.from('not rtp at all'), session.port, '127.0.0.1');
     peer.send(Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 1]), session.port + 1, '127.0.0.1');
     for (let i = 0; i < 3; i++) session.send(0, i * 160, new Uint8Array(160), i === 0);
-    await sleep(30);
+    await until(
+      () =>
+        peer.received.length === 3 &&
+        session.stats().packetsRejected === 1 &&
+        session.stats().rtcpPacketsReceived === 1,
+    );
     const seqs = peer.received.map((b) => b.readUInt16BE(2));
     expect(seqs[1]! - seqs[0]!).toBe(1);
     expect(seqs[2]! - seqs[1]!).toBe(1);

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RtpHeader, RtpPacket } from 'werift';
-import { JitterBuffer } from '#worker/media/jitter-buffer.ts';
 import {
   buildTelephoneEvent,
   createRtpView,
@@ -86,49 +85,5 @@ describe('Module: rtp', () => {
     expect(rx.push(1000, ev(true))).toBe('duplicate');
     // An event whose start packets were lost still ends once.
     expect(rx.push(5000, ev(true))).toBe('end');
-  });
-});
-
-describe('Class: JitterBuffer', () => {
-  const pkt = (n: number) => new Uint8Array([n & 0xff]);
-
-  it('reorders, reports holes and drops late packets and duplicates', () => {
-    const jb = new JitterBuffer(8);
-    jb.push(100, 0, pkt(100));
-    jb.push(102, 320, pkt(102));
-    jb.push(101, 160, pkt(101));
-    jb.push(101, 160, pkt(101)); // duplicate
-    jb.push(104, 640, pkt(104));
-    const out: (number | string)[] = [];
-    for (let i = 0; i < 6; i++) {
-      const r = jb.pop();
-      out.push(r === 'packet' ? (jb.payload[0] as number) : r);
-    }
-    expect(out).toEqual([100, 101, 102, 'missing', 104, 'empty']);
-    expect(jb.push(103, 480, pkt(103))).toBe(false); // its turn has passed
-    expect(jb.stats()).toMatchObject({ played: 4, missing: 1, late: 2 });
-  });
-
-  it('wraps at 65535 and resets after a large jump', () => {
-    const jb = new JitterBuffer(8);
-    jb.push(65535, 0, pkt(1));
-    jb.push(0, 160, pkt(2));
-    expect(jb.pop()).toBe('packet');
-    expect(jb.pop()).toBe('packet');
-    expect(jb.payload[0]).toBe(2);
-    jb.push(5000, 0, pkt(3));
-    expect(jb.stats().resets).toBe(1);
-    expect(jb.pop()).toBe('packet');
-    expect(jb.payload[0]).toBe(3);
-  });
-
-  it('dropOldest bounds the delay', () => {
-    const jb = new JitterBuffer(8);
-    for (let s = 10; s < 16; s++) jb.push(s, 0, pkt(s));
-    jb.dropOldest();
-    jb.dropOldest();
-    expect(jb.depth).toBe(4);
-    expect(jb.pop()).toBe('packet');
-    expect(jb.payload[0]).toBe(12);
   });
 });
