@@ -220,7 +220,9 @@ export class CallSession {
     if (answeredAt) metrics?.emit({ HandleTime: (ended - answeredAt) / 1000 });
     const setUp = this.#end.timings();
     const timings = answeredAt ? { ...setUp, talkMs: ended - answeredAt } : setUp;
-    const patch: CallPatch = { ...(media ? { media } : {}), ...(timings ? { timings } : {}) };
+    // The SIP status goes on the record even when another process (the webhook) ended it first.
+    const { sip } = this.#endPatch(this.#ending!);
+    const patch: CallPatch = { ...(media ? { media } : {}), ...(timings ? { timings } : {}), ...(sip ? { sip } : {}) };
     const id = this.#end.recordIds()[0];
     if (id !== undefined && Object.keys(patch).length > 0) {
       await this.#d.calls
