@@ -35,6 +35,8 @@ export interface LocalStackOptions {
   readonly workerLogger?: import('pino').Logger;
   /** Business-call rules for an in-process worker (default: the worker builds the real ones). */
   readonly checkBusinessCall?: import('#core/outbound/contract.ts').CheckBusinessCall;
+  /** Metrics writer of an in-process worker (default: EMF lines for the configured stage). */
+  readonly workerMetrics?: import('#worker/ops/metrics.ts').WorkerMetrics;
   /** Options of the built-in SIP agent, started when no `SIP_TARGET_URI` is configured. */
   readonly agent?: SipAgentOptions;
 }
@@ -181,6 +183,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           inheritedEnv: config.inheritedEnv,
           ...(options.workerLogger ? { logger: options.workerLogger } : {}),
           ...(options.checkBusinessCall ? { checkBusinessCall: options.checkBusinessCall } : {}),
+          ...(options.workerMetrics ? { metrics: options.workerMetrics } : {}),
         },
       );
       const w = worker;

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import { loadWorkerConfig } from '#worker/config.ts';
+import type { WorkerMetrics } from '#worker/ops/metrics.ts';
 import type { RunningWorker } from '#worker/start.ts';
 
 /** A running local worker. */
@@ -27,6 +28,8 @@ export async function startWorkerProcess(
     inheritedEnv?: Record<string, string | undefined>;
     logger?: Logger;
     checkBusinessCall?: CheckBusinessCall;
+    /** In-process only: where the worker's metrics go. */
+    metrics?: WorkerMetrics;
   } = {},
 ): Promise<WorkerHandle> {
   if (mode === 'in-process') {
@@ -34,6 +37,7 @@ export async function startWorkerProcess(
     const running = await startMediaWorker(loadWorkerConfig(env), {
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.checkBusinessCall ? { checkBusinessCall: options.checkBusinessCall } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     return { mode, sipContact: running.sip.localContact, running, stop: () => running.stop({ drain: false }) };
   }

@@ -14,11 +14,12 @@ import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '#core/outbound/rules.ts';
 import { ledgerOutcomes } from '#core/permissions/service.ts';
 import { startApiBusinessCall } from './calls/api-business-call.ts';
-import { type BusinessCallOutcomes, handlePbxInvite } from './calls/pbx-call.ts';
+import { handlePbxInvite } from './calls/pbx-call.ts';
 import { createPbxGate } from './calls/pbx-gate.ts';
+import type { BusinessCallOutcomes } from './calls/ports.ts';
 import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
-import { workerMetrics } from './ops/metrics.ts';
+import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
@@ -43,6 +44,8 @@ export async function startMediaWorker(
     /** The business-call rules (permission, countries, limits); required for PBX-started calls. */
     checkBusinessCall?: CheckBusinessCall;
     outcomes?: BusinessCallOutcomes;
+    /** Where the worker's metrics go (default: EMF lines on stdout for `config.metricsStage`). */
+    metrics?: WorkerMetrics;
   } = {},
 ): Promise<RunningWorker> {
   const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
@@ -51,6 +54,8 @@ export async function startMediaWorker(
   // Long polls wait up to 20 s, so the SQS request timeout sits above that.
   const { dynamo, sqs } = createAwsClients({ ...config.aws, sqsRequestTimeoutMs: 25_000 });
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
+  // One writer for the worker's own series and every kind of call (user, API- and PBX-started).
+  const metrics = overrides.metrics ?? workerMetrics(config.metricsStage);
   const sip = await createSipPort({
     address: config.sip.bindAddress,
     port: config.sip.port,
@@ -100,7 +105,7 @@ export async function startMediaWorker(
     meta,
     sip,
     logger,
-    metrics: workerMetrics(config.metricsStage),
+    metrics,
     ...(outcomes ? { outcomes } : {}),
   });
   const runner: CallRunner = {
@@ -126,6 +131,7 @@ export async function startMediaWorker(
               // Counted under its request id already; Meta's call id only routes in-call events.
               adopt: (callId, call) => worker!.alias(callId, call),
               logger,
+              metrics,
             },
           ),
   };
@@ -142,7 +148,6 @@ export async function startMediaWorker(
       graceMs: config.deadAfterMs,
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     });
-  const metrics = workerMetrics(config.metricsStage);
   const protection = config.taskProtection
     ? new TaskProtection({ ...config.taskProtection, logger: logger.child({ component: 'task-protection' }) })
     : undefined;
@@ -188,6 +193,7 @@ export async function startMediaWorker(
       adopt: (callId, call) => running.adopt(callId, call),
       full: () => running.full,
       logger,
+      metrics,
     }),
   );
   let stopped: Promise<void> | undefined;

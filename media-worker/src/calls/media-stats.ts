@@ -2,7 +2,7 @@
  * Media statistics of a call as stored on its record, collected from the bridge and the WhatsApp
  * leg just before they are closed.
  */
-import type { CallMediaStats, CallStore } from '#core/calls/call-record.ts';
+import type { CallMediaStats } from '#core/calls/call-record.ts';
 import type { MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';
 import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
@@ -51,28 +51,4 @@ export async function collectMediaStats(
         }
       : {}),
   };
-}
-
-/**
- * The end of a business-initiated call: collect media statistics, close the bridge, the SIP-side
- * RTP session and the WhatsApp leg, and write statistics and timings to the call record.
- */
-export async function releaseAndRecord(options: {
-  calls: CallStore;
-  callId: string | undefined;
-  bridge: MediaBridge | undefined;
-  rtp: RtpSession | undefined;
-  leg: WhatsAppLeg;
-  startedAt: number;
-  /** When both sides were connected; 0 if they never were. */
-  answeredAt: number;
-  now: number;
-}): Promise<void> {
-  const media = await collectMediaStats(options.bridge, options.leg, options.rtp).catch(() => undefined);
-  await Promise.allSettled([options.bridge?.close(), options.rtp?.close(), options.leg.close()]);
-  if (!options.callId) return;
-  const timings = options.answeredAt
-    ? { timings: { answerMs: options.answeredAt - options.startedAt, talkMs: options.now - options.answeredAt } }
-    : {};
-  await options.calls.patchIf(options.callId, {}, { ...(media ? { media } : {}), ...timings }).catch(() => undefined);
 }

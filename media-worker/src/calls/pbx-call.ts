@@ -5,34 +5,25 @@
  * sanctions, daily limit, capacity) run before anything reaches Meta; a refusal is a fast SIP
  * error with a Reason header (RFC 3326). Allowed calls: create the WebRTC offer, Meta `connect`,
  * apply Meta's SDP answer from the webhook, RINGING → 180, ACCEPTED → 200 with SDP, then bridge
- * as for user-initiated calls (meta-calling-api.md §2.8, §3.1).
+ * as for user-initiated calls (meta-calling-api.md §2.8, §3.1). Ending, the store, metrics and
+ * clean-up are the {@link CallSession}'s.
  */
 import type { Logger } from 'pino';
-import type { CallOwner, CallPatch, CallStore } from '#core/calls/call-record.ts';
-import type { EndReason } from '#core/calls/call-state.ts';
-import { endCall } from '#core/calls/lifecycle.ts';
-import { MetaApiError } from '#core/errors.ts';
+import type { CallOwner, CallStore } from '#core/calls/call-record.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
-import type { WhatsAppUser } from '#core/meta/webhook.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
-import { MediaBridge } from '../media/media-bridge.ts';
-import type { RtpSession } from '../media/rtp-session.ts';
-import { answerSipOffer } from '../media/sip-sdp.ts';
+import { answerSipOffer, type SipCodecName } from '../media/sip-sdp.ts';
+import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
+import { reasonPhrase } from '../sip/sip-wire.ts';
 import type { ActiveCall } from '../worker.ts';
-import { releaseAndRecord } from './media-stats.ts';
+import { applySipDialogEvent, CallMedia } from './call-media.ts';
+import { CallSession, type Ending, errorFields } from './call-session.ts';
 import type { PbxGate } from './pbx-gate.ts';
-import { openSipMedia } from './sip-media.ts';
+import type { BusinessCallOutcomes } from './ports.ts';
+import { refuse, sipStatusForMeta } from './sip-refusal.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
-
-/** Outcomes the permission ledger counts (connected calls per day, unanswered in a row). */
-export interface BusinessCallOutcomes {
-  connected(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
-  unanswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
-  /** A user-initiated call was answered: resets Meta's permission-request limits (§4.1). */
-  userCallAnswered?(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
-}
 
 /** Collaborators of PBX-started calls. */
 export interface PbxCallDeps {
@@ -43,37 +34,13 @@ export interface PbxCallDeps {
   readonly checkBusinessCall: CheckBusinessCall;
   readonly outcomes?: BusinessCallOutcomes;
   readonly owner: () => CallOwner;
-  /** Registers the call with the worker under Meta's call id; false when the worker is full. */
+  /** Registers the call with the worker under Meta's call id. */
   readonly adopt: (callId: string, call: ActiveCall) => void;
   readonly full: () => boolean;
   readonly logger: Logger;
+  /** CloudWatch metrics (answered, ended, handle time, media quality). */
+  readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
-}
-
-/** SIP answers for Meta's connect errors (§6). */
-export function sipStatusForMeta(error: unknown): { status: number; text: string } {
-  const code = error instanceof MetaApiError ? error.metaCode : undefined;
-  switch (code) {
-    case 138006:
-      return { status: 403, text: 'no-permission' };
-    case 138013:
-      return { status: 403, text: 'business-country-blocked' };
-    case 138012:
-      return { status: 403, text: 'daily-limit' };
-    case 138001:
-      return { status: 404, text: 'not-on-whatsapp' };
-    case 138003:
-      return { status: 486, text: 'already-in-a-call' };
-    case 138002:
-    case 138005:
-      return { status: 503, text: 'meta-rate-limit' };
-    default:
-      return { status: 503, text: 'meta-unavailable' };
-  }
-}
-
-export function reason(status: number, text: string): Record<string, string> {
-  return { Reason: `SIP;cause=${status};text="${text.replace(/"/g, "'")}"` };
 }
 
 /** Handles one INVITE from the PBX. Resolves once the call is set up or refused; the call then runs on. */
@@ -86,149 +53,114 @@ export async function handlePbxInvite(invite: InboundSipCall, deps: PbxCallDeps)
   });
   if (!gate.allowed) {
     log.warn({ reason: gate.reason }, 'INVITE refused at the gate');
-    invite.reject(
-      gate.sipStatus,
-      gate.sipStatus === 404 ? 'Not Found' : 'Forbidden',
-      reason(gate.sipStatus, gate.reason),
-    );
-    return;
+    return refuse(invite, gate.sipStatus, gate.reason);
   }
   const line = deps.config.line;
-  if (!line) {
-    invite.reject(503, 'Service Unavailable', reason(503, 'business number not configured'));
-    return;
-  }
-  if (!invite.sdpOffer) {
-    invite.reject(488, 'Not Acceptable Here', reason(488, 'an SDP offer is required'));
-    return;
-  }
-  if (deps.full()) {
-    invite.reject(503, 'Service Unavailable', reason(503, 'worker full'));
-    return;
-  }
+  if (!line) return refuse(invite, 503, 'business number not configured');
+  if (!invite.sdpOffer) return refuse(invite, 488, 'an SDP offer is required');
+  if (deps.full()) return refuse(invite, 503, 'worker full');
   const verdict = await deps.checkBusinessCall({ phoneNumberId: line.phoneNumberId, user: { phone: gate.phone } });
   if (!verdict.allowed) {
     log.info({ reason: verdict.reason }, 'business-initiated call refused by the rules');
-    invite.reject(
-      verdict.sipStatus,
-      verdict.sipStatus === 404 ? 'Not Found' : 'Forbidden',
-      reason(verdict.sipStatus, verdict.reason),
-    );
-    return;
+    return refuse(invite, verdict.sipStatus, verdict.reason);
   }
-  if (!(await deps.calls.acquireSlot(line.phoneNumberId, deps.config.maxConcurrentCalls))) {
-    invite.reject(503, 'Service Unavailable', reason(503, 'over-capacity'));
-    return;
-  }
-  const call = new PbxCall(invite, gate.phone, deps, log);
-  await call.start();
+  if (!(await deps.calls.acquireSlot(line.phoneNumberId, deps.config.maxConcurrentCalls)))
+    return refuse(invite, 503, 'over-capacity');
+  await new PbxCall(invite, gate.phone, deps, log).start();
 }
 
-/** The life of one PBX-started call. */
+/** The life of one PBX-started call: connect → 180 on RINGING → 200 on ACCEPTED. */
 class PbxCall {
   readonly #invite: InboundSipCall;
-  readonly #phone: string;
+  readonly #user: { phone: string };
   readonly #d: PbxCallDeps;
-  readonly #log: Logger;
   readonly #now: () => number;
   readonly #wa: WhatsAppOutbound;
-  #rtp: RtpSession | undefined;
-  #bridge: MediaBridge | undefined;
+  readonly #session: CallSession;
+  /** The codec our 200 answered with: the only one a re-offer can move to in this dialog. */
+  #codecs: SipCodecName[] = [];
   #sipAnswered = false;
-  #ending = false;
-  #resolveDone!: () => void;
-  readonly #done = new Promise<void>((resolve) => {
-    this.#resolveDone = resolve;
-  });
   #startedAt = 0;
   #acceptedAt = 0;
 
   constructor(invite: InboundSipCall, phone: string, deps: PbxCallDeps, log: Logger) {
     this.#invite = invite;
-    this.#phone = phone;
+    this.#user = { phone };
     this.#d = deps;
-    this.#log = log;
     this.#now = deps.now ?? Date.now;
-    this.#wa = new WhatsAppOutbound({ ...deps, logger: log });
+    const media = new CallMedia(deps.config, log);
+    this.#wa = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
+    this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
+      hangUpSip: (ending) => (this.#sipAnswered ? invite.hangUp() : this.#refuse(ending)),
+      endAtMeta: () => this.#wa.terminate(),
+      recordIds: () => (this.#wa.callId ? [this.#wa.callId] : []),
+      sipCallId: () => invite.callId,
+      timings: () => (this.#acceptedAt ? { answerMs: this.#acceptedAt - this.#startedAt } : undefined),
+      settled: () => this.#wa.settled(),
+    });
   }
 
   async start(): Promise<void> {
     const line = this.#d.config.line!;
+    const session = this.#session;
     this.#startedAt = this.#now();
     try {
-      await this.#wa.place(
-        line,
-        { phone: this.#phone },
-        {
-          patch: { sip: { callId: this.#invite.callId } },
-          onEvent: (e) => this.#onWhatsApp(e),
-          active: {
-            done: this.#done,
-            end: async () => {
-              this.#finish('bridge-error', 'bridge');
-              await this.#done;
-            },
-          },
-        },
-      );
+      await this.#wa.place(line, this.#user, {
+        patch: { sip: { callId: this.#invite.callId } },
+        onEvent: (e) => this.#onWhatsApp(e),
+        active: { done: session.done, end: () => session.end() },
+      });
     } catch (error) {
       const sip = sipStatusForMeta(error);
-      this.#log.warn(
-        { err: error instanceof Error ? error.message : String(error), sipStatus: sip.status },
-        'Meta refused the call',
-      );
-      this.#invite.reject(sip.status, phrase(sip.status), reason(sip.status, sip.text));
+      session.log.warn({ err: errorFields(error), sipStatus: sip.status }, 'Meta refused the call');
+      refuse(this.#invite, sip.status, sip.text);
       await this.#d.calls.releaseSlot(line.phoneNumberId);
-      await this.#wa.leg.close();
+      await session.media.close();
       return;
     }
-    this.#invite.on((e) => {
-      if (e.type === 'cancelled' || e.type === 'remote-hangup') this.#finish('agent-hung-up', 'sip');
-      else if (e.type === 'hold') this.#bridge?.hold();
-      else if (e.type === 'resume') this.#bridge?.resume();
-      else if (e.type === 'failed') this.#finish('bridge-error', 'sip');
-    });
+    this.#invite.on((e) =>
+      session.queue('a SIP event', () => {
+        if (e.type === 'cancelled' || e.type === 'remote-hangup')
+          session.finish({ reason: 'agent-hung-up', by: 'sip' });
+        else if (e.type === 'failed')
+          session.finish({ reason: 'bridge-error', by: 'sip', sip: { status: e.status, reason: e.reason } });
+        else applySipDialogEvent(e, session.media, this.#codecs);
+      }),
+    );
   }
 
   async #onWhatsApp(e: WhatsAppOutboundEvent): Promise<void> {
-    if (this.#ending) return;
-    const line = this.#d.config.line!;
+    const session = this.#session;
+    if (session.ending) return;
+    const { phoneNumberId } = this.#d.config.line!;
     switch (e.type) {
       case 'ringing':
         this.#invite.ringing();
         return;
       case 'accepted':
-        await this.#onAccepted();
+        await this.#connect();
         return;
       case 'rejected':
-        await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
-        this.#finish('rejected-by-user', 'whatsapp', 486);
+        await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
+        session.finish({ reason: 'rejected-by-user', by: 'whatsapp', sip: { status: 486, reason: reasonPhrase(486) } });
         return;
       case 'terminated':
         // Meta's terminate: the webhook function has already ended the record.
-        if (!this.#wa.accepted)
-          await this.#d.outcomes?.unanswered(line.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
-        this.#finish(e.reason, 'whatsapp', this.#wa.accepted ? undefined : 408);
+        if (this.#wa.accepted) return session.finish({ reason: e.reason, by: 'whatsapp' });
+        await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
+        session.finish({ reason: e.reason, by: 'whatsapp', sip: { status: 408, reason: reasonPhrase(408) } });
         return;
     }
   }
 
-  async #onAccepted(): Promise<void> {
+  /** The WhatsApp user picked up: answer the PBX's offer and bridge. */
+  async #connect(): Promise<void> {
+    const session = this.#session;
     this.#acceptedAt = this.#now();
-    const config = this.#d.config;
-    const media = await openSipMedia(config, this.#log);
-    const rtp = media.rtp;
-    this.#rtp = rtp;
-    const { sdp, negotiated } = answerSipOffer(this.#invite.sdpOffer!, media.sdp);
-    this.#bridge = new MediaBridge({
-      whatsapp: this.#wa.leg,
-      rtp,
-      sip: negotiated,
-      callId: this.#wa.callId!,
-      logger: this.#log,
-      ...this.#d.config.media.transcode,
-    });
-    this.#bridge.start();
+    session.markAnswered(this.#acceptedAt);
+    const { sdp, negotiated } = answerSipOffer(this.#invite.sdpOffer!, await session.media.openSip());
+    this.#codecs = [negotiated.codec.name];
+    session.media.start(negotiated, this.#wa.callId!);
     await this.#invite.answer(sdp);
     this.#sipAnswered = true;
     const t = this.#now();
@@ -237,65 +169,21 @@ class PbxCall {
       { type: 'answered' },
       { answeredAt: t, updatedAt: t, timings: { answerMs: t - this.#startedAt } },
     );
-    await this.#d.outcomes?.connected(config.line!.phoneNumberId, { phone: this.#phone }, this.#wa.callId);
-    this.#log.info({ mode: this.#bridge.mode }, 'WhatsApp user answered; bridged to the PBX');
+    await this.#d.outcomes?.connected(this.#d.config.line!.phoneNumberId, this.#user, this.#wa.callId);
+    session.log.info({ mode: session.media.mode }, 'WhatsApp user answered; bridged to the PBX');
+    session.countAnswered();
   }
 
-  /** Ends the call once: tells the side that did not end it, records, releases. */
-  #finish(why: EndReason, by: 'whatsapp' | 'sip' | 'bridge', sipStatus?: number): void {
-    if (this.#ending) return;
-    this.#ending = true;
-    void this.#end(why, by, sipStatus).finally(() => this.#resolveDone());
+  /** The PBX's INVITE is still unanswered: refuse it with the call's SIP status (480 by default). */
+  #refuse(ending: Ending): undefined {
+    const status = ending.sip?.status ?? 480;
+    const text =
+      ending.reason === 'rejected-by-user'
+        ? 'rejected by the WhatsApp user'
+        : status === 408
+          ? 'no answer'
+          : ending.reason;
+    refuse(this.#invite, status, text);
+    return undefined;
   }
-
-  async #end(why: EndReason, by: 'whatsapp' | 'sip' | 'bridge', sipStatus?: number): Promise<void> {
-    const callId = this.#wa.callId!;
-    const tasks: Array<Promise<unknown>> = [];
-    if (by !== 'sip') {
-      if (this.#sipAnswered) tasks.push(this.#invite.hangUp());
-      else {
-        const status = sipStatus ?? 480;
-        const text = why === 'rejected-by-user' ? 'rejected by the WhatsApp user' : status === 408 ? 'no answer' : why;
-        this.#invite.reject(status, phrase(status), reason(status, text));
-      }
-    }
-    if (by !== 'whatsapp') tasks.push(this.#wa.terminate());
-    const patch: CallPatch = { endedBy: by === 'whatsapp' ? 'whatsapp' : by === 'sip' ? 'sip' : 'bridge' };
-    tasks.push(
-      endCall(
-        callId,
-        why,
-        { calls: this.#d.calls, now: this.#now, finishedRetentionSeconds: this.#d.config.finishedRetentionSeconds },
-        patch,
-      ),
-    );
-    await Promise.allSettled(tasks);
-    await this.#wa.settled().catch(() => undefined);
-    await releaseAndRecord({
-      calls: this.#d.calls,
-      callId,
-      bridge: this.#bridge,
-      rtp: this.#rtp,
-      leg: this.#wa.leg,
-      startedAt: this.#startedAt,
-      answeredAt: this.#acceptedAt,
-      now: this.#now(),
-    });
-    this.#log.info({ reason: why, by }, 'business-initiated call ended');
-  }
-}
-
-/** The standard reason phrase of the SIP statuses this module sends. */
-export function phrase(status: number): string {
-  return (
-    {
-      403: 'Forbidden',
-      404: 'Not Found',
-      408: 'Request Timeout',
-      480: 'Temporarily Unavailable',
-      486: 'Busy Here',
-      488: 'Not Acceptable Here',
-      503: 'Service Unavailable',
-    }[status] ?? 'Failed'
-  );
 }

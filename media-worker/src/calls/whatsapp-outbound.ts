@@ -9,9 +9,9 @@ import type { CallOwner, CallPatch, CallRecord, CallStore, WorkerSignal } from '
 import type { EndReason } from '#core/calls/call-state.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WhatsAppUser } from '#core/meta/webhook.ts';
-import type { WorkerConfig } from '../config.ts';
-import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall } from '../worker.ts';
+import { errorFields } from './call-session.ts';
 
 /** What happened on the WhatsApp side. */
 export type WhatsAppOutboundEvent =
@@ -22,7 +22,6 @@ export type WhatsAppOutboundEvent =
 
 /** Collaborators. */
 export interface WhatsAppOutboundDeps {
-  readonly config: WorkerConfig;
   readonly calls: CallStore;
   readonly meta: Pick<MetaGraphClient, 'connect' | 'terminate'>;
   readonly owner: () => CallOwner;
@@ -44,14 +43,11 @@ export class WhatsAppOutbound {
   #listener: ((e: WhatsAppOutboundEvent) => Promise<void>) | undefined;
   #queue: Promise<void> = Promise.resolve();
 
-  constructor(deps: WhatsAppOutboundDeps) {
+  /** `leg` is the call's WhatsApp leg; its owner (the call's `CallMedia`) closes it. */
+  constructor(deps: WhatsAppOutboundDeps, leg: WhatsAppLeg) {
     this.#d = deps;
     this.#log = deps.logger;
-    this.leg = new WhatsAppLeg({
-      bindAddress: deps.config.media.bindAddress,
-      ...(deps.config.media.publicAddress ? { publicAddress: deps.config.media.publicAddress } : {}),
-      logger: deps.logger,
-    });
+    this.leg = leg;
   }
 
   /** True once the user picked up. */
@@ -114,10 +110,7 @@ export class WhatsAppOutbound {
     this.#queue = this.#queue
       .then(() => this.#onSignal(signal))
       .catch((error: unknown) => {
-        this.#log.error(
-          { err: error instanceof Error ? error.message : String(error) },
-          'handling a WhatsApp event failed',
-        );
+        this.#log.error({ err: errorFields(error) }, 'handling a WhatsApp event failed');
       });
   }
 
@@ -152,7 +145,7 @@ export class WhatsAppOutbound {
     if (!this.callId) return;
     await this.#d.meta
       .terminate(this.#phoneNumberId, this.callId)
-      .catch((error: unknown) => this.#log.warn({ err: String(error) }, 'Meta terminate failed'));
+      .catch((error: unknown) => this.#log.warn({ err: errorFields(error) }, 'Meta terminate failed'));
   }
 
   /** Waits for queued events to be handled. */

@@ -1,25 +1,32 @@
 /**
  * Business-initiated calls started from the control API, in both orders: customer-first (ring the
- * WhatsApp user, then the agent) and agent-first (ring the agent, then the user).
+ * WhatsApp user, then the agent) and agent-first (ring the agent, then the user); a re-INVITE
+ * moving the agent's media moves the bridge's SIP side with it.
  */
+import type { SipMessage } from 'sip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureTone } from '#simulator/media/audio.ts';
+import { sleep, until } from '../../helpers/async.ts';
 import { grantPermission } from '../../helpers/permissions.ts';
+import { callMetrics, oneAnsweredCall, RecordingMetrics } from '../../helpers/recording-metrics.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
+import { FarEnd, sdp } from '../sip/helpers/far-end.ts';
+import { ack2xx, finalResponse, mediaAddress, PbxRtp } from './helpers/pbx.ts';
 
 let stack: TestStack;
+const metrics = new RecordingMetrics();
 
 beforeAll(async () => {
-  stack = await startTestStack({}, { bridge: true });
+  stack = await startTestStack({}, { bridge: true, workerMetrics: metrics });
   stack.agent!.configure({ codecs: ['PCMU'], audio: 'tone', behaviour: 'answer' });
 });
 afterAll(() => stack?.stop());
 
-async function placeViaApi(to: string, mode: 'customer-first' | 'agent-first'): Promise<string> {
+async function placeViaApi(to: string, mode: 'customer-first' | 'agent-first', sipTarget?: string): Promise<string> {
   const res = await stack.api('/v1/calls', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ to, mode, callbackData: `order-${to}` }),
+    body: JSON.stringify({ to, mode, callbackData: `order-${to}`, ...(sipTarget ? { sipTarget } : {}) }),
   });
   expect(res.status).toBe(202);
   return ((await res.json()) as { requestId: string }).requestId;
@@ -58,7 +65,7 @@ describe.each(['customer-first', 'agent-first'] as const)('POST /v1/calls, %s', 
 
     call.relay.startRecording();
     call.relay.playTone(1000, -12);
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500); // the measurement window
     const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48000), 48000);
     const atAgent = measureTone(agentCall.recording().slice(-8000), 8000);
     expect(Math.abs(atWhatsApp.hz - 1000)).toBeLessThan(10);
@@ -74,6 +81,71 @@ describe.each(['customer-first', 'agent-first'] as const)('POST /v1/calls, %s', 
     expect(await stack.runtime.calls.slotsInUse(stack.runtime.config.line.phoneNumberId)).toBe(0);
   });
 });
+
+describe.each(['customer-first', 'agent-first'] as const)(
+  'an API-started call whose agent moves its media (re-INVITE, RFC 3264 §8), %s',
+  (mode) => {
+    it('sends to the new port, takes the agent audio from it, and reports the call', async () => {
+      const number = mode === 'customer-first' ? '5511900000033' : '5511900000034';
+      await grantPermission(stack, number);
+      const mark = metrics.mark();
+      const agent = await FarEnd.start('127.0.0.2');
+      const first = await PbxRtp.open();
+      const moved = await PbxRtp.open();
+      try {
+        // The agent answers the bridge's INVITE at once, with its first port.
+        agent.handler = (rq) => {
+          if (rq.method !== 'INVITE' || rq.headers.to?.params.tag) return false;
+          agent.reply(rq, 200, 'OK', { content: sdp('127.0.0.2', first.port) });
+          return true;
+        };
+        await placeViaApi(number, mode, agent.uri());
+        const { rq: invite } = await agent.nextMethod('INVITE', 10_000);
+        const bridgeRtp = mediaAddress(String(invite.content));
+        const call = await eventually(
+          () => stack.simulator!.calls.find((c) => c.user.waId === number && c.state === 'accepted'),
+          8000,
+          'the WhatsApp user to pick up',
+        );
+        call.relay.playTone(440, -12);
+        // The agent talks from its first port: the bridge latches its RTP to that source (RFC 4961).
+        first.play(bridgeRtp);
+        await until(() => first.received > 25, 5000);
+
+        // The agent moves its media: quiet on the first port, re-INVITE with the new one, talk from there.
+        first.stop();
+        const reinvite: SipMessage = agent.inDialog(invite, 'INVITE', 2, {
+          content: sdp('127.0.0.2', moved.port, 'sendrecv', 2),
+        });
+        const answered = await finalResponse(agent, reinvite);
+        expect(answered.status).toBe(200);
+        ack2xx(agent, reinvite, answered);
+        moved.play(bridgeRtp);
+
+        await until(() => moved.received > 25, 5000);
+        const atFirst = first.received;
+        call.relay.startRecording();
+        await sleep(1000); // the measurement window
+        const atWhatsApp = measureTone(call.relay.stopRecording(), 48000);
+        expect(first.received - atFirst, 'nothing more to the old port').toBeLessThan(3);
+        expect(Math.abs(atWhatsApp.hz - 1000), 'the agent audio from the new port reaches WhatsApp').toBeLessThan(10);
+
+        expect((await agent.request(agent.inDialog(invite, 'BYE', 3))).status).toBe(200);
+        const record = await eventually(async () => {
+          const r = await stack.runtime.calls.get(call.id);
+          return r?.state === 'ended' && r;
+        });
+        expect(record).toMatchObject({ endReason: 'agent-hung-up', endedBy: 'sip' });
+        await until(() => metrics.since(mark, 'HandleTime').length > 0, 5000);
+        expect(callMetrics(metrics, mark)).toEqual(oneAnsweredCall('agent-hung-up'));
+      } finally {
+        agent.close();
+        await first.close();
+        await moved.close();
+      }
+    });
+  },
+);
 
 describe('POST /v1/calls refusals', () => {
   it('answers 403 no-permission and places nothing', async () => {

@@ -1,17 +1,23 @@
 /**
  * Business-initiated calls started by the PBX: an INVITE to sip:+<number>@bridge. Refused INVITEs
  * get a fast SIP error with a Reason header and never reach Meta; allowed ones ring the WhatsApp
- * user through Meta (the simulator), 180 on RINGING, 200 with SDP on ACCEPTED, audio both ways.
+ * user through Meta (the simulator), 180 on RINGING, 200 with SDP on ACCEPTED, audio both ways;
+ * a re-INVITE moving the PBX's media moves the bridge's SIP side with it.
  */
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureTone } from '#simulator/media/audio.ts';
 import { createSipPort } from '#worker/sip/sip-adapter.ts';
+import { sleep, until } from '../../helpers/async.ts';
 import { freePort } from '../../helpers/free-port.ts';
 import { grantPermission } from '../../helpers/permissions.ts';
+import { callMetrics, oneAnsweredCall, RecordingMetrics } from '../../helpers/recording-metrics.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
+import { FarEnd, sdp } from '../sip/helpers/far-end.ts';
+import { ack2xx, finalResponse, mediaAddress, PbxRtp, pbxInvite, uacRequest } from './helpers/pbx.ts';
 
 let stack: TestStack;
+const metrics = new RecordingMetrics();
 let bridgeUri: (number: string) => string;
 
 function bicCalls() {
@@ -19,7 +25,7 @@ function bicCalls() {
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({}, { bridge: true });
+  stack = await startTestStack({}, { bridge: true, workerMetrics: metrics });
   const contact = stack.worker!.sipContact; // sip:wa-sip-bridge@127.0.0.1:<port>
   const hostPort = contact.slice(contact.indexOf('@') + 1);
   bridgeUri = (number) => `sip:+${number}@${hostPort}`;
@@ -92,6 +98,7 @@ describe('a PBX-started call the WhatsApp user answers', () => {
     const number = '5511900000022';
     await grantPermission(stack, number);
     stack.agent!.configure({ codecs: ['PCMU'], audio: 'tone' });
+    const mark = metrics.mark();
     const agentCall = await stack.agent!.dial(bridgeUri(number));
     const call = await eventually(
       () => bicCalls().find((c) => c.user.waId === number && c.state === 'accepted'),
@@ -100,7 +107,7 @@ describe('a PBX-started call the WhatsApp user answers', () => {
     );
     call.relay.startRecording();
     call.relay.playTone(1000, -12);
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500); // the measurement window
     const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48000), 48000);
     const atPbx = measureTone(agentCall.recording().slice(-8000), 8000);
     expect(Math.abs(atWhatsApp.hz - 1000)).toBeLessThan(10);
@@ -119,6 +126,8 @@ describe('a PBX-started call the WhatsApp user answers', () => {
       connectedCalls: { last24h: number };
     };
     expect(ledger.connectedCalls.last24h, 'the connected call counts toward the daily limit').toBe(1);
+    await until(() => metrics.since(mark, 'HandleTime').length > 0, 5000);
+    expect(callMetrics(metrics, mark)).toEqual(oneAnsweredCall('agent-hung-up'));
   });
 
   it('answers the PBX 486 when the WhatsApp user rejects', async () => {
@@ -136,5 +145,64 @@ describe('a PBX-started call the WhatsApp user answers', () => {
       3000,
       'the rejection counted as unanswered',
     );
+    const call = bicCalls().find((c) => c.user.waId === number)!;
+    // The ended record carries the SIP status the PBX got, whichever process ended the record.
+    const record = await eventually(async () => {
+      const r = await stack.runtime.calls.get(call.id);
+      return r?.state === 'ended' && r.sip?.status !== undefined && r;
+    });
+    expect(record.sip).toMatchObject({ status: 486, reason: 'Busy Here' });
+  });
+});
+
+describe('a PBX-started call whose PBX moves its media (re-INVITE, RFC 3264 §8)', () => {
+  it('sends to the new port, takes the PBX audio from it, and reports the call', async () => {
+    const number = '5511900000024';
+    await grantPermission(stack, number);
+    const mark = metrics.mark();
+    const pbx = await FarEnd.start('127.0.0.2');
+    const first = await PbxRtp.open();
+    const moved = await PbxRtp.open();
+    try {
+      const invite = pbxInvite(pbx, bridgeUri(number), sdp('127.0.0.2', first.port));
+      const ok = await finalResponse(pbx, invite);
+      expect(ok.status).toBe(200);
+      ack2xx(pbx, invite, ok);
+      const bridgeRtp = mediaAddress(String(ok.content));
+      const call = bicCalls().find((c) => c.user.waId === number)!;
+      call.relay.playTone(440, -12);
+      // The PBX talks from its first port: the bridge latches its RTP to that source (RFC 4961).
+      first.play(bridgeRtp);
+      await until(() => first.received > 25, 5000);
+
+      // The PBX moves its media: quiet on the first port, re-INVITE with the new one, talk from there.
+      first.stop();
+      const reinvite = uacRequest(invite, ok, 'INVITE', 2, sdp('127.0.0.2', moved.port, 'sendrecv', 2));
+      const answered = await finalResponse(pbx, reinvite);
+      expect(answered.status).toBe(200);
+      ack2xx(pbx, reinvite, answered);
+      moved.play(bridgeRtp);
+
+      await until(() => moved.received > 25, 5000);
+      const atFirst = first.received;
+      call.relay.startRecording();
+      await sleep(1000); // the measurement window
+      const atWhatsApp = measureTone(call.relay.stopRecording(), 48000);
+      expect(first.received - atFirst, 'nothing more to the old port').toBeLessThan(3);
+      expect(Math.abs(atWhatsApp.hz - 1000), 'the PBX audio from the new port reaches WhatsApp').toBeLessThan(10);
+
+      expect((await finalResponse(pbx, uacRequest(invite, ok, 'BYE', 3))).status).toBe(200);
+      const record = await eventually(async () => {
+        const r = await stack.runtime.calls.get(call.id);
+        return r?.state === 'ended' && r;
+      });
+      expect(record).toMatchObject({ endReason: 'agent-hung-up', endedBy: 'sip' });
+      await until(() => metrics.since(mark, 'HandleTime').length > 0, 5000);
+      expect(callMetrics(metrics, mark)).toEqual(oneAnsweredCall('agent-hung-up'));
+    } finally {
+      pbx.close();
+      await first.close();
+      await moved.close();
+    }
   });
 });

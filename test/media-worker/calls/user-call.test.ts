@@ -8,9 +8,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentCall, SipAgent } from '#local/sip-agent.ts';
 import { measureTone } from '#simulator/media/audio.ts';
 import type { SimCall } from '#simulator/simulator.ts';
+import { sleep, until } from '../../helpers/async.ts';
+import { callMetrics, oneAnsweredCall, RecordingMetrics } from '../../helpers/recording-metrics.ts';
 import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
 let stack: TestStack;
+const metrics = new RecordingMetrics();
 let agent: SipAgent;
 
 async function record(callId: string): Promise<Record<string, unknown>> {
@@ -58,7 +61,7 @@ async function exchangeTones(
 ): Promise<{ atWhatsApp: { hz: number; dbfs: number }; atSip: { hz: number; dbfs: number } }> {
   call.relay.startRecording();
   call.relay.playTone(1000, -12);
-  await new Promise((r) => setTimeout(r, 1500));
+  await sleep(1500); // the measurement window
   const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48000), 48000);
   const pcm = agentCall.recording();
   const atSip = measureTone(pcm.slice(-agentCall.sampleRate), agentCall.sampleRate);
@@ -66,7 +69,7 @@ async function exchangeTones(
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({ SIP_RING_TIMEOUT_SECONDS: '3' }, { bridge: true });
+  stack = await startTestStack({ SIP_RING_TIMEOUT_SECONDS: '3' }, { bridge: true, workerMetrics: metrics });
   agent = stack.agent!;
 });
 afterAll(() => stack?.stop());
@@ -109,12 +112,16 @@ describe('a user-initiated call answered with G.711 (transcoding)', () => {
     expect((stats.media as { whatsappToSip: { packets: number } }).whatsappToSip.packets).toBeGreaterThan(50);
   });
 
-  it('sends Meta terminate when the agent hangs up', async () => {
+  it('sends Meta terminate when the agent hangs up, and reports the call', async () => {
+    const mark = metrics.mark();
     const { call, agentCall } = await connectedCall({ waId: '5511900000002', name: 'Bea' });
     await agentCall.hangUp();
     await eventually(() => call.state === 'ended', 5000, 'the WhatsApp leg to end');
     expect(call.record.endReason).toBe('business_terminate');
     expect(await ended(call.id)).toMatchObject({ endReason: 'agent-hung-up', endedBy: 'sip' });
+    await until(() => metrics.since(mark, 'HandleTime').length > 0, 5000);
+    expect(callMetrics(metrics, mark)).toEqual(oneAnsweredCall('agent-hung-up'));
+    expect(metrics.since(mark, 'SetupLatency')).toHaveLength(1);
   });
 });
 
@@ -170,7 +177,7 @@ describe('early media', () => {
     const call = await stack.simulator!.placeUserCall({ user: { waId: '5511900000007' } });
     await eventually(() => call.relay.firstBusinessMediaAt !== undefined, 5000, 'media at WhatsApp');
     call.relay.startRecording();
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000); // the measurement window
     const early = measureTone(call.relay.stopRecording(), 48000);
     expect(Math.abs(early.hz - 1000)).toBeLessThan(10);
     expect(call.state).not.toBe('accepted');
@@ -185,7 +192,15 @@ describe('resources', () => {
     // Timers are not counted here: SIP transaction timers legitimately outlive a call by up to
     // 32 s (RFC 3261 Timer D/K); the leg and bridge tests check their own timers.
     const udp = () => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
-    await new Promise((r) => setTimeout(r, 300));
+    // Sockets of the calls before close asynchronously: wait until the count holds still.
+    let last = -1;
+    await until(async () => {
+      const now = udp();
+      const still = now === last;
+      last = now;
+      if (!still) await sleep(100);
+      return still;
+    }, 5000);
     const before = udp();
     const calls = [];
     for (let i = 0; i < 3; i++) calls.push(await connectedCall({ waId: `55119000001${i}`, name: `Leak ${i}` }));
