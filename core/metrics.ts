@@ -19,6 +19,10 @@
  * | `ActiveCalls` | Count | – | media worker | every heartbeat (5 s): calls this worker bridges now |
  * | `WorkerLoad` | Percent | – | media worker | every heartbeat: `100 * ActiveCalls / MAX_CALLS_PER_WORKER` |
  *
+ * The media worker's series (`CallsAnswered`, `CallsEnded`, `HandleTime`, `Media*`) cover all three call
+ * kinds (user-, PBX- and API-started); `SetupLatency` only user-initiated calls (it measures from the
+ * connect webhook).
+ *
  * `ActiveCalls` and `WorkerLoad` must carry *only* `Stage` (no worker id): the Average over a minute of
  * every worker's data points is then the load per worker, which target tracking scales on.
  */

@@ -197,7 +197,7 @@ function opt<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
 }
 
 /**
- * The ledger as the media worker's `BusinessCallOutcomes` port (`media-worker/src/calls/pbx-call.ts`):
+ * The ledger as the media worker's `BusinessCallOutcomes` port (`media-worker/src/calls/ports.ts`):
  * `connected` / `unanswered` for business-initiated calls, `userCallAnswered` for user-initiated
  * ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
  */
