@@ -10,9 +10,12 @@ import type { Logger } from 'pino';
 /** Where a throwing listener is reported; the worker's pino logger satisfies it. */
 export type EmitterLogger = Pick<Logger, 'error'>;
 
-/** A set of listeners of one event type `E`. */
-export class Emitter<E> {
-  readonly #listeners = new Set<(e: E) => void>();
+/**
+ * A set of listeners of one event type `E`. A second argument `F` (e.g. a packet's source next to
+ * the reused packet view) saves the per-packet allocation of wrapping both in an object.
+ */
+export class Emitter<E, F = void> {
+  readonly #listeners = new Set<(e: E, f: F) => void>();
   readonly #logger: EmitterLogger | undefined;
   readonly #name: string;
 
@@ -23,7 +26,7 @@ export class Emitter<E> {
   }
 
   /** Adds `listener`; the returned function removes it. */
-  on(listener: (e: E) => void): () => void {
+  on(listener: (e: E, f: F) => void): () => void {
     this.#listeners.add(listener);
     return () => {
       this.#listeners.delete(listener);
@@ -36,10 +39,10 @@ export class Emitter<E> {
   }
 
   /** Calls every listener with `e`; a listener that throws is logged, never rethrown. */
-  emit(e: E): void {
+  emit(e: E, f: F): void {
     for (const l of this.#listeners) {
       try {
-        l(e);
+        l(e, f);
       } catch (err) {
         this.#logger?.error({ err, event: this.#name }, 'listener threw');
       }

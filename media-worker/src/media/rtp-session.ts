@@ -26,11 +26,15 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { type Clock, type ClockTimer, realClock } from '#core/clock.ts';
+import { Emitter } from '../emitter.ts';
 import { MediaError } from './errors.ts';
 import type { RtpSource } from './ports.ts';
 import { ReceptionStatistics } from './reception-statistics.ts';
 import { buildRtcpReport, ntpFromUnixMs, ntpMiddle32, parseRtcp, type ReportBlock } from './rtcp.ts';
 import { createRtpView, parseRtp, RTP_HEADER_BYTES, type RtpView, writeRtp } from './rtp.ts';
+
+/** How long the source latched before a media move is refused after `setRemote` (in-flight packets of the old stream). */
+const RETIRED_SOURCE_GRACE_MS = 500;
 
 /** Options for {@link RtpSession.open}. */
 export interface RtpSessionOptions {
@@ -109,9 +113,11 @@ export class RtpSession {
   private readonly callId: string | undefined;
   private readonly clock: Clock;
   private readonly view: RtpView = createRtpView();
-  private readonly listeners = new Set<(packet: RtpView, source: RtpSource) => void>();
+  private readonly packets: Emitter<RtpView, RtpSource>;
   private sdpRemote: RtpSource | undefined;
   private latchedRemote: RtpSource | undefined;
+  /** The source latched before a `setRemote` that moved the media, refused until `until` (clock time). */
+  private retiredRemote: (RtpSource & { until: number }) | undefined;
   private seq = randomInt(0, 0x10000);
   private closing: Promise<void> | undefined;
   // RTCP state.
@@ -158,6 +164,7 @@ export class RtpSession {
     this.callId = options.callId;
     this.clock = options.clock ?? realClock;
     this.log = options.logger?.child({ component: 'rtp-session', callId: options.callId, port });
+    this.packets = new Emitter(this.log, 'rtp-packet');
     rtp.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
     this.rtcpIntervalMs = options.rtcpIntervalMs ?? 5000;
     rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo));
@@ -212,7 +219,16 @@ export class RtpSession {
   setRemote(address: string, port: number): void {
     const changed = this.sdpRemote?.address !== address || this.sdpRemote?.port !== port;
     this.sdpRemote = { address, port };
-    if (changed) this.latchedRemote = undefined;
+    if (!changed) return;
+    // Packets of the old stream still in flight must not win the re-armed latch (the PBX moved its
+    // media, RFC 3264 §8.3.1: the new address applies from the answer on). The old source is refused
+    // for a short grace time only, so a PBX behind NAT that keeps its source port still latches.
+    const old = this.latchedRemote;
+    this.retiredRemote =
+      old && (old.address !== address || old.port !== port)
+        ? { ...old, until: this.clock.now() + RETIRED_SOURCE_GRACE_MS }
+        : undefined;
+    this.latchedRemote = undefined;
   }
 
   /** RTP clock rate of the negotiated codec (for jitter and the SR's timestamp). @default 8000 */
@@ -224,8 +240,7 @@ export class RtpSession {
 
   /** Subscribe to valid RTP from the peer. The view is reused: copy what you keep. */
   onPacket(cb: (packet: RtpView, source: RtpSource) => void): () => void {
-    this.listeners.add(cb);
-    return () => this.listeners.delete(cb);
+    return this.packets.on(cb);
   }
 
   /**
@@ -272,7 +287,7 @@ export class RtpSession {
   /** Close both sockets. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.listeners.clear();
+      this.packets.clear();
       this.clock.clearTimeout(this.rtcpTimer);
       this.rtcpTimer = undefined;
       await Promise.all([closeSocket(this.rtp), closeSocket(this.rtcp)]);
@@ -385,6 +400,14 @@ export class RtpSession {
         this.counters.packetsFromOtherSources++;
         return;
       }
+      const retired = this.retiredRemote;
+      if (retired && retired.port === rinfo.port && retired.address === rinfo.address) {
+        if (this.clock.now() < retired.until) {
+          this.counters.packetsFromOtherSources++;
+          return;
+        }
+        this.retiredRemote = undefined;
+      }
       this.latchedRemote = { address: rinfo.address, port: rinfo.port };
       const sdp = this.sdpRemote;
       if (sdp && (sdp.address !== rinfo.address || sdp.port !== rinfo.port)) {
@@ -407,14 +430,7 @@ export class RtpSession {
     );
     this.receivedSinceReport = true;
     this.scheduleRtcp();
-    const source = this.latchedRemote as RtpSource;
-    for (const cb of this.listeners) {
-      try {
-        cb(this.view, source);
-      } catch (err) {
-        this.log?.warn({ err, callId: this.callId }, 'an RTP listener threw');
-      }
-    }
+    this.packets.emit(this.view, this.latchedRemote as RtpSource);
   }
 }
 

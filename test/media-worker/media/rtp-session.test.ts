@@ -195,6 +195,45 @@ describe('Class: RtpSession', () => {
     expect(session.stats().latched).toBe(false);
   });
 
+  it('after a re-INVITE moves the media, late packets of the old stream do not win the re-armed latch', async () => {
+    const clock = new ManualClock();
+    const session = await RtpSession.open({ portRange: [42200, 42299], clock });
+    open.push(session);
+    const oldPbx = await udp();
+    const newPbx = await udp();
+    session.setRemote('127.0.0.1', oldPbx.address().port);
+    const got: number[] = [];
+    session.onPacket((p) => got.push(p.sequenceNumber));
+    oldPbx.send(rtpPacket(1), session.port, '127.0.0.1');
+    await until(() => session.stats().latched);
+
+    // The PBX moves its media (RFC 3264 §8.3.1); one packet of the old stream is still in flight.
+    session.setRemote('127.0.0.1', newPbx.address().port);
+    oldPbx.send(rtpPacket(2), session.port, '127.0.0.1');
+    await until(() => session.stats().packetsFromOtherSources === 1);
+    expect(session.stats().latched).toBe(false);
+    newPbx.send(rtpPacket(3), session.port, '127.0.0.1');
+    await until(() => session.stats().latched);
+    expect(session.stats().remote).toEqual({ address: '127.0.0.1', port: newPbx.address().port });
+    expect(got).toEqual([1, 3]);
+  });
+
+  it('refuses the old source only for a grace time: a PBX that keeps its source port still latches', async () => {
+    const clock = new ManualClock();
+    const session = await RtpSession.open({ portRange: [42200, 42299], clock });
+    open.push(session);
+    const pbx = await udp();
+    const announced = await udp();
+    session.setRemote('127.0.0.1', pbx.address().port);
+    pbx.send(rtpPacket(1), session.port, '127.0.0.1');
+    await until(() => session.stats().latched);
+    session.setRemote('127.0.0.1', announced.address().port);
+    clock.advance(500);
+    pbx.send(rtpPacket(2), session.port, '127.0.0.1');
+    await until(() => session.stats().latched);
+    expect(session.stats()).toMatchObject({ packetsFromOtherSources: 0, packetsReceived: 2 });
+  });
+
   it('with strictSourceAddress latches only to the SDP IP', async () => {
     const session = await RtpSession.open({ portRange: [42300, 42399], strictSourceAddress: true });
     open.push(session);
