@@ -65,10 +65,25 @@ describe('whatsapp-sdp', () => {
       expect(m?.connection?.ip).toBe('0.0.0.0');
     });
 
+    it('writes a session-level sha-256 fingerprint on the m-line, the one place werift puts it', () => {
+      const [line] = weriftAnswer.split('\r\n').filter((l) => l.startsWith('a=fingerprint:'));
+      const sessionLevel = weriftAnswer.replace(`${line}\r\n`, '').replace('t=0 0\r\n', `t=0 0\r\n${line}\r\n`);
+      const shaped = sdpTransform.parse(shapeLocalSdp(sessionLevel, local));
+      expect(shaped.fingerprint).toBeUndefined();
+      expect(shaped.media[0]?.fingerprint?.type).toBe('sha-256');
+    });
+
     it('fails with a LocalSdpError when werift’s SDP has no sha-256 fingerprint', () => {
       for (const file of ['answer-sha384.sdp', 'answer-no-fingerprint.sdp']) {
         expect(() => shapeLocalSdp(fixture(file), local)).toThrow(LocalSdpError);
       }
+      const [line] = fixture('answer-sha384.sdp')
+        .split('\r\n')
+        .filter((l) => l.startsWith('a=fingerprint:'));
+      const sessionSha384 = weriftAnswer
+        .replace(/^a=fingerprint:.*\r\n/m, '')
+        .replace('t=0 0\r\n', `t=0 0\r\n${line}\r\n`);
+      expect(() => shapeLocalSdp(sessionSha384, local)).toThrow(LocalSdpError);
     });
   });
 
@@ -104,6 +119,8 @@ describe('whatsapp-sdp', () => {
         .replace('a=setup:active\r\n', '')
         .replace('t=0 0\r\n', 't=0 0\r\na=setup:passive\r\n');
       expect(offeredSetup(sessionLevel)).toBe('passive');
+      const both = fixture('business-answer-good.sdp').replace('t=0 0\r\n', 't=0 0\r\na=setup:passive\r\n');
+      expect(offeredSetup(both)).toBe('active');
       expect(offeredSetup('v=0\r\n')).toBeUndefined();
     });
 
