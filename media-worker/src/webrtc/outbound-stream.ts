@@ -456,7 +456,7 @@ export class OutboundStream {
     const due = Math.floor((this.#clock.now() + EARLY_MS - this.#silenceStartedAt) / FRAME_MS) + 1;
     let behind = due - this.#silenceFrames;
     if (behind > MAX_CATCH_UP) {
-      // A stalled event loop: one frame now (its timestamp covers the gap), not a burst.
+      // A stalled event loop: one frame now and the grid kept, not a burst of late frames.
       this.#silenceFrames += behind - 1;
       behind = 1;
     }
