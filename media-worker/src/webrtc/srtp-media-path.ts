@@ -23,6 +23,7 @@
  * @module
  */
 import type { RTCRtpTransceiver } from 'werift';
+import { type Clock, realClock } from '#core/clock.ts';
 import { ReceptionStatistics } from '../media/reception-statistics.ts';
 import { ntpFromUnixMs } from '../media/rtcp.ts';
 import { createRtpView, type RtpView } from '../media/rtp.ts';
@@ -105,6 +106,7 @@ export class SrtpMediaPath {
     private readonly tx: SrtpStream,
     private readonly rx: SrtpStream,
     private readonly onRtp: (rtp: RtpView) => void,
+    private readonly clock: Clock,
   ) {}
 
   /**
@@ -114,8 +116,14 @@ export class SrtpMediaPath {
    *
    * @param onRtp - every authenticated, non-replayed RTP packet; the view and
    *   its payload are valid only during the call.
+   * @param clock - arrival times (RFC 3550 A.8 jitter) and the sender report's
+   *   NTP time; on the real clock `performance.timeOrigin + now()` is the wall clock.
    */
-  static attach(transceiver: RTCRtpTransceiver, onRtp: (rtp: RtpView) => void): SrtpMediaPath | undefined {
+  static attach(
+    transceiver: RTCRtpTransceiver,
+    onRtp: (rtp: RtpView) => void,
+    clock: Clock = realClock,
+  ): SrtpMediaPath | undefined {
     const w = {
       dtls: transceiver.dtlsTransport,
       sender: transceiver.sender,
@@ -151,6 +159,7 @@ export class SrtpMediaPath {
       SrtpStream.sender(profile, keys.localMasterKey, keys.localMasterSalt),
       SrtpStream.receiver(profile, keys.remoteMasterKey, keys.remoteMasterSalt),
       onRtp,
+      clock,
     );
     transport.onData = (data, addr) => {
       if (!path.receive(data)) path.originalOnData(data, addr);
@@ -186,7 +195,7 @@ export class SrtpMediaPath {
     if (++this.sentSinceSrPair >= SR_PAIR_EVERY) {
       // The NTP and RTP timestamps of one instant: the packet being sent now.
       this.sentSinceSrPair = 0;
-      s.ntpTimestamp = ntpNow();
+      s.ntpTimestamp = ntpAt(this.clock.now());
       s.rtpTimestamp =
         ((rtp[4] as number) * 2 ** 24 +
           (((rtp[5] as number) << 16) | ((rtp[6] as number) << 8) | (rtp[7] as number))) >>>
@@ -243,14 +252,17 @@ export class SrtpMediaPath {
       this.w.receiver.remoteStreams[view.ssrc] = stats;
     }
     const headerBytes = view.payload.byteOffset - data.byteOffset;
-    stats.add(view.sequenceNumber, view.timestamp, view.payload.length, headerBytes, performance.now());
+    stats.add(view.sequenceNumber, view.timestamp, view.payload.length, headerBytes, this.clock.now());
     this.onRtp(view);
     return true;
   }
 }
 
-/** The current time as a 64-bit NTP timestamp (RFC 5905 §6). */
-function ntpNow(): bigint {
-  const { seconds, fraction } = ntpFromUnixMs(performance.timeOrigin + performance.now());
+/**
+ * A monotonic clock reading as a 64-bit NTP timestamp (RFC 5905 §6): the
+ * process's time origin plus the reading is the wall clock at that instant.
+ */
+function ntpAt(monotonicMs: number): bigint {
+  const { seconds, fraction } = ntpFromUnixMs(performance.timeOrigin + monotonicMs);
   return (BigInt(seconds) << 32n) | BigInt(fraction);
 }

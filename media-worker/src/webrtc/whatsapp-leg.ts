@@ -19,6 +19,12 @@
  *   and ends the call after ~20 s without media: {@link WhatsAppLeg.startSilence}
  *   sends Opus silence from the moment DTLS is up until real audio flows.
  *
+ * The leg is the PeerConnection's owner: signalling, connection state, the
+ * SRTP fast path's attach and detach, inbound dispatch, stats and close. The
+ * SDP shaping for Meta is in `whatsapp-sdp.ts`, the outbound stream (seq,
+ * timestamps, silence, the RFC 4733 sender, the one send) in
+ * `outbound-stream.ts`; time comes from an injected {@link Clock}.
+ *
  * ICE is configured explicitly: werift would otherwise gather a
  * server-reflexive candidate from stun.l.google.com (a 5 s stall without
  * DNS). Host candidates come only from the configured bind address, and a
@@ -26,49 +32,39 @@
  *
  * @module
  */
-import { Encoder } from '@evan/opus';
 import type { Logger } from 'pino';
-import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, RtpHeader, RtpPacket } from 'werift';
+import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import { type Clock, realClock } from '#core/clock.ts';
+import { Emitter } from '../emitter.ts';
 import { MediaError, type MediaErrorCode } from '../media/errors.ts';
-import { FrameClock } from '../media/frame-clock.ts';
 import {
-  buildTelephoneEvent,
   DTMF_EVENTS,
-  dtmfEventCode,
   parseTelephoneEvent,
-  RTP_HEADER_BYTES,
   type RtpView,
   type TelephoneEvent,
   TelephoneEventReceiver,
-  writeRtp,
 } from '../media/rtp.ts';
+import {
+  OutboundStream,
+  type SendAudioOptions,
+  type SendDtmfOptions,
+  WHATSAPP_OPUS_PT,
+  WHATSAPP_TELEPHONE_EVENT_PT,
+} from './outbound-stream.ts';
 import type { SrtpProfile } from './srtp.ts';
 import { type SrtpDropCounters, SrtpMediaPath } from './srtp-media-path.ts';
+import { offeredSetup, remotePayloadTypes, shapeLocalSdp, withoutWidebandTelephoneEvents } from './whatsapp-sdp.ts';
 
-/** Opus payload type Meta uses (§5.1). */
-export const WHATSAPP_OPUS_PT = 111;
-/** telephone-event/8000 payload type Meta uses (§5.1). */
-export const WHATSAPP_TELEPHONE_EVENT_PT = 126;
-/** RTP clock ticks per 20 ms Opus frame (RFC 7587 §4.1: the clock is always 48 kHz). */
-export const OPUS_TICKS_PER_FRAME = 960;
+export {
+  OPUS_TICKS_PER_FRAME,
+  opusSilenceFrame,
+  type SendAudioOptions,
+  type SendDtmfOptions,
+  WHATSAPP_OPUS_PT,
+  WHATSAPP_TELEPHONE_EVENT_PT,
+} from './outbound-stream.ts';
 
-const FRAME_MS = 20;
-/** 48 kHz RTP clock ticks per millisecond. */
-const TICKS_PER_MS = 48;
 const OPUS_FMTP = 'minptime=10;useinbandfec=1';
-
-let silenceFrame: Buffer | undefined;
-/**
- * One 20 ms Opus frame of digital silence, encoded once per process. Any
- * valid Opus packet works for every decoder regardless of its sample rate.
- */
-export function opusSilenceFrame(): Buffer {
-  if (!silenceFrame) {
-    const encoder = new Encoder({ channels: 1, sample_rate: 48_000, application: 'voip' });
-    silenceFrame = Buffer.from(encoder.encode(new Int16Array(960)));
-  }
-  return silenceFrame;
-}
 
 /** Options for {@link WhatsAppLeg}. */
 export interface WhatsAppLegOptions {
@@ -101,32 +97,16 @@ export interface WhatsAppLegOptions {
    * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does). @default 100
    */
   silenceResumeMs?: number;
+  /**
+   * Time source of the leg: silence frames, DTMF pacing, `audioLeadMs`,
+   * `connectedAtMs`, the connect timeout and the fast path's RTCP figures.
+   * @default realClock (monotonic `performance.now()`)
+   */
+  clock?: Clock;
   /** Call id for logs and errors. */
   callId?: string;
   /** Logger; a `component: 'whatsapp-leg'` child is used. */
   logger?: Logger;
-}
-
-/** Options for {@link WhatsAppLeg.sendAudio}. */
-export interface SendAudioOptions {
-  /**
-   * 48 kHz ticks since the previous audio packet. @default 960 (20 ms).
-   * Ignored for the first packet after generated silence, which continues
-   * the silence's timeline (so nothing jumps ahead of the wall clock).
-   */
-  timestampDelta?: number;
-  /** Set the RTP marker (start of a talkspurt, RFC 3551 §4.1). */
-  marker?: boolean;
-}
-
-/** Options for {@link WhatsAppLeg.sendDtmf}. */
-export interface SendDtmfOptions {
-  /** Tone length per digit. @default 100 */
-  durationMs?: number;
-  /** Pause between digits. @default 60 */
-  gapMs?: number;
-  /** Volume in -dBm0 (RFC 4733 §2.3). @default 10 */
-  volume?: number;
 }
 
 /** A received telephone-event packet with its place in the event. */
@@ -175,6 +155,7 @@ export type RTCPeerConnectionState = 'new' | 'connecting' | 'connected' | 'disco
 export class WhatsAppLeg {
   private readonly opts: WhatsAppLegOptions;
   private readonly bindAddress: string;
+  private readonly clock: Clock;
   private readonly log: Logger | undefined;
   private readonly pc: RTCPeerConnection;
   private transceiver: RTCRtpTransceiver | undefined;
@@ -182,31 +163,18 @@ export class WhatsAppLeg {
   private closing: Promise<void> | undefined;
   private readonly unsubscribers: (() => void)[] = [];
 
-  // Outbound RTP state: one SSRC (the sender's), one seq and timestamp space.
-  private seq = Math.floor(Math.random() * 0x10000);
-  private ts = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
-  private sentAny = false;
-  private lastSentAt = 0;
-  /**
-   * Wall-clock time (`performance.now()`) the last sent timestamp stands
-   * for: advanced by each packet's timestamp delta, never earlier than the
-   * moment the packet went out. Its excess over "now" is how far the stream
-   * runs ahead of real time ({@link audioLeadMs}).
-   */
-  private tsWallAt = 0;
-  private lastWasSilence = false;
-  private lastAudioAt = Number.NEGATIVE_INFINITY;
-  private silenceArmed = false;
-  private readonly silenceResumeMs: number;
-  private readonly silenceClock: FrameClock;
-  private teEventTs: number | undefined;
-  private teEvent: TelephoneEvent | undefined;
-  private dtmfChain: Promise<void> = Promise.resolve();
-
   /** RTP fast path once DTLS-SRTP is up (undefined: werift's own path). */
   private mediaPath: SrtpMediaPath | undefined;
-  /** Plain RTP is built here before {@link SrtpMediaPath.send} protects it into a new buffer. */
-  private readonly txScratch = Buffer.alloc(RTP_HEADER_BYTES + 1500);
+  /** Seq, timestamps, silence and the RFC 4733 sender of the one outbound stream. */
+  private readonly outbound: OutboundStream;
+
+  // Inbound.
+  private readonly audio: Emitter<RtpView>;
+  private readonly events: Emitter<ReceivedTelephoneEvent>;
+  private readonly digits: Emitter<string>;
+  private readonly states: Emitter<RTCPeerConnectionState>;
+  private readonly teReceiver = new TelephoneEventReceiver();
+  private remoteOpusPt = WHATSAPP_OPUS_PT;
   /** werift-path packets are re-described here for the listeners. */
   private readonly rxView: RtpView = {
     payloadType: 0,
@@ -216,33 +184,39 @@ export class WhatsAppLeg {
     ssrc: 0,
     payload: new Uint8Array(0),
   };
-
-  // Inbound.
-  private readonly audioListeners = new Set<(rtp: RtpView) => void>();
-  private readonly eventListeners = new Set<(ev: ReceivedTelephoneEvent) => void>();
-  private readonly digitListeners = new Set<(digit: string) => void>();
-  private readonly stateListeners = new Set<(state: RTCPeerConnectionState) => void>();
-  private readonly teReceiver = new TelephoneEventReceiver();
-  private remoteOpusPt = WHATSAPP_OPUS_PT;
-  private remoteTePt = WHATSAPP_TELEPHONE_EVENT_PT;
   private connectedAt: number | undefined;
-  private firstPacketSentAt: number | undefined;
-
-  private readonly counters = {
-    packetsSent: 0,
-    silenceFramesSent: 0,
-    packetsReceived: 0,
-    dtmfSent: 0,
-    dtmfReceived: 0,
-  };
+  private readonly received = { packetsReceived: 0, dtmfReceived: 0 };
 
   /** @param options - see {@link WhatsAppLegOptions} */
   constructor(options: WhatsAppLegOptions = {}) {
     this.opts = options;
     this.bindAddress = options.bindAddress ?? '127.0.0.1';
+    this.clock = options.clock ?? realClock;
     this.log = options.logger?.child({ component: 'whatsapp-leg', callId: options.callId });
-    this.silenceResumeMs = options.silenceResumeMs ?? 100;
-    this.silenceClock = new FrameClock(() => this.onSilenceFrame());
+    this.audio = new Emitter(this.log, 'whatsapp-leg audio');
+    this.events = new Emitter(this.log, 'whatsapp-leg telephone-event');
+    this.digits = new Emitter(this.log, 'whatsapp-leg dtmf');
+    this.states = new Emitter(this.log, 'whatsapp-leg connection state');
+    const leg = this;
+    this.outbound = new OutboundStream(
+      {
+        get transceiver() {
+          return leg.transceiver;
+        },
+        get connected() {
+          return leg.pc.connectionState === 'connected';
+        },
+        get fastPath() {
+          return leg.mediaPath;
+        },
+      },
+      {
+        clock: this.clock,
+        silenceResumeMs: options.silenceResumeMs,
+        errorContext: { callId: options.callId, component: 'whatsapp-leg' },
+        logger: this.log,
+      },
+    );
     const stun = options.stunServer;
     this.pc = new RTCPeerConnection({
       iceServers: stun ? [{ urls: `stun:${stun}` }] : [],
@@ -291,7 +265,7 @@ export class WhatsAppLeg {
    */
   async answer(metaOffer: string): Promise<string> {
     this.begin('answerer');
-    if (!/^a=rtpmap:\d+ opus\/48000/im.test(metaOffer)) {
+    if (remotePayloadTypes(metaOffer).opus === undefined) {
       throw this.error('invalid-sdp', 'the offer has no opus/48000');
     }
     try {
@@ -305,7 +279,7 @@ export class WhatsAppLeg {
       this.attach(transceiver);
       this.learnRemotePayloadTypes(metaOffer);
       await this.pc.setLocalDescription(await this.pc.createAnswer());
-      return this.shapeLocalSdp();
+      return this.localSdpForMeta();
     } catch (err) {
       throw this.wrap(err, 'answering the Meta offer failed');
     }
@@ -321,7 +295,7 @@ export class WhatsAppLeg {
       const transceiver = this.pc.addTransceiver('audio', { direction: 'sendrecv' });
       this.attach(transceiver);
       await this.pc.setLocalDescription(await this.pc.createOffer());
-      return this.shapeLocalSdp();
+      return this.localSdpForMeta();
     } catch (err) {
       throw this.wrap(err, 'creating the offer failed');
     }
@@ -346,14 +320,14 @@ export class WhatsAppLeg {
     return this.pc.connectionState;
   }
 
-  /** `performance.now()` when the leg became `connected` (ICE + DTLS), if it did. */
+  /** Clock time (`performance.now()` on the real clock) when the leg became `connected` (ICE + DTLS), if it did. */
   get connectedAtMs(): number | undefined {
     return this.connectedAt;
   }
 
-  /** `performance.now()` of the first packet sent to Meta (the maiden packet). */
+  /** Clock time (`performance.now()` on the real clock) of the first packet sent to Meta (the maiden packet). */
   get firstPacketSentAtMs(): number | undefined {
-    return this.firstPacketSentAt;
+    return this.outbound.firstPacketSentAt;
   }
 
   /** The ICE role werift took (`controlling` against Meta's ICE-lite relay). */
@@ -368,13 +342,12 @@ export class WhatsAppLeg {
 
   /** Subscribe to connection state changes; returns an unsubscribe function. */
   onConnectionStateChange(cb: (state: RTCPeerConnectionState) => void): () => void {
-    this.stateListeners.add(cb);
-    return () => this.stateListeners.delete(cb);
+    return this.states.on(cb);
   }
 
   /**
    * Resolve once `connected`; reject with {@link MediaError} on `failed`,
-   * `closed`, or after `timeoutMs`.
+   * `closed`, or after `timeoutMs` (on the leg's clock).
    */
   waitForConnected(timeoutMs = 5000): Promise<void> {
     const now = this.pc.connectionState;
@@ -383,13 +356,13 @@ export class WhatsAppLeg {
       return Promise.reject(this.error(this.closing ? 'closed' : 'webrtc', `connection ${now}`));
     }
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         off();
         reject(this.error('timeout', `not connected after ${timeoutMs} ms (${this.pc.connectionState})`));
       }, timeoutMs);
       const off = this.onConnectionStateChange((s) => {
         if (s !== 'connected' && s !== 'failed' && s !== 'closed') return;
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         off();
         if (s === 'connected') resolve();
         else reject(this.error('webrtc', `connection ${s}`));
@@ -404,8 +377,7 @@ export class WhatsAppLeg {
    * is werift's; do not keep it past the callback. Returns an unsubscribe function.
    */
   onAudio(cb: (rtp: RtpView) => void): () => void {
-    this.audioListeners.add(cb);
-    return () => this.audioListeners.delete(cb);
+    return this.audio.on(cb);
   }
 
   /**
@@ -419,17 +391,15 @@ export class WhatsAppLeg {
 
   /** Subscribe to every RFC 4733 packet from Meta, de-duplicated (see {@link ReceivedTelephoneEvent}). */
   onTelephoneEvent(cb: (ev: ReceivedTelephoneEvent) => void): () => void {
-    this.eventListeners.add(cb);
-    return () => this.eventListeners.delete(cb);
+    return this.events.on(cb);
   }
 
   /** Subscribe to completed DTMF digits from Meta (one call per event). */
   onDtmf(cb: (digit: string) => void): () => void {
-    this.digitListeners.add(cb);
-    return () => this.digitListeners.delete(cb);
+    return this.digits.on(cb);
   }
 
-  // ------------------------------------------------------------ send
+  // ------------------------------------------------------------ send (the outbound stream)
 
   /**
    * Send Opus silence every 20 ms from the moment DTLS is up (at once if it
@@ -439,8 +409,7 @@ export class WhatsAppLeg {
    */
   startSilence(): void {
     if (this.closing) return;
-    this.silenceArmed = true;
-    if (this.pc.connectionState === 'connected') this.silenceClock.start();
+    this.outbound.startSilence();
   }
 
   /**
@@ -450,36 +419,25 @@ export class WhatsAppLeg {
    * silence is not armed; the next {@link sendAudio} takes over again.
    */
   resumeSilence(): void {
-    if (this.closing || !this.silenceArmed || this.lastWasSilence) return;
-    this.lastAudioAt = Number.NEGATIVE_INFINITY;
-    if (this.pc.connectionState !== 'connected') return;
-    // Restart the clock so its first frame runs at once and the next ones
-    // follow every 20 ms from here.
-    this.silenceClock.stop();
-    this.silenceClock.start();
+    if (this.closing) return;
+    this.outbound.resumeSilence();
   }
 
   /**
    * How far ahead of real time (ms) an audio frame sent now with
-   * `timestampDelta` would put the outgoing stream: its timestamp, on the
-   * leg's timeline, minus the wall clock. The timeline follows the wall
-   * clock whenever it falls behind (late packets, gaps filled by silence),
-   * so a positive value means packets came in faster than real time, e.g.
-   * a burst after a stall. Negative when the frame would be late.
+   * `timestampDelta` would put the outgoing stream (see
+   * {@link OutboundStream.audioLeadMs}).
    *
    * @param timestampDelta - as for {@link sendAudio} (48 kHz ticks). @default 960
-   * @param now - `performance.now()` to evaluate at
+   * @param now - the leg's clock time to evaluate at (`performance.now()` on the real clock)
    */
-  audioLeadMs(timestampDelta: number = OPUS_TICKS_PER_FRAME, now: number = performance.now()): number {
-    if (!this.sentAny) return 0;
-    const delta = this.lastWasSilence ? OPUS_TICKS_PER_FRAME : timestampDelta;
-    return this.tsWallAt + delta / TICKS_PER_MS - now;
+  audioLeadMs(timestampDelta?: number, now?: number): number {
+    return this.outbound.audioLeadMs(timestampDelta, now);
   }
 
   /** Stop generating silence (audio sent with {@link sendAudio} is unaffected). */
   stopSilence(): void {
-    this.silenceArmed = false;
-    this.silenceClock.stop();
+    this.outbound.stopSilence();
   }
 
   /**
@@ -490,12 +448,7 @@ export class WhatsAppLeg {
    */
   sendAudio(payload: Uint8Array, options?: SendAudioOptions): void {
     if (this.closing) return;
-    const now = performance.now();
-    this.lastAudioAt = now;
-    const afterSilence = this.lastWasSilence;
-    const delta =
-      afterSilence || !this.sentAny ? OPUS_TICKS_PER_FRAME : (options?.timestampDelta ?? OPUS_TICKS_PER_FRAME);
-    this.sendOpus(payload, delta, afterSilence || options?.marker === true, false, now);
+    this.outbound.sendAudio(payload, options);
   }
 
   /**
@@ -510,50 +463,20 @@ export class WhatsAppLeg {
    *   code never ended (its end packets were lost)
    */
   sendTelephoneEvent(ev: TelephoneEvent, isStart = false): void {
-    if (this.closing || !this.transceiver) return;
-    let marker = false;
-    if (isStart || this.teEvent === undefined || this.teEvent.event !== ev.event) {
-      // A new event starts on the audio timeline "now" (RFC 4733 §2.5.1.2).
-      this.teEventTs = this.nextAudioTimestamp(performance.now());
-      marker = true;
-    }
-    this.teEvent = ev;
-    const repeats = ev.end ? 3 : 1;
-    const payload = buildTelephoneEvent(ev);
-    for (let i = 0; i < repeats; i++) this.sendTelephoneEventPacket(payload, marker && i === 0);
-    if (ev.end) {
-      this.teEvent = undefined;
-      this.counters.dtmfSent++;
-    }
+    if (this.closing) return;
+    this.outbound.sendTelephoneEvent(ev, isStart);
   }
 
   /**
-   * Send DTMF digits as RFC 4733 events paced in real time (an update every
-   * 20 ms, three end packets, then a pause). Resolves when the last digit
-   * ended; calls queue behind each other.
+   * Send DTMF digits as RFC 4733 events paced on the leg's clock (an update
+   * every 20 ms, three end packets, then a pause). Resolves when the last
+   * digit ended; calls queue behind each other.
    *
    * @throws {@link MediaError} `invalid-argument` for characters outside 0-9*#A-D
    */
   sendDtmf(digits: string, options: SendDtmfOptions = {}): Promise<void> {
     if (this.closing) return Promise.reject(this.error('closed', 'the WhatsApp leg is closed'));
-    const codes = [...digits].map(dtmfEventCode);
-    if (codes.some((c) => c < 0)) {
-      return Promise.reject(this.error('invalid-argument', `invalid DTMF digits "${digits}"`));
-    }
-    const ticks = Math.max(1, Math.round((options.durationMs ?? 100) / FRAME_MS));
-    const gapMs = Math.max(0, options.gapMs ?? 60);
-    const volume = options.volume ?? 10;
-    const run = async (): Promise<void> => {
-      for (const event of codes) {
-        for (let t = 1; t <= ticks && !this.closing; t++) {
-          this.sendTelephoneEvent({ event, end: t === ticks, volume, duration: t * 160 }, t === 1);
-          await sleep(FRAME_MS);
-        }
-        if (gapMs > 0) await sleep(gapMs);
-      }
-    };
-    this.dtmfChain = this.dtmfChain.then(run, run);
-    return this.dtmfChain;
+    return this.outbound.sendDtmf(digits, options);
   }
 
   // ------------------------------------------------------------ stats / close
@@ -561,8 +484,13 @@ export class WhatsAppLeg {
   /** Counters plus RTCP-derived loss, jitter and RTT from `getStats()`. */
   async stats(): Promise<WhatsAppLegStats> {
     const fast = this.mediaPath?.stats();
+    const sent = this.outbound.counters;
     const out: WhatsAppLegStats = {
-      ...this.counters,
+      packetsSent: sent.packetsSent,
+      silenceFramesSent: sent.silenceFramesSent,
+      packetsReceived: this.received.packetsReceived,
+      dtmfSent: sent.dtmfSent,
+      dtmfReceived: this.received.dtmfReceived,
       packetsLost: fast?.packetsLost ?? 0,
       jitterMs: fast?.jitterMs ?? 0,
       roundTripTimeMs: undefined,
@@ -597,8 +525,7 @@ export class WhatsAppLeg {
   }
 
   private async doClose(): Promise<void> {
-    this.silenceArmed = false;
-    this.silenceClock.stop();
+    this.outbound.close();
     this.mediaPath?.detach();
     for (const off of this.unsubscribers.splice(0)) off();
     try {
@@ -606,11 +533,11 @@ export class WhatsAppLeg {
     } catch (err) {
       this.log?.warn({ err }, 'closing the PeerConnection failed');
     }
-    for (const cb of [...this.stateListeners]) safeCall(this.log, cb, 'closed' as RTCPeerConnectionState);
-    this.stateListeners.clear();
-    this.audioListeners.clear();
-    this.eventListeners.clear();
-    this.digitListeners.clear();
+    this.states.emit('closed');
+    this.states.clear();
+    this.audio.clear();
+    this.events.clear();
+    this.digits.clear();
   }
 
   // ------------------------------------------------------------ internals
@@ -636,70 +563,28 @@ export class WhatsAppLeg {
 
   /** The remote side's Opus and telephone-event/8000 payload types (usually 111/126). */
   private learnRemotePayloadTypes(sdp: string): void {
-    const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(sdp);
-    const te = /^a=rtpmap:(\d+) telephone-event\/8000/im.exec(sdp);
-    if (opus) this.remoteOpusPt = Number(opus[1]);
-    if (te) this.remoteTePt = Number(te[1]);
+    const pts = remotePayloadTypes(sdp);
+    if (pts.opus !== undefined) this.remoteOpusPt = pts.opus;
+    if (pts.telephoneEvent !== undefined) this.outbound.telephoneEventPt = pts.telephoneEvent;
   }
 
-  /**
-   * Post-process werift's local SDP into what Meta accepts: exactly one
-   * sha-256 fingerprint, `a=ptime:20`, no trickle lines (Meta has no trickle),
-   * and the public address in `c=` and the host candidate when configured.
-   */
-  private shapeLocalSdp(): string {
+  /** werift's local description, shaped for Meta (see {@link shapeLocalSdp}). */
+  private localSdpForMeta(): string {
     const sdp = this.pc.localDescription?.sdp;
     if (!sdp) throw new Error('werift produced no local description');
-    const pub = this.opts.publicAddress;
-    const lines = sdp.split(/\r?\n/).filter((l) => l !== '');
-    const out: string[] = [];
-    let fingerprint: string | undefined;
-    let candidatePort: string | undefined;
-    for (const line of lines) {
-      if (line.startsWith('a=fingerprint:')) {
-        if (!fingerprint && /^a=fingerprint:sha-256 /i.test(line)) {
-          fingerprint = line;
-          out.push(line);
-        }
-        continue;
-      }
-      if (line === 'a=ice-options:trickle' || line === 'a=end-of-candidates' || line.startsWith('a=ptime:')) continue;
-      if (line.startsWith('a=candidate:')) {
-        const parts = line.split(' ');
-        candidatePort ??= parts[5];
-        if (pub && parts[4] === this.bindAddress) parts[4] = pub;
-        out.push(parts.join(' '));
-        continue;
-      }
-      if (pub && line.startsWith('c=IN IP4 ')) {
-        out.push(`c=IN IP4 ${pub}`);
-        continue;
-      }
-      out.push(line);
-    }
-    if (!fingerprint) throw new Error('werift offered no sha-256 fingerprint');
-    const shaped: string[] = [];
-    for (const line of out) {
-      if (line.startsWith('m=audio ') && candidatePort && pub) {
-        shaped.push(line.replace(/^m=audio \d+ /, `m=audio ${candidatePort} `));
-      } else {
-        shaped.push(line);
-      }
-    }
-    shaped.push(`a=ptime:${FRAME_MS}`);
-    return `${shaped.join('\r\n')}\r\n`;
+    return shapeLocalSdp(sdp, { bindAddress: this.bindAddress, publicAddress: this.opts.publicAddress });
   }
 
   private onState(state: RTCPeerConnectionState): void {
     this.log?.debug({ state }, 'WhatsApp leg connection state');
     if (state === 'connected') {
-      this.connectedAt ??= performance.now();
+      this.connectedAt ??= this.clock.now();
       this.attachMediaPath();
-      if (this.silenceArmed) this.silenceClock.start();
+      this.outbound.linkUp();
     } else if (state === 'failed' || state === 'closed') {
-      this.silenceClock.stop();
+      this.outbound.linkDown();
     }
-    for (const cb of [...this.stateListeners]) safeCall(this.log, cb, state);
+    this.states.emit(state);
   }
 
   /**
@@ -708,7 +593,7 @@ export class WhatsAppLeg {
    */
   private attachMediaPath(): void {
     if (this.mediaPath || this.closing || !this.transceiver) return;
-    this.mediaPath = SrtpMediaPath.attach(this.transceiver, (rtp) => this.onRtp(rtp));
+    this.mediaPath = SrtpMediaPath.attach(this.transceiver, (rtp) => this.onRtp(rtp), this.clock);
     if (this.mediaPath) this.log?.debug({ profile: this.mediaPath.profile }, 'SRTP fast path attached');
     else this.log?.warn('SRTP fast path unavailable (unexpected werift internals); using werift RTP path');
   }
@@ -726,115 +611,22 @@ export class WhatsAppLeg {
   }
 
   private onRtp(rtp: RtpView): void {
-    this.counters.packetsReceived++;
+    this.received.packetsReceived++;
     const pt = rtp.payloadType;
-    if (pt === this.remoteTePt) {
+    if (pt === this.outbound.telephoneEventPt) {
       const ev = parseTelephoneEvent(rtp.payload);
       if (!ev) return;
       const phase = this.teReceiver.push(rtp.timestamp, ev);
       if (phase === 'duplicate') return;
-      const received: ReceivedTelephoneEvent = { ...ev, phase, timestamp: rtp.timestamp };
-      for (const cb of this.eventListeners) safeCall(this.log, cb, received);
+      this.events.emit({ ...ev, phase, timestamp: rtp.timestamp });
       if (phase === 'end' && ev.event < DTMF_EVENTS.length) {
-        this.counters.dtmfReceived++;
-        const digit = DTMF_EVENTS[ev.event] as string;
-        for (const cb of this.digitListeners) safeCall(this.log, cb, digit);
+        this.received.dtmfReceived++;
+        this.digits.emit(DTMF_EVENTS[ev.event] as string);
       }
       return;
     }
     if (pt !== this.remoteOpusPt) return;
-    for (const cb of this.audioListeners) safeCall(this.log, cb, rtp);
-  }
-
-  private onSilenceFrame(): void {
-    const now = performance.now();
-    if (now - this.lastAudioAt < this.silenceResumeMs) return;
-    // After a gap, move the timestamp on by the wall-clock time that passed
-    // (whole frames), so Meta's jitter buffer sees a gap, not a time warp.
-    let delta = OPUS_TICKS_PER_FRAME;
-    if (this.sentAny && !this.lastWasSilence) {
-      delta = Math.max(1, Math.round((now - this.lastSentAt) / FRAME_MS)) * OPUS_TICKS_PER_FRAME;
-    }
-    this.sendOpus(opusSilenceFrame(), delta, !this.lastWasSilence, true, now);
-  }
-
-  /** Timestamp the next audio frame would carry if sent at `now`. */
-  private nextAudioTimestamp(now: number): number {
-    if (!this.sentAny) return this.ts;
-    const frames = Math.max(1, Math.round((now - this.lastSentAt) / FRAME_MS));
-    return (this.ts + frames * OPUS_TICKS_PER_FRAME) >>> 0;
-  }
-
-  private sendOpus(payload: Uint8Array, delta: number, marker: boolean, silence: boolean, now: number): void {
-    const transceiver = this.transceiver;
-    if (!transceiver) return;
-    if (this.sentAny) {
-      this.ts = (this.ts + delta) >>> 0;
-      this.tsWallAt = Math.max(this.tsWallAt + delta / TICKS_PER_MS, now);
-    } else {
-      this.tsWallAt = now;
-    }
-    this.sentAny = true;
-    this.lastSentAt = now;
-    this.lastWasSilence = silence;
-    // RFC 4733 §2.5.1.1: no audio while an event is being sent; the
-    // timestamp above still advanced so audio resumes in the right place.
-    if (this.teEvent !== undefined) return;
-    if (this.pc.connectionState !== 'connected') return;
-    this.counters.packetsSent++;
-    if (silence) this.counters.silenceFramesSent++;
-    this.firstPacketSentAt ??= now;
-    if (this.mediaPath) {
-      this.sendFast(WHATSAPP_OPUS_PT, marker, this.nextSeq(), this.ts, transceiver.sender.ssrc, payload);
-      return;
-    }
-    const header = new RtpHeader({
-      payloadType: WHATSAPP_OPUS_PT,
-      sequenceNumber: this.nextSeq(),
-      timestamp: this.ts,
-      ssrc: transceiver.sender.ssrc,
-      marker,
-    });
-    // werift rewrites SSRC and PT here and adds its RTCP sender report
-    // bookkeeping; seq/timestamp pass through unchanged (its offsets stay 0).
-    transceiver.sender
-      .sendRtp(new RtpPacket(header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload)))
-      .catch((err: unknown) => this.log?.debug({ err }, 'sendRtp failed'));
-  }
-
-  private sendTelephoneEventPacket(payload: Buffer, marker: boolean): void {
-    const transceiver = this.transceiver;
-    if (!transceiver || this.pc.connectionState !== 'connected' || this.teEventTs === undefined) return;
-    this.counters.packetsSent++;
-    this.firstPacketSentAt ??= performance.now();
-    if (this.mediaPath) {
-      this.sendFast(this.remoteTePt, marker, this.nextSeq(), this.teEventTs, transceiver.sender.ssrc, payload);
-      return;
-    }
-    const header = new RtpHeader({
-      payloadType: this.remoteTePt,
-      sequenceNumber: this.nextSeq(),
-      timestamp: this.teEventTs,
-      ssrc: transceiver.sender.ssrc,
-      marker,
-    });
-    // werift's sender.sendRtp forces the Opus PT, so events go straight to
-    // the DTLS transport (SRTP) with our own, shared sequence numbers.
-    transceiver.dtlsTransport
-      .sendRtp(payload, header)
-      .catch((err: unknown) => this.log?.debug({ err }, 'telephone-event send failed'));
-  }
-
-  /** Build the plain packet in the scratch buffer; the fast path protects it into a new one. */
-  private sendFast(pt: number, marker: boolean, seq: number, ts: number, ssrc: number, payload: Uint8Array): void {
-    const n = writeRtp(this.txScratch, pt, marker, seq, ts, ssrc, payload);
-    this.mediaPath?.send(this.txScratch.subarray(0, n), payload.length);
-  }
-
-  private nextSeq(): number {
-    const s = this.seq;
-    this.seq = (s + 1) & 0xffff;
-    return s;
+    this.audio.emit(rtp);
   }
 
   private assertOpen(): void {
@@ -858,48 +650,4 @@ export class WhatsAppLeg {
 
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function safeCall<T>(log: Logger | undefined, cb: (arg: T) => void, arg: T): void {
-  try {
-    cb(arg);
-  } catch (err) {
-    log?.warn({ err }, 'a WhatsApp leg listener threw');
-  }
-}
-
-/** The offer's `a=setup` value (media level wins over session level). */
-function offeredSetup(sdp: string): string | undefined {
-  const all = [...sdp.matchAll(/^a=setup:(\w+)/gm)];
-  return all[all.length - 1]?.[1];
-}
-
-/**
- * Drop telephone-event payload types whose clock is not 8000 Hz when an
- * 8000 Hz one exists. Meta supports DTMF at 8 kHz only (§5.1), and werift's
- * codec matching ignores the clock rate, so it would otherwise pick the first.
- */
-function withoutWidebandTelephoneEvents(sdp: string): string {
-  const wide = [...sdp.matchAll(/^a=rtpmap:(\d+) telephone-event\/(\d+)/gim)].filter((m) => m[2] !== '8000');
-  if (wide.length === 0 || !/^a=rtpmap:\d+ telephone-event\/8000/im.test(sdp)) return sdp;
-  const drop = new Set(wide.map((m) => m[1] as string));
-  return sdp
-    .split(/\r?\n/)
-    .filter((l) => {
-      const m = /^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[ /]/.exec(l);
-      return !(m && drop.has(m[1] as string));
-    })
-    .map((l) =>
-      l.startsWith('m=audio ')
-        ? l
-            .split(' ')
-            .filter((tok, i) => i < 3 || !drop.has(tok))
-            .join(' ')
-        : l,
-    )
-    .join('\r\n');
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Decoder, Encoder } from '@evan/opus';
 import sdpTransform from 'sdp-transform';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '#core/clock.ts';
 import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
 import { RelayPeer } from '#simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
@@ -25,6 +26,24 @@ async function connectCall(opts: { silence?: boolean } = {}) {
   await Promise.all([relay.waitForConnected(3000), leg.waitForConnected(3000)]);
   return { relay, leg, offer, answer, connectMs: performance.now() - started };
 }
+
+/** What reaches the relay on the wire (after SRTP). */
+function tap(relay: RelayPeer) {
+  const seen: { seq: number; ts: number; ssrc: number; silence: boolean }[] = [];
+  const silence = opusSilenceFrame();
+  const relayPc = (relay as unknown as { pc: import('werift').RTCPeerConnection }).pc;
+  relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
+    seen.push({
+      seq: rtp.header.sequenceNumber,
+      ts: rtp.header.timestamp,
+      ssrc: rtp.header.ssrc,
+      silence: rtp.payload.equals(silence),
+    }),
+  );
+  return seen;
+}
+
+const udpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
 
 describe('WhatsAppLeg', () => {
   describe('answering a user-initiated call', () => {
@@ -129,78 +148,35 @@ describe('WhatsAppLeg', () => {
     });
   });
 
-  describe('real-time accounting and the hand-over to silence', () => {
-    /** What reaches the relay on the wire (after SRTP). */
-    function tap(relay: RelayPeer) {
-      const seen: { seq: number; ts: number; at: number; silence: boolean }[] = [];
-      const silence = opusSilenceFrame();
-      const relayPc = (relay as unknown as { pc: import('werift').RTCPeerConnection }).pc;
-      relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
-        seen.push({
-          seq: rtp.header.sequenceNumber,
-          ts: rtp.header.timestamp,
-          at: performance.now(),
-          silence: rtp.payload.equals(silence),
-        }),
-      );
-      return seen;
-    }
-
-    it('audioLeadMs() reports how far a burst of frames ran ahead of the wall clock, and the lead drains in real time', async () => {
-      const { leg } = await connectCall();
-      await sleep(200);
-      // Silence runs in real time: the next frame is at most one frame ahead.
-      expect(leg.audioLeadMs()).toBeGreaterThanOrEqual(-5);
-      expect(leg.audioLeadMs()).toBeLessThanOrEqual(25);
-      const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
-      const frame = encoder.encode(new ToneGenerator(1000, -12, 8000).nextFrame());
-      for (let i = 0; i < 10; i++) leg.sendAudio(frame);
-      const lead = leg.audioLeadMs();
-      // 10 frames (200 ms) at once: the 11th would be ~220 ms ahead, minus the time since the last silence frame.
-      expect(lead).toBeGreaterThan(190);
-      expect(lead).toBeLessThanOrEqual(225);
-      expect(leg.audioLeadMs(2 * OPUS_TICKS_PER_FRAME) - lead).toBeCloseTo(20, 0);
-      await sleep(100);
-      expect(leg.audioLeadMs()).toBeLessThan(lead - 80);
-    });
-
-    it('resumeSilence() hands over to silence at once, continuing seq and timestamp', async () => {
-      const { relay, leg } = await connectCall();
+  describe('the injected clock drives the outbound stream (timing rules: outbound-stream.test.ts)', () => {
+    it('on a ManualClock, sends one silence frame per advance of 20 ms over the real connection, and leaves no timer when closed', async () => {
+      const clock = new ManualClock(0);
+      const relay = track(new RelayPeer());
+      const leg = track(new WhatsAppLeg({ clock }));
+      const answer = await leg.answer(await relay.createOffer());
+      leg.startSilence();
+      await relay.acceptAnswer(answer);
+      await Promise.all([relay.waitForConnected(5000), leg.waitForConnected(5000)]);
       const seen = tap(relay);
-      await sleep(100);
-      const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
-      const tone = new ToneGenerator(1000, -12, 8000);
-      for (let i = 0; i < 10; i++) {
-        leg.sendAudio(encoder.encode(tone.nextFrame()));
-        await sleep(20);
-      }
-      const from = seen.length - 1;
-      const stoppedAt = performance.now();
-      leg.resumeSilence();
-      await until(() => seen.slice(from).some((p) => p.silence), 1000);
-      const slice = seen.slice(from);
-      const k = slice.findIndex((p) => p.silence);
-      // Without resumeSilence() the leg would wait silenceResumeMs (100 ms).
-      expect(slice[k]!.at - stoppedAt).toBeLessThan(15);
-      expect((slice[k]!.seq - slice[k - 1]!.seq) & 0xffff).toBe(1);
-      expect(((slice[k]!.ts - slice[k - 1]!.ts) >>> 0) % OPUS_TICKS_PER_FRAME).toBe(0);
-      expect((slice[k]!.ts - slice[k - 1]!.ts) >>> 0).toBeGreaterThan(0);
-      // Silence carries on every 20 ms; a second call changes nothing.
-      leg.resumeSilence();
-      await sleep(200);
-      const after = seen.slice(from + k);
-      expect(after.every((p) => p.silence)).toBe(true);
-      expect(after.length).toBeGreaterThanOrEqual(8);
-      expect(after.length).toBeLessThanOrEqual(13);
-    });
+      expect(leg.connectedAtMs).toBe(0);
 
-    it('resumeSilence() does nothing when silence is not armed', async () => {
-      const { relay, leg } = await connectCall({ silence: false });
-      const seen = tap(relay);
-      leg.sendAudio(opusSilenceFrame());
-      leg.resumeSilence();
-      await sleep(150);
-      expect(seen).toHaveLength(1);
+      clock.advance(0);
+      await until(() => seen.length === 1);
+      clock.advance(20);
+      await until(() => seen.length === 2);
+      clock.advance(20);
+      await until(() => seen.length === 3);
+      await sleep(50);
+      // Real time passing sends nothing: only the injected clock does.
+      expect(seen).toHaveLength(3);
+      expect(seen.every((p) => p.silence)).toBe(true);
+      expect(seen.map((p) => (p.seq - seen[0]!.seq) & 0xffff)).toEqual([0, 1, 2]);
+      expect(seen.map((p) => (p.ts - seen[0]!.ts) >>> 0)).toEqual([0, OPUS_TICKS_PER_FRAME, 2 * OPUS_TICKS_PER_FRAME]);
+      expect(leg.firstPacketSentAtMs).toBe(0);
+      expect(leg.audioLeadMs()).toBe(20);
+
+      await leg.close();
+      expect(clock.pendingTimers).toBe(0);
     });
   });
 
@@ -212,27 +188,15 @@ describe('WhatsAppLeg', () => {
       const firstMediaMs = (relay.firstBusinessMediaAt as number) - connectedAt;
       console.info(`[whatsapp-leg] connected → first business packet at the relay: ${firstMediaMs} ms`);
       expect(firstMediaMs).toBeLessThan(1000);
-      await sleep(300);
-      const stats = await leg.stats();
-      expect(stats.silenceFramesSent).toBeGreaterThanOrEqual(10);
+      await until(async () => (await leg.stats()).silenceFramesSent >= 10, 5000);
       expect(relay.firstAudibleBusinessMediaAt).toBeUndefined();
       expect(relay.businessSsrcs).toHaveLength(1);
     });
 
     it('keeps one SSRC and continuous seq/timestamp (960 per 20 ms) from silence into real audio', async () => {
       const { relay, leg } = await connectCall();
-      const seen: { seq: number; ts: number; ssrc: number; at: number }[] = [];
-      // Observe what reaches the relay on the wire (after SRTP).
-      const relayPc = (relay as unknown as { pc: import('werift').RTCPeerConnection }).pc;
-      relayPc.dtlsTransports[0]?.onRtp.subscribe((rtp) =>
-        seen.push({
-          seq: rtp.header.sequenceNumber,
-          ts: rtp.header.timestamp,
-          ssrc: rtp.header.ssrc,
-          at: performance.now(),
-        }),
-      );
-      await sleep(200);
+      const seen = tap(relay);
+      await until(() => seen.length >= 5);
       const encoder = new Encoder({ channels: 1, sample_rate: 8000, application: 'voip' });
       const tone = new ToneGenerator(1000, -12, 8000);
       relay.startRecording();
@@ -241,7 +205,9 @@ describe('WhatsAppLeg', () => {
         await sleep(20);
       }
       const pcm = relay.stopRecording();
-      await sleep(200); // silence resumes after the audio stops
+      const audioEnd = seen.length;
+      await until(() => seen.slice(audioEnd).some((p) => p.silence)); // silence resumes after the audio stops
+      expect(seen.some((p) => !p.silence)).toBe(true);
       expect(new Set(seen.map((p) => p.ssrc)).size).toBe(1);
       for (let i = 1; i < seen.length; i++) {
         const prev = seen[i - 1]!;
@@ -252,11 +218,6 @@ describe('WhatsAppLeg', () => {
         expect(dts % OPUS_TICKS_PER_FRAME).toBe(0);
         expect(dts).toBeGreaterThan(0);
       }
-      // Overall the timestamp tracks the wall clock (48 ticks per ms).
-      const first = seen[0]!;
-      const last = seen[seen.length - 1]!;
-      const tsMs = ((last.ts - first.ts) >>> 0) / 48;
-      expect(Math.abs(tsMs - (last.at - first.at))).toBeLessThan(120);
       const m = measureTone(trimSilence(pcm, 48_000), 48_000);
       expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
     });
@@ -291,7 +252,7 @@ describe('WhatsAppLeg', () => {
         const u8 = decoder.decode(rtp.payload);
         chunks.push(new Int16Array(u8.buffer, u8.byteOffset, u8.byteLength >> 1));
       });
-      await sleep(1500);
+      await until(() => chunks.length >= 75, 10_000);
       const pcm = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
       let off = 0;
       for (const c of chunks) {
@@ -302,11 +263,11 @@ describe('WhatsAppLeg', () => {
       expect(Math.abs(m.hz - 1000)).toBeLessThan(10);
       expect(Math.abs(m.dbfs - -12)).toBeLessThan(3);
       const stats = await leg.stats();
-      console.info(`[whatsapp-leg] stats after 1.5 s: ${JSON.stringify(stats)}`);
-      expect(stats.packetsReceived).toBeGreaterThan(40);
+      expect(stats.packetsReceived).toBeGreaterThanOrEqual(75);
       expect(stats.packetsLost).toBe(0);
-      expect(stats.roundTripTimeMs).toBeLessThan(50);
-      expect(stats.jitterMs).toBeLessThan(20);
+      // Loopback: wide bounds, the figures themselves are the bench's business.
+      expect(stats.roundTripTimeMs).toBeLessThan(1000);
+      expect(stats.jitterMs).toBeLessThan(200);
     });
   });
 
@@ -334,7 +295,8 @@ describe('WhatsAppLeg', () => {
       expect(stats.srtpDropped).toEqual({ malformed: 0, authentication: 1, replay: 0 });
       expect(heard).toBeGreaterThan(20);
       expect(stats.packetsLost).toBe(0);
-      expect(stats.jitterMs).toBeLessThan(20);
+      expect(stats.jitterMs).toBeLessThan(200);
+      expect(leg.srtpFastPathProfile).toBeDefined();
       const rtcp = await relay.businessRtcp();
       expect(rtcp.senderReport?.packetsSent).toBeGreaterThan(10);
       expect(rtcp.receiverReport?.packetsLost).toBe(0);
@@ -343,8 +305,11 @@ describe('WhatsAppLeg', () => {
   });
 
   describe('close()', () => {
-    it('is idempotent, stops sending and ends the connection', async () => {
+    it('is idempotent, stops sending, ends the connection and releases its socket', async () => {
+      // The previous tests' peers finish closing their sockets first.
+      await until(() => udpSockets() === 0, 5000);
       const { relay, leg } = await connectCall();
+      expect(udpSockets()).toBe(2); // the leg's ICE socket and the relay's
       await until(() => relay.firstBusinessMediaAt !== undefined);
       await Promise.all([leg.close(), leg.close()]);
       expect(leg.connectionState).toBe('closed');
@@ -352,6 +317,8 @@ describe('WhatsAppLeg', () => {
       await sleep(100);
       expect(relay.stats().packetsReceived).toBe(before);
       await expect(leg.answer('v=0')).rejects.toMatchObject({ code: 'closed' });
+      await relay.close();
+      await until(() => udpSockets() === 0, 5000);
     });
   });
 });
