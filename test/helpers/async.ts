@@ -9,8 +9,8 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** How {@link until} polls. */
 export interface UntilOptions {
-  /** Named in the timeout error. @default 'condition' */
-  what?: string;
+  /** Named in the timeout error; a function is read at the timeout (say what was seen). @default 'condition' */
+  what?: string | (() => string);
   /** Poll period. @default 10 */
   everyMs?: number;
   /**
@@ -41,7 +41,8 @@ export async function until<T>(
       last = error;
     }
     if (Date.now() > end) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      const name = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${name}${last ? `: ${String(last)}` : ''}`);
     }
     await sleep(everyMs);
   }
@@ -51,7 +52,11 @@ export async function until<T>(
  * {@link until} for slower, fallible lookups (HTTP, the store): polls every 25 ms and retries a
  * throwing `check`.
  */
-export function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = 'condition') {
+export function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 5000,
+  what: string | (() => string) = 'condition',
+) {
   return until(check, timeoutMs, { what, everyMs: 25, retryErrors: true });
 }
 

@@ -88,9 +88,18 @@ describe('a user-initiated call answered with G.711 (transcoding)', () => {
     expect(Math.abs(atSip.dbfs - -12)).toBeLessThan(3);
 
     await call.relay.sendDtmf('159#');
-    await eventually(() => agentCall.receivedDigits === '159#', 5000, 'DTMF at the SIP agent');
+    // Wiring bound, wide for a loaded machine: four digits take about 1.5 s.
+    await eventually(
+      () => agentCall.receivedDigits === '159#',
+      15_000,
+      () => `DTMF at the SIP agent (received "${agentCall.receivedDigits}")`,
+    );
     await agent.sendDtmf(agentCall, '42*');
-    await eventually(() => call.relay.receivedDigits === '42*', 5000, 'DTMF at WhatsApp');
+    await eventually(
+      () => call.relay.receivedDigits === '42*',
+      15_000,
+      () => `DTMF at WhatsApp (received "${call.relay.receivedDigits}")`,
+    );
 
     const live = await record(call.id);
     expect(live).toMatchObject({
