@@ -10,6 +10,7 @@ import { measureTone, ToneGenerator } from '#simulator/media/audio.ts';
 import { MediaError } from '#worker/media/errors.ts';
 import { g711Decode, g711Encode } from '#worker/media/g711.ts';
 import { MediaBridge, type MediaBridgeOptions } from '#worker/media/media-bridge.ts';
+import { parseTelephoneEvent, TelephoneEventReceiver } from '#worker/media/rtp.ts';
 import type { SipCodecName, SipMediaDescription } from '#worker/media/sip-sdp.ts';
 import { FakeSip, FakeWhatsApp } from './fake-legs.ts';
 
@@ -288,6 +289,37 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       expect(events.slice(2).every((p) => (p.payload[1] ?? 0) & 0x80)).toBe(true); // E bit
       expect(digits).toEqual(['whatsapp-to-sip:5']);
       expect(bridge.stats().whatsappToSip.dtmfDigits).toBe(1);
+    });
+
+    it('WhatsApp→SIP: two digits that reach the bridge in one instant (a stalled loop) keep distinct timestamps, so the PBX hears both', () => {
+      const { clock, sip, wa, bridge } = bridged('PCMU');
+      const digits: string[] = [];
+      bridge.onDtmf((d) => digits.push(d.digit));
+      const encoder = new Encoder({ channels: 1, sample_rate: 48_000, application: 'voip' });
+      wa.deliverAudio(500, 96_000, opusFromMeta(encoder, new ToneGenerator(800, -12, 48_000)));
+      clock.advance(20);
+      // Meta's packets of digit 1 (ended, 100 ms) and the start of digit 5 arrive back to back: the
+      // clock has not moved, so "now" on the SIP stream is the same for both.
+      const one = { event: 1, volume: 10, timestamp: 97_000 };
+      wa.deliverEvent({ ...one, end: false, duration: 160, phase: 'start' });
+      wa.deliverEvent({ ...one, end: true, duration: 800, phase: 'end' });
+      const five = { event: 5, volume: 10, timestamp: 98_000 };
+      wa.deliverEvent({ ...five, end: false, duration: 160, phase: 'start' });
+      wa.deliverEvent({ ...five, end: true, duration: 800, phase: 'end' });
+      const events = sip.sent.filter((p) => p.pt === DTMF_PT);
+      const tsOne = events[0]?.ts ?? 0;
+      const tsFive = events.find((p) => p.payload[0] === 5)?.ts ?? 0;
+      // RFC 4733 §2.5.1.2: a new event gets a new timestamp; it starts after the previous one ended
+      // (duration 800 at 8 kHz = 100 ms = 800 ticks of PCMU's clock).
+      expect(((tsFive - tsOne) | 0) >= 800).toBe(true);
+      // The PBX side's receiver (the same RFC 4733 logic) sees two digits.
+      const receiver = new TelephoneEventReceiver();
+      const heard = events
+        .map((p) => [receiver.push(p.ts, parseTelephoneEvent(p.payload)!), p.payload[0]] as const)
+        .filter(([phase]) => phase === 'end')
+        .map(([, event]) => event);
+      expect(heard).toEqual([1, 5]);
+      expect(digits).toEqual(['1', '5']);
     });
 
     it('SIP→WhatsApp: each new event state reaches the leg once (retransmitted ends dropped), and the digit is reported', () => {
