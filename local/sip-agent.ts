@@ -41,6 +41,11 @@ export interface SipAgentOptions {
   readonly toneHz?: number;
   /** @default -12 */
   readonly toneDbfs?: number;
+  /**
+   * Play the tone only this long from the moment it starts, then silence: the agent's first words, to check
+   * that none of them is clipped. 0: the whole call. @default 0
+   */
+  readonly greetingMs?: number;
   readonly logger?: Logger;
 }
 
@@ -156,6 +161,7 @@ export class SipAgent {
       audio: options.audio ?? 'tone',
       toneHz: options.toneHz ?? 1000,
       toneDbfs: options.toneDbfs ?? -12,
+      greetingMs: options.greetingMs ?? 0,
       logger: options.logger ?? pino({ level: 'silent' }),
     };
     const port = await createSipPort({
@@ -326,6 +332,8 @@ export class SipAgent {
     const g711 = new Uint8Array(samples);
     let timestamp = Math.floor(Math.random() * 2 ** 31);
     let first = true;
+    const greetingFrames = this.#o.greetingMs > 0 ? Math.ceil(this.#o.greetingMs / 20) : Number.POSITIVE_INFINITY;
+    let frames = 0;
     const timer = setInterval(() => {
       if (call.isEnded) {
         clearInterval(timer);
@@ -333,7 +341,7 @@ export class SipAgent {
         return;
       }
       if (this.#sending.has(call)) return; // DTMF in progress: audio paused (RFC 4733 §2.5.1.2)
-      const pcm = tone.nextFrame(samples);
+      const pcm = frames++ < greetingFrames ? tone.nextFrame(samples) : new Int16Array(samples);
       let payload: Uint8Array = g711;
       if (encoder) payload = encoder.encode(pcm);
       else g711Encode(codec.name as 'PCMU' | 'PCMA', pcm, g711);

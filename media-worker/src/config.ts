@@ -65,6 +65,11 @@ export const WORKER_SETTINGS = {
     doc: 'How long the agent may ring before the bridge gives up.',
     default: '45',
   },
+  EARLY_MEDIA_ACCEPT: {
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    doc: "User-initiated calls: `true` accepts the WhatsApp call at the agent's 183 with SDP, so the PBX's early media (ringback, announcements) reaches the caller; the caller's call timer then starts at the 183, not when the agent answers. `false`: the caller hears WhatsApp's own ringing, the call is accepted at the agent's 200 and early media is dropped. Either way nothing reaches Meta before `accept` has returned (WhatsApp clients take the first media packet as the answer).",
+    default: 'false',
+  },
   SIP_X_HEADERS: {
     schema: z.string().optional(),
     doc: 'Which X-headers carry call context, as header=field pairs. Default: X-WA-Caller=callerNumber,X-WA-User-Id=userId,X-WA-Display-Name=displayName,X-WA-Call-Id=callId,X-WA-Phone-Number-Id=phoneNumberId,X-WA-CTA-Payload=ctaPayload,X-WA-Deeplink-Payload=deeplinkPayload.',
@@ -225,6 +230,8 @@ export interface WorkerConfig {
     readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
     readonly fromDomain: string;
     readonly ringTimeoutMs: number;
+    /** User-initiated calls: accept at Meta on a 183 with SDP, so early media reaches the caller (EARLY_MEDIA_ACCEPT). */
+    readonly earlyMediaAccept?: boolean;
     readonly xHeaders: ReadonlyArray<readonly [string, XHeaderField]>;
   };
   readonly media: {
@@ -322,6 +329,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
         : {}),
       fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? publicAddress ?? get<string>('SIP_BIND_ADDRESS'),
       ringTimeoutMs: get<number>('SIP_RING_TIMEOUT_SECONDS') * 1000,
+      earlyMediaAccept: get<boolean>('EARLY_MEDIA_ACCEPT'),
       xHeaders,
     },
     media: {

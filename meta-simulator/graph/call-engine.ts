@@ -58,6 +58,13 @@ export interface SimMediaPeer {
   readonly firstBusinessMediaAt?: number | undefined;
   /** Epoch ms of the latest packet of business media, if any. */
   readonly lastBusinessMediaAt?: number | undefined;
+  /**
+   * Calls `cb` once, when the business's first media packet arrives (the real relay does; fakes may not).
+   * Returns an unsubscribe function.
+   */
+  onFirstBusinessMedia?(cb: () => void): () => void;
+  /** Counters; the real relay's include `packetsReceived` (packets received from the business). */
+  stats?(): object;
   /** Release sockets and timers. */
   close(): Promise<void> | void;
 }
@@ -87,18 +94,23 @@ export interface WebhookSink {
  * Call states.
  * - `offered`: UIC, `connect` (offer) sent, waiting for the business.
  * - `pre_accepted`: UIC, business answer applied via `pre_accept` (caller UI shows "Ringing", §3.2).
+ * - `answered_by_media`: UIC, business media reached the caller before any `accept`. WhatsApp clients treat "a
+ *   media packet or an accept signal, whichever comes first" as the answer (M-FAQ): the caller sees a connected
+ *   call with its timer running while Meta still waits for `accept` (and still ends the call unanswered at the
+ *   deadline without one). A product bug made visible, never a state a correct bridge causes.
  * - `dialing`: BIC, business offer accepted by Graph, Meta's `connect` (answer) not yet ringing.
  * - `ringing`: BIC, RINGING status sent, user's phone rings.
  * - `accepted`: call connected (UIC `accept` or BIC user pickup); `start_time` set.
  * - `ended`: `terminate` sent (or the simulator stopped).
  */
-export type CallState = 'offered' | 'pre_accepted' | 'dialing' | 'ringing' | 'accepted' | 'ended';
+export type CallState = 'offered' | 'pre_accepted' | 'answered_by_media' | 'dialing' | 'ringing' | 'accepted' | 'ended';
 
 /** Inputs of the state machine. */
 export type CallEventType =
   | 'pre_accept'
   | 'accept'
   | 'reject'
+  | 'business_media'
   | 'business_terminate'
   | 'user_hangup'
   | 'unanswered_timeout'
@@ -115,14 +127,23 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       pre_accept: 'pre_accepted',
       accept: 'accepted',
       reject: 'ended',
+      business_media: 'answered_by_media',
       business_terminate: 'ended',
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
       shutdown: 'ended',
     },
+    // No `reject` once pre-accepted: the call is in progress; end it with `terminate` (M-TRB, REF26).
     pre_accepted: {
       accept: 'accepted',
-      reject: 'ended',
+      business_media: 'answered_by_media',
+      business_terminate: 'ended',
+      user_hangup: 'ended',
+      unanswered_timeout: 'ended',
+      shutdown: 'ended',
+    },
+    answered_by_media: {
+      accept: 'accepted',
       business_terminate: 'ended',
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
@@ -189,6 +210,21 @@ export interface CallRecord<P extends SimMediaPeer = SimMediaPeer> {
   readonly createdAt: number;
   /** Epoch ms when the call connected (`start_time`). */
   startedAt?: number;
+  /**
+   * UIC: what the caller's WhatsApp client took as the answer, whichever came first (M-FAQ): the `accept`, or
+   * the business's first media packet (a product bug: the caller's timer starts while the agent still rings).
+   */
+  answeredBy?: 'accept' | 'media';
+  /** UIC: epoch ms when the caller's client showed the call connected (its timer started). */
+  callerAnsweredAt?: number;
+  /** Epoch ms (engine clock) when the business's first media packet reached the relay. */
+  firstBusinessMediaAt?: number;
+  /** UIC: epoch ms (engine clock) when Meta applied the `accept`. */
+  acceptedAt?: number;
+  /** UIC: epoch ms (engine clock) when the `accept`'s 200 OK left for the business (after any injected delay). */
+  acceptRespondedAt?: number;
+  /** UIC: business packets the relay had received when Meta applied the `accept` (0 for a correct bridge). */
+  businessPacketsBeforeAccept?: number;
   /** Epoch ms when it ended. */
   endedAt?: number;
   endReason?: EndReason;
@@ -304,8 +340,12 @@ export interface PlaceUserCallInput {
   deeplinkPayload?: string;
   ctaPayload?: string;
   omitDirection?: boolean;
-  /** Fault injection per webhook of this call, passed to the emitter's `send`. */
-  faults?: { connect?: SendOptions; terminate?: SendOptions };
+  /**
+   * Fault injection: per webhook of this call, passed to the emitter's `send`; `acceptResponseDelayMs` holds the
+   * `accept`'s 200 OK this long after Meta applied it (engine clock), like the return leg of a far-away Graph API,
+   * so a bridge that sends media before its `accept` returned is caught.
+   */
+  faults?: { connect?: SendOptions; terminate?: SendOptions; acceptResponseDelayMs?: number };
 }
 
 /** Options of {@link CallEngine}. */
@@ -444,6 +484,7 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       callId: id,
     });
     const call = this.#newRecord(id, 'USER_INITIATED', 'offered', user, key, relay, input.faults);
+    relay.onFirstBusinessMedia?.(() => this.#firstBusinessMedia(call));
     if (input.deeplinkPayload !== undefined) call.deeplinkPayload = input.deeplinkPayload;
     if (input.ctaPayload !== undefined) call.ctaPayload = input.ctaPayload;
     if (input.omitDirection) call.omitDirection = true;
@@ -626,6 +667,16 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     }
     const event = action === 'terminate' ? 'business_terminate' : action;
     const next = transition(call.direction, call.state, event);
+    if (next === undefined && call.direction === 'USER_INITIATED' && (action === 'accept' || action === 'reject')) {
+      // REF26 lists "Accept/Reject an already In Progress/Completed/Failed call" among the errors; after
+      // pre_accept the call is in progress and Meta's troubleshooting page says to end it with terminate (M-TRB).
+      const err = invalidParameter(
+        `Accept/Reject an already In Progress call: call ${call.id} is ${call.state}` +
+          (action === 'reject' ? '; end it with action terminate.' : '.'),
+      );
+      this.#note(call, 'error', action, { code: err.code, details: err.details });
+      throw err;
+    }
     if (next === undefined) {
       const err = invalidParameter(
         call.direction === 'BUSINESS_INITIATED'
@@ -657,6 +708,17 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
         }
         if (opaque !== undefined) call.bizOpaqueCallbackData = opaque;
         this.#connected(call, 'accept');
+        call.acceptedAt = call.startedAt;
+        call.answeredBy ??= 'accept';
+        call.callerAnsweredAt ??= call.acceptedAt;
+        const counted = (call.relay.stats?.() as { packetsReceived?: unknown } | undefined)?.packetsReceived;
+        call.businessPacketsBeforeAccept =
+          typeof counted === 'number' ? counted : call.firstBusinessMediaAt === undefined ? 0 : 1;
+        const delay = this.#internal.get(call.id)?.faults?.acceptResponseDelayMs;
+        if (delay !== undefined && delay > 0) {
+          await new Promise<void>((resolve) => this.#o.clock.setTimeout(resolve, delay));
+        }
+        call.acceptRespondedAt = this.#o.clock.now();
       } else if (action === 'reject') {
         this.#end(call, 'reject', 'business_reject', { status: this.#unansweredStatus() });
       } else {
@@ -943,6 +1005,25 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
         this.#log.error({ callId: call.id, err }, 'webhook delivery threw');
       });
     internal.outbox = sent;
+  }
+
+  /**
+   * The business's first media packet reached the relay. Before any `accept` of a user-initiated call the WhatsApp
+   * client takes it as the answer (M-FAQ: "a media packet or an accept signal whichever comes first"): the caller
+   * sees a connected call, timer running, while Meta still waits for `accept`.
+   */
+  #firstBusinessMedia(call: CallRecord<P>): void {
+    call.firstBusinessMediaAt ??= this.#o.clock.now();
+    if (call.direction !== 'USER_INITIATED' || transition(call.direction, call.state, 'business_media') === undefined)
+      return;
+    call.answeredBy = 'media';
+    call.callerAnsweredAt = call.firstBusinessMediaAt;
+    this.#note(call, 'error', 'media_before_accept', {
+      details:
+        'business media reached the caller before accept: the WhatsApp client shows the call connected, timer running (M-FAQ)',
+      state: call.state,
+    });
+    this.#setState(call, 'business_media');
   }
 
   /** Both directions: the call is connected. Start time, permission bookkeeping, media watchdog. */

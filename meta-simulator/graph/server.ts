@@ -157,6 +157,7 @@ export function callDetail(call: CallRecord<ControllablePeer>): Record<string, u
   return {
     ...callSummary(call),
     history: call.history,
+    ...(call.direction === 'USER_INITIATED' ? { caller: callerView(call) } : {}),
     metaSdp: call.metaSdp,
     businessSdp: call.businessSdp,
     relay: {
@@ -171,7 +172,31 @@ export function callDetail(call: CallRecord<ControllablePeer>): Record<string, u
   };
 }
 
-const CALL_STATES: readonly CallState[] = ['offered', 'pre_accepted', 'dialing', 'ringing', 'accepted', 'ended'];
+/**
+ * What the WhatsApp caller's client saw of a user-initiated call: what it took as the answer (the `accept`, or the
+ * business's first media packet when that came first, M-FAQ), when, and the engine-clock times to compare it with.
+ */
+function callerView(call: CallRecord<ControllablePeer>): Record<string, unknown> {
+  const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+  return {
+    answeredBy: call.answeredBy,
+    answeredAt: iso(call.callerAnsweredAt),
+    firstBusinessMediaAt: iso(call.firstBusinessMediaAt),
+    acceptedAt: iso(call.acceptedAt),
+    acceptRespondedAt: iso(call.acceptRespondedAt),
+    businessPacketsBeforeAccept: call.businessPacketsBeforeAccept,
+  };
+}
+
+const CALL_STATES: readonly CallState[] = [
+  'offered',
+  'pre_accepted',
+  'answered_by_media',
+  'dialing',
+  'ringing',
+  'accepted',
+  'ended',
+];
 
 /** Start the Graph + control server. */
 export async function startGraphServer<P extends ControllablePeer>(

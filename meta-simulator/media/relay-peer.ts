@@ -213,6 +213,7 @@ export class RelayPeer {
   private state: RelayConnectionState = 'new';
   private readonly stateListeners = new Set<(state: RelayConnectionState) => void>();
   private readonly dtmfListeners = new Set<(digit: string) => void>();
+  private readonly firstMediaListeners = new Set<() => void>();
   private readonly unsubscribers: (() => void)[] = [];
   private closing: Promise<void> | undefined;
 
@@ -310,6 +311,16 @@ export class RelayPeer {
   onDtmf(cb: (digit: string) => void): () => void {
     this.dtmfListeners.add(cb);
     return () => this.dtmfListeners.delete(cb);
+  }
+
+  /**
+   * Called once, when the business's first RTP packet (the maiden packet) arrives. The call
+   * engine uses it for Meta's client rule "a media packet or an accept signal, whichever comes
+   * first, is the answer" (M-FAQ). Returns an unsubscribe function.
+   */
+  onFirstBusinessMedia(cb: () => void): () => void {
+    this.firstMediaListeners.add(cb);
+    return () => this.firstMediaListeners.delete(cb);
   }
 
   /**
@@ -562,6 +573,7 @@ export class RelayPeer {
       this.setState('closed');
       this.stateListeners.clear();
       this.dtmfListeners.clear();
+      this.firstMediaListeners.clear();
     }
   }
 
@@ -740,6 +752,8 @@ export class RelayPeer {
       this.firstMediaAt = now;
       this.log?.debug('maiden business packet received; media may flow');
       this.startClock();
+      // The WhatsApp client counts this packet as the answer if no accept came first (M-FAQ).
+      for (const cb of [...this.firstMediaListeners]) cb();
     }
     const pt = rtp.header.payloadType;
     const codec = this.codecForPt(pt);

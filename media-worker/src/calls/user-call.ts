@@ -1,12 +1,21 @@
 /**
  * One user-initiated call, from claim to hang-up: answer Meta's offer, pre-accept, ring the SIP
- * endpoint, bridge media, accept. Ending, the store, metrics and clean-up are the
+ * endpoint, accept, bridge media. Ending, the store, metrics and clean-up are the
  * {@link CallSession}'s.
  *
- * Order matters (meta-calling-api.md §3.2, §5.2): the SDP answer goes to Meta with `pre_accept`
- * before the INVITE, so ICE and DTLS converge while the agent's phone rings and nothing is
- * clipped; the bridge sends Opus silence from the moment DTLS is up, so Meta's 20 s no-media
- * watchdog never fires; `accept` carries the same SDP once SIP answers.
+ * Order matters (meta-calling-api.md §3.2, §5.2 and Corrections 1–2):
+ * - the SDP answer goes to Meta with `pre_accept` before the INVITE, so ICE and DTLS converge
+ *   while the agent's phone rings;
+ * - nothing is sent to Meta before `accept` has returned 200 OK: WhatsApp clients take "a media
+ *   packet or an accept signal, whichever comes first" as the answer (M-FAQ), so a packet during
+ *   ringing would show the caller a connected call, timer running. The WhatsApp leg is withheld
+ *   from the start and released when `accept` returns: then the maiden packet goes at once (Meta's
+ *   20 s no-media rule counts from there), and what the PBX sent during the accept round trip (the
+ *   agent's first words) is delivered, not lost;
+ * - `accept` carries the same SDP, at the agent's 200 — or at its 183 with SDP when
+ *   `EARLY_MEDIA_ACCEPT` is on, so early media reaches the caller (whose timer then starts). With
+ *   it off, early media is not bridged: the caller hears WhatsApp's own ringing;
+ * - once pre-accepted the call is ended at Meta with `terminate`, never `reject` (M-TRB).
  */
 import type { Logger } from 'pino';
 import type { CallStore, UserCallJob, WorkerSignal } from '#core/calls/call-record.ts';
@@ -54,6 +63,8 @@ export class UserCall {
   readonly #session: CallSession;
   #sipCall: OutboundSipCall | undefined;
   #sdpAnswer = '';
+  /** Settles true once `pre_accept` succeeded, false if it failed; undefined before it was sent. */
+  #preAccepted: Promise<boolean> | undefined;
   #accepted = false;
   #inviteAt = 0;
   #answeredAt = 0;
@@ -68,8 +79,7 @@ export class UserCall {
       new CallMedia(deps.config, log, job.callId),
       {
         hangUpSip: () => this.#sipCall?.hangUp(),
-        // Before `accept` the call is refused with `reject`, after it ended with `terminate` (§3.2).
-        endAtMeta: () => this.#d.meta[this.#accepted ? 'terminate' : 'reject'](job.line.phoneNumberId, job.callId),
+        endAtMeta: () => this.#endAtMeta(),
         recordIds: () => [job.callId],
         sipCallId: () => this.#sipCall?.callId,
         timings: () =>
@@ -104,19 +114,36 @@ export class UserCall {
     await this.#session.end(reason);
   }
 
+  /**
+   * Ends the WhatsApp side: `reject` before `pre_accept`, `terminate` once pre-accepted or accepted
+   * (M-TRB: "If the SIP UA rejects the call instead of returning a 200 OK, use the terminate Graph
+   * API"; Meta refuses to reject a call in progress). A `pre_accept` still in flight is waited for.
+   */
+  async #endAtMeta(): Promise<void> {
+    const { phoneNumberId } = this.#job.line;
+    const inProgress = this.#accepted || ((await this.#preAccepted) ?? false);
+    await this.#d.meta[inProgress ? 'terminate' : 'reject'](phoneNumberId, this.#job.callId);
+  }
+
   async #setUp(): Promise<void> {
     const { config, meta, calls } = this.#d;
     const job = this.#job;
     const session = this.#session;
     const { leg } = session.media;
+    // Nothing to Meta before `accept` has returned (M-FAQ): see the module comment.
+    leg.withholdMedia();
     leg.onConnectionStateChange((state) => {
       if (state === 'failed') session.finish({ reason: 'media-failed', by: 'bridge' });
     });
     this.#sdpAnswer = await leg.answer(job.sdpOffer);
     if (session.ending) return;
-    await meta.preAccept(job.line.phoneNumberId, job.callId, this.#sdpAnswer);
+    const preAccept = meta.preAccept(job.line.phoneNumberId, job.callId, this.#sdpAnswer);
+    this.#preAccepted = preAccept.then(
+      () => true,
+      () => false,
+    );
+    await preAccept;
     const preAcceptedAt = this.#now();
-    leg.startSilence();
     await calls.transition(job.callId, { type: 'pre-accepted' }, { preAcceptedAt, updatedAt: preAcceptedAt });
     if (session.ending) return;
 
@@ -149,24 +176,27 @@ export class UserCall {
     switch (event.type) {
       case 'ringing': {
         const t = this.#now();
-        if (event.sdp) session.media.start(parseSipAnswer(event.sdp, [...codecs]), job.callId); // early media (183)
+        if (event.sdp) {
+          const early = parseSipAnswer(event.sdp, [...codecs]);
+          if (this.#d.config.sip.earlyMediaAccept) {
+            // EARLY_MEDIA_ACCEPT: accept now so the PBX's early media reaches the caller (whose timer starts now).
+            session.media.start(early, job.callId);
+            await this.#accept();
+          } else {
+            // Early media stays here: bridging it before `accept` would answer the call (M-FAQ),
+            // and holding ringback to play it after would put stale audio into a connected call.
+            session.media.updateSip(early);
+          }
+        }
         await this.#d.calls.transition(job.callId, { type: 'ringing' }, { ringingAt: t, updatedAt: t });
         return;
       }
       case 'answered': {
         this.#answeredAt = this.#now();
         session.markAnswered(this.#answeredAt);
+        // The bridge runs from now; the leg holds the agent's first words until `accept` returned.
         session.media.start(parseSipAnswer(event.sdp, [...codecs]), job.callId);
-        await this.#d.meta.accept(job.line.phoneNumberId, job.callId, this.#sdpAnswer);
-        this.#accepted = true;
-        await this.#d.outcomes
-          ?.userCallAnswered?.(job.line.phoneNumberId, job.caller, job.callId)
-          .catch((error: unknown) =>
-            session.log.warn(
-              { err: errorFields(error) },
-              'recording the answered call in the permission ledger failed',
-            ),
-          );
+        await this.#accept();
         const t = this.#now();
         await this.#d.calls.transition(
           job.callId,
@@ -184,7 +214,13 @@ export class UserCall {
       }
       case 'failed':
         session.log.info({ status: event.status, reason: event.reason }, 'SIP call failed');
-        session.finish({ reason: 'sip-rejected', by: 'sip', sip: { status: event.status, reason: event.reason } });
+        session.finish({
+          // 408: nobody answered in time (our ring timeout, a target that never responded, or the
+          // PBX's own no-answer timeout, RFC 3261 §21.4.9); any other final status is a refusal.
+          reason: event.status === 408 ? 'unanswered' : 'sip-rejected',
+          by: 'sip',
+          sip: { status: event.status, reason: event.reason },
+        });
         return;
       case 'remote-hangup':
         session.finish({ reason: 'agent-hung-up', by: 'sip' });
@@ -192,5 +228,25 @@ export class UserCall {
       default:
         applySipDialogEvent(event, session.media, codecs);
     }
+  }
+
+  /**
+   * `accept` at Meta (once), then release the WhatsApp leg: the maiden packet at once — the
+   * agent's audio held during the round trip, or silence (M-UIC: media "only after you receive a
+   * 200 OK"). Meta counts the call as connected from here (§4.1: the permission ledger too).
+   */
+  async #accept(): Promise<void> {
+    if (this.#accepted) return;
+    const job = this.#job;
+    const session = this.#session;
+    await this.#d.meta.accept(job.line.phoneNumberId, job.callId, this.#sdpAnswer);
+    this.#accepted = true;
+    session.media.leg.startSilence();
+    session.media.leg.releaseMedia();
+    await this.#d.outcomes
+      ?.userCallAnswered?.(job.line.phoneNumberId, job.caller, job.callId)
+      .catch((error: unknown) =>
+        session.log.warn({ err: errorFields(error) }, 'recording the answered call in the permission ledger failed'),
+      );
   }
 }

@@ -12,6 +12,13 @@
  * relay sends nothing until the business's first ("maiden") packet and ends
  * the call after ~20 s without media, hence the silence.
  *
+ * A user-initiated call must send Meta nothing before its `accept` has returned: WhatsApp clients
+ * treat the first media packet as the answer (M-FAQ, meta-calling-api.md Corrections 1). A stream
+ * {@link OutboundStream.withhold | withheld} sends nothing (no silence, no DTMF) and holds the
+ * audio it is given, bounded; {@link OutboundStream.release} then sends the held audio at once
+ * (the agent's first words, spoken during the accept round trip) or, with none, the first silence
+ * frame: the maiden packet.
+ *
  * Time comes from an injected {@link Clock} (the real monotonic clock by
  * default), so every rule here is tested on a `ManualClock` with exact
  * timestamps.
@@ -108,6 +115,9 @@ export interface OutboundLink {
   readonly fastPath: FastPathSender | undefined;
 }
 
+/** Audio held while withheld, at most (oldest dropped beyond): a second of 20 ms frames. */
+export const MAX_HELD_FRAMES = 50;
+
 /** Options for {@link OutboundStream}. */
 export interface OutboundStreamOptions {
   /** Time source for the silence frames, the DTMF pacing and {@link OutboundStream.audioLeadMs}. @default realClock */
@@ -135,6 +145,15 @@ export interface OutboundStreamCounters {
   silenceFramesSent: number;
   /** DTMF events ended (digits sent). */
   dtmfSent: number;
+  /** Audio frames held while withheld and dropped to keep the hold within {@link MAX_HELD_FRAMES}. */
+  heldDropped: number;
+}
+
+/** An audio frame held while the stream is withheld. */
+interface HeldFrame {
+  payload: Buffer;
+  delta: number;
+  marker: boolean;
 }
 
 interface DtmfJob {
@@ -171,7 +190,10 @@ export class OutboundStream {
   #lastWasSilence = false;
   #lastAudioAt = Number.NEGATIVE_INFINITY;
   #firstPacketSentAt: number | undefined;
-  readonly #counters: OutboundStreamCounters = { packetsSent: 0, silenceFramesSent: 0, dtmfSent: 0 };
+  readonly #counters: OutboundStreamCounters = { packetsSent: 0, silenceFramesSent: 0, dtmfSent: 0, heldDropped: 0 };
+  /** Nothing goes to Meta while true (see {@link withhold}); audio waits in {@link #held}. */
+  #withheld = false;
+  readonly #held: HeldFrame[] = [];
   /** Plain RTP is built here before the fast path protects it into a new buffer. */
   readonly #txScratch = Buffer.alloc(RTP_HEADER_BYTES + 1500);
 
@@ -214,11 +236,44 @@ export class OutboundStream {
     return this.#firstPacketSentAt;
   }
 
+  // ------------------------------------------------------------ withhold / release
+
+  /** True while the stream is {@link withhold | withheld}. */
+  get withheld(): boolean {
+    return this.#withheld;
+  }
+
+  /**
+   * Send nothing to Meta until {@link release}: no silence, no audio, no telephone-event.
+   * Audio given meanwhile is held (its last {@link MAX_HELD_FRAMES} frames); digits are
+   * dropped. For user-initiated calls before `accept` has returned: WhatsApp clients treat the
+   * first media packet as the answer (M-FAQ). No-op once anything was sent.
+   */
+  withhold(): void {
+    if (this.#sentAny || this.#closed) return;
+    this.#withheld = true;
+  }
+
+  /**
+   * Sending may start: the held audio goes out at once (as soon as the link is up), else the
+   * first silence frame if silence is armed — the maiden packet Meta's relay waits for. The held
+   * burst counts as past audio: the stream's timeline ends at "now" after it, so what follows is
+   * paced from real time and not pushed behind the burst.
+   */
+  release(): void {
+    if (!this.#withheld || this.#closed) return;
+    this.#withheld = false;
+    this.#flushHeld();
+    if (this.#silenceArmed && this.#link.connected) this.#startSilenceTimer();
+  }
+
   // ------------------------------------------------------------ link state
 
-  /** DTLS-SRTP is up: armed silence starts now. */
+  /** DTLS-SRTP is up: held audio goes out if released, armed silence starts now. */
   linkUp(): void {
-    if (this.#silenceArmed && !this.#closed) this.#startSilenceTimer();
+    if (this.#closed) return;
+    this.#flushHeld();
+    if (this.#silenceArmed) this.#startSilenceTimer();
   }
 
   /** The connection failed or closed: no more silence frames. */
@@ -287,6 +342,11 @@ export class OutboundStream {
     if (this.#closed) return;
     const now = this.#clock.now();
     this.#lastAudioAt = now;
+    if (this.#withheld || this.#held.length > 0) {
+      this.#hold(payload, options);
+      this.#flushHeld();
+      return;
+    }
     const afterSilence = this.#lastWasSilence;
     const delta =
       afterSilence || !this.#sentAny ? OPUS_TICKS_PER_FRAME : (options?.timestampDelta ?? OPUS_TICKS_PER_FRAME);
@@ -410,10 +470,42 @@ export class OutboundStream {
   }
 
   #sendTelephoneEventPacket(payload: Buffer, marker: boolean): void {
-    if (!this.#link.connected || this.#teEventTs === undefined) return;
+    if (this.#withheld || !this.#link.connected || this.#teEventTs === undefined) return;
     this.#counters.packetsSent++;
     this.#firstPacketSentAt ??= this.#clock.now();
     this.send(this.telephoneEventPt, marker, this.#teEventTs, payload);
+  }
+
+  /** Keeps one audio frame while withheld (or until the link is up); the oldest go beyond the bound. */
+  #hold(payload: Uint8Array, options: SendAudioOptions | undefined): void {
+    const held = this.#held;
+    held.push({
+      payload: Buffer.from(payload),
+      delta: options?.timestampDelta ?? OPUS_TICKS_PER_FRAME,
+      marker: options?.marker === true,
+    });
+    while (held.length > MAX_HELD_FRAMES) {
+      held.shift();
+      this.#counters.heldDropped++;
+    }
+  }
+
+  /**
+   * Sends the held audio as one burst once released and connected. It stands for the time it was
+   * held: the timeline ends at "now" after it (see {@link release}).
+   */
+  #flushHeld(): void {
+    const held = this.#held;
+    if (this.#withheld || held.length === 0 || !this.#link.connected || !this.#link.transceiver) return;
+    const now = this.#clock.now();
+    const frames = held.splice(0);
+    frames.forEach((f, i) => {
+      const first = i === 0;
+      const delta = first && (this.#lastWasSilence || !this.#sentAny) ? OPUS_TICKS_PER_FRAME : f.delta;
+      this.#sendOpus(f.payload, delta, first || f.marker, false, now);
+    });
+    this.#tsWallAt = now;
+    this.#lastAudioAt = now;
   }
 
   /** Timestamp the next audio frame would carry if sent at `now`. */
@@ -437,7 +529,7 @@ export class OutboundStream {
 
   /** Frames are due every 20 ms from the start, the first at once (next turn); drift-free. */
   #startSilenceTimer(): void {
-    if (this.#silenceRunning) return;
+    if (this.#silenceRunning || this.#withheld) return;
     this.#silenceRunning = true;
     this.#silenceStartedAt = this.#clock.now();
     this.#silenceFrames = 0;

@@ -18,6 +18,9 @@
  * - Meta's relay sends nothing until the business's first ("maiden") packet
  *   and ends the call after ~20 s without media: {@link WhatsAppLeg.startSilence}
  *   sends Opus silence from the moment DTLS is up until real audio flows.
+ * - WhatsApp clients take the first media packet as the answer (M-FAQ): a
+ *   user-initiated call's leg is {@link WhatsAppLeg.withholdMedia | withheld}
+ *   until `accept` has returned, then {@link WhatsAppLeg.releaseMedia | released}.
  *
  * The leg is the PeerConnection's owner: signalling, connection state, the
  * SRTP fast path's attach and detach, inbound dispatch, stats and close. The
@@ -410,6 +413,31 @@ export class WhatsAppLeg {
   startSilence(): void {
     if (this.closing) return;
     this.outbound.startSilence();
+  }
+
+  /**
+   * Send Meta nothing until {@link releaseMedia}: no silence, audio or DTMF; audio given
+   * meanwhile is held (up to a second, the newest kept). A user-initiated call is withheld until
+   * its `accept` has returned 200 OK, because WhatsApp clients take the first media packet as the
+   * answer (M-FAQ; meta-calling-api.md Corrections 1). No-op once anything was sent.
+   */
+  withholdMedia(): void {
+    if (this.closing) return;
+    this.outbound.withhold();
+  }
+
+  /**
+   * Sending may start: held audio goes out at once (once DTLS is up), else the first silence
+   * frame if silence is armed — the maiden packet. See {@link withholdMedia}.
+   */
+  releaseMedia(): void {
+    if (this.closing) return;
+    this.outbound.release();
+  }
+
+  /** True while {@link withholdMedia} holds the outgoing stream back. */
+  get mediaWithheld(): boolean {
+    return this.outbound.withheld;
   }
 
   /**

@@ -151,11 +151,13 @@ describe('a user-initiated call answered with Opus (passthrough)', () => {
 });
 
 describe('calls the agent does not take', () => {
-  it('rejects the WhatsApp call when the agent is busy (486)', async () => {
+  it('ends the pre-accepted WhatsApp call with terminate when the agent is busy (486 stays sip-rejected)', async () => {
+    // Once pre-accepted the call is in progress: Meta's troubleshooting page says terminate, not reject (M-TRB).
     agent.configure({ behaviour: 'busy' });
     const call = await stack.simulator!.placeUserCall({ user: { waId: '5511900000004' } });
     await eventually(() => call.state === 'ended', 8000, 'the WhatsApp call to end');
-    expect(call.record.endReason).toBe('business_reject');
+    expect(call.record.endReason).toBe('business_terminate');
+    expect(call.log.filter((e) => e.kind === 'error')).toEqual([]);
     expect(await ended(call.id)).toMatchObject({ endReason: 'sip-rejected', endedBy: 'sip', sip: { status: 486 } });
   });
 
@@ -172,27 +174,13 @@ describe('calls the agent does not take', () => {
     expect(await ended(call.id)).toMatchObject({ endReason: 'caller-hung-up' });
   });
 
-  it('gives up after the ring timeout and rejects the WhatsApp call', async () => {
+  it('gives up after the ring timeout: the call is unanswered, and Meta gets terminate', async () => {
     agent.configure({ behaviour: 'no-answer' });
     const call = await stack.simulator!.placeUserCall({ user: { waId: '5511900000006' } });
     await eventually(() => call.state === 'ended', 10_000, 'the WhatsApp call to end');
-    expect(await ended(call.id)).toMatchObject({ endReason: 'sip-rejected', sip: { status: 408 } });
-  });
-});
-
-describe('early media', () => {
-  it('plays the agent side audio from the 183 on and keeps it through the 200', async () => {
-    agent.configure({ earlyMedia: true, answerDelayMs: 1500 });
-    const call = await stack.simulator!.placeUserCall({ user: { waId: '5511900000007' } });
-    await eventually(() => call.relay.firstBusinessMediaAt !== undefined, 5000, 'media at WhatsApp');
-    call.relay.startRecording();
-    await sleep(1000); // the measurement window
-    const early = measureTone(call.relay.stopRecording(), 48000);
-    expect(Math.abs(early.hz - 1000)).toBeLessThan(10);
-    expect(call.state).not.toBe('accepted');
-    await call.waitFor('accepted', 5000);
-    call.hangUp();
-    await ended(call.id);
+    expect(call.record.endReason).toBe('business_terminate');
+    expect(call.record.startedAt, 'never connected at Meta').toBeUndefined();
+    expect(await ended(call.id)).toMatchObject({ endReason: 'unanswered', endedBy: 'sip', sip: { status: 408 } });
   });
 });
 

@@ -132,7 +132,7 @@ describe('OutboundStream', () => {
       // Both counters wrap (RFC 3550: modulo 2^16 and 2^32).
       expect(sent[2]).toMatchObject({ at: 1140, seq: 0, ts: plus(TS0, 1920) });
       expect(sent[2]?.ts).toBe(TS0 + 1920 - 2 ** 32);
-      expect(out.counters).toEqual({ packetsSent: 3, silenceFramesSent: 3, dtmfSent: 0 });
+      expect(out.counters).toEqual({ packetsSent: 3, silenceFramesSent: 3, dtmfSent: 0, heldDropped: 0 });
       expect(out.firstPacketSentAt).toBe(1100);
     });
 
@@ -181,7 +181,7 @@ describe('OutboundStream', () => {
       // 1140: 115 ms since the last frame rounds to 6 frames of timestamp.
       expect(sent[3]).toMatchObject({ at: 1140, marker: true, seq: seq(3), silence: true });
       expect(sent[3]?.ts).toBe(plus(TS0, 960 + 1920 + 6 * 960));
-      expect(out.counters).toEqual({ packetsSent: 4, silenceFramesSent: 2, dtmfSent: 0 });
+      expect(out.counters).toEqual({ packetsSent: 4, silenceFramesSent: 2, dtmfSent: 0, heldDropped: 0 });
     });
 
     it('resumeSilence() hands over at once, continuing seq and timestamp, then every 20 ms from there', () => {
@@ -266,6 +266,76 @@ describe('OutboundStream', () => {
       expect(out.audioLeadMs()).toBe(-30);
       out.sendAudio(tone);
       expect(out.audioLeadMs()).toBe(20);
+    });
+  });
+
+  describe('withheld until accept (a user-initiated call: the first media packet is the answer, M-FAQ)', () => {
+    it('sends no silence, audio or digit while withheld, then the first silence frame at once on release', () => {
+      const { clock, sent, out } = stream();
+      out.withhold();
+      out.startSilence();
+      out.linkUp();
+      clock.advance(5000);
+      out.sendTelephoneEvent({ event: 1, end: true, volume: 10, duration: 800 });
+      out.resumeSilence();
+      clock.advance(1000);
+      expect(sent).toEqual([]);
+      expect(out.withheld).toBe(true);
+
+      out.release();
+      clock.advance(0);
+      expect(sent).toEqual([expect.objectContaining({ at: 7000, seq: seq(0), ts: TS0, marker: true, silence: true })]);
+      expect(out.firstPacketSentAt).toBe(7000);
+      clock.advance(20);
+      expect(sent[1]).toMatchObject({ at: 7020, seq: seq(1), ts: plus(TS0, 960), silence: true });
+    });
+
+    it('holds the audio of the accept round trip and sends it at once on release, the timeline ending at "now"', () => {
+      const { clock, sent, out } = stream();
+      out.withhold();
+      out.startSilence();
+      for (let i = 0; i < 10; i++) {
+        out.sendAudio(tone);
+        clock.advance(20);
+      }
+      expect(sent).toEqual([]);
+      out.release();
+      // The agent's first words, in order, one stream: the maiden packet is the first of them.
+      expect(sent).toHaveLength(10);
+      expect(sent.map((p) => p.seq)).toEqual([...Array(10).keys()].map(seq));
+      expect(sent.map((p) => p.ts)).toEqual([...Array(10).keys()].map((i) => plus(TS0, i * 960)));
+      expect(sent.every((p) => !p.silence && p.at === 1200)).toBe(true);
+      expect(sent[0]?.marker).toBe(true);
+      // What follows is paced from real time, not pushed behind the burst.
+      expect(out.audioLeadMs(960, clock.now())).toBe(20);
+      out.sendAudio(tone);
+      expect(sent[10]).toMatchObject({ seq: seq(10), ts: plus(TS0, 9600), silence: false });
+      clock.advance(100);
+      expect(sent.slice(11).every((p) => p.silence)).toBe(true);
+    });
+
+    it('holds at most a second of audio, dropping the oldest, and waits for the link when released before it', () => {
+      const { clock, sent, link, out } = stream();
+      link.connected = false;
+      out.withhold();
+      for (let i = 0; i < 60; i++) out.sendAudio(Buffer.from([0x78, i]));
+      expect(out.counters.heldDropped).toBe(10);
+      out.release();
+      clock.advance(100);
+      expect(sent).toEqual([]);
+      link.connected = true;
+      out.linkUp();
+      expect(sent).toHaveLength(50);
+      expect(sent[0]).toMatchObject({ seq: seq(0), marker: true });
+    });
+
+    it('is a no-op once something was sent: withhold() cannot take back what Meta already has', () => {
+      const { sent, out } = stream();
+      out.sendAudio(tone);
+      out.withhold();
+      out.sendAudio(tone);
+      expect(out.withheld).toBe(false);
+      expect(sent).toHaveLength(2);
     });
   });
 

@@ -3,6 +3,7 @@
  * (the bridge's side), real HTTP for Graph and webhooks on 127.0.0.1.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { until } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
 import { callEvent, type Env, stableError, startEnv } from './harness.ts';
 
@@ -93,6 +94,9 @@ describe('a WhatsApp user calls the business', () => {
     // The call log shows the whole story.
     const detail = await env.ctl('GET', `/calls/${encodeURIComponent(call.id)}`);
     expect(detail.body.history).toEqual(['offered', 'pre_accepted', 'accepted', 'ended']);
+    // Media only after accept: the caller's client took the accept as the answer.
+    expect(detail.body.caller).toMatchObject({ answeredBy: 'accept', businessPacketsBeforeAccept: 0 });
+    expect(detail.body.caller.answeredAt).toBe(detail.body.caller.acceptedAt);
     expect(detail.body.log.map((e: { kind: string; name: string }) => `${e.kind}:${e.name}`)).toEqual(
       expect.arrayContaining([
         'webhook:connect',
@@ -104,7 +108,7 @@ describe('a WhatsApp user calls the business', () => {
     );
   }, 20_000);
 
-  it('rejects accept whose SDP differs from pre_accept, sdp_type "offer", and any action once the call ended', async () => {
+  it('rejects accept whose SDP differs from pre_accept, sdp_type "offer", reject once pre-accepted, and any action once the call ended', async () => {
     env = await startEnv();
     const { sim, rx, graph } = env;
     const call = await sim.placeUserCall({ user: { waId: '5511955551234' } });
@@ -163,8 +167,14 @@ describe('a WhatsApp user calls the business', () => {
     });
     expect(call.state).toBe('pre_accepted');
 
+    // A pre-accepted call is in progress: reject is refused, terminate ends it (M-TRB, REF26).
+    const reject = await graph('POST', path, { messaging_product: 'whatsapp', call_id: call.id, action: 'reject' });
+    expect(reject.status).toBe(400);
+    expect(reject.body.error.error_data.details).toBe(
+      `Accept/Reject an already In Progress call: call ${call.id} is pre_accepted; end it with action terminate.`,
+    );
     expect(
-      (await graph('POST', path, { messaging_product: 'whatsapp', call_id: call.id, action: 'reject' })).body,
+      (await graph('POST', path, { messaging_product: 'whatsapp', call_id: call.id, action: 'terminate' })).body,
     ).toEqual({
       messaging_product: 'whatsapp',
       success: true,
@@ -323,5 +333,110 @@ describe('a WhatsApp user calls the business', () => {
     await rx.waitFor(callEvent('terminate', id));
     expect((await ctl('POST', `/calls/${encodeURIComponent(id)}/hangup`)).status).toBe(409);
     expect((await ctl('GET', '/calls/wacid.unknown')).status).toBe(404);
+  }, 20_000);
+});
+
+/** Places a user call, answers the relay's offer with a werift peer and pre-accepts it. */
+async function preAcceptedCall(e: Env) {
+  const { sim, rx, graph } = e;
+  const call = await sim.placeUserCall({ user: { waId: '5511955551234' } });
+  const offer = ((await rx.waitFor(callEvent('connect', call.id))).item.session as { sdp: string }).sdp;
+  const biz = businessPeer();
+  const answer = await biz.answer(offer);
+  const path = `/${sim.business.phoneNumberId}/calls`;
+  const pre = await graph('POST', path, {
+    messaging_product: 'whatsapp',
+    call_id: call.id,
+    action: 'pre_accept',
+    session: { sdp_type: 'answer', sdp: answer },
+  });
+  expect(pre.status).toBe(200);
+  await biz.waitForConnected(5000);
+  const accept = (extra: Record<string, unknown> = {}) =>
+    graph('POST', path, {
+      messaging_product: 'whatsapp',
+      call_id: call.id,
+      action: 'accept',
+      session: { sdp_type: 'answer', sdp: answer },
+      ...extra,
+    });
+  return { call, biz, path, accept };
+}
+
+describe("the caller's WhatsApp client takes the first business media as the answer (M-FAQ)", () => {
+  it('media after pre_accept and before accept: the call is answered by media, and the history says so', async () => {
+    env = await startEnv();
+    const { call, biz, accept } = await preAcceptedCall(env);
+    biz.sendOneSilentFrame();
+    await until(() => call.state === 'answered_by_media', 5000);
+
+    const detail = await env.ctl('GET', `/calls/${encodeURIComponent(call.id)}`);
+    expect(detail.body.history).toEqual(['offered', 'pre_accepted', 'answered_by_media']);
+    expect(detail.body.caller).toMatchObject({ answeredBy: 'media', answeredAt: expect.any(String) });
+    expect(detail.body.caller.answeredAt).toBe(detail.body.caller.firstBusinessMediaAt);
+    expect(detail.body.caller.acceptedAt).toBeUndefined();
+    expect(detail.body.log.map((e: { kind: string; name: string }) => `${e.kind}:${e.name}`)).toContain(
+      'error:media_before_accept',
+    );
+
+    // Meta still takes the accept; the caller's timer had started before it.
+    expect((await accept()).status).toBe(200);
+    expect(call.state).toBe('accepted');
+    const r = call.record;
+    expect(r.answeredBy).toBe('media');
+    expect(r.callerAnsweredAt).toBeLessThanOrEqual(r.acceptedAt!);
+    expect(r.businessPacketsBeforeAccept).toBeGreaterThan(0);
+    expect(call.record.history).toEqual(['offered', 'pre_accepted', 'answered_by_media', 'accepted']);
+  }, 20_000);
+
+  it('answered by media but never accepted: the caller saw a connected call that Meta then ends unanswered', async () => {
+    env = await startEnv({ timers: { unansweredMs: 2000 } });
+    const { call, biz } = await preAcceptedCall(env);
+    biz.startTone(440, -20);
+    await until(() => call.state === 'answered_by_media', 5000);
+    const term = await env.rx.waitFor(callEvent('terminate', call.id), 5000, 'terminate');
+    expect(term.item.start_time).toBeUndefined();
+    expect(call.record).toMatchObject({ endReason: 'unanswered', answeredBy: 'media' });
+  }, 20_000);
+
+  it('no reject once answered by media either: the call is in progress, terminate ends it', async () => {
+    env = await startEnv();
+    const { call, biz, path } = await preAcceptedCall(env);
+    biz.sendOneSilentFrame();
+    await until(() => call.state === 'answered_by_media', 5000);
+    const reject = await env.graph('POST', path, { messaging_product: 'whatsapp', call_id: call.id, action: 'reject' });
+    expect(reject.status).toBe(400);
+    expect(stableError(reject.body).error).toEqual({
+      message: '(#100) Invalid parameter',
+      type: 'OAuthException',
+      code: 100,
+      error_data: {
+        messaging_product: 'whatsapp',
+        details: `Accept/Reject an already In Progress call: call ${call.id} is answered_by_media; end it with action terminate.`,
+      },
+      fbtrace_id: 'X',
+    });
+    const end = await env.graph('POST', path, { messaging_product: 'whatsapp', call_id: call.id, action: 'terminate' });
+    expect(end.status).toBe(200);
+    expect(call.record.endReason).toBe('business_terminate');
+  }, 20_000);
+
+  it('a delayed accept response (far-away Graph) is stamped: Meta applies the accept, the 200 OK leaves later', async () => {
+    env = await startEnv();
+    const { sim, rx, graph } = env;
+    const call = await sim.placeUserCall({ user: { waId: '5511955551234' }, faults: { acceptResponseDelayMs: 300 } });
+    const offer = ((await rx.waitFor(callEvent('connect', call.id))).item.session as { sdp: string }).sdp;
+    const answer = await businessPeer().answer(offer);
+    const sentAt = Date.now();
+    const acc = await graph('POST', `/${sim.business.phoneNumberId}/calls`, {
+      messaging_product: 'whatsapp',
+      call_id: call.id,
+      action: 'accept',
+      session: { sdp_type: 'answer', sdp: answer },
+    });
+    expect(acc.status).toBe(200);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(300);
+    expect(call.record.acceptRespondedAt! - call.record.acceptedAt!).toBeGreaterThanOrEqual(300);
+    expect(call.record.answeredBy).toBe('accept');
   }, 20_000);
 });
