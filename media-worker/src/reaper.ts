@@ -10,7 +10,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
 import type { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
 import { deleteControlQueue } from '#adapters/aws/sqs-queues.ts';
-import type { CallStore } from '#core/calls/call-record.ts';
+import type { CallRecord, CallStore } from '#core/calls/call-record.ts';
 import { endCall } from '#core/calls/lifecycle.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 
@@ -47,7 +47,7 @@ export async function reapDeadWorkers(d: ReaperDeps): Promise<string[]> {
       );
       if (!done) continue; // another reaper, or the webhook, got there first
       ended.push(callId);
-      const action = call.state === 'answered' ? 'terminate' : 'reject';
+      const action = metaEndAction(call);
       await d.meta[action](call.line.phoneNumberId, callId).catch((error: unknown) =>
         log.warn({ callId, err: error, action }, 'telling Meta about a reaped call failed'),
       );
@@ -57,4 +57,16 @@ export async function reapDeadWorkers(d: ReaperDeps): Promise<string[]> {
     }
   }
   return ended;
+}
+
+/**
+ * How to end a reaped call at Meta: `reject` only a user-initiated call Meta has heard nothing of
+ * yet (queued or claimed); once pre-accepted, Meta's rule is `terminate` (M-TRB: "If the SIP UA
+ * rejects the call instead of returning a 200 OK, use the terminate Graph API"), and a
+ * business-initiated call is never rejected by the business.
+ */
+export function metaEndAction(call: Pick<CallRecord, 'state' | 'direction'>): 'reject' | 'terminate' {
+  return call.direction === 'user-initiated' && (call.state === 'queued' || call.state === 'claimed')
+    ? 'reject'
+    : 'terminate';
 }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
 import { createControlQueue } from '#adapters/aws/sqs-queues.ts';
 import { MetaGraphClient } from '#core/meta/graph-client.ts';
-import { reapDeadWorkers } from '#worker/reaper.ts';
+import { metaEndAction, reapDeadWorkers } from '#worker/reaper.ts';
 import { eventually, startTestStack, type TestStack } from '../helpers/test-stack.ts';
 
 let stack: TestStack;
@@ -91,5 +91,20 @@ describe('reapDeadWorkers', () => {
     const workers = (await registry.list()).map((w) => w.workerId);
     expect(workers).toContain('alive');
     expect(workers).not.toContain('ghost');
+  });
+});
+
+describe('metaEndAction', () => {
+  it('rejects only a user call Meta has not heard of; terminates once pre-accepted, and every business call', () => {
+    const uic = (state: 'queued' | 'claimed' | 'pre-accepted' | 'ringing' | 'answered') =>
+      metaEndAction({ direction: 'user-initiated', state });
+    expect([uic('queued'), uic('claimed'), uic('pre-accepted'), uic('ringing'), uic('answered')]).toEqual([
+      'reject',
+      'reject',
+      'terminate',
+      'terminate',
+      'terminate',
+    ]);
+    expect(metaEndAction({ direction: 'business-initiated', state: 'ringing' })).toBe('terminate');
   });
 });
