@@ -223,7 +223,14 @@ describe('permissions over HTTP', () => {
     expect((await ask('US.13491208655302741918')).status).toBe(200);
     expect((await ask('US.ENT.11815799212886844830')).status).toBe(200);
     expect((await ask(`BR.${'a1'.repeat(64)}`)).status).toBe(200);
-    for (const bad of ['13491208655302741918', 'US13491208655302741918', 'us.1349', 'US.', `US.${'a'.repeat(129)}`, 'US.12-34']) {
+    for (const bad of [
+      '13491208655302741918',
+      'US13491208655302741918',
+      'us.1349',
+      'US.',
+      `US.${'a'.repeat(129)}`,
+      'US.12-34',
+    ]) {
       const res = await ask(bad);
       expect(res.status, bad).toBe(400);
       expect(res.body.error.code, bad).toBe(100);

@@ -112,10 +112,21 @@ describe('a user calls the business (connect with SDP offer, §2.6)', () => {
     });
     const status = callStatus({ business, user: empty, callId: 'wacid.1', status: 'RINGING' });
     expect((status.value.statuses as Record<string, unknown>[])[0]!.recipient_id).toBe('');
-    const reply = permissionReply({ business, user: empty, response: 'accept', source: 'user_action', isPermanent: true });
+    const reply = permissionReply({
+      business,
+      user: empty,
+      response: 'accept',
+      source: 'user_action',
+      isPermanent: true,
+    });
     expect((reply.value.messages as Record<string, unknown>[])[0]!.from).toBe('');
     // A user with a phone number is unaffected by the option.
-    const withPhone = userCallConnect({ business, user: { ...user, phoneFields: 'empty' }, callId: 'wacid.2', sdp: SDP });
+    const withPhone = userCallConnect({
+      business,
+      user: { ...user, phoneFields: 'empty' },
+      callId: 'wacid.2',
+      sdp: SDP,
+    });
     expect((withPhone.value.calls as Record<string, unknown>[])[0]!.from).toBe('16315553602');
   });
 
