@@ -164,10 +164,13 @@ export function createBusinessCallRules(deps: BusinessCallRulesDeps): CheckBusin
   };
 }
 
-/** Whether a refusal rests on the ledger alone: no entry, or a permission refusal not compared with Meta lately. */
+/**
+ * Whether a refusal is a ledger miss worth asking Meta about: no entry, or no valid permission
+ * (never granted, requested, lapsed) and not compared with Meta lately. A decline or revocation the
+ * ledger recorded (the user's reply, Meta's webhook, 4 unanswered calls) is not a miss.
+ */
 function askMeta(entry: PermissionEntry | undefined, held: Refusal, now: number, meta: MetaPermissionCheck): boolean {
-  if (held.reason !== 'no-permission' && held.reason !== 'permission-expired' && held.reason !== 'permission-revoked')
-    return false;
+  if (held.reason !== 'no-permission' && held.reason !== 'permission-expired') return false;
   if (!entry) return true;
   return entry.reconciledAt === undefined || now - entry.reconciledAt >= meta.staleAfterMs;
 }
