@@ -77,6 +77,7 @@ export const END_REASONS = [
   'unanswered',
   'rejected-by-user',
   'sip-rejected',
+  'meta-refused',
   'media-failed',
   'bridge-error',
 ] as const satisfies readonly EndReason[];

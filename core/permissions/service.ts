@@ -236,6 +236,27 @@ export async function recordUnansweredCall(
   return { ...result, revoked: result.changed && result.entry.state === 'revoked' && before?.state !== 'revoked' };
 }
 
+/**
+ * Meta refused a business-initiated `connect`; corrects the ledger from Meta's answer (M-TRB):
+ * 138006 (no approved permission) reconciles the entry to `no_permission`; 138012 (calls limit)
+ * blocks calls until Meta's next allowed time. Other codes change nothing (`undefined`).
+ */
+export async function recordMetaRefusal(
+  phoneNumberId: string,
+  user: WhatsAppUser,
+  refusal: { readonly code: number; readonly nextAllowedAt?: number },
+  deps: LedgerDeps,
+): Promise<LedgerUpdateResult | undefined> {
+  const at = deps.now();
+  if (refusal.code === 138006) {
+    return updatePermission(phoneNumberId, user, { type: 'reconcile', at, status: 'no_permission' }, deps);
+  }
+  if (refusal.code === 138012 && refusal.nextAllowedAt !== undefined) {
+    return updatePermission(phoneNumberId, user, { type: 'call-limit-hit', at, until: refusal.nextAllowedAt }, deps);
+  }
+  return undefined;
+}
+
 function mergeUser(stored: WhatsAppUser, seen: WhatsAppUser): WhatsAppUser {
   const merged: Record<string, string> = { ...(stored as Record<string, string>) };
   for (const [k, v] of Object.entries(seen)) if (typeof v === 'string') merged[k] = v;
@@ -248,8 +269,8 @@ function opt<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
 
 /**
  * The ledger as the media worker's `BusinessCallOutcomes` port (`media-worker/src/calls/ports.ts`):
- * `connected` / `unanswered` for business-initiated calls, `userCallAnswered` for user-initiated
- * ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
+ * `connected` / `unanswered` / `metaRefused` for business-initiated calls, `userCallAnswered` for
+ * user-initiated ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
  */
 export function ledgerOutcomes(deps: LedgerDeps) {
   const id = (callId: string | undefined) => callId ?? `unidentified.${randomUUID()}`;
@@ -262,6 +283,13 @@ export function ledgerOutcomes(deps: LedgerDeps) {
     },
     async userCallAnswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void> {
       await recordUserCallAnswered({ phoneNumberId, user, callId: id(callId) }, deps);
+    },
+    async metaRefused(
+      phoneNumberId: string,
+      user: WhatsAppUser,
+      refusal: { readonly code: number; readonly nextAllowedAt?: number },
+    ): Promise<void> {
+      await recordMetaRefusal(phoneNumberId, user, refusal, deps);
     },
   };
 }

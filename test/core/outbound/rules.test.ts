@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { MetaApiError } from '#core/errors.ts';
 import { createBusinessCallRules, type MetaPermissionCheck } from '#core/outbound/rules.ts';
 import type { MetaPermissionView } from '#core/permissions/meta-permissions.ts';
-import { findPermission, updatePermission } from '#core/permissions/service.ts';
+import { findPermission, recordMetaRefusal, updatePermission } from '#core/permissions/service.ts';
 import { MemoryPermissionStore } from '../../helpers/memory-permission-store.ts';
 
 const PNID = '436666719526789';
@@ -90,7 +90,8 @@ describe('business-call rules on a ledger miss', () => {
     const { check, permissions } = rules();
     const deps = { permissions, now: () => T0 };
     await updatePermission(PNID, user, { type: 'reconcile', at: T0, status: 'permanent' }, deps);
-    await updatePermission(PNID, user, { type: 'call-limit-hit', at: T0, until: T0 + 3_600_000 }, deps);
+    // The worker reports Meta's 138012 with its next allowed time (api-business-call's connect refusal).
+    await recordMetaRefusal(PNID, user, { code: 138012, nextAllowedAt: T0 + 3_600_000 }, deps);
     expect(await check({ phoneNumberId: PNID, user })).toMatchObject({
       allowed: false,
       reason: 'daily-limit',
