@@ -18,6 +18,8 @@
  * | `MediaJitter` | Milliseconds | `Leg` | media worker | call ended: mean interarrival jitter on that leg |
  * | `ActiveCalls` | Count | – | media worker | every heartbeat (5 s): calls this worker bridges now |
  * | `WorkerLoad` | Percent | – | media worker | every heartbeat: `100 * ActiveCalls / MAX_CALLS_PER_WORKER` |
+ * | `MetaCallErrors` | Count | `MetaCode` | webhook | a `calls` change carried only `errors[]` (e.g. 131044 no payment method), one per error |
+ * | `WebhookItemsMalformed` | Count | – | webhook | an item of a POST did not have Meta's shape and was skipped (the rest was processed) |
  *
  * The media worker's series (`CallsAnswered`, `CallsEnded`, `HandleTime`, `Media*`) cover all three call
  * kinds (user-, PBX- and API-started); `SetupLatency` only user-initiated calls (it measures from the
@@ -43,6 +45,8 @@ export const METRIC = {
   mediaJitter: 'MediaJitter',
   activeCalls: 'ActiveCalls',
   workerLoad: 'WorkerLoad',
+  metaCallErrors: 'MetaCallErrors',
+  webhookItemsMalformed: 'WebhookItemsMalformed',
 } as const;
 
 /** Dimension names. */
@@ -50,6 +54,7 @@ export const DIMENSION = {
   stage: 'Stage',
   endReason: 'EndReason',
   leg: 'Leg',
+  metaCode: 'MetaCode',
 } as const;
 
 /** Values of the `Leg` dimension. */
@@ -72,6 +77,7 @@ export const END_REASONS = [
   'unanswered',
   'rejected-by-user',
   'sip-rejected',
+  'meta-refused',
   'media-failed',
   'bridge-error',
 ] as const satisfies readonly EndReason[];
@@ -94,6 +100,8 @@ export const METRIC_UNIT = {
   MediaJitter: 'Milliseconds',
   ActiveCalls: 'Count',
   WorkerLoad: 'Percent',
+  MetaCallErrors: 'Count',
+  WebhookItemsMalformed: 'Count',
 } as const satisfies Record<(typeof METRIC)[keyof typeof METRIC], string>;
 
 /** A metric name of {@link METRIC}. */
@@ -103,6 +111,8 @@ export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 export interface MetricDimensions {
   readonly EndReason?: EndReason;
   readonly Leg?: (typeof LEGS)[number];
+  /** Meta's error code, e.g. `131044` (M-TRB). */
+  readonly MetaCode?: string;
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
  * {@link PermissionStore} on DynamoDB, in the permissions table next to the raw replies:
  * `LINE#<pnid>#USER#<userKey>` / `PERMISSION` holds the ledger entry (with `version`, written only
- * on a matching version: optimistic concurrency), `HIST#<ms>#<seq>` its history lines.
+ * on a matching version: optimistic concurrency), `HIST#<ms>#<seq>` its history lines, and
+ * `ALIAS` (under the other identifier of the same user) the key the entry is stored under. Entries
+ * written before aliases existed are keyed by phone and stay where they are: they are found by
+ * phone, and an alias from the BSUID is added once Meta shows both (no migration).
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
@@ -68,6 +71,35 @@ export class DynamoPermissionStore implements PermissionStore {
       throw new StoreError('appendPermissionHistory', { cause });
     }
     return true;
+  }
+
+  async alias(phoneNumberId: string, aliasKey: string): Promise<string | undefined> {
+    try {
+      const out = await this.#doc.send(
+        new GetCommand({
+          TableName: this.#table,
+          Key: { pk: pairKey(phoneNumberId, aliasKey), sk: 'ALIAS' },
+          ConsistentRead: true,
+        }),
+      );
+      const target = out.Item?.userKey;
+      return typeof target === 'string' ? target : undefined;
+    } catch (cause) {
+      throw new StoreError('getPermissionAlias', { cause });
+    }
+  }
+
+  async putAlias(phoneNumberId: string, aliasKey: string, userKey: string): Promise<void> {
+    try {
+      await this.#doc.send(
+        new PutCommand({
+          TableName: this.#table,
+          Item: { pk: pairKey(phoneNumberId, aliasKey), sk: 'ALIAS', userKey },
+        }),
+      );
+    } catch (cause) {
+      throw new StoreError('putPermissionAlias', { cause });
+    }
   }
 
   async history(phoneNumberId: string, userKey: string): Promise<PermissionHistoryEntry[]> {

@@ -3,6 +3,7 @@
  * the domain logic is given. Implementations live in `adapters/aws/`; domain code imports
  * no AWS SDK.
  */
+import { MetaApiError } from '../errors.ts';
 import type { BusinessLine, MetaCallError, WhatsAppUser } from '../meta/webhook.ts';
 import type { CallDirection, CallEvent, CallState, EndReason } from './call-state.ts';
 
@@ -84,6 +85,39 @@ export interface CallRecord {
   readonly mode?: 'customer-first' | 'agent-first';
   /** Business-initiated calls: the API client's `biz_opaque_callback_data` (≤ 512 characters). */
   readonly callbackData?: string;
+  /** Business-initiated calls: Meta's answer when it refused the `connect` (end reason `meta-refused`). */
+  readonly metaError?: MetaRefusal;
+}
+
+/** Meta's refusal of a Graph call, as stored on the call record (M-TRB codes). */
+export interface MetaRefusal {
+  /** Meta's error code, e.g. 138006 (no permission), 138012 (daily limit). */
+  readonly code: number;
+  /** HTTP status of Meta's answer. */
+  readonly httpStatus: number;
+  /** Meta's message. */
+  readonly message: string;
+  /** Meta's `error_data.details`. */
+  readonly details?: string;
+  /** When Meta allows the action again (`error_data.next_allowed_time`, 138012), ms. */
+  readonly nextAllowedAt?: number;
+}
+
+/**
+ * Meta's refusal carried by `error`, if it is one: a {@link MetaApiError} with Meta's code (a
+ * timeout or network error is not a refusal and yields undefined).
+ */
+export function metaRefusalOf(error: unknown): MetaRefusal | undefined {
+  if (!(error instanceof MetaApiError) || error.metaCode === undefined) return undefined;
+  const data = error.errorData as { next_allowed_time?: number | string; limit_expiration_time?: number | string };
+  const next = Number(data?.next_allowed_time ?? data?.limit_expiration_time);
+  return {
+    code: error.metaCode,
+    httpStatus: error.status,
+    message: error.message,
+    ...(error.details === undefined ? {} : { details: error.details }),
+    ...(Number.isFinite(next) && next > 0 ? { nextAllowedAt: next * 1000 } : {}),
+  };
 }
 
 /** Media statistics of a finished call. */

@@ -33,6 +33,8 @@ export type EndReason =
   | 'unanswered'
   | 'rejected-by-user'
   | 'sip-rejected'
+  /** Meta refused a business-initiated `connect` (138006, 138012, …); the record's `metaError` says why. */
+  | 'meta-refused'
   | 'media-failed'
   | 'bridge-error';
 

@@ -111,6 +111,30 @@ export interface IgnoredChange {
   readonly reason: string;
 }
 
+/**
+ * A `calls` change that carries only `errors[]`, no call (M-TRB: 131044 "An error webhook is sent
+ * on user initiated calls" when the business has no payment method). Kept as an event so it is
+ * logged and counted, never dropped.
+ */
+export interface MetaErrorsReported {
+  readonly kind: 'meta-errors';
+  readonly line: BusinessLine;
+  readonly errors: readonly MetaCallError[];
+}
+
+/**
+ * One item of a batched POST that does not have Meta's shape (an entry, a change, or one element of
+ * `calls[]`/`statuses[]`/`messages[]`). Meta batches many updates in one POST and redelivers the
+ * whole POST on anything but 200 (§2.4), so a bad item is reported and skipped, never fatal.
+ */
+export interface MalformedItem {
+  readonly kind: 'malformed';
+  readonly field: string;
+  /** Where in the body, e.g. `entry.0.changes.1.value.calls.0.id`. */
+  readonly path: string;
+  readonly reason: string;
+}
+
 /** Every domain event a webhook can carry. */
 export type InboundEvent =
   | CallOffered
@@ -118,6 +142,8 @@ export type InboundEvent =
   | CallTerminated
   | CallProgress
   | PermissionReply
+  | MetaErrorsReported
+  | MalformedItem
   | IgnoredChange;
 
 const str = z.string();
@@ -186,26 +212,31 @@ const messageSchema = z.looseObject({
     })
     .optional(),
 });
+/** A change's value; the items of its lists are checked one by one ({@link itemsOf}). */
 const valueSchema = z.looseObject({
   messaging_product: str.optional(),
   metadata: metadataSchema,
-  contacts: z.array(contactSchema).optional(),
-  calls: z.array(callSchema).optional(),
-  statuses: z.array(statusSchema).optional(),
-  messages: z.array(messageSchema).optional(),
-  errors: z.array(errorSchema).optional(),
+  contacts: z.array(z.unknown()).optional(),
+  calls: z.array(z.unknown()).optional(),
+  statuses: z.array(z.unknown()).optional(),
+  messages: z.array(z.unknown()).optional(),
+  errors: z.array(z.unknown()).optional(),
 });
 const envelopeSchema = z.object({
   object: z.literal('whatsapp_business_account'),
-  entry: z.array(
-    z.looseObject({
-      id: str,
-      changes: z.array(z.looseObject({ field: str, value: z.unknown() })),
-    }),
-  ),
+  entry: z.array(z.unknown()),
 });
+const entrySchema = z.looseObject({ id: str, changes: z.array(z.unknown()) });
+const changeSchema = z.looseObject({ field: str, value: z.unknown() });
 
-type Value = z.infer<typeof valueSchema>;
+/** A change's value with every list item that has Meta's shape. */
+interface Value {
+  readonly contacts?: z.infer<typeof contactSchema>[];
+  readonly calls?: z.infer<typeof callSchema>[];
+  readonly statuses?: z.infer<typeof statusSchema>[];
+  readonly messages?: z.infer<typeof messageSchema>[];
+  readonly errors?: z.infer<typeof errorSchema>[];
+}
 
 /**
  * Parses a webhook body (already signature-checked) into domain events, in payload order.
@@ -223,30 +254,74 @@ export function parseWebhook(rawBody: string): InboundEvent[] {
   const envelope = envelopeSchema.safeParse(json);
   if (!envelope.success) throw schemaError(envelope.error);
 
+  // From here on a bad item is reported as `malformed` and skipped; the rest of the batch counts.
   const events: InboundEvent[] = [];
-  envelope.data.entry.forEach((entry, e) => {
-    entry.changes.forEach((change, c) => {
+  envelope.data.entry.forEach((rawEntry, e) => {
+    const entry = entrySchema.safeParse(rawEntry);
+    if (!entry.success) {
+      events.push(malformed('', entry.error, `entry.${e}`));
+      return;
+    }
+    entry.data.changes.forEach((rawChange, c) => {
       const at = `entry.${e}.changes.${c}`;
-      if (change.field !== 'calls' && change.field !== 'messages') {
-        events.push({ kind: 'ignored', field: change.field, reason: 'field not used by the bridge' });
+      const change = changeSchema.safeParse(rawChange);
+      if (!change.success) {
+        events.push(malformed('', change.error, at));
         return;
       }
-      const parsed = valueSchema.safeParse(change.value);
-      if (!parsed.success) throw schemaError(parsed.error, `${at}.value`);
-      const value = parsed.data;
+      const { field } = change.data;
+      if (field !== 'calls' && field !== 'messages') {
+        events.push({ kind: 'ignored', field, reason: 'field not used by the bridge' });
+        return;
+      }
+      const parsed = valueSchema.safeParse(change.data.value);
+      if (!parsed.success) {
+        events.push(malformed(field, parsed.error, `${at}.value`));
+        return;
+      }
+      const raw = parsed.data;
       const line: BusinessLine = {
-        phoneNumberId: value.metadata.phone_number_id,
-        businessNumber: digits(value.metadata.display_phone_number),
-        accountId: entry.id,
+        phoneNumberId: raw.metadata.phone_number_id,
+        businessNumber: digits(raw.metadata.display_phone_number),
+        accountId: entry.data.id,
       };
-      if (change.field === 'calls') events.push(...callEvents(value, line));
+      const value: Value = {
+        contacts: itemsOf(raw.contacts, contactSchema, field, `${at}.value.contacts`, events),
+        calls: itemsOf(raw.calls, callSchema, field, `${at}.value.calls`, events),
+        statuses: itemsOf(raw.statuses, statusSchema, field, `${at}.value.statuses`, events),
+        messages: itemsOf(raw.messages, messageSchema, field, `${at}.value.messages`, events),
+        errors: itemsOf(raw.errors, errorSchema, field, `${at}.value.errors`, events),
+      };
+      if (field === 'calls') events.push(...callEvents(value, line, raw.calls !== undefined && raw.calls.length > 0));
       else events.push(...messageEvents(value, line));
     });
   });
   return events;
 }
 
-function callEvents(value: Value, line: BusinessLine): InboundEvent[] {
+/** The items of a list that have Meta's shape; each other item becomes a `malformed` event. */
+function itemsOf<S extends z.ZodType>(
+  items: readonly unknown[] | undefined,
+  schema: S,
+  field: string,
+  at: string,
+  events: InboundEvent[],
+): z.infer<S>[] {
+  const out: z.infer<S>[] = [];
+  (items ?? []).forEach((item, i) => {
+    const parsed = schema.safeParse(item);
+    if (parsed.success) out.push(parsed.data);
+    else events.push(malformed(field, parsed.error, `${at}.${i}`));
+  });
+  return out;
+}
+
+function malformed(field: string, error: z.ZodError, prefix: string): MalformedItem {
+  const { message, path } = schemaError(error, prefix);
+  return { kind: 'malformed', field, path, reason: message };
+}
+
+function callEvents(value: Value, line: BusinessLine, hadCalls: boolean): InboundEvent[] {
   const out: InboundEvent[] = [];
   const errors = (value.errors ?? []).map(
     (e): MetaCallError => ({
@@ -255,6 +330,8 @@ function callEvents(value: Value, line: BusinessLine): InboundEvent[] {
       ...optional('details', e.error_data?.details),
     }),
   );
+  // An errors-only change (no call at all, e.g. 131044 no payment method, M-TRB) is an event of its own.
+  if (!hadCalls && errors.length > 0) out.push({ kind: 'meta-errors', line, errors });
   for (const call of value.calls ?? []) {
     const direction = parseDirection(call.direction);
     const timestamp = toMillis(call.timestamp) ?? Date.now();
@@ -360,20 +437,35 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
   return out;
 }
 
-/** Builds the user from the call's fields and the matching `contacts[]` entry (by wa_id or user_id). */
-function userOf(value: Value, phone?: string, userId?: string, parentUserId?: string): WhatsAppUser {
+/**
+ * Builds the user from the call's fields and the matching `contacts[]` entry (by wa_id or user_id).
+ * An earlier BSUID revision sent `""` for the phone fields of username users where later ones omit
+ * them (BSUID-old vs BSUID-F): `""` is read as absent everywhere, so such users never share a key.
+ */
+function userOf(value: Value, rawPhone?: string, rawUserId?: string, rawParentUserId?: string): WhatsAppUser {
+  const phone = present(rawPhone);
+  const userId = present(rawUserId);
+  const contacts = value.contacts ?? [];
   const contact =
-    (value.contacts ?? []).find(
-      (c) => (phone !== undefined && c.wa_id === phone) || (userId !== undefined && c.user_id === userId),
-    ) ?? (value.contacts?.length === 1 ? value.contacts[0] : undefined);
-  const p = phone ?? contact?.wa_id;
+    contacts.find(
+      (c) =>
+        (phone !== undefined && present(c.wa_id) === phone) || (userId !== undefined && present(c.user_id) === userId),
+    ) ?? (contacts.length === 1 ? contacts[0] : undefined);
+  const p = phone ?? present(contact?.wa_id);
+  const digitsOnly = p === undefined ? undefined : present(digits(p));
   return {
-    ...optional('phone', p === undefined ? undefined : digits(p)),
-    ...optional('userId', userId ?? contact?.user_id),
-    ...optional('parentUserId', parentUserId ?? contact?.parent_user_id),
-    ...optional('name', contact?.profile?.name),
-    ...optional('username', contact?.profile?.username),
+    ...optional('phone', digitsOnly),
+    ...optional('userId', userId ?? present(contact?.user_id)),
+    ...optional('parentUserId', present(rawParentUserId) ?? present(contact?.parent_user_id)),
+    ...optional('name', present(contact?.profile?.name)),
+    ...optional('username', present(contact?.profile?.username)),
   };
+}
+
+/** A Meta identifier, or undefined when absent or `""` (BSUID-old wrote `""` for "no value"). */
+function present(v: string | undefined): string | undefined {
+  const t = v?.trim();
+  return t === undefined || t === '' ? undefined : t;
 }
 
 function parseDirection(direction: string | undefined): 'user-initiated' | 'business-initiated' | undefined {

@@ -15,6 +15,7 @@
 import { getCountries, getCountryCallingCode, parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import type { CallStore } from '../calls/call-record.ts';
 import { checkSanctions, type SanctionsLists } from '../checks/sanctions.ts';
+import { MetaApiError } from '../errors.ts';
 import {
   connectedCallsInWindow,
   effectivePermission,
@@ -22,11 +23,17 @@ import {
   type PermissionEntry,
   type PermissionLimits,
 } from '../permissions/ledger.ts';
+import type { MetaPermissionsApi } from '../permissions/meta-permissions.ts';
+import { findPermission, updatePermission } from '../permissions/service.ts';
 import type { PermissionStore } from '../permissions/store.ts';
 import type { Allowance, BusinessCallRequest, CheckBusinessCall, Refusal, RefusalReason } from './contract.ts';
 
-/** Countries whose business numbers cannot place business-initiated calls (§4.4; TR per older Meta pages). */
-export const DEFAULT_BIC_BLOCKED_COUNTRIES: readonly string[] = ['US', 'CA', 'TR', 'EG', 'VN', 'NG'];
+/**
+ * Countries whose business numbers cannot place business-initiated calls: Meta's availability list
+ * of Jun 26 2026 (OVR26) excludes only these. Turkey is no longer excluded (only the Nov 2025 FAQ
+ * named it); where Meta blocks a country it answers 138013 itself.
+ */
+export const DEFAULT_BIC_BLOCKED_COUNTRIES: readonly string[] = ['US', 'CA', 'EG', 'VN', 'NG'];
 
 /** HTTP and SIP answers of each refusal. Stable: API clients and PBX dial plans rely on them. */
 export const REFUSAL_STATUS: Readonly<Record<RefusalReason, { readonly http: number; readonly sip: number }>> = {
@@ -43,9 +50,24 @@ export const REFUSAL_STATUS: Readonly<Record<RefusalReason, { readonly http: num
   'invalid-request': { http: 422, sip: 404 },
 };
 
+/**
+ * Meta's `call_permissions`, asked when the ledger has no entry for the user or a refusing entry
+ * that was not compared with Meta for `staleAfterMs` — a permission granted before deployment, or
+ * whose reply webhook was lost, is then found instead of refused forever (REF26).
+ */
+export interface MetaPermissionCheck {
+  readonly api: Pick<MetaPermissionsApi, 'getCallPermissions'>;
+  /** Give up on Meta after this long and refuse as the ledger says (with the reason). */
+  readonly timeoutMs: number;
+  /** A refusing entry compared with Meta longer ago than this is asked again. */
+  readonly staleAfterMs: number;
+}
+
 /** Collaborators and settings of the rules. */
 export interface BusinessCallRulesDeps {
-  readonly permissions: Pick<PermissionStore, 'get'>;
+  readonly permissions: PermissionStore;
+  /** Ask Meta on a ledger miss; without it the ledger alone decides. */
+  readonly meta?: MetaPermissionCheck;
   readonly calls: Pick<CallStore, 'slotsInUse'>;
   /** The business numbers served here. */
   readonly lines: ReadonlyArray<{ readonly phoneNumberId: string; readonly businessNumber: string }>;
@@ -80,8 +102,9 @@ export function createBusinessCallRules(deps: BusinessCallRulesDeps): CheckBusin
   const limits = deps.limits ?? META_PERMISSION_LIMITS;
   return async (request: BusinessCallRequest): Promise<Allowance | Refusal> => {
     const { user } = request;
-    const userKey = user.phone ?? user.userId;
-    if (userKey === undefined || (user.phone !== undefined && !/^\d{6,15}$/.test(user.phone))) {
+    const hasPhone = user.phone !== undefined && user.phone !== '';
+    const hasBsuid = user.userId !== undefined && user.userId !== '';
+    if ((!hasPhone && !hasBsuid) || (hasPhone && !/^\d{6,15}$/.test(user.phone!))) {
       return refusal('unknown-user', 'the user needs a phone number (digits) or a BSUID');
     }
     const line = deps.lines.find((l) => l.phoneNumberId === request.phoneNumberId);
@@ -108,9 +131,22 @@ export function createBusinessCallRules(deps: BusinessCallRulesDeps): CheckBusin
     }
 
     const now = deps.now();
-    const entry = await deps.permissions.get(request.phoneNumberId, userKey);
-    const held = permissionRefusal(entry, now);
+    let { entry } = await findPermission(deps.permissions, request.phoneNumberId, user);
+    let held = permissionRefusal(entry, now);
+    if (held.allowed === false && deps.meta && askMeta(entry, held, now, deps.meta)) {
+      const asked = await reconcileWithMeta(request, deps, deps.meta, now);
+      if (asked.entry) entry = asked.entry;
+      held = asked.entry ? permissionRefusal(entry, now) : held;
+      if (held.allowed === false) held = { ...held, detail: `${held.detail} (${asked.note})` };
+    }
     if (held.allowed === false) return held;
+    if (entry?.callsBlockedUntil !== undefined && now < entry.callsBlockedUntil) {
+      return refusal(
+        'daily-limit',
+        `Meta refused the last call to this user with 138012; the next is allowed at ${new Date(entry.callsBlockedUntil).toISOString()}`,
+        entry.callsBlockedUntil,
+      );
+    }
 
     const window = connectedCallsInWindow(entry!, now, limits);
     if (window.nextAllowedAt !== undefined) {
@@ -126,6 +162,59 @@ export function createBusinessCallRules(deps: BusinessCallRulesDeps): CheckBusin
     }
     return held;
   };
+}
+
+/**
+ * Whether a refusal is a ledger miss worth asking Meta about: no entry, or no valid permission
+ * (never granted, requested, lapsed) and not compared with Meta lately. A decline or revocation the
+ * ledger recorded (the user's reply, Meta's webhook, 4 unanswered calls) is not a miss.
+ */
+function askMeta(entry: PermissionEntry | undefined, held: Refusal, now: number, meta: MetaPermissionCheck): boolean {
+  if (held.reason !== 'no-permission' && held.reason !== 'permission-expired') return false;
+  if (!entry) return true;
+  return entry.reconciledAt === undefined || now - entry.reconciledAt >= meta.staleAfterMs;
+}
+
+/**
+ * Asks Meta's `call_permissions` within `timeoutMs` and records its answer in the ledger
+ * (`reconcile`). Returns the updated entry, or no entry and why Meta could not be asked.
+ */
+async function reconcileWithMeta(
+  request: BusinessCallRequest,
+  deps: BusinessCallRulesDeps,
+  meta: MetaPermissionCheck,
+  now: number,
+): Promise<{ entry?: PermissionEntry; note: string }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), meta.timeoutMs);
+  });
+  try {
+    const view = await Promise.race([meta.api.getCallPermissions(request.phoneNumberId, request.user), timeout]);
+    if (view === 'timeout') {
+      return { note: `Meta's call_permissions did not answer within ${meta.timeoutMs} ms; the ledger decided` };
+    }
+    const { entry } = await updatePermission(
+      request.phoneNumberId,
+      request.user,
+      {
+        type: 'reconcile',
+        at: now,
+        status: view.status,
+        ...(view.expiresAt === undefined ? {} : { expiresAt: view.expiresAt }),
+      },
+      { permissions: deps.permissions, now: deps.now, ...(deps.limits ? { limits: deps.limits } : {}) },
+    );
+    return { entry, note: `Meta's call_permissions says ${view.status}` };
+  } catch (error) {
+    const why =
+      error instanceof MetaApiError ? `${error.status} ${error.metaCode ?? ''} ${error.message}` : String(error);
+    return {
+      note: `Meta's call_permissions could not be asked (${why.replace(/\s+/g, ' ').trim()}); the ledger decided`,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Whether the entry holds a valid permission at `now`. */

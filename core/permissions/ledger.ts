@@ -72,6 +72,11 @@ export interface PermissionEntry {
   readonly consecutiveUnanswered: number;
   /** When the entry was last compared with Meta's `call_permissions`, ms. */
   readonly reconciledAt?: number;
+  /**
+   * Meta refused a call with 138012 (business-initiated calls limit): no call before this time, ms,
+   * Meta's `error_data.next_allowed_time`.
+   */
+  readonly callsBlockedUntil?: number;
   /** Message and call ids already applied (newest last), so duplicates change nothing. */
   readonly appliedIds: readonly string[];
   /** Incremented by every write (optimistic concurrency). */
@@ -127,7 +132,13 @@ export type PermissionEvent =
       readonly callId: string;
       readonly direction: 'business-initiated' | 'user-initiated';
     }
-  | { readonly type: 'call-unanswered'; readonly at: number; readonly callId: string };
+  | { readonly type: 'call-unanswered'; readonly at: number; readonly callId: string }
+  | {
+      /** Meta refused a `connect` with 138012; `until` is its `next_allowed_time` (M-TRB). */
+      readonly type: 'call-limit-hit';
+      readonly at: number;
+      readonly until: number;
+    };
 
 /** One line of an entry's history. */
 export interface PermissionHistoryEntry {
@@ -259,6 +270,10 @@ export function applyPermissionEvent(
       }
       detail = { callId: event.callId, direction: event.direction };
       break;
+    case 'call-limit-hit':
+      next = { ...next, callsBlockedUntil: Math.max(event.until, next.callsBlockedUntil ?? 0) };
+      detail = { until: event.until };
+      break;
     case 'call-unanswered': {
       const streak = next.consecutiveUnanswered + 1;
       next = { ...next, consecutiveUnanswered: streak };
@@ -335,6 +350,7 @@ function pruned(entry: PermissionEntry, at: number): PermissionEntry {
 function eventId(event: PermissionEvent): string | undefined {
   switch (event.type) {
     case 'reconcile':
+    case 'call-limit-hit':
       return undefined;
     case 'call-connected':
       return `connected:${event.callId}`;

@@ -7,6 +7,7 @@
 import { MetaApiError } from '../errors.ts';
 import { graphRequest } from '../meta/graph-client.ts';
 import type { WhatsAppUser } from '../meta/webhook.ts';
+import { UnknownUserError } from './service.ts';
 
 /** Meta's view of a pair (§3.3), normalised to ms. */
 export interface MetaPermissionView {
@@ -74,8 +75,8 @@ export class MetaPermissionsClient implements MetaPermissionsApi {
 
   /** `GET /{pnid}/call_permissions?user_wa_id=` (or `recipient=` for a BSUID-only user, 2026). */
   async getCallPermissions(phoneNumberId: string, user: WhatsAppUser): Promise<MetaPermissionView> {
-    const query =
-      user.phone !== undefined ? `user_wa_id=${user.phone}` : `recipient=${encodeURIComponent(user.userId ?? '')}`;
+    const who = recipientOf(user);
+    const query = 'to' in who ? `user_wa_id=${who.to}` : `recipient=${encodeURIComponent(who.recipient)}`;
     const json = await this.#request('GET', `${encodeURIComponent(phoneNumberId)}/call_permissions?${query}`);
     const permission = (json.permission ?? {}) as { status?: string; expiration_time?: number | string };
     const status =
@@ -102,7 +103,7 @@ export class MetaPermissionsClient implements MetaPermissionsApi {
     user: WhatsAppUser,
     message: PermissionRequestMessage,
   ): Promise<string> {
-    const recipient = user.phone !== undefined ? { to: user.phone } : { recipient: user.userId };
+    const recipient = recipientOf(user);
     const content =
       message.kind === 'interactive'
         ? {
@@ -152,6 +153,21 @@ export class MetaPermissionsClient implements MetaPermissionsApi {
       });
     }
   }
+}
+
+/**
+ * How a user is addressed in a Graph request: the phone (`to` / `user_wa_id`) when known, else the
+ * BSUID (`recipient`). `""` counts as absent (an earlier BSUID revision sent it for "no phone"), so
+ * no request ever carries `user_wa_id=` or `to: ""`.
+ *
+ * @throws {@link UnknownUserError} for a user with neither.
+ */
+export function recipientOf(user: WhatsAppUser): { to: string } | { recipient: string } {
+  const phone = user.phone?.trim();
+  if (phone) return { to: phone };
+  const userId = user.userId?.trim();
+  if (userId) return { recipient: userId };
+  throw new UnknownUserError('a WhatsApp user needs a phone number or a BSUID to be addressed at Meta');
 }
 
 function latestExpiry(action: Action | undefined): number | undefined {

@@ -18,7 +18,7 @@ import {
   type PermissionHistoryEntry,
 } from './ledger.ts';
 import { MetaLimitError, type MetaPermissionsApi, type PermissionRequestMessage } from './meta-permissions.ts';
-import { type LedgerDeps, ledgerKeyOf, updatePermission } from './service.ts';
+import { findPermission, type LedgerDeps, updatePermission } from './service.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -82,8 +82,9 @@ export async function readPermission(
   options: { refresh: boolean },
   deps: PermissionApiDeps,
 ): Promise<PermissionView> {
-  const key = ledgerKeyOf(user);
-  let entry = await deps.permissions.get(phoneNumberId, key);
+  const found = await findPermission(deps.permissions, phoneNumberId, user);
+  let entry = found.entry;
+  let key = found.key;
   const now = deps.now();
   let reconcileError: string | undefined;
   if (options.refresh || entry?.reconciledAt === undefined || now - entry.reconciledAt >= deps.reconcileAfterMs) {
@@ -102,6 +103,7 @@ export async function readPermission(
           deps,
         )
       ).entry;
+      key = entry.userKey;
     } catch (error) {
       if (!(error instanceof MetaApiError)) throw error;
       reconcileError = `${error.status} ${error.metaCode ?? ''} ${error.message}`.replace(/\s+/g, ' ');
@@ -162,7 +164,6 @@ export async function sendPermissionRequest(
   message: PermissionRequestMessage,
   deps: PermissionApiDeps,
 ): Promise<{ sent: true; messageId: string; permission: Omit<PermissionView, 'history'> } | PermissionRequestRefusal> {
-  const key = ledgerKeyOf(user);
   // Permission requests are unavailable where business-initiated calls are (§4.4).
   const blocked = blockedCountryOf(line.businessNumber, deps.blockedCountries);
   if (blocked) {
@@ -181,7 +182,7 @@ export async function sendPermissionRequest(
     );
   }
   const now = deps.now();
-  const entry = await deps.permissions.get(line.phoneNumberId, key);
+  const { entry } = await findPermission(deps.permissions, line.phoneNumberId, user);
   if (entry && effectivePermission(entry, now).state === 'permanent') {
     return refused(
       'permission-exists',

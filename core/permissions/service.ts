@@ -64,31 +64,81 @@ export async function updatePermission(
   event: PermissionEvent,
   deps: LedgerDeps,
 ): Promise<LedgerUpdateResult> {
-  const userKey = ledgerKeyOf(user);
+  let userKey = ledgerKeyOf(user);
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const stored = await deps.permissions.get(phoneNumberId, userKey);
+    const found = await findPermission(deps.permissions, phoneNumberId, user);
+    userKey = found.key;
+    const stored = found.entry;
     const current = stored ?? emptyEntry(phoneNumberId, userKey, user, event.at);
-    const update = applyPermissionEvent(
-      { ...current, user: mergeUser(current.user, user) },
-      event,
-      deps.limits ?? META_PERMISSION_LIMITS,
-    );
+    const user2 = mergeUser(current.user, user);
+    const update = applyPermissionEvent({ ...current, user: user2 }, event, deps.limits ?? META_PERMISSION_LIMITS);
     if (!update.changed) return { entry: current, changed: false };
     const entry = { ...update.entry, version: current.version + 1 };
-    if (await deps.permissions.put(entry, current.version, update.history)) return { entry, changed: true };
+    if (await deps.permissions.put(entry, current.version, update.history)) {
+      // The user's other identifier points at this entry, so a later sighting by either finds it.
+      const other = otherKeyOf(user2, userKey);
+      if (other !== undefined && (stored === undefined || otherKeyOf(stored.user, userKey) !== other)) {
+        await deps.permissions.putAlias(phoneNumberId, other, userKey);
+      }
+      return { entry, changed: true };
+    }
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * (attempt + 1)));
   }
   throw new LedgerConflictError(phoneNumberId, userKey);
 }
 
 /**
- * The ledger key of a user: phone digits, else the BSUID — the same key as the raw-reply store's
- * `userKeyOf` (adapters), so replies and the ledger share a partition.
+ * The key a new ledger entry is written under: the BSUID when Meta sent one, else the phone digits.
+ * Meta sends the BSUID on every webhook since Mar 31 2026 but the phone only under conditions
+ * (BSUID-F), so the BSUID is the stable identity and the phone an alias ({@link findPermission}).
+ * `""` is never a key (an earlier BSUID revision sent it for "no phone").
  */
 export function ledgerKeyOf(user: WhatsAppUser): string {
-  const key = user.phone ?? user.userId;
+  const key = nonEmpty(user.userId) ?? nonEmpty(user.phone);
   if (key === undefined) throw new UnknownUserError('a WhatsApp user needs a phone number or a BSUID');
   return key;
+}
+
+/**
+ * Finds a user's one ledger entry, whichever identifier it is stored under: by BSUID, by phone,
+ * each directly or through an alias. Entries keyed by phone before BSUIDs existed are found by
+ * phone, so stored data needs no migration. An entry whose recorded BSUID differs from the user's
+ * is another person's (a recycled phone number) and is not used. Without a match, `key` is where a
+ * new entry goes ({@link ledgerKeyOf}).
+ *
+ * @throws {@link UnknownUserError} for a user with neither phone nor BSUID.
+ */
+export async function findPermission(
+  store: Pick<PermissionStore, 'get' | 'alias'>,
+  phoneNumberId: string,
+  user: WhatsAppUser,
+): Promise<{ key: string; entry?: PermissionEntry }> {
+  const key = ledgerKeyOf(user);
+  const userId = nonEmpty(user.userId);
+  const candidates = [userId, nonEmpty(user.phone)].filter((k): k is string => k !== undefined);
+  const same = (entry: PermissionEntry) => {
+    const stored = nonEmpty(entry.user.userId);
+    return stored === undefined || userId === undefined || stored === userId;
+  };
+  for (const candidate of candidates) {
+    const direct = await store.get(phoneNumberId, candidate);
+    if (direct && same(direct)) return { key: candidate, entry: direct };
+    const target = await store.alias(phoneNumberId, candidate);
+    if (target !== undefined && target !== candidate) {
+      const aliased = await store.get(phoneNumberId, target);
+      if (aliased && same(aliased)) return { key: target, entry: aliased };
+    }
+  }
+  return { key };
+}
+
+/** The user's identifier that is not `key`, if the user has one: the alias to record. */
+function otherKeyOf(user: WhatsAppUser, key: string): string | undefined {
+  return [nonEmpty(user.userId), nonEmpty(user.phone)].find((k) => k !== undefined && k !== key);
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
 }
 
 /**
@@ -176,7 +226,7 @@ export async function recordUnansweredCall(
   outcome: CallOutcome,
   deps: LedgerDeps,
 ): Promise<LedgerUpdateResult & { revoked: boolean }> {
-  const before = await deps.permissions.get(outcome.phoneNumberId, ledgerKeyOf(outcome.user));
+  const before = (await findPermission(deps.permissions, outcome.phoneNumberId, outcome.user)).entry;
   const result = await updatePermission(
     outcome.phoneNumberId,
     outcome.user,
@@ -184,6 +234,27 @@ export async function recordUnansweredCall(
     deps,
   );
   return { ...result, revoked: result.changed && result.entry.state === 'revoked' && before?.state !== 'revoked' };
+}
+
+/**
+ * Meta refused a business-initiated `connect`; corrects the ledger from Meta's answer (M-TRB):
+ * 138006 (no approved permission) reconciles the entry to `no_permission`; 138012 (calls limit)
+ * blocks calls until Meta's next allowed time. Other codes change nothing (`undefined`).
+ */
+export async function recordMetaRefusal(
+  phoneNumberId: string,
+  user: WhatsAppUser,
+  refusal: { readonly code: number; readonly nextAllowedAt?: number },
+  deps: LedgerDeps,
+): Promise<LedgerUpdateResult | undefined> {
+  const at = deps.now();
+  if (refusal.code === 138006) {
+    return updatePermission(phoneNumberId, user, { type: 'reconcile', at, status: 'no_permission' }, deps);
+  }
+  if (refusal.code === 138012 && refusal.nextAllowedAt !== undefined) {
+    return updatePermission(phoneNumberId, user, { type: 'call-limit-hit', at, until: refusal.nextAllowedAt }, deps);
+  }
+  return undefined;
 }
 
 function mergeUser(stored: WhatsAppUser, seen: WhatsAppUser): WhatsAppUser {
@@ -198,8 +269,8 @@ function opt<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
 
 /**
  * The ledger as the media worker's `BusinessCallOutcomes` port (`media-worker/src/calls/ports.ts`):
- * `connected` / `unanswered` for business-initiated calls, `userCallAnswered` for user-initiated
- * ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
+ * `connected` / `unanswered` / `metaRefused` for business-initiated calls, `userCallAnswered` for
+ * user-initiated ones. Pass Meta's call id so a repeated report counts once; without it every report counts.
  */
 export function ledgerOutcomes(deps: LedgerDeps) {
   const id = (callId: string | undefined) => callId ?? `unidentified.${randomUUID()}`;
@@ -212,6 +283,13 @@ export function ledgerOutcomes(deps: LedgerDeps) {
     },
     async userCallAnswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void> {
       await recordUserCallAnswered({ phoneNumberId, user, callId: id(callId) }, deps);
+    },
+    async metaRefused(
+      phoneNumberId: string,
+      user: WhatsAppUser,
+      refusal: { readonly code: number; readonly nextAllowedAt?: number },
+    ): Promise<void> {
+      await recordMetaRefusal(phoneNumberId, user, refusal, deps);
     },
   };
 }

@@ -15,4 +15,11 @@ export interface PermissionStore {
   put(entry: PermissionEntry, expectedVersion: number, history: PermissionHistoryEntry): Promise<boolean>;
   /** The history of a pair, oldest first. */
   history(phoneNumberId: string, userKey: string): Promise<PermissionHistoryEntry[]>;
+  /**
+   * The key whose entry `aliasKey` stands for, if one was recorded: a user known by BSUID and phone
+   * has one entry, stored under one of them; the other is an alias (see `findPermission`).
+   */
+  alias(phoneNumberId: string, aliasKey: string): Promise<string | undefined>;
+  /** Records (or moves) the alias `aliasKey` → `userKey`. Idempotent. */
+  putAlias(phoneNumberId: string, aliasKey: string, userKey: string): Promise<void>;
 }

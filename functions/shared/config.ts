@@ -73,8 +73,8 @@ export const CONTROL_PLANE_SETTINGS = {
     schema: z
       .string()
       .regex(/^(NONE|[A-Z]{2}(,[A-Z]{2})*)$/, 'comma-separated ISO 3166-1 alpha-2 codes (e.g. US,CA) or NONE'),
-    doc: 'Countries whose business numbers may not place business-initiated calls (Meta: US, Canada, Egypt, Vietnam, Nigeria; Turkey per older pages). NONE: no country.',
-    default: 'US,CA,TR,EG,VN,NG',
+    doc: "Countries whose business numbers may not place business-initiated calls or send permission requests. Default: Meta's Jun 2026 list (US, Canada, Egypt, Vietnam, Nigeria; Turkey is no longer excluded). Meta refuses blocked countries itself (138013). NONE: no country.",
+    default: 'US,CA,EG,VN,NG',
   },
   PERMISSION_RECONCILE_SECONDS: {
     schema: z.coerce.number().int().min(0),

@@ -65,18 +65,25 @@ export function buildControlPlaneRuntime(
   const now = overrides.now ?? Date.now;
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
   const permissions = new DynamoPermissionStore(dynamo, config.tables.permissions);
+  const metaPermissions = new MetaPermissionsClient({
+    baseUrl: config.meta.graphUrl,
+    accessToken: config.meta.accessToken,
+    timeoutMs: config.meta.graphTimeoutMs,
+  });
   return {
     config,
     calls,
     permissionReplies: new DynamoPermissionReplies(dynamo, config.tables.permissions),
     permissions,
-    metaPermissions: new MetaPermissionsClient({
-      baseUrl: config.meta.graphUrl,
-      accessToken: config.meta.accessToken,
-      timeoutMs: config.meta.graphTimeoutMs,
-    }),
+    metaPermissions,
     checkBusinessCall: createBusinessCallRules({
       permissions,
+      // A ledger miss is checked with Meta's call_permissions before a call is refused (REF26).
+      meta: {
+        api: metaPermissions,
+        timeoutMs: config.meta.graphTimeoutMs,
+        staleAfterMs: config.businessCalls.reconcileAfterMs,
+      },
       calls,
       lines: [config.line],
       blockedCountries: config.businessCalls.blockedCountries,

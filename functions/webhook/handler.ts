@@ -4,7 +4,10 @@
  * The edge stays thin: verify the signature over the raw bytes before anything else, parse, hand
  * each event to the domain, map the outcome to HTTP. Meta retries anything but 200 and does not
  * promise order or uniqueness (meta-calling-api.md §2.4), so every domain step is idempotent and a
- * failure answers 500 to get the whole POST redelivered.
+ * failure answers 500 to get the whole POST redelivered. A body that is not Meta's envelope answers
+ * 400; one malformed item inside a batch is logged, counted (`WebhookItemsMalformed`) and skipped,
+ * and the rest is processed and answered 200 — Meta batches many updates in one POST and redelivers
+ * all of them on anything but 200, for days.
  */
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
@@ -122,6 +125,23 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
         ledger: changed ? 'updated' : 'unchanged',
       };
     }
+    case 'meta-errors':
+      // An errors-only `calls` change (M-TRB: 131044 no payment method is sent this way): an alert,
+      // not a call. Logged and counted per code so the dashboard shows it.
+      for (const error of e.errors) {
+        runtime.logger.warn('Meta reported a calling error', {
+          phoneNumberId: e.line.phoneNumberId,
+          metaCode: error.code,
+          metaMessage: error.message,
+          details: error.details,
+        });
+        runtime.metrics.emit({ MetaCallErrors: 1 }, { MetaCode: String(error.code) });
+      }
+      return { result: 'meta-errors', codes: e.errors.map((error) => error.code) };
+    case 'malformed':
+      runtime.logger.warn('malformed webhook item skipped', { field: e.field, path: e.path, reason: e.reason });
+      runtime.metrics.emit({ WebhookItemsMalformed: 1 });
+      return { result: 'skipped', path: e.path, reason: e.reason };
     case 'ignored':
       runtime.logger.debug('webhook change ignored', { field: e.field, reason: e.reason });
       return { result: 'ignored', reason: e.reason };

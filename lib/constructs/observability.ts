@@ -103,6 +103,12 @@ export class Observability extends Construct {
       label: 'failed calls',
       period: FIVE_MINUTES,
     });
+    const metaErrorsByCode = new MathExpression({
+      expression: `SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.metaCode}} MetricName="${METRIC.metaCallErrors}" ${DIMENSION.stage}="${stage}"', 'Sum', 300)`,
+      label: '',
+      period: FIVE_MINUTES,
+    });
+    const malformedItems = bridge(METRIC.webhookItemsMalformed, 'Sum', {}, FIVE_MINUTES);
     const handleTime = bridge(METRIC.handleTime, 'Average', {}, FIVE_MINUTES);
     const setupP50 = bridge(METRIC.setupLatency, 'p50', {}, FIVE_MINUTES);
     const setupP90 = bridge(METRIC.setupLatency, 'p90', {}, FIVE_MINUTES);
@@ -240,6 +246,14 @@ export class Observability extends Construct {
         ],
         right: [api.webhook.metricDuration({ period: FIVE_MINUTES, statistic: 'p90' })],
         width: 12,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({
+        title: "Meta's error webhooks by code, and skipped malformed webhook items (per 5 min)",
+        left: [metaErrorsByCode],
+        right: [malformedItems],
+        width: 24,
       }),
     );
   }

@@ -119,7 +119,7 @@ export const WORKER_SETTINGS = {
       .string()
       .regex(/^(NONE|[A-Z]{2}(,[A-Z]{2})*)$/, 'comma-separated ISO country codes, or NONE')
       .optional(),
-    doc: 'Countries whose business numbers may not place WhatsApp calls (Meta blocks them). Default: US,CA,TR,EG,VN,NG.',
+    doc: "Countries whose business numbers may not place WhatsApp calls (Meta blocks them, 138013). Default: US,CA,EG,VN,NG (Meta's Jun 2026 list; Turkey is no longer excluded).",
   },
   PBX_SIP_USERNAME: {
     schema: z.string().min(1).optional(),

@@ -36,7 +36,7 @@ import {
   invalidParameter,
   sipEnabled,
 } from './errors.ts';
-import { type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
+import { isBsuid, type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
 import type { SettingsStore } from './settings.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -760,8 +760,9 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     if (to !== undefined && (typeof to !== 'string' || !/^\+?\d{6,15}$/.test(to))) {
       throw invalidParameter(`Invalid parameter to: '${String(to)}' is not a valid WhatsApp phone number.`);
     }
-    if (recipient !== undefined && (typeof recipient !== 'string' || recipient === '')) {
-      throw invalidParameter('Invalid parameter recipient.');
+    // BSUID-F: a BSUID is a country prefix, a dot and up to 128 alphanumerics.
+    if (recipient !== undefined && !isBsuid(recipient)) {
+      throw invalidParameter(`Invalid parameter recipient: '${String(recipient)}' is not a business-scoped user ID.`);
     }
     if (to === undefined && recipient === undefined) throw invalidParameter('The parameter to is required.');
     const session = this.#session(body, 'connect', 'offer');

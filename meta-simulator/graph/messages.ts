@@ -12,7 +12,7 @@ import type { WebhookSink } from './call-engine.ts';
 import { bicBlockedCountry } from './call-engine.ts';
 import type { SimClock } from './clock.ts';
 import { bicUnavailable, invalidParameter } from './errors.ts';
-import { type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
+import { isBsuid, type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
 
 /** One message the simulator accepted (for inspection via `/_sim/messages`). */
 export interface SentMessage {
@@ -75,8 +75,9 @@ export class MessagesService {
     if (to !== undefined && (typeof to !== 'string' || !/^\+?\d{6,15}$/.test(to))) {
       throw invalidParameter(`Invalid parameter to: '${String(to)}'.`);
     }
-    if (recipient !== undefined && typeof recipient !== 'string')
-      throw invalidParameter('Invalid parameter recipient.');
+    // BSUID-F: a BSUID is a country prefix, a dot and up to 128 alphanumerics.
+    if (recipient !== undefined && !isBsuid(recipient))
+      throw invalidParameter(`Invalid parameter recipient: '${String(recipient)}' is not a business-scoped user ID.`);
     if (typeof body.type !== 'string') throw invalidParameter('The parameter type is required.');
     const input = (typeof to === 'string' ? to : (recipient as string)).replace(/^\+/, '');
     const user = this.#o.users.resolve(

@@ -337,6 +337,18 @@ export interface SimUserIdentity {
   username?: string;
 }
 
+/**
+ * A business-scoped user id as Meta issues it (BSUID-F, Feb 2026): an ISO country prefix and a dot,
+ * then up to 128 alphanumerics (`US.13491208655302741918`); parent ids carry `ENT.` after the prefix
+ * (`US.ENT.11815799212886844830`).
+ */
+export const BSUID_PATTERN = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** Whether `value` has the shape of a BSUID ({@link BSUID_PATTERN}). */
+export function isBsuid(value: unknown): value is string {
+  return typeof value === 'string' && BSUID_PATTERN.test(value);
+}
+
 /** The stable key of a user: `wa_id ?? user_id` (§2.6: key users on `wa_id ?? user_id`). */
 export function userKey(user: SimUserIdentity): string {
   const key = user.waId ?? user.userId;

@@ -36,6 +36,7 @@ import {
   UnknownCallError,
 } from './call-engine.ts';
 import {
+  callingNotEnabled,
   GraphError,
   invalidAccessToken,
   invalidParameter,
@@ -44,7 +45,7 @@ import {
   unknownObject,
 } from './errors.ts';
 import type { MessagesService } from './messages.ts';
-import type { PermissionEngine, UserDirectory, UserScript } from './permissions.ts';
+import { isBsuid, type PermissionEngine, type UserDirectory, type UserScript } from './permissions.ts';
 import type { SettingsStore } from './settings.ts';
 
 /** Relay operations the control API exposes (the media helper's `RelayPeer` has them all). */
@@ -247,9 +248,17 @@ export async function startGraphServer<P extends ControllablePeer>(
         throw permissionsRateLimited(opts.permissionsRateLimitPerSecond);
       }
       permWindow.push(now);
+      // REF26 lists "Calling is not enabled for the business phone number" among this endpoint's errors.
+      if (!opts.settings.callingEnabled) throw callingNotEnabled();
       const waId = url.searchParams.get('user_wa_id');
       const recipient = url.searchParams.get('recipient');
       if (!waId && !recipient) throw invalidParameter('The parameter user_wa_id is required.');
+      if (!waId && !isBsuid(recipient)) {
+        throw invalidParameter(`Invalid parameter recipient: '${recipient}' is not a business-scoped user ID.`);
+      }
+      if (waId && !/^\+?\d{6,15}$/.test(waId)) {
+        throw invalidParameter(`Invalid parameter user_wa_id: '${waId}' is not a valid WhatsApp phone number.`);
+      }
       const user = opts.users.resolve(waId ? { to: waId.replace(/^\+/, '') } : { recipient: recipient ?? '' });
       sendJson(res, 200, opts.permissions.describe(user.waId ?? user.userId ?? ''));
       return;

@@ -39,6 +39,12 @@ export type SimBusiness = {
 export type SimUser = {
   /** Phone number in digits (`wa_id`, `from`/`to`). Omit to simulate a username-only user. */
   waId?: string;
+  /**
+   * How a username-only user's phone fields (`wa_id`, `from`/`to`, `recipient_id`) appear:
+   * `omitted` (Feb 2026 and later revisions, BSUID-F; the default) or `empty`, the `""` an earlier
+   * revision specified (BSUID-old). Ignored when `waId` is set.
+   */
+  phoneFields?: 'omitted' | 'empty';
   /** Business-scoped user id (BSUID), e.g. `US.13491208655302741918`. */
   userId?: string;
   /** Parent BSUID for managed business portfolios, e.g. `US.ENT.11815799212886844830`. */
@@ -113,6 +119,11 @@ function put(target: Record<string, unknown>, key: string, value: unknown): void
   if (value !== undefined) target[key] = value;
 }
 
+/** The user's phone as Meta writes it: digits, `""` for a BSUID-old username user, or undefined (omitted). */
+function phoneOf(user: SimUser): string | undefined {
+  return user.waId ?? (user.phoneFields === 'empty' ? '' : undefined);
+}
+
 /** `contacts[]` entry for a user; phone and BSUID fields each only when known (§2.6). */
 function contact(user: SimUser): Record<string, unknown> {
   const c: Record<string, unknown> = {};
@@ -120,7 +131,7 @@ function contact(user: SimUser): Record<string, unknown> {
   put(profile, 'name', user.name);
   put(profile, 'username', user.username);
   if (Object.keys(profile).length > 0) c.profile = profile;
-  put(c, 'wa_id', user.waId);
+  put(c, 'wa_id', phoneOf(user));
   put(c, 'user_id', user.userId);
   put(c, 'parent_user_id', user.parentUserId);
   return c;
@@ -141,11 +152,11 @@ function baseValue(business: SimBusiness): Record<string, unknown> {
 function parties(call: Record<string, unknown>, business: SimBusiness, user: SimUser, direction: CallDirection): void {
   if (direction === 'USER_INITIATED') {
     put(call, 'to', business.displayPhoneNumber);
-    put(call, 'from', user.waId);
+    put(call, 'from', phoneOf(user));
     put(call, 'from_user_id', user.userId);
     put(call, 'from_parent_user_id', user.parentUserId);
   } else {
-    put(call, 'to', user.waId);
+    put(call, 'to', phoneOf(user));
     put(call, 'to_user_id', user.userId);
     put(call, 'to_parent_user_id', user.parentUserId);
     put(call, 'from', business.displayPhoneNumber);
@@ -323,7 +334,7 @@ export function callStatus(input: CallStatusInput): WebhookChange {
     type: 'call',
     status: input.status,
   };
-  put(status, 'recipient_id', user.waId);
+  put(status, 'recipient_id', phoneOf(user));
   put(status, 'recipient_user_id', user.userId);
   put(status, 'recipient_parent_user_id', user.parentUserId);
   put(status, 'biz_opaque_callback_data', input.bizOpaqueCallbackData);
@@ -366,7 +377,7 @@ export function permissionReply(input: PermissionReplyInput): WebhookChange {
   if (input.expirationTimestamp !== undefined) reply.expiration_timestamp = String(input.expirationTimestamp);
   reply.response_source = input.source;
   const message: Record<string, unknown> = {};
-  put(message, 'from', user.waId);
+  put(message, 'from', phoneOf(user));
   put(message, 'from_user_id', user.userId);
   put(message, 'from_parent_user_id', user.parentUserId);
   message.id = input.messageId ?? newMessageId();
@@ -408,7 +419,7 @@ export function messageStatus(input: MessageStatusInput): WebhookChange {
     status: input.status,
     timestamp: ts(input.timestamp),
   };
-  put(status, 'recipient_id', user.waId);
+  put(status, 'recipient_id', phoneOf(user));
   put(status, 'recipient_user_id', user.userId);
   put(status, 'recipient_parent_user_id', user.parentUserId);
   if (input.errors && input.errors.length > 0) {

@@ -11,7 +11,7 @@
  * metrics and clean-up are the {@link CallSession}'s.
  */
 import type { Logger } from 'pino';
-import type { CallOwner, CallStore } from '#core/calls/call-record.ts';
+import { type CallOwner, type CallStore, metaRefusalOf } from '#core/calls/call-record.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WhatsAppUser } from '#core/meta/webhook.ts';
 import { linkBusinessCall } from '#core/outbound/requests.ts';
@@ -89,7 +89,7 @@ class ApiCall {
     this.#startedAt = this.#now();
     await this.#session.setUp(
       () => (this.#r.mode === 'customer-first' ? this.#placeWhatsApp() : this.#ringAgent()),
-      () => 'bridge-error',
+      (error) => (metaRefusalOf(error) ? 'meta-refused' : 'bridge-error'),
       'business-initiated call could not be placed',
     );
     await this.#session.done;
@@ -100,12 +100,19 @@ class ApiCall {
   }
 
   async #placeWhatsApp(): Promise<void> {
-    await this.whatsApp.place(this.#r.line, this.#r.user, {
-      ...(this.#r.callbackData === undefined ? {} : { callbackData: this.#r.callbackData }),
-      patch: { requestId: this.#r.requestId, mode: this.#r.mode },
-      onEvent: (e) => this.#onWhatsApp(e),
-      active: { done: this.#session.done, end: () => this.end() },
-    });
+    try {
+      await this.whatsApp.place(this.#r.line, this.#r.user, {
+        ...(this.#r.callbackData === undefined ? {} : { callbackData: this.#r.callbackData }),
+        patch: { requestId: this.#r.requestId, mode: this.#r.mode },
+        onEvent: (e) => this.#onWhatsApp(e),
+        active: { done: this.#session.done, end: () => this.end() },
+      });
+    } catch (error) {
+      // Meta refused the connect: its code and text go on the request record, the ledger is
+      // corrected (138006, 138012), and the call ends `meta-refused` instead of `bridge-error`.
+      await recordConnectRefusal(error, this.#r, this.#d, this.#now(), this.#session);
+      throw error;
+    }
     this.#placedAtMeta = true;
     // The request record hands its concurrency slot to Meta's call record (requests.ts).
     await linkBusinessCall(this.#d.calls, this.#r.requestId, this.whatsApp.callId!, this.#now());
@@ -187,5 +194,28 @@ class ApiCall {
     await this.#d.outcomes?.connected(this.#r.line.phoneNumberId, this.#r.user, callId);
     session.log.info({ mode: session.media.mode }, 'business-initiated call bridged');
     session.countAnswered();
+  }
+}
+
+/**
+ * Records Meta's refusal of a `connect` (not a timeout or network failure): Meta's code, text and
+ * next allowed time on the request record, so `GET /v1/calls/{requestId}` says why, and the ledger
+ * corrected through the outcomes port. Failures here are logged, never hide the refusal.
+ */
+async function recordConnectRefusal(
+  error: unknown,
+  request: ApiBusinessCall,
+  deps: ApiBusinessCallDeps,
+  at: number,
+  session: CallSession,
+): Promise<void> {
+  const refusal = metaRefusalOf(error);
+  if (!refusal) return;
+  session.log.warn({ metaCode: refusal.code, metaError: refusal.details ?? refusal.message }, 'Meta refused the call');
+  try {
+    await deps.calls.patchIf(request.requestId, {}, { metaError: refusal, updatedAt: at });
+    await deps.outcomes?.metaRefused?.(request.line.phoneNumberId, request.user, refusal);
+  } catch (cause) {
+    session.log.error({ err: cause instanceof Error ? cause.message : String(cause) }, 'recording the refusal failed');
   }
 }

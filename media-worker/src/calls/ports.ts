@@ -10,4 +10,10 @@ export interface BusinessCallOutcomes {
   unanswered(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
   /** A user-initiated call was answered: resets Meta's permission-request limits (§4.1). */
   userCallAnswered?(phoneNumberId: string, user: WhatsAppUser, callId?: string): Promise<void>;
+  /** Meta refused a business-initiated `connect`: 138006 and 138012 correct the ledger (M-TRB). */
+  metaRefused?(
+    phoneNumberId: string,
+    user: WhatsAppUser,
+    refusal: { readonly code: number; readonly nextAllowedAt?: number },
+  ): Promise<void>;
 }

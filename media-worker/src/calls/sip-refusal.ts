@@ -1,40 +1,76 @@
 /**
  * How the bridge refuses a PBX's INVITE: a final error with its standard reason phrase
  * (RFC 3261 §21) and a Reason header saying why (RFC 3326), and which error answers which of
- * Meta's `connect` refusals (meta-calling-api.md §6).
+ * Meta's `connect` refusals (meta-calling-api.md §6, M-TRB).
  */
-import { MetaApiError } from '#core/errors.ts';
+import { metaRefusalOf } from '#core/calls/call-record.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
 
-/** SIP answers for Meta's connect errors (§6). */
-export function sipStatusForMeta(error: unknown): { status: number; text: string } {
-  const code = error instanceof MetaApiError ? error.metaCode : undefined;
-  switch (code) {
-    case 138006:
-      return { status: 403, text: 'no-permission' };
-    case 138013:
-      return { status: 403, text: 'business-country-blocked' };
-    case 138012:
-      return { status: 403, text: 'daily-limit' };
-    case 138001:
-      return { status: 404, text: 'not-on-whatsapp' };
-    case 138003:
-      return { status: 486, text: 'already-in-a-call' };
-    case 138002:
-    case 138005:
-      return { status: 503, text: 'meta-rate-limit' };
-    default:
-      return { status: 503, text: 'meta-unavailable' };
+/** The SIP answer to one of Meta's refusals. */
+export interface SipRefusal {
+  readonly status: number;
+  /**
+   * The bridge's reason, then Meta's code and text, e.g.
+   * `no-permission (Meta 138006: No approved call permission from the recipient)`.
+   */
+  readonly text: string;
+  /** `Reason` (the SIP cause and Meta's own code and text) and, when Meta gives a time, `Retry-After`. */
+  readonly headers: Record<string, string>;
+}
+
+/**
+ * SIP status per Meta code (M-TRB). 403: Meta will not place this call as things stand (permission,
+ * country, number set-up); 480 with Retry-After: a limit or pause that lifts at a time Meta names;
+ * 404: not a WhatsApp user; 486: the user is already in a call with this number; 503: Meta is
+ * overloaded or failed (a retry may succeed).
+ */
+const META_CODES: Readonly<Record<number, { status: number; text: string }>> = {
+  138006: { status: 403, text: 'no-permission' },
+  138013: { status: 403, text: 'business-country-blocked' },
+  131030: { status: 403, text: 'test-number-allow-list' },
+  138000: { status: 403, text: 'calling-disabled' },
+  131055: { status: 403, text: 'sip-mode-enabled' },
+  138012: { status: 480, text: 'daily-limit' },
+  138014: { status: 480, text: 'calling-temporarily-disabled' },
+  138001: { status: 404, text: 'not-on-whatsapp' },
+  138003: { status: 486, text: 'already-in-a-call' },
+  138002: { status: 503, text: 'meta-rate-limit' },
+  138005: { status: 503, text: 'meta-rate-limit' },
+};
+
+/**
+ * The SIP answer for a failed Meta `connect`: a status per Meta code, a Reason header carrying
+ * Meta's code and text, and Retry-After (seconds from `now`) where Meta says when to try again.
+ */
+export function sipStatusForMeta(error: unknown, now: number = Date.now()): SipRefusal {
+  const meta = metaRefusalOf(error);
+  const mapped = (meta && META_CODES[meta.code]) ?? { status: 503, text: 'meta-unavailable' };
+  const metaText = meta ? (meta.details ?? meta.message) : undefined;
+  const text = meta ? `${mapped.text} (Meta ${meta.code}: ${metaText})` : mapped.text;
+  const headers: Record<string, string> = {
+    Reason: [
+      reasonValue('SIP', mapped.status, text),
+      ...(meta ? [reasonValue('WhatsApp', meta.code, metaText ?? '')] : []),
+    ].join(', '),
+  };
+  if (meta?.nextAllowedAt !== undefined && meta.nextAllowedAt > now) {
+    headers['Retry-After'] = String(Math.ceil((meta.nextAllowedAt - now) / 1000));
   }
+  return { status: mapped.status, text, headers };
 }
 
 /** The RFC 3326 Reason header explaining a refusal. */
 export function reason(status: number, text: string): Record<string, string> {
-  return { Reason: `SIP;cause=${status};text="${text.replace(/"/g, "'")}"` };
+  return { Reason: reasonValue('SIP', status, text) };
 }
 
-/** Answers `invite` with a final error, its standard phrase and a Reason header. */
-export function refuse(invite: InboundSipCall, status: number, text: string): void {
-  invite.reject(status, reasonPhrase(status), reason(status, text));
+/** Answers `invite` with a final error, its standard phrase and a Reason header (or the headers given). */
+export function refuse(invite: InboundSipCall, status: number, text: string, headers?: Record<string, string>): void {
+  invite.reject(status, reasonPhrase(status), headers ?? reason(status, text));
+}
+
+/** One RFC 3326 reason value; `protocol` is a token (`SIP`, or `WhatsApp` for Meta's own code). */
+function reasonValue(protocol: string, cause: number, text: string): string {
+  return `${protocol};cause=${cause};text="${text.replace(/["\\\r\n]/g, "'")}"`;
 }

@@ -200,17 +200,107 @@ describe('parseWebhook', () => {
     ['an empty body', ''],
     ['a JSON array', '[]'],
     ['another object type', '{"object":"page","entry":[]}'],
-    ['entries without changes', '{"object":"whatsapp_business_account","entry":[{"id":"1"}]}'],
+    ['an envelope without entries', '{"object":"whatsapp_business_account"}'],
+  ])('rejects %s with a WebhookPayloadError naming where', (_what, body) => {
+    expect(() => parseWebhook(body)).toThrow(WebhookPayloadError);
+  });
+
+  it.each([
+    ['an entry without changes', '{"object":"whatsapp_business_account","entry":[{"id":"1"}]}', 'entry.0.changes'],
     [
       'a calls change without metadata',
       '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"calls":[]}}]}]}',
+      'entry.0.changes.0.value.metadata',
     ],
     [
       'a call without id',
       '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}',
+      'entry.0.changes.0.value.calls.0.id',
     ],
-  ])('rejects %s with a WebhookPayloadError naming where', (_what, body) => {
-    expect(() => parseWebhook(body)).toThrow(WebhookPayloadError);
+  ])('reports %s as one malformed item naming where, without throwing', (_what, body, path) => {
+    expect(parseWebhook(body)).toEqual([expect.objectContaining({ kind: 'malformed', path })]);
+  });
+
+  it('skips one malformed item of a batched POST and reads every other change and item (D8.2)', () => {
+    // Before: one unexpected `response` value threw for the whole body, and the POST answered 400.
+    const good = permissionReply({ business, user, response: 'accept', source: 'user_action', isPermanent: true });
+    const bad = permissionReply({ business, user, response: 'accept', source: 'user_action', messageId: 'wamid.bad' });
+    const badMessage = (bad.value.messages as Array<Record<string, unknown>>)[0]!;
+    (badMessage.interactive as { call_permission_reply: { response: string } }).call_permission_reply.response =
+      'maybe_later';
+    const call = userCallConnect({ business, user, callId: 'wacid.OK', sdp });
+    (call.value.calls as unknown[]).push({ event: 'connect' });
+    const events = parseWebhook(JSON.stringify(envelope([bad, good, call])));
+    expect(events.map((e) => e.kind)).toEqual(['malformed', 'permission-reply', 'malformed', 'call-offered']);
+    expect(events[0]).toMatchObject({
+      field: 'messages',
+      path: 'entry.0.changes.0.value.messages.0.interactive.call_permission_reply.response',
+    });
+    expect(events[2]).toMatchObject({ field: 'calls', path: 'entry.0.changes.2.value.calls.1.id' });
+  });
+
+  it('turns an errors-only calls change into a meta-errors event (D8.1, 131044 no payment method)', () => {
+    // Before: the change yielded no event at all.
+    const body = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: business.wabaId,
+          changes: [
+            {
+              field: 'calls',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: {
+                  display_phone_number: business.displayPhoneNumber,
+                  phone_number_id: business.phoneNumberId,
+                },
+                errors: [
+                  {
+                    code: 131044,
+                    title: 'Payment issue',
+                    error_data: { details: 'No valid payment method on the WABA' },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    expect(parseWebhook(body)).toEqual([
+      {
+        kind: 'meta-errors',
+        line: {
+          phoneNumberId: business.phoneNumberId,
+          businessNumber: business.displayPhoneNumber,
+          accountId: business.wabaId,
+        },
+        errors: [{ code: 131044, message: 'Payment issue', details: 'No valid payment method on the WABA' }],
+      },
+    ]);
+  });
+
+  it('reads "" phone fields (earlier BSUID revision) as absent: the user is known by the BSUID only (D4)', () => {
+    // Before: the user came out as { phone: '', userId: … }, and every such user shared ledger key "".
+    const empty = { userId: 'US.222', username: 'ann', phoneFields: 'empty' as const };
+    const offered = parseWebhook(
+      JSON.stringify(envelope([userCallConnect({ business, user: empty, callId: 'wacid.E', sdp })])),
+    )[0]!;
+    expect(offered).toMatchObject({ kind: 'call-offered', caller: { userId: 'US.222', username: 'ann' } });
+    expect((offered as { caller: object }).caller).not.toHaveProperty('phone');
+    const reply = parseWebhook(
+      JSON.stringify(
+        envelope([
+          permissionReply({ business, user: empty, response: 'accept', source: 'user_action', isPermanent: true }),
+        ]),
+      ),
+    )[0]!;
+    expect((reply as { user: object }).user).toEqual({ userId: 'US.222', username: 'ann' });
+    const ringing = parseWebhook(
+      JSON.stringify(envelope([callStatus({ business, user: empty, callId: 'wacid.E', status: 'RINGING' })])),
+    )[0]!;
+    expect((ringing as { user: object }).user).toEqual({ userId: 'US.222' });
   });
 
   it('never throws anything but WebhookPayloadError on random garbage', () => {

@@ -2,7 +2,9 @@
  * The webhook function on the real local stack: dynalite, local-aws-sqs, the HTTP gateway and
  * deliveries signed exactly as Meta signs them.
  */
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWebhookHandler } from '#functions/webhook/handler.ts';
 import { WebhookEmitter } from '#simulator/webhooks/emitter.ts';
 import {
   callTerminate,
@@ -14,6 +16,8 @@ import {
   signBody,
   userCallConnect,
 } from '#simulator/webhooks/payloads.ts';
+import { captureLogger, type LogEntry } from '../../helpers/capture-logger.ts';
+import { RecordingMetrics } from '../../helpers/recording-metrics.ts';
 import {
   TEST_BUSINESS as business,
   startTestStack,
@@ -118,14 +122,20 @@ describe('POST /webhook — bad input gets a clear error and never crashes', () 
   it.each([
     ['not JSON', '{"object":"whatsapp_business_account",'],
     ['not the envelope', '{"hello":"world"}'],
-    [
-      'a call without an id',
-      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}',
-    ],
   ])('answers 400 with a reason to %s', async (_what, body) => {
     const res = await post(body, signBody(TEST_SECRET, body));
     expect(res.status).toBe(400);
     expect((await res.json()) as { error: string }).toHaveProperty('error', expect.stringMatching(/JSON|payload/));
+  });
+
+  it('answers 200 to a call without an id, reporting the item skipped and where', async () => {
+    const body =
+      '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"metadata":{"phone_number_id":"1","display_phone_number":"2"},"calls":[{"event":"connect"}]}}]}]}';
+    const res = await post(body, signBody(TEST_SECRET, body));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      outcomes: [{ result: 'skipped', path: 'entry.0.changes.0.value.calls.0.id' }],
+    });
   });
 
   it('survives 200 signed garbage bodies and still serves', async () => {
@@ -316,5 +326,105 @@ describe('POST /webhook — terminate', () => {
       unknown
     >;
     expect(record).toMatchObject({ state: 'ended', endReason: 'meta-terminated', metaErrors: [{ code: 138021 }] });
+  });
+});
+
+describe('POST /webhook — a batch with a bad item, and errors-only changes', () => {
+  /** The webhook function on the stack's runtime, with its metrics and logs recorded. */
+  function recordedHandler() {
+    const metrics = new RecordingMetrics();
+    const logs: LogEntry[] = [];
+    const handler = createWebhookHandler({ ...stack.runtime, metrics, logger: captureLogger(logs) });
+    const invoke = async (body: string, signature = signBody(TEST_SECRET, body)) => {
+      const event = {
+        rawPath: '/webhook',
+        requestContext: { http: { method: 'POST' } },
+        headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
+        body,
+        isBase64Encoded: false,
+      } as unknown as APIGatewayProxyEventV2;
+      const res = (await handler(event, {} as Context)) as { statusCode: number; body: string };
+      return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
+    };
+    return { metrics, logs, invoke };
+  }
+
+  it('skips one malformed item, processes the rest of the batch and answers 200 (D8.2)', async () => {
+    // Before: the whole POST answered 400 and Meta would have redelivered every update in it.
+    const { metrics, logs, invoke } = recordedHandler();
+    const good = permissionReply({
+      business,
+      user: { waId: '4915100000077' },
+      response: 'accept',
+      isPermanent: true,
+      source: 'user_action',
+      messageId: 'wamid.batch-good',
+    });
+    const bad = permissionReply({
+      business,
+      user: { waId: '4915100000078' },
+      response: 'accept',
+      source: 'user_action',
+      messageId: 'wamid.batch-bad',
+    });
+    const reply = (bad.value.messages as Array<{ interactive: { call_permission_reply: { response: string } } }>)[0]!;
+    reply.interactive.call_permission_reply.response = 'maybe_later';
+    const callId = newCallId('batch-with-bad-item');
+    const before = await stack.jobCount();
+    const res = await invoke(
+      metaJsonStringify(envelope([bad, userCallConnect({ business, user: caller, callId, sdp: offer }), good])),
+    );
+    expect(res.status).toBe(200);
+    expect(await stack.jobCount()).toBe(before + 1);
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000077')).toHaveLength(1);
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000078')).toHaveLength(0);
+    expect(metrics.points.filter((p) => p.name === 'WebhookItemsMalformed')).toEqual([
+      { name: 'WebhookItemsMalformed', value: 1, dimensions: {} },
+    ]);
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: 'malformed webhook item skipped',
+        fields: expect.objectContaining({ field: 'messages', path: expect.stringMatching(/^entry\.0\.changes\.0\./) }),
+      }),
+    );
+    // A bad signature still answers 401, whatever the body.
+    expect((await invoke(metaJsonStringify(envelope([good])), 'sha256=00')).status).toBe(401);
+  });
+
+  it('logs and counts an errors-only calls change by Meta code (D8.1, 131044 no payment method)', async () => {
+    // Before: the change produced no event, no log line and no metric.
+    const { metrics, logs, invoke } = recordedHandler();
+    const body = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: business.wabaId,
+          changes: [
+            {
+              field: 'calls',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: {
+                  display_phone_number: business.displayPhoneNumber,
+                  phone_number_id: business.phoneNumberId,
+                },
+                errors: [{ code: 131044, title: 'Payment issue', error_data: { details: 'No valid payment method' } }],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    const res = await invoke(body);
+    expect(res.status).toBe(200);
+    expect(metrics.points).toEqual([{ name: 'MetaCallErrors', value: 1, dimensions: { MetaCode: '131044' } }]);
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: 'Meta reported a calling error',
+        fields: expect.objectContaining({ metaCode: 131044, details: 'No valid payment method' }),
+      }),
+    );
   });
 });

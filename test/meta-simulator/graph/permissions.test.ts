@@ -3,6 +3,7 @@
  * clock, the GET shape and rate limit, permission-request messages and the scripted replies.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { bicBlockedCountry } from '#simulator/graph/call-engine.ts';
 import { ManualClock } from '#simulator/graph/clock.ts';
 import { GraphError } from '#simulator/graph/errors.ts';
 import { PermissionEngine } from '#simulator/graph/permissions.ts';
@@ -146,6 +147,19 @@ describe('permission engine (manual clock)', () => {
   });
 });
 
+describe('where business-initiated calling is available (OVR26, Jun 26 2026)', () => {
+  it('blocks only US, CA, EG, VN and NG business numbers; Turkey only when the older list is asked for', () => {
+    expect(bicBlockedCountry('13175551399', false)).toBe('US');
+    expect(bicBlockedCountry('14165550123', false)).toBe('CA');
+    expect(bicBlockedCountry('201001234567', false)).toBe('EG');
+    expect(bicBlockedCountry('84912345678', false)).toBe('VN');
+    expect(bicBlockedCountry('2348031234567', false)).toBe('NG');
+    expect(bicBlockedCountry('905321234567', false)).toBeUndefined();
+    expect(bicBlockedCountry('905321234567', true)).toBe('TR');
+    expect(bicBlockedCountry('447700900123', false)).toBeUndefined();
+  });
+});
+
 describe('permissions over HTTP', () => {
   let env: Env | undefined;
   afterEach(async () => {
@@ -192,6 +206,55 @@ describe('permissions over HTTP', () => {
     expect((await env.graph('GET', path)).status).toBe(200);
     const missing = await env.graph('GET', `/${env.sim.business.phoneNumberId}/call_permissions`);
     expect(missing.body.error.error_data.details).toBe('The parameter user_wa_id is required.');
+  });
+
+  it('GET call_permissions answers 138000 while calling is disabled on the number (REF26)', async () => {
+    env = await startEnv({ settings: { status: 'DISABLED' } });
+    const res = await env.graph('GET', `/${env.sim.business.phoneNumberId}/call_permissions?user_wa_id=${U}`);
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe(138000);
+  });
+
+  it('a recipient must be a BSUID (country prefix, dot, up to 128 alphanumerics) on call_permissions, messages and connect', async () => {
+    env = await startEnv({ permissionsRateLimitPerSecond: 1000 });
+    const pnid = env.sim.business.phoneNumberId;
+    const ask = (recipient: string) =>
+      env!.graph('GET', `/${pnid}/call_permissions?recipient=${encodeURIComponent(recipient)}`);
+    expect((await ask('US.13491208655302741918')).status).toBe(200);
+    expect((await ask('US.ENT.11815799212886844830')).status).toBe(200);
+    expect((await ask(`BR.${'a1'.repeat(64)}`)).status).toBe(200);
+    for (const bad of [
+      '13491208655302741918',
+      'US13491208655302741918',
+      'us.1349',
+      'US.',
+      `US.${'a'.repeat(129)}`,
+      'US.12-34',
+    ]) {
+      const res = await ask(bad);
+      expect(res.status, bad).toBe(400);
+      expect(res.body.error.code, bad).toBe(100);
+    }
+    const message = await env.graph('POST', `/${pnid}/messages`, {
+      messaging_product: 'whatsapp',
+      recipient: 'not-a-bsuid',
+      type: 'interactive',
+      interactive: { type: 'call_permission_request', action: { name: 'call_permission_request' } },
+    });
+    expect(message.body.error.code).toBe(100);
+    expect(message.body.error.error_data.details).toBe(
+      "Invalid parameter recipient: 'not-a-bsuid' is not a business-scoped user ID.",
+    );
+    const connect = await env.graph('POST', `/${pnid}/calls`, {
+      messaging_product: 'whatsapp',
+      recipient: '',
+      action: 'connect',
+      session: { sdp_type: 'offer', sdp: 'v=0' },
+    });
+    expect(connect.body.error.code).toBe(100);
+    expect(connect.body.error.error_data.details).toBe(
+      "Invalid parameter recipient: '' is not a business-scoped user ID.",
+    );
   });
 
   it('a permission request message returns a wamid and the scripted user accepts (temporary, context = wamid)', async () => {

@@ -99,6 +99,37 @@ describe('a user calls the business (connect with SDP offer, §2.6)', () => {
     expect(metaJsonStringify(change)).not.toContain('wa_id');
   });
 
+  it('a username-only user of the earlier BSUID revision carries "" in every phone field (BSUID-old)', () => {
+    const empty: SimUser = { ...bsuidOnly, phoneFields: 'empty' };
+    const connect = userCallConnect({ business, user: empty, callId: newCallId('x'), sdp: SDP });
+    const call = (connect.value.calls as Record<string, unknown>[])[0]!;
+    expect(call.from).toBe('');
+    expect(call.from_user_id).toBe('US.13491208655302741918');
+    expect((connect.value.contacts as Record<string, unknown>[])[0]).toEqual({
+      profile: { username: 'zoe.w' },
+      wa_id: '',
+      user_id: 'US.13491208655302741918',
+    });
+    const status = callStatus({ business, user: empty, callId: 'wacid.1', status: 'RINGING' });
+    expect((status.value.statuses as Record<string, unknown>[])[0]!.recipient_id).toBe('');
+    const reply = permissionReply({
+      business,
+      user: empty,
+      response: 'accept',
+      source: 'user_action',
+      isPermanent: true,
+    });
+    expect((reply.value.messages as Record<string, unknown>[])[0]!.from).toBe('');
+    // A user with a phone number is unaffected by the option.
+    const withPhone = userCallConnect({
+      business,
+      user: { ...user, phoneFields: 'empty' },
+      callId: 'wacid.2',
+      sdp: SDP,
+    });
+    expect((withPhone.value.calls as Record<string, unknown>[])[0]!.from).toBe('16315553602');
+  });
+
   it('timestamps are strings of Unix seconds (defaulting to now) and direction can be omitted', () => {
     const before = Math.floor(Date.now() / 1000);
     const change = userCallConnect({ business, user, callId: newCallId(), sdp: SDP, omitDirection: true });
