@@ -140,6 +140,7 @@ const WORKER_PASS_THROUGH: readonly string[] = [
   'RTP_PORT_MAX',
   'PBX_ALLOWED_SOURCES',
   'BIC_BLOCKED_COUNTRIES',
+  'PERMISSION_RECONCILE_SECONDS',
 ];
 
 /** Control-plane keys the local stack passes through when set. */

@@ -78,7 +78,7 @@ export const CONTROL_PLANE_SETTINGS = {
   },
   PERMISSION_RECONCILE_SECONDS: {
     schema: z.coerce.number().int().min(0),
-    doc: "GET /v1/permissions/{userId} re-reads Meta's call_permissions when the ledger entry was last compared longer ago than this (0: always).",
+    doc: "A permission missing from the ledger, or not valid and last compared with Meta longer ago than this, is checked with Meta's call_permissions before a business call is refused; GET /v1/permissions/{userId} re-reads it after this too (0: always).",
     default: '300',
   },
   FINISHED_CALL_RETENTION_DAYS: {

@@ -121,6 +121,11 @@ export const WORKER_SETTINGS = {
       .optional(),
     doc: "Countries whose business numbers may not place WhatsApp calls (Meta blocks them, 138013). Default: US,CA,EG,VN,NG (Meta's Jun 2026 list; Turkey is no longer excluded).",
   },
+  PERMISSION_RECONCILE_SECONDS: {
+    schema: z.coerce.number().int().min(0),
+    doc: "PBX-started calls: a permission missing from the ledger, or not valid and last compared with Meta longer ago than this, is checked with Meta's call_permissions before the call is refused (0: always ask).",
+    default: '300',
+  },
   PBX_SIP_USERNAME: {
     schema: z.string().min(1).optional(),
     doc: 'Digest username the PBX must present on INVITEs (with PBX_SIP_PASSWORD); checked besides PBX_ALLOWED_SOURCES.',
@@ -259,6 +264,8 @@ export interface WorkerConfig {
   readonly maxConcurrentCalls: number;
   /** Undefined: the rules' default list. */
   readonly bicBlockedCountries?: readonly string[];
+  /** A ledger entry older than this (ms) is compared with Meta's `call_permissions` before a refusal. */
+  readonly permissionReconcileMs: number;
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: string;
@@ -382,6 +389,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
           },
         }
       : {}),
+    permissionReconcileMs: get<number>('PERMISSION_RECONCILE_SECONDS') * 1000,
     ...(get<string | undefined>('BIC_BLOCKED_COUNTRIES') === undefined
       ? {}
       : {

@@ -12,6 +12,7 @@ import { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
 import { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '#core/outbound/rules.ts';
+import { MetaPermissionsClient } from '#core/permissions/meta-permissions.ts';
 import { ledgerOutcomes } from '#core/permissions/service.ts';
 import { startApiBusinessCall } from './calls/api-business-call.ts';
 import { handlePbxInvite } from './calls/pbx-call.ts';
@@ -90,6 +91,16 @@ export async function startMediaWorker(
     (permissions && config.line
       ? createBusinessCallRules({
           permissions,
+          // A ledger miss is checked with Meta's call_permissions before a PBX-started call is refused (REF26).
+          meta: {
+            api: new MetaPermissionsClient({
+              baseUrl: config.meta.graphUrl,
+              accessToken: config.meta.accessToken,
+              timeoutMs: config.meta.timeoutMs,
+            }),
+            timeoutMs: config.meta.timeoutMs,
+            staleAfterMs: config.permissionReconcileMs,
+          },
           calls,
           lines: [config.line],
           blockedCountries: config.bicBlockedCountries ?? DEFAULT_BIC_BLOCKED_COUNTRIES,
