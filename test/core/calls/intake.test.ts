@@ -27,7 +27,7 @@ class MemoryCallStore implements CallStore {
   async transition(callId: string, event: Parameters<CallStore['transition']>[1], patch: CallPatch = {}) {
     const r = this.records.get(callId);
     const t = transition(r?.state ?? 'ended', event);
-    if (!r || !t || !t.from.includes(r.state)) return undefined;
+    if (!r || !t?.from.includes(r.state)) return undefined;
     const next = { ...r, ...patch, state: t.to, version: r.version + 1 } as CallRecord;
     this.records.set(callId, next);
     return next;
