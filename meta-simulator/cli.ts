@@ -48,7 +48,7 @@ const USAGE = `Usage: npm run sim -- <command> [options]
 Commands:
   serve      --webhook-url URL --app-secret S --verify-token T --access-token T
              [--pnid ID] [--number DIGITS] [--waba-id ID] [--port N] [--graph-version v23.0]
-             [--no-verify] [--unanswered-ms N] [--log-level info]
+             [--no-verify] [--unanswered-ms N (30000-60000, default 30000)] [--log-level info]
              (env: SIM_WEBHOOK_URL, SIM_APP_SECRET, SIM_VERIFY_TOKEN, SIM_ACCESS_TOKEN, SIM_PNID, SIM_NUMBER,
               SIM_WABA_ID, SIM_PORT)
   call       --from DIGITS [--user-id BSUID] [--name N] [--username U] [--deeplink-payload P] [--cta-payload P]
@@ -60,6 +60,8 @@ Commands:
   call-info  <call-id>
   script     <user> [--permission-reply accept_temporary|accept_permanent|reject|none]
              [--bic-answer accept|reject|no_answer] [--bic-answer-delay-ms N]
+             [--accepted-delay-ms N] [--accepted-duplicates N] [--accepted-lost]
+             (faults of the ACCEPTED status of business-initiated calls: late, duplicated, lost)
   permission <user> [temporary|permanent|no_permission]
 Client options: --sim-url URL (env SIM_URL, default ${DEFAULT_SIM_URL}; npm start prints the URL it serves)`;
 
@@ -153,6 +155,9 @@ const OPTIONS = {
   'permission-reply': { type: 'string' },
   'bic-answer': { type: 'string' },
   'bic-answer-delay-ms': { type: 'string' },
+  'accepted-delay-ms': { type: 'string' },
+  'accepted-duplicates': { type: 'string' },
+  'accepted-lost': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -215,6 +220,9 @@ async function serve(v: Values, io: CliIo): Promise<number> {
   const env = io.env;
   const logger = pino({ level: s(v, 'log-level') ?? env.SIM_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const unanswered = int(s(v, 'unanswered-ms'), '--unanswered-ms');
+  // Meta ends an unanswered user-initiated call "about 30 to 60 seconds" after the connect (M-REF26).
+  if (unanswered !== undefined && (unanswered < 30_000 || unanswered > 60_000))
+    throw new CliUsageError('--unanswered-ms must be within Meta’s window, 30000–60000');
   // Loaded here so the client commands (and `tryItCommand` for `npm start`) do not load WebRTC.
   const { MetaSimulator } = await import('./simulator.ts');
   const sim = await MetaSimulator.start({
@@ -353,6 +361,14 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
       if (bic) body.bicAnswer = bic;
       const delay = int(s(v, 'bic-answer-delay-ms'), '--bic-answer-delay-ms');
       if (delay !== undefined) body.bicAnswerDelayMs = delay;
+      const acceptedDelay = int(s(v, 'accepted-delay-ms'), '--accepted-delay-ms');
+      const duplicates = int(s(v, 'accepted-duplicates'), '--accepted-duplicates');
+      const accepted: Record<string, unknown> = {
+        ...(acceptedDelay !== undefined ? { delayMs: acceptedDelay } : {}),
+        ...(duplicates !== undefined ? { duplicates } : {}),
+        ...(v['accepted-lost'] === true ? { lost: true } : {}),
+      };
+      if (Object.keys(accepted).length > 0) body.acceptedStatus = accepted;
       return call('POST', `/users/${user}/script`, body);
     }
     case 'permission': {

@@ -227,7 +227,11 @@ export interface CallJobQueue {
 
 /** An in-call event for the worker that owns a call. */
 export type WorkerSignal =
-  | { type: 'call-terminated'; callId: string; reason: EndReason }
+  /**
+   * Meta's `terminate`. `answered`: it carried `start_time` or `duration`, i.e. Meta counts the call
+   * as connected (§2.7); absent from control planes older than this field.
+   */
+  | { type: 'call-terminated'; callId: string; reason: EndReason; answered?: boolean }
   | { type: 'call-progress'; callId: string; status: 'ringing' | 'accepted' | 'rejected' }
   | { type: 'call-answer-received'; callId: string; sdpAnswer: string };
 

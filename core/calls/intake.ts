@@ -232,14 +232,6 @@ export type TerminateOutcome =
 export async function handleCallTerminated(event: CallTerminated, deps: IntakeDeps): Promise<TerminateOutcome> {
   const t = deps.now();
   const answered = event.startTime !== undefined || event.durationSeconds !== undefined;
-  // A business-initiated call that ends without start_time was never picked up (§2.7: use the
-  // presence of start_time, not status, to tell answered from unanswered).
-  const reason: EndReason =
-    event.errors.length > 0 || event.status === 'FAILED'
-      ? 'meta-terminated'
-      : event.direction === 'business-initiated' && !answered
-        ? 'unanswered'
-        : 'caller-hung-up';
   const facts = {
     metaStatus: event.status,
     ...(event.errors.length > 0 ? { metaErrors: event.errors } : {}),
@@ -273,13 +265,29 @@ export async function handleCallTerminated(event: CallTerminated, deps: IntakeDe
       continue; // the connect won the race: end the record it wrote
     }
     if (existing.state === 'ended') return { result: 'already-ended' };
+    // Meta's samples omit `direction` in places (M-REF26, M-UIC26): the stored record knows it.
+    const reason = terminateReason(event, event.direction ?? existing.direction, answered);
     const ended = await end(event.callId, reason, deps, { ...facts, endedBy: 'whatsapp' });
     if (!ended) continue;
     if (existing.owner) {
-      await deps.signals.notify(existing.owner, { type: 'call-terminated', callId: event.callId, reason });
+      await deps.signals.notify(existing.owner, { type: 'call-terminated', callId: event.callId, reason, answered });
     }
     deps.logger.info('call terminated by Meta', { callId: event.callId, status: event.status, answered });
     return { result: 'ended', reason };
   }
   throw new BridgeError('terminate lost every race for the call record', { callId: event.callId });
+}
+
+/**
+ * The end reason of a call Meta terminated. A business-initiated call that ends without
+ * `start_time` was never picked up (§2.7: the presence of `start_time`, not `status`, tells
+ * answered from unanswered).
+ */
+function terminateReason(
+  event: CallTerminated,
+  direction: CallRecord['direction'] | undefined,
+  answered: boolean,
+): EndReason {
+  if (event.errors.length > 0 || event.status === 'FAILED') return 'meta-terminated';
+  return direction === 'business-initiated' && !answered ? 'unanswered' : 'caller-hung-up';
 }

@@ -36,7 +36,13 @@ import {
   invalidParameter,
   sipEnabled,
 } from './errors.ts';
-import { isBsuid, type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
+import {
+  type AcceptedStatusScript,
+  isBsuid,
+  type PermissionEngine,
+  type UserDirectory,
+  userKey,
+} from './permissions.ts';
 import type { SettingsStore } from './settings.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -65,6 +71,18 @@ export interface SimMediaPeer {
   onFirstBusinessMedia?(cb: () => void): () => void;
   /** Counters; the real relay's include `packetsReceived` (packets received from the business). */
   stats?(): object;
+  /**
+   * ICE+DTLS state of the relay (`connected` once the business applied Meta's SDP and completed ICE and DTLS).
+   * A peer without it counts as connected at once.
+   */
+  readonly connectionState?: string;
+  /** Subscribe to {@link connectionState} changes; returns an unsubscribe function. */
+  onConnectionStateChange?(cb: (state: string) => void): () => void;
+  /**
+   * Business-initiated: the user picked up, so the user's audio may flow. Before this the relay sends the
+   * business nothing (the phone is ringing, M-BIC).
+   */
+  startUserMedia?(): void;
   /** Release sockets and timers. */
   close(): Promise<void> | void;
 }
@@ -118,6 +136,7 @@ export type CallEventType =
   | 'user_accept'
   | 'user_reject'
   | 'ring_timeout'
+  | 'connect_timeout'
   | 'media_timeout'
   | 'shutdown';
 
@@ -152,7 +171,13 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
     accepted: { business_terminate: 'ended', user_hangup: 'ended', media_timeout: 'ended', shutdown: 'ended' },
   },
   BUSINESS_INITIATED: {
-    dialing: { ring: 'ringing', business_terminate: 'ended', ring_timeout: 'ended', shutdown: 'ended' },
+    dialing: {
+      ring: 'ringing',
+      business_terminate: 'ended',
+      ring_timeout: 'ended',
+      connect_timeout: 'ended',
+      shutdown: 'ended',
+    },
     ringing: {
       user_accept: 'accepted',
       user_reject: 'ended',
@@ -195,6 +220,7 @@ export type EndReason =
   | 'unanswered'
   | 'user_reject'
   | 'ring_timeout'
+  | 'connect_timeout'
   | 'no_media'
   | 'media_gap'
   | 'shutdown';
@@ -249,16 +275,29 @@ export interface CallRecord<P extends SimMediaPeer = SimMediaPeer> {
 export interface CallTimers {
   /**
    * UIC: time after `connect` for the business to `accept` before Meta terminates the call as "Not Answered".
-   * Meta: about 30–60 s (§3.2, §4.2). Default 45 000. The deadline runs until `accept` (a pre-accepted call that
-   * is never accepted is also terminated), since the caller's phone stops ringing either way.
+   * Meta: "about 30 to 60 seconds" (M-REF26, §3.2, §4.2); configurable within that window
+   * from the CLI (`--unanswered-ms`). Default 30 000, the earliest Meta may give up, so a bridge is tested against the strictest case.
+   * The deadline runs until `accept` (a pre-accepted call that is never accepted is also terminated), since the
+   * caller's phone stops ringing either way.
    */
   unansweredMs: number;
   /** BIC: delay between `POST /calls connect` and the `connect` (answer) webhook. Meta: ~1 s (§2.8). */
   bicConnectDelayMs: number;
   /** BIC: how long the user's phone rings before the call is terminated unanswered. Undocumented (§4.2); 45 000. */
   bicRingTimeoutMs: number;
-  /** BIC: ACCEPTED status is sent this long after pickup ("typically after the call has been established", §2.8). */
+  /**
+   * BIC: the `ACCEPTED` status is sent this long after pickup. M-BIC: it "will typically always arrive after the
+   * call has been established… primarily sent for call event auditing" (§2.8), so a bridge must not wait for it.
+   * Default 2000. A user's script can make it later, duplicated or lost (`acceptedStatus`).
+   */
   bicAcceptedStatusDelayMs: number;
+  /**
+   * BIC: after the `connect` webhook carrying Meta's answer, the business must apply it and complete ICE+DTLS
+   * within this time, or Meta terminates the call with `errors[138007]` (M-TRB: "Business did not apply the
+   * offer/answer SDP from Cloud API in time") and the user's phone never rings. Meta gives no figure; default
+   * 20 000.
+   */
+  bicConnectTimeoutMs: number;
   /** Terminate with 138021 if no business media arrives within this time of connect. Meta: 20 s (§4.2). */
   firstMediaTimeoutMs: number;
   /** Terminate with 138021 after this long without business media during the call. Meta: 30 s (§4.2). */
@@ -274,10 +313,11 @@ export interface CallTimers {
 
 /** Default timers (Meta's values). */
 export const DEFAULT_CALL_TIMERS: Readonly<CallTimers> = {
-  unansweredMs: 45_000,
+  unansweredMs: 30_000,
   bicConnectDelayMs: 1_000,
   bicRingTimeoutMs: 45_000,
-  bicAcceptedStatusDelayMs: 250,
+  bicAcceptedStatusDelayMs: 2_000,
+  bicConnectTimeoutMs: 20_000,
   firstMediaTimeoutMs: 20_000,
   mediaGapTimeoutMs: 30_000,
   watchdogPollMs: 250,
@@ -408,6 +448,8 @@ interface Internal {
   actions: Promise<unknown>;
   faults: PlaceUserCallInput['faults'];
   watchdog?: { progressAt: number; lastSeen: number | undefined };
+  /** BIC: stops waiting for the relay's ICE+DTLS before ringing. */
+  offConnection?: () => void;
 }
 
 /**
@@ -821,28 +863,70 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     return { messaging_product: 'whatsapp', calls: [{ id }] };
   }
 
+  /**
+   * Meta's answer goes out in the `connect` webhook; the user's phone rings only once the business has applied it
+   * and ICE+DTLS are up. If that takes longer than `bicConnectTimeoutMs`, Meta gives up with 138007 (M-TRB).
+   */
   #bicRing(call: CallRecord<P>): void {
     if (call.state !== 'dialing') return;
-    const b = this.#o.business;
     const opaque =
       call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
-    const now = sec(this.#o.clock.now());
     this.#emit(
       call,
       businessCallConnect({
-        business: b,
+        business: this.#o.business,
         user: call.user,
         callId: call.id,
         sdp: call.metaSdp ?? '',
-        timestamp: now,
+        timestamp: sec(this.#o.clock.now()),
         ...opaque,
       }),
       'connect',
     );
+    const relay = call.relay;
+    const internal = this.#internal.get(call.id);
+    if (relay.connectionState === undefined || relay.connectionState === 'connected' || !internal) {
+      this.#bicStartRinging(call);
+      return;
+    }
+    internal.offConnection = relay.onConnectionStateChange?.((state) => {
+      if (state !== 'connected' || call.state !== 'dialing') return;
+      internal.offConnection?.();
+      this.#note(call, 'state', 'media connected');
+      this.#bicStartRinging(call);
+    });
+    this.#schedule(call, this.timers.bicConnectTimeoutMs, 'connect_timeout', () => {
+      if (call.state !== 'dialing') return;
+      this.#end(call, 'connect_timeout', 'connect_timeout', {
+        status: 'FAILED',
+        errors: [
+          this.#callError(
+            138007,
+            `Business did not apply the offer/answer SDP from Cloud API in time (no ICE+DTLS within ${this.timers.bicConnectTimeoutMs} ms of the connect webhook)`,
+          ),
+        ],
+      });
+    });
+  }
+
+  /** RINGING, then the user's scripted answer; on pickup the relay may send the user's audio (M-BIC). */
+  #bicStartRinging(call: CallRecord<P>): void {
+    if (call.state !== 'dialing') return;
+    this.#clearTimers(call);
+    const b = this.#o.business;
+    const opaque =
+      call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
     this.#setState(call, 'ring');
     this.#emit(
       call,
-      callStatus({ business: b, user: call.user, callId: call.id, status: 'RINGING', timestamp: now, ...opaque }),
+      callStatus({
+        business: b,
+        user: call.user,
+        callId: call.id,
+        status: 'RINGING',
+        timestamp: sec(this.#o.clock.now()),
+        ...opaque,
+      }),
       'status:RINGING',
     );
     const script = this.#o.users.script(call.userKey);
@@ -855,31 +939,47 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       this.#note(call, 'user', script.bicAnswer);
       if (script.bicAnswer === 'accept') {
         this.#connected(call, 'user_accept');
-        this.#schedule(
-          call,
-          this.timers.bicAcceptedStatusDelayMs,
-          'accepted_status',
-          () => {
-            if (call.state === 'ended' && call.startedAt === undefined) return;
-            this.#emit(
-              call,
-              callStatus({
-                business: b,
-                user: call.user,
-                callId: call.id,
-                status: 'ACCEPTED',
-                timestamp: sec(this.#o.clock.now()),
-                ...opaque,
-              }),
-              'status:ACCEPTED',
-            );
-          },
-          true,
-        );
+        call.relay.startUserMedia?.();
+        this.#scheduleAcceptedStatus(call, script.acceptedStatus);
       } else {
         this.#userReject(call);
       }
     });
+  }
+
+  /**
+   * The `ACCEPTED` status, for auditing, after the call is established (M-BIC, §2.8), with the user script's
+   * faults: later than the default, duplicated (Meta delivers at least once, §2.4) or never sent.
+   */
+  #scheduleAcceptedStatus(call: CallRecord<P>, fault: AcceptedStatusScript): void {
+    if (fault.lost) {
+      this.#note(call, 'webhook', 'status:ACCEPTED', { fault: 'lost' });
+      return;
+    }
+    const opaque =
+      call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
+    this.#schedule(
+      call,
+      Math.max(1, fault.delayMs ?? this.timers.bicAcceptedStatusDelayMs),
+      'accepted_status',
+      () => {
+        if (call.state === 'ended' && call.startedAt === undefined) return;
+        this.#emit(
+          call,
+          callStatus({
+            business: this.#o.business,
+            user: call.user,
+            callId: call.id,
+            status: 'ACCEPTED',
+            timestamp: sec(this.#o.clock.now()),
+            ...opaque,
+          }),
+          'status:ACCEPTED',
+          fault.duplicates ? { duplicates: fault.duplicates } : undefined,
+        );
+      },
+      true,
+    );
   }
 
   /** The user declines a ringing BIC: REJECTED status and a terminate (§2.7 "BIC without pickup"). */
@@ -1082,7 +1182,11 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
   }
 
   #mediaError(details: string): WebhookError {
-    const e = callErrorEntry(138021, details);
+    return this.#callError(138021, details);
+  }
+
+  #callError(code: number, details: string): WebhookError {
+    const e = callErrorEntry(code, details);
     return { code: e.code, message: e.message, href: e.href, details: e.error_data.details };
   }
 
@@ -1091,6 +1195,8 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     if (!internal) return;
     for (const t of internal.timers) this.#o.clock.clearTimeout(t);
     internal.timers.clear();
+    internal.offConnection?.();
+    delete internal.offConnection;
   }
 
   /** End a call: transition, `terminate` webhook (§2.7), permission bookkeeping for BIC, relay closed. */
@@ -1128,7 +1234,9 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       if (call.omitDirection) input.omitDirection = true;
       if (opts.errors) input.errors = opts.errors;
       this.#emit(call, callTerminate(input), 'terminate', this.#internal.get(call.id)?.faults?.terminate);
-      if (call.direction === 'BUSINESS_INITIATED' && !wasAnswered) this.#unansweredBic(call);
+      // A call that never rang (138007) was not unanswered by the user.
+      if (call.direction === 'BUSINESS_INITIATED' && !wasAnswered && reason !== 'connect_timeout')
+        this.#unansweredBic(call);
     }
     this.#log.info({ callId: call.id, reason, status: opts.status, answered: wasAnswered }, 'call ended');
     void this.#closeRelay(call);

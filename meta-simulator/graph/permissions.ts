@@ -305,6 +305,20 @@ export type PermissionReplyScript = 'accept_temporary' | 'accept_permanent' | 'r
 /** How a simulated user answers a business-initiated call (§2.8). */
 export type BicAnswerScript = 'accept' | 'reject' | 'no_answer';
 
+/**
+ * Faults of the `ACCEPTED` status webhook of this user's business-initiated calls. Meta: it "will typically always
+ * arrive after the call has been established… primarily sent for call event auditing" (M-BIC, §2.8) and webhook
+ * delivery is at least once, unordered and not guaranteed (§2.4).
+ */
+export interface AcceptedStatusScript {
+  /** Sent this long after pickup instead of the engine's `bicAcceptedStatusDelayMs` (a late status). */
+  delayMs?: number;
+  /** Extra identical copies POSTed with it. */
+  duplicates?: number;
+  /** Never sent. */
+  lost?: boolean;
+}
+
 /** Scripted behaviour of one simulated user. */
 export interface UserScript {
   /** Reply to a permission request. Default `accept_temporary`. */
@@ -315,6 +329,8 @@ export interface UserScript {
   bicAnswer: BicAnswerScript;
   /** Ringing time before the user accepts/rejects (ignored for `no_answer`). Default 300 ms. */
   bicAnswerDelayMs: number;
+  /** Faults of the `ACCEPTED` status when the user picks up a business-initiated call. Default none. */
+  acceptedStatus: AcceptedStatusScript;
   /** The user is not callable (not on WhatsApp / old client): connect returns 138001. Default false. */
   uncallable: boolean;
 }
@@ -325,6 +341,7 @@ export const DEFAULT_USER_SCRIPT: Readonly<UserScript> = {
   permissionReplyDelayMs: 100,
   bicAnswer: 'accept',
   bicAnswerDelayMs: 300,
+  acceptedStatus: {},
   uncallable: false,
 };
 

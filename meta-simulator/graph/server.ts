@@ -16,7 +16,9 @@
  * - `POST /_sim/calls/{id}/hangup`, `/dtmf` `{ digits, durationMs? }`, `/tone` `{ hz, dbfs } | { silence: true }`,
  *   `/wait` `{ state, timeoutMs? }`
  * - `GET  /_sim/users`, `POST /_sim/users/{id}/script` `{ permissionReply?, permissionReplyDelayMs?, bicAnswer?,
- *   bicAnswerDelayMs?, uncallable? }`, `GET|POST /_sim/users/{id}/permission` `{ status }`
+ *   bicAnswerDelayMs?, acceptedStatus?: { delayMs?, duplicates?, lost? }, uncallable? }` (`acceptedStatus`: faults
+ *   of the ACCEPTED status of the user's business-initiated calls: late, duplicated or lost),
+ *   `GET|POST /_sim/users/{id}/permission` `{ status }`
  * - `GET  /_sim/messages`, `GET /_sim/webhooks`
  *
  * @module
@@ -45,7 +47,13 @@ import {
   unknownObject,
 } from './errors.ts';
 import type { MessagesService } from './messages.ts';
-import { isBsuid, type PermissionEngine, type UserDirectory, type UserScript } from './permissions.ts';
+import {
+  type AcceptedStatusScript,
+  isBsuid,
+  type PermissionEngine,
+  type UserDirectory,
+  type UserScript,
+} from './permissions.ts';
 import type { SettingsStore } from './settings.ts';
 
 /** Relay operations the control API exposes (the media helper's `RelayPeer` has them all). */
@@ -58,6 +66,8 @@ export interface ControllablePeer extends SimMediaPeer {
   stats(): object;
   /** What the simulated user hears now (dominant Hz and dBFS of the last second); absent in fakes. */
   heard?(): object;
+  /** Epoch ms of the first audio the relay sent the business (the user's first audio); absent in fakes. */
+  readonly firstUserMediaSentAt?: number | undefined;
 }
 
 /** Everything the server routes to. */
@@ -166,6 +176,7 @@ export function callDetail(call: CallRecord<ControllablePeer>): Record<string, u
       receivedDigits: call.relay.receivedDigits,
       firstBusinessMediaAt: call.relay.firstBusinessMediaAt,
       lastBusinessMediaAt: call.relay.lastBusinessMediaAt,
+      firstUserMediaSentAt: call.relay.firstUserMediaSentAt,
       stats: call.relay.stats(),
       ...(call.relay.heard ? { heard: call.relay.heard() } : {}),
     },
@@ -517,9 +528,27 @@ function validateScript(body: Record<string, unknown>): Partial<UserScript> {
       out[k] = v;
     }
   }
+  if (body.acceptedStatus !== undefined) out.acceptedStatus = validateAcceptedStatus(body.acceptedStatus);
   if (body.uncallable !== undefined) {
     if (typeof body.uncallable !== 'boolean') throw new SimControlError(400, 'uncallable must be a boolean');
     out.uncallable = body.uncallable;
+  }
+  return out;
+}
+
+function validateAcceptedStatus(v: unknown): AcceptedStatusScript {
+  if (!isObj(v)) throw new SimControlError(400, 'acceptedStatus must be an object { delayMs?, duplicates?, lost? }');
+  const out: AcceptedStatusScript = {};
+  for (const k of ['delayMs', 'duplicates'] as const) {
+    const n = v[k];
+    if (n === undefined) continue;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+      throw new SimControlError(400, `acceptedStatus.${k} must be an integer ≥ 0`);
+    out[k] = n;
+  }
+  if (v.lost !== undefined) {
+    if (typeof v.lost !== 'boolean') throw new SimControlError(400, 'acceptedStatus.lost must be a boolean');
+    out.lost = v.lost;
   }
   return out;
 }

@@ -14,6 +14,8 @@
  * - Meta's SDP validation on everything the business sends (see sdp-validation.ts).
  * - The "maiden packet" rule: no media is sent until the business's first RTP
  *   packet has arrived (M-SIP).
+ * - Business-initiated calls: no user audio while the phone rings; the user's
+ *   media starts at pickup ({@link RelayPeer.startUserMedia}, M-BIC).
  * - In-band RFC 4733 DTMF both ways; no DTMF webhook.
  *
  * @module
@@ -246,6 +248,9 @@ export class RelayPeer {
   };
   private firstMediaAt: number | undefined;
   private lastMediaAt: number | undefined;
+  /** False while a business-initiated call rings: the user has not picked up, so nothing is sent. */
+  private userMediaAllowed = true;
+  private firstUserMediaAt: number | undefined;
   private firstAudibleAt: number | undefined;
   private readonly ssrcsSeen = new Set<number>();
   private sdp: string | undefined;
@@ -273,6 +278,21 @@ export class RelayPeer {
   /** `Date.now()` of the latest business RTP packet (input for Meta's media watchdog, 138021). */
   get lastBusinessMediaAt(): number | undefined {
     return this.lastMediaAt;
+  }
+
+  /** `Date.now()` of the first audio packet the relay sent the business (the user's first audio). */
+  get firstUserMediaSentAt(): number | undefined {
+    return this.firstUserMediaAt;
+  }
+
+  /**
+   * Business-initiated call: the user picked up. Until then the relay sends
+   * nothing (the phone rings; M-BIC); from now on the user's audio flows once
+   * the business's maiden packet has arrived.
+   */
+  startUserMedia(): void {
+    this.userMediaAllowed = true;
+    if (this.firstMediaAt !== undefined) this.startClock();
   }
 
   /**
@@ -450,6 +470,8 @@ export class RelayPeer {
       throw new RelayPeerError('invalid-sdp', `SDP Validation error: ${verdict.details}`, { details: verdict.details });
     }
     const pc = this.preparePeer('answerer');
+    // The user's phone rings first: no user audio before pickup (M-BIC).
+    this.userMediaAllowed = false;
     try {
       await pc.setRemoteDescription({ type: 'offer', sdp: withoutWidebandTelephoneEvents(sdp) });
       const transceiver = pc.getTransceivers()[0];
@@ -817,7 +839,7 @@ export class RelayPeer {
   // ---------------------------------------------------------------- send
 
   private startClock(): void {
-    if (this.clock || this.closing) return;
+    if (this.clock || this.closing || !this.userMediaAllowed) return;
     this.clockStart = performance.now();
     this.framesDone = 0;
     this.clock = setInterval(() => this.tick(), 10);
@@ -886,6 +908,7 @@ export class RelayPeer {
         marker: this.framesDone === 0,
       });
       this.counters.packetsSent++;
+      this.firstUserMediaAt ??= Date.now();
       transceiver.sender.sendRtp(new RtpPacket(header, Buffer.from(payload))).catch((err: unknown) => {
         this.log?.debug({ err }, 'sendRtp failed');
       });

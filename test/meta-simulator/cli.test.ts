@@ -93,6 +93,57 @@ describe('negative numbers on the command line', () => {
   });
 });
 
+describe('Meta’s timers and faults from the command line', () => {
+  it('`serve --unanswered-ms` takes only Meta’s window, "about 30 to 60 seconds"', async () => {
+    const serve = ['serve', '--webhook-url', 'http://127.0.0.1:9/webhook', '--app-secret', 's', '--verify-token', 't'];
+    const c = cli();
+    const io = { ...c.io, shutdown: Promise.resolve() };
+    expect(
+      await runCli(
+        [
+          ...serve,
+          '--access-token',
+          'a',
+          '--port',
+          '0',
+          '--unanswered-ms',
+          '45000',
+          '--no-verify',
+          '--log-level',
+          'silent',
+        ],
+        io,
+      ),
+    ).toBe(0);
+    for (const ms of ['29999', '60001', '300']) {
+      const bad = cli();
+      expect(await runCli([...serve, '--access-token', 'a', '--unanswered-ms', ms], bad.io)).toBe(2);
+      expect(bad.err.join('\n')).toContain('--unanswered-ms must be within Meta’s window, 30000–60000');
+    }
+  });
+
+  it('`script <user>` sets the faults of the ACCEPTED status: late, duplicated, lost', async () => {
+    const c = cli(() => ({ status: 200, body: {} }));
+    const argv = [
+      'script',
+      '5511955551234',
+      '--accepted-delay-ms',
+      '3000',
+      '--accepted-duplicates',
+      '1',
+      '--accepted-lost',
+    ];
+    expect(await runCli([...argv, '--sim-url', 'http://sim.test:9'], c.io)).toBe(0);
+    expect(c.sent).toEqual([
+      {
+        url: 'http://sim.test:9/_sim/users/5511955551234/script',
+        method: 'POST',
+        body: { acceptedStatus: { delayMs: 3000, duplicates: 1, lost: true } },
+      },
+    ]);
+  });
+});
+
 describe('an unreachable simulator', () => {
   it('names the URL tried and the cause, and how to point the CLI elsewhere', async () => {
     const c = cli();

@@ -6,6 +6,10 @@
  * - **agent-first**: ring the agent; once the agent answers, ring the WhatsApp user; bridge when the
  *   user picks up. The agent hears silence while WhatsApp rings.
  *
+ * The user's pickup is their first audio from Meta or the ACCEPTED status, whichever comes first
+ * ({@link WhatsAppOutbound}); answered or unanswered, for the permission ledger, is the terminate's
+ * `start_time`.
+ *
  * Either way the WhatsApp side is {@link WhatsAppOutbound} and the SIP side is an ordinary UAC
  * call to the configured (or requested) SIP target. Ending (the call's record and the request's),
  * metrics and clean-up are the {@link CallSession}'s.
@@ -166,9 +170,11 @@ class ApiCall {
       await this.#d.outcomes?.unanswered(phoneNumberId, this.#r.user, this.whatsApp.callId);
       session.finish({ reason: 'rejected-by-user', by: 'whatsapp' });
     } else if (e.type === 'terminated') {
-      if (!this.whatsApp.accepted)
-        await this.#d.outcomes?.unanswered(phoneNumberId, this.#r.user, this.whatsApp.callId);
-      session.finish({ reason: this.whatsApp.accepted ? e.reason : 'unanswered', by: 'whatsapp' });
+      // Meta's word (the terminate's start_time, §2.7), not whether we saw the pickup. A connected call
+      // already counted when bridged is not counted twice (the ledger is idempotent per call).
+      if (e.answered) await this.#d.outcomes?.connected(phoneNumberId, this.#r.user, this.whatsApp.callId);
+      else await this.#d.outcomes?.unanswered(phoneNumberId, this.#r.user, this.whatsApp.callId);
+      session.finish({ reason: e.answered || this.whatsApp.accepted ? e.reason : 'unanswered', by: 'whatsapp' });
     }
   }
 

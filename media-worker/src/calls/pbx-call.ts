@@ -4,9 +4,10 @@
  * The gate (source allow-list, scanner user agents) and the call rules (permission, countries,
  * sanctions, daily limit, capacity) run before anything reaches Meta; a refusal is a fast SIP
  * error with a Reason header (RFC 3326). Allowed calls: create the WebRTC offer, Meta `connect`,
- * apply Meta's SDP answer from the webhook, RINGING → 180, ACCEPTED → 200 with SDP, then bridge
- * as for user-initiated calls (meta-calling-api.md §2.8, §3.1). Ending, the store, metrics and
- * clean-up are the {@link CallSession}'s.
+ * apply Meta's SDP answer from the webhook, RINGING → 180, the user's pickup (their first audio
+ * from Meta, or ACCEPTED if it comes first) → 200 with SDP, then bridge as for user-initiated calls
+ * (meta-calling-api.md §2.8, §3.1). Ending, the store, metrics and clean-up are the
+ * {@link CallSession}'s.
  */
 import type { Logger } from 'pino';
 import type { CallOwner, CallStore } from '#core/calls/call-record.ts';
@@ -69,7 +70,7 @@ export async function handlePbxInvite(invite: InboundSipCall, deps: PbxCallDeps)
   await new PbxCall(invite, gate.phone, deps, log).start();
 }
 
-/** The life of one PBX-started call: connect → 180 on RINGING → 200 on ACCEPTED. */
+/** The life of one PBX-started call: connect → 180 on RINGING → 200 on the user's pickup. */
 class PbxCall {
   readonly #invite: InboundSipCall;
   readonly #user: { phone: string };
@@ -144,12 +145,17 @@ class PbxCall {
         await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
         session.finish({ reason: 'rejected-by-user', by: 'whatsapp', sip: { status: 486, reason: reasonPhrase(486) } });
         return;
-      case 'terminated':
+      case 'terminated': {
         // Meta's terminate: the webhook function has already ended the record.
         if (this.#wa.accepted) return session.finish({ reason: e.reason, by: 'whatsapp' });
-        await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
-        session.finish({ reason: e.reason, by: 'whatsapp', sip: { status: 408, reason: reasonPhrase(408) } });
+        // Answered or not is Meta's word, the terminate's start_time (§2.7): a user who picked up and
+        // hung up before any audio reached us was still connected for the permission ledger.
+        if (e.answered) await this.#d.outcomes?.connected(phoneNumberId, this.#user, this.#wa.callId);
+        else await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
+        const status = e.answered ? 480 : 408;
+        session.finish({ reason: e.reason, by: 'whatsapp', sip: { status, reason: reasonPhrase(status) } });
         return;
+      }
     }
   }
 
@@ -182,7 +188,9 @@ class PbxCall {
         ? 'rejected by the WhatsApp user'
         : status === 408
           ? 'no answer'
-          : ending.reason;
+          : status === 480 && ending.by === 'whatsapp'
+            ? 'the WhatsApp user hung up at once'
+            : ending.reason;
     refuse(this.#invite, status, text);
     return undefined;
   }

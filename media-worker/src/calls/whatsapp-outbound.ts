@@ -1,8 +1,14 @@
 /**
  * The WhatsApp side of a business-initiated call: create the WebRTC offer, Meta `connect`, record
  * the call under Meta's call id with this worker as owner, apply Meta's SDP answer from the
- * webhook, and report RINGING / ACCEPTED / REJECTED / terminate (meta-calling-api.md §2.8, §3.1).
+ * webhook, and report RINGING / pickup / REJECTED / terminate (meta-calling-api.md §2.8, §3.1).
  * Whatever started the call (a PBX INVITE, the control API) decides what happens on each event.
+ *
+ * Pickup is the first audio RTP from Meta after RINGING, or the `ACCEPTED` status, whichever
+ * comes first: Meta says `ACCEPTED` "will typically always arrive after the call has been
+ * established… primarily sent for call event auditing" (M-BIC), and webhooks may come late,
+ * twice or never (§2.4). Whether the call was answered, for the permission ledger, is the
+ * `terminate`'s `start_time` (Corrections §3), carried by the `call-terminated` signal.
  */
 import type { Logger } from 'pino';
 import type { CallOwner, CallPatch, CallRecord, CallStore, WorkerSignal } from '#core/calls/call-record.ts';
@@ -16,9 +22,17 @@ import { errorFields } from './call-session.ts';
 /** What happened on the WhatsApp side. */
 export type WhatsAppOutboundEvent =
   | { readonly type: 'ringing' }
-  | { readonly type: 'accepted' }
+  /** The user picked up: `first-audio` (Meta's relay sent the user's audio) or `accepted-status` (the webhook). */
+  | { readonly type: 'accepted'; readonly by: PickupSignal }
   | { readonly type: 'rejected' }
-  | { readonly type: 'terminated'; readonly reason: EndReason };
+  /**
+   * Meta ended the call. `answered`: the terminate carried `start_time`/`duration` (Meta counts the
+   * call as connected), or, from a control plane that does not say, whether the user picked up here.
+   */
+  | { readonly type: 'terminated'; readonly reason: EndReason; readonly answered: boolean };
+
+/** What told the bridge the user picked up. */
+export type PickupSignal = 'first-audio' | 'accepted-status';
 
 /** Collaborators. */
 export interface WhatsAppOutboundDeps {
@@ -40,6 +54,7 @@ export class WhatsAppOutbound {
   #answerApplied = false;
   #ringing = false;
   #accepted = false;
+  #stopListening: (() => void) | undefined;
   #listener: ((e: WhatsAppOutboundEvent) => Promise<void>) | undefined;
   #queue: Promise<void> = Promise.resolve();
 
@@ -126,18 +141,52 @@ export class WhatsAppOutbound {
     if (signal.type === 'call-progress') {
       if (signal.status === 'ringing' && !this.#ringing) {
         this.#ringing = true;
+        // From now on the first audio from Meta is the user's pickup (earlier packets, if Meta ever
+        // sent any, are not: the phone was not ringing yet).
+        if (!this.#accepted) this.#stopListening = this.leg.onAudio(() => this.#firstAudio());
         const t = (this.#d.now ?? Date.now)();
         await this.#d.calls.transition(this.callId!, { type: 'ringing' }, { ringingAt: t, updatedAt: t });
         await this.#listener?.({ type: 'ringing' });
-      } else if (signal.status === 'accepted' && !this.#accepted) {
-        this.#accepted = true;
-        await this.#listener?.({ type: 'accepted' });
+      } else if (signal.status === 'accepted') {
+        await this.#pickedUp('accepted-status');
       } else if (signal.status === 'rejected') {
+        this.#stopAudioPickup();
         await this.#listener?.({ type: 'rejected' });
       }
       return;
     }
-    await this.#listener?.({ type: 'terminated', reason: signal.reason });
+    this.#stopAudioPickup();
+    await this.#listener?.({
+      type: 'terminated',
+      reason: signal.reason,
+      answered: signal.answered ?? this.#accepted,
+    });
+  }
+
+  /** The first audio packet from Meta after RINGING: hand the pickup to the event queue, once. */
+  #firstAudio(): void {
+    this.#stopAudioPickup();
+    this.#queue = this.#queue
+      .then(() => this.#pickedUp('first-audio'))
+      .catch((error: unknown) => {
+        this.#log.error({ err: errorFields(error) }, 'handling the pickup failed');
+      });
+  }
+
+  /** The user picked up (whichever signal came first; the other, and duplicates, change nothing). */
+  async #pickedUp(by: PickupSignal): Promise<void> {
+    if (this.#accepted) return;
+    this.#accepted = true;
+    this.#stopAudioPickup();
+    const t = (this.#d.now ?? Date.now)();
+    this.#log.info({ by }, 'the WhatsApp user picked up');
+    await this.#d.calls.appendHistory(this.callId!, { at: t, what: 'picked-up', detail: { by } });
+    await this.#listener?.({ type: 'accepted', by });
+  }
+
+  #stopAudioPickup(): void {
+    this.#stopListening?.();
+    this.#stopListening = undefined;
   }
 
   /** Ends the WhatsApp leg at Meta (unless Meta ended it). */

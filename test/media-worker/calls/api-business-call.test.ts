@@ -147,6 +147,64 @@ describe.each(['customer-first', 'agent-first'] as const)(
   },
 );
 
+/**
+ * Meta: ACCEPTED "will typically always arrive after the call has been established… primarily sent for call event
+ * auditing" (M-BIC). The user's pickup is their first audio from Meta's relay (none while the phone rings).
+ */
+describe.each(['customer-first', 'agent-first'] as const)(
+  'POST /v1/calls, %s, when ACCEPTED is late or lost',
+  (mode) => {
+    it.each([
+      ['3 s late', { delayMs: 3000 }, mode === 'customer-first' ? '5511900000041' : '5511900000042'],
+      ['lost', { lost: true }, mode === 'customer-first' ? '5511900000043' : '5511900000044'],
+    ] as const)(
+      'ACCEPTED %s: the agent is rung and bridged right after the user’s first audio',
+      async (_, acceptedStatus, number) => {
+        await grantPermission(stack, number);
+        stack.simulator!.users.setScript(number, { acceptedStatus });
+        const nextAgentCall = stack.agent!.nextCall(10_000);
+        const requestId = await placeViaApi(number, mode);
+        const agentCall = await nextAgentCall;
+        const call = await eventually(
+          () => stack.simulator!.calls.find((c) => c.user.waId === number && c.state === 'accepted'),
+          8000,
+          'the WhatsApp user to pick up',
+        );
+        // Bridged (the record answered) long before a 3 s ACCEPTED, or without any.
+        const record = await eventually(
+          async () => {
+            const r = await stack.runtime.calls.get(call.id);
+            return r?.state === 'answered' && r;
+          },
+          2500,
+          'the call bridged',
+        );
+        const firstAudio = call.relay.firstUserMediaSentAt ?? 0;
+        expect(firstAudio, 'the user’s first audio').toBeGreaterThan(0);
+        // Real sockets: a wide bound (typically tens of ms), and the ordering against ACCEPTED.
+        expect((record.answeredAt ?? 0) - firstAudio).toBeLessThan(300);
+        expect(call.log.some((l) => l.name === 'status:ACCEPTED' && l.kind === 'webhook' && !l.detail?.fault)).toBe(
+          false,
+        );
+        if (mode === 'customer-first') expect(agentCall.answeredAt).toBeGreaterThanOrEqual(firstAudio);
+
+        call.hangUp();
+        await agentCall.ended;
+        const ended = await eventually(async () => {
+          const r = await stack.runtime.calls.get(call.id);
+          return r?.state === 'ended' && r;
+        });
+        expect(ended).toMatchObject({ requestId, endedBy: 'whatsapp' });
+        const ledger = (await (await stack.api(`/v1/permissions/${number}`)).json()) as {
+          connectedCalls: { last24h: number };
+          consecutiveUnanswered: number;
+        };
+        expect(ledger).toMatchObject({ connectedCalls: { last24h: 1 }, consecutiveUnanswered: 0 });
+      },
+    );
+  },
+);
+
 describe('POST /v1/calls refusals', () => {
   it('answers 403 no-permission and places nothing', async () => {
     const before = stack.simulator!.calls.length;

@@ -155,6 +155,118 @@ describe('a PBX-started call the WhatsApp user answers', () => {
   });
 });
 
+/**
+ * Meta: the ACCEPTED status "will typically always arrive after the call has been established… primarily sent for
+ * call event auditing" (M-BIC); delivery is neither ordered nor guaranteed. The user's pickup is the first audio
+ * from Meta's relay (the relay sends none while the phone rings).
+ */
+describe('a PBX-started call whose ACCEPTED status is late, duplicated or lost', () => {
+  /** Rejects if the PBX's call is not answered within `ms`: today's bridge waits for ACCEPTED forever. */
+  const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+    Promise.race([
+      p,
+      sleep(ms).then((): never => {
+        throw new Error(`${what} not within ${ms} ms`);
+      }),
+    ]);
+
+  async function ledger(number: string) {
+    return (await (await stack.api(`/v1/permissions/${number}`)).json()) as {
+      connectedCalls: { last24h: number };
+      consecutiveUnanswered: number;
+    };
+  }
+
+  it('ACCEPTED 3 s late and twice: the PBX gets its 200 right after the user’s first audio, long before ACCEPTED', async () => {
+    const number = '5511900000025';
+    await grantPermission(stack, number);
+    stack.simulator!.users.setScript(number, { acceptedStatus: { delayMs: 3000, duplicates: 1 } });
+    const agentCall = await within(stack.agent!.dial(bridgeUri(number)), 2500, 'the PBX’s 200');
+    const call = bicCalls().find((c) => c.user.waId === number)!;
+    const firstAudio = call.relay.firstUserMediaSentAt;
+    expect(firstAudio, 'the user’s first audio reached the bridge').toBeDefined();
+    // Real sockets: a wide bound (the bridge typically needs ~20 ms), and the ordering against ACCEPTED.
+    expect(agentCall.answeredAt - (firstAudio ?? 0)).toBeLessThan(300);
+    expect(
+      call.log.some((l) => l.name === 'status:ACCEPTED'),
+      'ACCEPTED not even sent yet',
+    ).toBe(false);
+
+    // Both copies of ACCEPTED arrive during the call and change nothing.
+    const accepted = () =>
+      stack.simulator!.emitter.deliveries.find((d) => {
+        const text = JSON.stringify(d.changes);
+        return text.includes('"ACCEPTED"') && text.includes(call.id);
+      });
+    await eventually(
+      () =>
+        new Set(
+          accepted()
+            ?.attempts.filter((a) => a.status === 200)
+            .map((a) => a.copy),
+        ).size === 2,
+      6000,
+      'both ACCEPTED copies delivered',
+    );
+    expect(call.state).toBe('accepted');
+    expect(agentCall.isEnded).toBe(false);
+    await agentCall.hangUp();
+    const record = await eventually(async () => {
+      const r = await stack.runtime.calls.get(call.id);
+      return r?.state === 'ended' && r;
+    });
+    expect(record).toMatchObject({ endReason: 'agent-hung-up', endedBy: 'sip' });
+    expect((await ledger(number)).connectedCalls.last24h).toBe(1);
+  });
+
+  it('ACCEPTED lost: the call still bridges on the user’s first audio, audio both ways, counted as connected', async () => {
+    const number = '5511900000026';
+    await grantPermission(stack, number);
+    stack.simulator!.users.setScript(number, { acceptedStatus: { lost: true } });
+    stack.agent!.configure({ codecs: ['PCMU'], audio: 'tone' });
+    const agentCall = await within(stack.agent!.dial(bridgeUri(number)), 5000, 'the PBX’s 200');
+    const call = bicCalls().find((c) => c.user.waId === number)!;
+    call.relay.startRecording();
+    call.relay.playTone(1000, -12);
+    await sleep(1500); // the measurement window
+    const atWhatsApp = measureTone(call.relay.stopRecording().slice(-48000), 48000);
+    const atPbx = measureTone(agentCall.recording().slice(-8000), 8000);
+    expect(Math.abs(atWhatsApp.hz - 1000)).toBeLessThan(10);
+    expect(Math.abs(atPbx.hz - 1000)).toBeLessThan(10);
+    call.hangUp();
+    await agentCall.ended;
+    const record = await eventually(async () => {
+      const r = await stack.runtime.calls.get(call.id);
+      return r?.state === 'ended' && r;
+    });
+    expect(record).toMatchObject({ direction: 'business-initiated', endedBy: 'whatsapp' });
+    expect(record.answeredAt).toBeDefined();
+    expect(await ledger(number)).toMatchObject({ connectedCalls: { last24h: 1 }, consecutiveUnanswered: 0 });
+  });
+
+  it('the user picks up and hangs up before any audio, ACCEPTED lost: the terminate’s start_time counts it answered', async () => {
+    const number = '5511900000027';
+    await grantPermission(stack, number);
+    const sim = stack.simulator!;
+    sim.users.setScript(number, { acceptedStatus: { lost: true } });
+    // The user hangs up in the same instant as the pickup: the relay sends no audio at all.
+    const onState = (c: { id: string; user: { waId?: string } }, _from: string, to: string) => {
+      if (to === 'accepted' && c.user.waId === number) setImmediate(() => sim.engine.hangUp(c.id));
+    };
+    sim.engine.on('state', onState);
+    try {
+      await expect(stack.agent!.dial(bridgeUri(number))).rejects.toMatchObject({ status: 480 });
+    } finally {
+      sim.engine.off('state', onState);
+    }
+    const call = bicCalls().find((c) => c.user.waId === number)!;
+    expect(call.relay.firstUserMediaSentAt).toBeUndefined();
+    expect(call.record.startedAt).toBeDefined();
+    await eventually(async () => (await ledger(number)).connectedCalls.last24h === 1, 5000, 'counted as connected');
+    expect((await ledger(number)).consecutiveUnanswered).toBe(0);
+  });
+});
+
 describe('a PBX-started call whose PBX moves its media (re-INVITE, RFC 3264 §8)', () => {
   it('sends to the new port, takes the PBX audio from it, and reports the call', async () => {
     const number = '5511900000024';

@@ -133,6 +133,8 @@ describe('the business calls a WhatsApp user', () => {
       session: { sdp_type: 'offer', sdp: first.sdp },
     });
     const id = res.body.calls[0].id as string;
+    // The phone rings only once the business has applied Meta's answer (ICE+DTLS up).
+    await first.peer.applyAnswer(((await rx.waitFor(callEvent('connect', id))).item.session as { sdp: string }).sdp);
     const second = await offer();
     const dup = await graph('POST', path, {
       messaging_product: 'whatsapp',
@@ -159,7 +161,7 @@ describe('the business calls a WhatsApp user', () => {
     sim.users.setScript(USER, { bicAnswer: 'no_answer' });
     const path = `/${sim.business.phoneNumberId}/calls`;
     for (let i = 0; i < 4; i++) {
-      const { sdp } = await offer();
+      const { peer, sdp } = await offer();
       const res = await graph('POST', path, {
         messaging_product: 'whatsapp',
         to: USER,
@@ -167,6 +169,8 @@ describe('the business calls a WhatsApp user', () => {
         session: { sdp_type: 'offer', sdp },
       });
       expect(res.status).toBe(200);
+      const connect = await rx.waitFor(callEvent('connect', res.body.calls[0].id), 5000, `connect #${i}`);
+      await peer.applyAnswer((connect.item.session as { sdp: string }).sdp);
       const term = await rx.waitFor(callEvent('terminate', res.body.calls[0].id), 5000, `terminate #${i}`);
       expect(term.item.start_time).toBeUndefined();
     }

@@ -60,10 +60,12 @@ describe('/_sim control API', () => {
         permissionReplyDelayMs: 100,
         bicAnswer: 'no_answer',
         bicAnswerDelayMs: 300,
+        acceptedStatus: {},
         uncallable: true,
       },
     });
     expect((await ctl('POST', '/users/5511955551234/script', { bicAnswer: 'maybe' })).status).toBe(400);
+    expect((await ctl('POST', '/users/5511955551234/script', { acceptedStatus: { lost: 'yes' } })).status).toBe(400);
     const granted = await ctl('POST', '/users/5511955551234/permission', { status: 'permanent' });
     expect(granted.body.permission).toEqual({ status: 'permanent' });
     expect((await ctl('GET', '/users/5511955551234/permission')).body.permission.status).toBe('permanent');

@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '#simulator/graph/clock.ts';
+import { sleep, until } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
 import { callEvent, callStatusIs, type Env, startEnv } from './harness.ts';
 
@@ -18,18 +19,31 @@ afterEach(async () => {
 const settle = (ms = 150) => new Promise((r) => setTimeout(r, ms));
 
 describe('Meta timers on a manual clock', () => {
-  it('the default unanswered timer (45 s) fires exactly at 45 s', async () => {
+  it('the default unanswered timer is Meta’s earliest (30 s of "about 30 to 60 seconds") and fires exactly then', async () => {
     const clock = new ManualClock();
     env = await startEnv({ clock });
     const call = await env.sim.placeUserCall({ user: { waId: '5511955551234' } });
     await env.rx.waitFor(callEvent('connect', call.id));
-    clock.advance(44_999);
+    clock.advance(29_999);
     await settle();
     expect(call.state).toBe('offered');
     clock.advance(1);
     const term = await env.rx.waitFor(callEvent('terminate', call.id));
     expect(term.item.timestamp).toBe(String(Math.floor(clock.now() / 1000)));
     expect(term.item.start_time).toBeUndefined();
+  });
+
+  it('Meta’s latest, 60 s, can be configured instead', async () => {
+    const clock = new ManualClock();
+    env = await startEnv({ clock, timers: { unansweredMs: 60_000 } });
+    const call = await env.sim.placeUserCall({ user: { waId: '5511955551234' } });
+    await env.rx.waitFor(callEvent('connect', call.id));
+    clock.advance(59_999);
+    await settle();
+    expect(call.state).toBe('offered');
+    clock.advance(1);
+    await env.rx.waitFor(callEvent('terminate', call.id));
+    expect(call.record.endReason).toBe('unanswered');
   });
 
   it('a pre-accepted call that is never accepted also ends at the deadline', async () => {
@@ -75,6 +89,7 @@ describe('Meta timers on a manual clock', () => {
     const answer = await rx.waitFor(callEvent('connect', id));
     expect(answer.item.to).toBeUndefined();
     expect(answer.item.to_user_id).toBe(user);
+    await peer.applyAnswer((answer.item.session as { sdp: string }).sdp);
     const ringing = await rx.waitFor(callStatusIs('RINGING', id));
     expect(ringing.item.recipient_id).toBeUndefined();
     expect(ringing.item.recipient_user_id).toBe(user);
@@ -95,6 +110,7 @@ describe('Meta timers on a manual clock', () => {
     const call2 = sim.getCall(id2);
     expect(() => call2?.hangUp()).toThrow(/not ringing yet/);
     clock.advance(1000);
+    await peer2.applyAnswer(((await rx.waitFor(callEvent('connect', id2))).item.session as { sdp: string }).sdp);
     await rx.waitFor(callStatusIs('RINGING', id2));
     call2?.hangUp();
     await rx.waitFor(callStatusIs('REJECTED', id2));
@@ -124,6 +140,96 @@ describe('Meta timers on a manual clock', () => {
     expect(limited.body.error.code).toBe(138005);
     clock.advance(24 * 3_600_000);
     expect((await dial('5511955550000')).status).toBe(200);
+  });
+});
+
+describe('a business-initiated call on a manual clock: Meta’s answer, pickup and the ACCEPTED status', () => {
+  const USER = '5511955551234';
+
+  /** The business dials USER; Meta's connect webhook (with its answer) goes out after Meta's ~1 s. */
+  async function dial(clock: ManualClock) {
+    const { sim, rx, graph } = env!;
+    sim.permissions.grant(USER, { permanent: true });
+    const peer = new BusinessWebRtcPeer();
+    peers.push(peer);
+    const res = await graph('POST', `/${sim.business.phoneNumberId}/calls`, {
+      messaging_product: 'whatsapp',
+      to: USER,
+      action: 'connect',
+      session: { sdp_type: 'offer', sdp: await peer.createOffer() },
+    });
+    const id = res.body.calls[0].id as string;
+    clock.advance(1000);
+    const connect = await rx.waitFor(callEvent('connect', id));
+    return { id, peer, answer: (connect.item.session as { sdp: string }).sdp };
+  }
+
+  it('a business that never applies Meta’s answer: no ringing, terminate FAILED with 138007 at the deadline', async () => {
+    const clock = new ManualClock();
+    env = await startEnv({ clock });
+    const { id } = await dial(clock);
+    clock.advance(19_999);
+    await settle();
+    expect(env.sim.getCall(id)?.state).toBe('dialing');
+    clock.advance(1);
+    const term = await env.rx.waitFor(callEvent('terminate', id));
+    expect(term.item).toMatchObject({ status: 'FAILED', direction: 'BUSINESS_INITIATED' });
+    expect((term.value.errors as Array<{ code: number }>)[0]?.code).toBe(138007);
+    expect(term.item.start_time).toBeUndefined();
+    expect(env.rx.changes.filter((c) => c.kind === 'status' && c.item.id === id)).toEqual([]);
+    expect(env.sim.getCall(id)?.record.endReason).toBe('connect_timeout');
+    // The user never saw the call: it is not one of "4 unanswered in a row".
+    expect(env.sim.permissions.consecutiveUnanswered(USER)).toBe(0);
+  });
+
+  it('rings once ICE+DTLS are up, sends no user audio while ringing, and ACCEPTED comes 2 s after pickup', async () => {
+    const clock = new ManualClock();
+    env = await startEnv({ clock });
+    env.sim.users.setScript(USER, { bicAnswer: 'accept', bicAnswerDelayMs: 5000 });
+    const { id, peer, answer } = await dial(clock);
+    await settle();
+    expect(env.rx.changes.some(callStatusIs('RINGING', id)), 'no ringing before the answer is applied').toBe(false);
+    await peer.applyAnswer(answer);
+    await peer.waitForConnected(5000);
+    await env.rx.waitFor(callStatusIs('RINGING', id));
+    peer.startTone(440, -20); // the business's maiden packet and more
+    await until(() => (env?.sim.getCall(id)?.relay.stats().packetsReceived ?? 0) > 10, 5000);
+    await sleep(200);
+    expect(peer.received, 'no user audio while the phone rings').toHaveLength(0);
+
+    clock.advance(5000); // the user picks up
+    expect(env.sim.getCall(id)?.state).toBe('accepted');
+    await until(() => peer.received.length > 0, 5000, { what: 'the user’s audio after pickup' });
+    const call = env.sim.getCall(id)!;
+    expect(call.relay.firstUserMediaSentAt).toBeGreaterThanOrEqual(call.relay.firstBusinessMediaAt ?? 0);
+    clock.advance(1999);
+    await settle();
+    expect(env.rx.changes.some(callStatusIs('ACCEPTED', id)), 'ACCEPTED comes after the call is up').toBe(false);
+    clock.advance(1);
+    await env.rx.waitFor(callStatusIs('ACCEPTED', id));
+  });
+
+  it.each([
+    ['lost', { lost: true }, 2000, 0],
+    ['duplicated', { duplicates: 1 }, 2000, 2],
+    ['late (3 s)', { delayMs: 3000 }, 3000, 1],
+  ] as const)('the ACCEPTED status %s, injected through the control API', async (_, acceptedStatus, dueMs, copies) => {
+    const clock = new ManualClock();
+    env = await startEnv({ clock });
+    const scripted = await env.ctl('POST', `/users/${USER}/script`, { bicAnswerDelayMs: 300, acceptedStatus });
+    expect(scripted.body.script.acceptedStatus).toEqual(acceptedStatus);
+    const { id, peer, answer } = await dial(clock);
+    await peer.applyAnswer(answer);
+    await env.rx.waitFor(callStatusIs('RINGING', id));
+    peer.startTone(440, -20);
+    clock.advance(300);
+    expect(env.sim.getCall(id)?.state).toBe('accepted');
+    clock.advance(dueMs - 1);
+    await settle();
+    expect(env.rx.changes.filter(callStatusIs('ACCEPTED', id))).toHaveLength(0);
+    clock.advance(1);
+    await settle(300);
+    expect(env.rx.changes.filter(callStatusIs('ACCEPTED', id))).toHaveLength(copies);
   });
 });
 

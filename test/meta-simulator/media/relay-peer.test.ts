@@ -330,6 +330,11 @@ describe('RelayPeer', () => {
       business.startRecording();
       relay.playTone(600, -10);
       business.startTone(1000, -12);
+      // The user's phone rings: the business's media arrives, but no user audio goes back before pickup.
+      await until(() => relay.stats().packetsReceived > 10, 3000);
+      expect(business.received).toHaveLength(0);
+      expect(relay.firstUserMediaSentAt).toBeUndefined();
+      relay.startUserMedia();
       await sleep(1000);
       const atRelay = measureTone(trimSilence(relay.stopRecording(), 48_000), 48_000);
       const atBusiness = measureTone(trimSilence(business.stopRecording(), 48_000), 48_000);
