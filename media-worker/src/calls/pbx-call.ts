@@ -10,7 +10,7 @@
  * {@link CallSession}'s.
  */
 import type { Logger } from 'pino';
-import type { CallOwner, CallStore } from '#core/calls/call-record.ts';
+import { type CallOwner, type CallStore, metaRefusalOf } from '#core/calls/call-record.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
@@ -114,7 +114,15 @@ class PbxCall {
     } catch (error) {
       const sip = sipStatusForMeta(error);
       session.log.warn({ err: errorFields(error), sipStatus: sip.status }, 'Meta refused the call');
-      refuse(this.#invite, sip.status, sip.text);
+      // The PBX hears Meta's code and text (Reason: WhatsApp;cause=…) and, for a limit, Retry-After.
+      refuse(this.#invite, sip.status, sip.text, sip.headers);
+      // 138006 / 138012 correct the ledger, so the next INVITE is refused before Meta (M-TRB).
+      const refusal = metaRefusalOf(error);
+      if (refusal) {
+        await this.#d.outcomes?.metaRefused?.(line.phoneNumberId, this.#user, refusal).catch((cause: unknown) => {
+          session.log.error({ err: errorFields(cause) }, 'recording the refusal in the ledger failed');
+        });
+      }
       await this.#d.calls.releaseSlot(line.phoneNumberId);
       await session.media.close();
       return;

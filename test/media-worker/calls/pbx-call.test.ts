@@ -85,11 +85,18 @@ describe('INVITEs the bridge refuses before Meta hears of them', () => {
     expect(bicCalls()).toHaveLength(0);
   });
 
-  it('passes Meta’s own refusal on as a SIP error (Meta 138006 → 403)', async () => {
+  it('passes Meta’s own refusal on as a SIP error (Meta 138006 → 403) and corrects the ledger', async () => {
     await grantPermission(stack, '5511900000021');
     stack.simulator!.permissions.revoke('5511900000021'); // Meta no longer agrees with our ledger
     await expect(stack.agent!.dial(bridgeUri('5511900000021'))).rejects.toMatchObject({ status: 403 });
     expect(bicCalls()).toHaveLength(0);
+    // M-TRB 138006: the ledger now says what Meta says, so the next INVITE is refused before Meta.
+    const pnid = stack.runtime.config.line!.phoneNumberId;
+    await eventually(
+      async () => (await stack.runtime.permissions.get(pnid, '5511900000021'))?.state === 'revoked',
+      5000,
+      'the ledger entry revoked after Meta 138006',
+    );
   });
 });
 
