@@ -62,7 +62,7 @@ export const WORKER_SETTINGS = {
   },
   SIP_RING_TIMEOUT_SECONDS: {
     schema: positiveInt.max(300),
-    doc: 'How long the agent may ring before the bridge gives up.',
+    doc: "How long the agent may ring before the bridge gives up. A user-initiated call never rings longer than what is left of Meta's answer window (30 s after Meta's connect, less 2 s for the accept), so the agent never answers a call Meta has already ended.",
     default: '45',
   },
   EARLY_MEDIA_ACCEPT: {

@@ -19,6 +19,7 @@
  */
 import type { Logger } from 'pino';
 import type { CallStore, UserCallJob, WorkerSignal } from '#core/calls/call-record.ts';
+import { ringTimeoutWithinMetaWindow } from '#core/calls/meta-window.ts';
 import { MetaApiError } from '#core/errors.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WorkerConfig } from '../config.ts';
@@ -147,6 +148,18 @@ export class UserCall {
     await calls.transition(job.callId, { type: 'pre-accepted' }, { preAcceptedAt, updatedAt: preAcceptedAt });
     if (session.ending) return;
 
+    // Meta gives up on an unaccepted call about 30–60 s after its connect (M-REF26): the agent may
+    // ring only for what is left of that window, so an answer never meets a call Meta has ended.
+    const ringMs = ringTimeoutWithinMetaWindow({
+      configuredMs: config.sip.ringTimeoutMs,
+      connectAt: job.offeredAt,
+      now: this.#now(),
+    });
+    if (ringMs === 0) {
+      session.log.warn({ offeredAt: job.offeredAt }, "Meta's answer window is spent; the agent is not rung");
+      session.finish({ reason: 'unanswered', by: 'bridge' });
+      return;
+    }
     const sdpOffer = createSipOffer(await session.media.openSip());
     const targets = job.sipTarget ? [{ uri: job.sipTarget }] : config.sip.targets;
     this.#inviteAt = this.#now();
@@ -158,7 +171,7 @@ export class UserCall {
       },
       headers: xHeaders(job, config.sip.xHeaders),
       sdpOffer,
-      answerTimeoutMs: config.sip.ringTimeoutMs,
+      answerTimeoutMs: ringMs,
     });
     this.#sipCall = sipCall;
     sipCall.on((event) => session.queue('a SIP event', () => this.#onSip(event)));
