@@ -372,9 +372,14 @@ describe('reply webhooks move the ledger', () => {
     const call = await sim.placeUserCall({ user: { waId: phone, name: 'Lucía' } });
     const entry = await ledgerState(phone, 'temporary');
     expect(entry).toMatchObject({ source: 'callback-grant' });
-    const history = await stack.runtime.permissions.history(PNID, phone);
-    // The call goes on (and may add its own history), so look for the grant rather than the last line.
-    expect(history.find((h) => h.event === 'callback-grant')).toMatchObject({ detail: { callId: call.id } });
+    // The history line is written just after the entry (the entry is the truth), and the call goes on
+    // and may add its own lines: wait for the grant's line rather than reading the last one at once.
+    const grant = await eventually(
+      async () => (await stack.runtime.permissions.history(PNID, phone)).find((h) => h.event === 'callback-grant'),
+      5000,
+      'the callback-grant line in the ledger history',
+    );
+    expect(grant).toMatchObject({ detail: { callId: call.id } });
     expect((await placeCall(phone)).status).toBe(202);
   });
 });
