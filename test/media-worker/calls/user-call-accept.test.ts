@@ -79,7 +79,8 @@ describe('a user-initiated call answered by the agent', () => {
     await until(() => call.record.firstBusinessMediaAt !== undefined, 5000, { what: 'the maiden packet' });
     expectAnsweredByAccept(call);
     const r = call.record;
-    expect(r.acceptRespondedAt! - r.acceptedAt!).toBeGreaterThanOrEqual(ACCEPT_RESPONSE_DELAY_MS);
+    // The simulator's timer, read on Date.now(), may fire a millisecond early: allow 5 ms.
+    expect(r.acceptRespondedAt! - r.acceptedAt!).toBeGreaterThanOrEqual(ACCEPT_RESPONSE_DELAY_MS - 5);
     // The maiden packet follows the accept promptly (a wide bound on the simulator's own clock).
     expect(r.firstBusinessMediaAt! - r.acceptRespondedAt!).toBeLessThan(1000);
 
