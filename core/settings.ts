@@ -42,3 +42,11 @@ export function readSettings<S extends Record<string, SettingSpec>>(
   }
   return values as SettingValues<S>;
 }
+
+/**
+ * The keys of `settings` a deployable reads from SSM: every key the stack does not wire into the
+ * environment itself (`wired`).
+ */
+export function parameterKeys(settings: Record<string, SettingSpec>, wired: readonly string[]): readonly string[] {
+  return Object.keys(settings).filter((k) => !wired.includes(k));
+}

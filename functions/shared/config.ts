@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ssmSettings } from '#adapters/aws/ssm-parameters.ts';
 import { type BusinessHours, businessHoursSchema } from '#core/checks/business-hours.ts';
 import { ConfigError } from '#core/errors.ts';
-import { readSettings, type SettingSpec } from '#core/settings.ts';
+import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
 const positiveInt = z.coerce.number().int().positive();
@@ -208,6 +208,7 @@ export const CONTROL_PLANE_WIRED = [
 ] as const satisfies ReadonlyArray<keyof typeof CONTROL_PLANE_SETTINGS>;
 
 /** Keys the control plane reads from SSM (every schema key the stack does not wire). */
-export const CONTROL_PLANE_PARAMETER_KEYS: readonly string[] = Object.keys(CONTROL_PLANE_SETTINGS).filter(
-  (k) => !(CONTROL_PLANE_WIRED as readonly string[]).includes(k),
+export const CONTROL_PLANE_PARAMETER_KEYS: readonly string[] = parameterKeys(
+  CONTROL_PLANE_SETTINGS,
+  CONTROL_PLANE_WIRED,
 );

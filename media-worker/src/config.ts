@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
-import { readSettings, type SettingSpec } from '#core/settings.ts';
+import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
 const sipUri = z.string().regex(/^sips?:[^\s]+$/, 'a sip: or sips: URI');
 const positiveInt = z.coerce.number().int().positive();
@@ -452,6 +452,4 @@ export const WORKER_WIRED = [
 ] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** Keys the media worker reads from SSM. */
-export const WORKER_PARAMETER_KEYS: readonly string[] = Object.keys(WORKER_SETTINGS).filter(
-  (k) => !(WORKER_WIRED as readonly string[]).includes(k),
-);
+export const WORKER_PARAMETER_KEYS: readonly string[] = parameterKeys(WORKER_SETTINGS, WORKER_WIRED);
