@@ -913,22 +913,8 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
   #bicStartRinging(call: CallRecord<P>): void {
     if (call.state !== 'dialing') return;
     this.#clearTimers(call);
-    const b = this.#o.business;
-    const opaque =
-      call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
     this.#setState(call, 'ring');
-    this.#emit(
-      call,
-      callStatus({
-        business: b,
-        user: call.user,
-        callId: call.id,
-        status: 'RINGING',
-        timestamp: sec(this.#o.clock.now()),
-        ...opaque,
-      }),
-      'status:RINGING',
-    );
+    this.#emitStatus(call, 'RINGING');
     const script = this.#o.users.script(call.userKey);
     this.#schedule(call, this.timers.bicRingTimeoutMs, 'ring_timeout', () => {
       this.#end(call, 'ring_timeout', 'ring_timeout', { status: this.#unansweredStatus() });
@@ -956,34 +942,20 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       this.#note(call, 'webhook', 'status:ACCEPTED', { fault: 'lost' });
       return;
     }
-    const opaque =
-      call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
     this.#schedule(
       call,
       Math.max(1, fault.delayMs ?? this.timers.bicAcceptedStatusDelayMs),
       'accepted_status',
       () => {
         if (call.state === 'ended' && call.startedAt === undefined) return;
-        this.#emit(
-          call,
-          callStatus({
-            business: this.#o.business,
-            user: call.user,
-            callId: call.id,
-            status: 'ACCEPTED',
-            timestamp: sec(this.#o.clock.now()),
-            ...opaque,
-          }),
-          'status:ACCEPTED',
-          fault.duplicates ? { duplicates: fault.duplicates } : undefined,
-        );
+        this.#emitStatus(call, 'ACCEPTED', fault.duplicates ? { duplicates: fault.duplicates } : undefined);
       },
       true,
     );
   }
 
-  /** The user declines a ringing BIC: REJECTED status and a terminate (§2.7 "BIC without pickup"). */
-  #userReject(call: CallRecord<P>): void {
+  /** A business-initiated call's status webhook (RINGING, ACCEPTED, REJECTED), with the business's opaque data. */
+  #emitStatus(call: CallRecord<P>, status: 'RINGING' | 'ACCEPTED' | 'REJECTED', options?: SendOptions): void {
     const opaque =
       call.bizOpaqueCallbackData !== undefined ? { bizOpaqueCallbackData: call.bizOpaqueCallbackData } : {};
     this.#emit(
@@ -992,12 +964,18 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
         business: this.#o.business,
         user: call.user,
         callId: call.id,
-        status: 'REJECTED',
+        status,
         timestamp: sec(this.#o.clock.now()),
         ...opaque,
       }),
-      'status:REJECTED',
+      `status:${status}`,
+      options,
     );
+  }
+
+  /** The user declines a ringing BIC: REJECTED status and a terminate (§2.7 "BIC without pickup"). */
+  #userReject(call: CallRecord<P>): void {
+    this.#emitStatus(call, 'REJECTED');
     this.#end(call, 'user_reject', 'user_reject', { status: this.#unansweredStatus() });
   }
 
