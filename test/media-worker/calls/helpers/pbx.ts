@@ -5,8 +5,11 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import type { SipMessage } from 'sip';
-import { ToneGenerator } from '#simulator/media/audio.ts';
+import { expect } from 'vitest';
+import { measureTone, ToneGenerator } from '#simulator/media/audio.ts';
+import type { SimCall } from '#simulator/simulator.ts';
 import { g711Encode } from '#worker/media/g711.ts';
+import { sleep, until } from '../../../helpers/async.ts';
 import type { FarEnd } from '../../sip/helpers/far-end.ts';
 
 /** One RTP port of the PBX on 127.0.0.2: plays a 1 kHz PCMU tone on demand, counts RTP that arrives. */
@@ -141,4 +144,35 @@ export function uacRequest(
     },
     ...(content === undefined ? {} : { content }),
   };
+}
+
+/**
+ * The story both business-initiated kinds tell about a re-INVITE that moves the SIP side's media
+ * (RFC 3264 §8): the PBX talks from `first` (the bridge latches to it, RFC 4961), goes quiet there,
+ * re-INVITEs with `moved` (`reinvite` sends it and acknowledges the 200), and talks from there.
+ * Afterwards the bridge sends only to `moved`, and WhatsApp hears the PBX's 1 kHz from it.
+ */
+export async function expectMediaFollowsMove(opts: {
+  readonly call: SimCall;
+  readonly first: PbxRtp;
+  readonly moved: PbxRtp;
+  readonly bridgeRtp: { address: string; port: number };
+  readonly reinvite: () => Promise<void>;
+}): Promise<void> {
+  const { call, first, moved, bridgeRtp } = opts;
+  call.relay.playTone(440, -12);
+  first.play(bridgeRtp);
+  await until(() => first.received > 25, 5000);
+
+  first.stop();
+  await opts.reinvite();
+  moved.play(bridgeRtp);
+
+  await until(() => moved.received > 25, 5000);
+  const atFirst = first.received;
+  call.relay.startRecording();
+  await sleep(1000); // the measurement window
+  const atWhatsApp = measureTone(call.relay.stopRecording(), 48000);
+  expect(first.received - atFirst, 'nothing more to the old port').toBeLessThan(3);
+  expect(Math.abs(atWhatsApp.hz - 1000), 'the PBX audio from the new port reaches WhatsApp').toBeLessThan(10);
 }
