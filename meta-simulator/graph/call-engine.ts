@@ -439,6 +439,15 @@ function sdpError(err: unknown): string {
 }
 
 const ACTIONS = new Set(['connect', 'pre_accept', 'accept', 'reject', 'terminate']);
+
+/**
+ * `announcement_language` values the recording/transcription opt-ins accept (M-REC: "a fixed list"). The reference
+ * (meta-calling-api.md) does not reproduce Meta's list; these are the locales it names: `en_US` (REF26/REC samples),
+ * `es_ES` and `nl` (TRX: accepted, announced in English).
+ */
+export const ANNOUNCEMENT_LANGUAGES: readonly string[] = ['en_US', 'es_ES', 'nl'];
+/** Maximum length of an opt-in's `purpose` (M-REC). */
+export const MAX_OPT_IN_PURPOSE = 250;
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const sec = (ms: number): number => Math.floor(ms / 1000);
 
@@ -681,13 +690,31 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     return { sdp: s.sdp };
   }
 
-  /** `recording` / `transcription` opt-ins on connect/accept (2026, §2.11): shape-checked, then only logged. */
+  /**
+   * `recording` / `transcription` opt-ins on connect/accept (2026, §2.11; Corrections item 7; M-REC): `status` is
+   * ENABLED or DISABLED; when ENABLED, `purpose` is mandatory and at most 250 characters and `announcement_language`
+   * comes from Meta's fixed list ({@link ANNOUNCEMENT_LANGUAGES}). Anything else is a request error (100).
+   */
   #validateOptIns(body: Record<string, unknown>): void {
     for (const key of ['recording', 'transcription'] as const) {
       const v = body[key];
       if (v === undefined) continue;
       if (!isObj(v) || (v.status !== 'ENABLED' && v.status !== 'DISABLED')) {
         throw invalidParameter(`${key}.status must be ENABLED or DISABLED`);
+      }
+      if (v.status !== 'ENABLED') continue;
+      if (typeof v.purpose !== 'string' || v.purpose.trim() === '') {
+        throw invalidParameter(`The parameter ${key}.purpose is required when ${key}.status is ENABLED.`);
+      }
+      if (v.purpose.length > MAX_OPT_IN_PURPOSE) {
+        throw invalidParameter(
+          `${key}.purpose must be at most ${MAX_OPT_IN_PURPOSE} characters (got ${v.purpose.length}).`,
+        );
+      }
+      if (typeof v.announcement_language !== 'string' || !ANNOUNCEMENT_LANGUAGES.includes(v.announcement_language)) {
+        throw invalidParameter(
+          `Invalid ${key}.announcement_language '${String(v.announcement_language)}'. Supported: ${ANNOUNCEMENT_LANGUAGES.join(', ')}.`,
+        );
       }
     }
   }

@@ -138,4 +138,53 @@ describe('Graph request validation', () => {
       "Invalid session.sdp_type 'answer' for action connect: expected 'offer'.",
     );
   });
+
+  it('recording/transcription opt-ins: ENABLED needs a purpose ≤ 250 characters and a listed announcement_language (M-REC)', async () => {
+    const accept = (optIns: Record<string, unknown>) =>
+      env.graph('POST', calls(), {
+        messaging_product: 'whatsapp',
+        call_id: 'wacid.opt-in-check',
+        action: 'accept',
+        session: { sdp_type: 'answer', sdp: 'v=0\r\n' },
+        ...optIns,
+      });
+    const details = async (optIns: Record<string, unknown>) => {
+      const res = await accept(optIns);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe(100);
+      return res.body.error.error_data.details as string;
+    };
+    expect(await details({ recording: { status: 'ENABLED', announcement_language: 'en_US' } })).toBe(
+      'The parameter recording.purpose is required when recording.status is ENABLED.',
+    );
+    expect(
+      await details({
+        transcription: { status: 'ENABLED', purpose: 'x'.repeat(251), announcement_language: 'en_US' },
+      }),
+    ).toBe('transcription.purpose must be at most 250 characters (got 251).');
+    expect(
+      await details({ recording: { status: 'ENABLED', purpose: 'quality assurance', announcement_language: 'xx_YY' } }),
+    ).toBe("Invalid recording.announcement_language 'xx_YY'. Supported: en_US, es_ES, nl.");
+    expect(await details({ recording: { status: 'ENABLED', purpose: 'quality assurance' } })).toBe(
+      "Invalid recording.announcement_language 'undefined'. Supported: en_US, es_ES, nl.",
+    );
+    // Valid opt-ins (and DISABLED without a purpose) pass validation: the request then fails on the unknown call.
+    expect(
+      await details({
+        recording: { status: 'ENABLED', purpose: 'x'.repeat(250), announcement_language: 'en_US' },
+        transcription: { status: 'DISABLED' },
+      }),
+    ).toBe('Invalid call_id: no call with id wacid.opt-in-check for this phone number');
+    // The same rules on a business-initiated connect.
+    const connect = await env.graph('POST', calls(), {
+      messaging_product: 'whatsapp',
+      to: '5511955559999',
+      action: 'connect',
+      session: { sdp_type: 'offer', sdp: 'v=0\r\n' },
+      recording: { status: 'ENABLED', purpose: '', announcement_language: 'en_US' },
+    });
+    expect(connect.body.error.error_data.details).toBe(
+      'The parameter recording.purpose is required when recording.status is ENABLED.',
+    );
+  });
 });
