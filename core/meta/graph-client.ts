@@ -5,6 +5,7 @@
 
 import type { MetaCallControl } from '../calls/call-record.ts';
 import { MetaApiError } from '../errors.ts';
+import type { CallOptIns } from './opt-ins.ts';
 
 /** Settings of the Graph client. */
 export interface GraphClientOptions {
@@ -13,6 +14,8 @@ export interface GraphClientOptions {
   readonly accessToken: string;
   /** Per-request timeout. */
   readonly timeoutMs: number;
+  /** Recording/transcription opt-ins sent on every `accept` and `connect` (M-REC); none by default. */
+  readonly optIns?: CallOptIns;
 }
 
 /** Minimal Graph API client for call actions. */
@@ -47,6 +50,7 @@ export class MetaGraphClient implements MetaCallControl {
       action: 'accept',
       session: { sdp_type: 'answer', sdp: sdpAnswer },
       ...(callbackData === undefined ? {} : { biz_opaque_callback_data: callbackData }),
+      ...this.#optIns(),
     });
   }
 
@@ -66,10 +70,20 @@ export class MetaGraphClient implements MetaCallControl {
       action: 'connect',
       session: { sdp_type: 'offer', sdp: sdpOffer },
       ...(callbackData === undefined ? {} : { biz_opaque_callback_data: callbackData }),
+      ...this.#optIns(),
     });
     const id = (response.calls as Array<{ id?: unknown }> | undefined)?.[0]?.id;
     if (typeof id !== 'string') throw new MetaApiError('Graph connect answered without calls[0].id', { status: 200 });
     return id;
+  }
+
+  /** The configured opt-ins as Meta takes them: `recording`/`transcription` objects on accept/connect (M-REC). */
+  #optIns(): Record<string, unknown> {
+    const o = this.#options.optIns;
+    return {
+      ...(o?.recording === undefined ? {} : { recording: o.recording }),
+      ...(o?.transcription === undefined ? {} : { transcription: o.transcription }),
+    };
   }
 
   /** Ends a call (§3.2: call it even after RTCP BYE, for billing). */

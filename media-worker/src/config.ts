@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
+import { type CallOptIn, type CallOptIns, optInProblem } from '#core/meta/opt-ins.ts';
 import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
 const sipUri = z.string().regex(/^sips?:[^\s]+$/, 'a sip: or sips: URI');
@@ -147,6 +148,14 @@ export const WORKER_SETTINGS = {
   },
   META_GRAPH_URL: { schema: z.url(), doc: 'Graph API base with version.' },
   META_ACCESS_TOKEN: { schema: z.string().min(1), doc: 'Graph API access token.', secret: true },
+  META_RECORDING: {
+    schema: z.string().optional(),
+    doc: 'Meta-side call recording, opted in on every accept and connect: JSON {"purpose","announcement_language"}; purpose ≤ 250 characters in the announcement language, announcement_language one of en_US, es_ES, nl (M-REC). Both parties hear a legal announcement. Unset: not recorded.',
+  },
+  META_TRANSCRIPTION: {
+    schema: z.string().optional(),
+    doc: 'Meta-side call transcription, opted in on every accept and connect: JSON {"purpose","announcement_language"} as META_RECORDING (with both set, Meta announces the recording\'s purpose). Unset: not transcribed.',
+  },
   META_GRAPH_TIMEOUT_MS: {
     schema: positiveInt.max(20_000),
     doc: 'Timeout of each Graph API request.',
@@ -248,7 +257,13 @@ export interface WorkerConfig {
     /** Options of the transcoding path, handed to every `MediaBridge`. */
     readonly transcode: { readonly opusComplexity: number };
   };
-  readonly meta: { readonly graphUrl: string; readonly accessToken: string; readonly timeoutMs: number };
+  readonly meta: {
+    readonly graphUrl: string;
+    readonly accessToken: string;
+    readonly timeoutMs: number;
+    /** Recording/transcription opt-ins sent on accept and connect (M-REC). */
+    readonly optIns: CallOptIns;
+  };
   readonly tables: { readonly calls: string; readonly workers: string; readonly permissions?: string };
   readonly callJobsQueueUrl: string;
   readonly controlQueuePrefix: string;
@@ -315,6 +330,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     );
   }
   const xHeaders = parseXHeaders(get<string | undefined>('SIP_X_HEADERS'));
+  const recording = parseOptIn('META_RECORDING', get<string | undefined>('META_RECORDING'));
+  const transcription = parseOptIn('META_TRANSCRIPTION', get<string | undefined>('META_TRANSCRIPTION'));
   const publicAddress = get<string | undefined>('PUBLIC_ADDRESS');
   return {
     workerId:
@@ -353,6 +370,10 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       graphUrl: get<string>('META_GRAPH_URL'),
       accessToken: get<string>('META_ACCESS_TOKEN'),
       timeoutMs: get<number>('META_GRAPH_TIMEOUT_MS'),
+      optIns: {
+        ...(recording === undefined ? {} : { recording }),
+        ...(transcription === undefined ? {} : { transcription }),
+      },
     },
     tables: {
       calls: get<string>('CALLS_TABLE'),
@@ -404,6 +425,21 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     finishedRetentionSeconds: get<number>('FINISHED_CALL_RETENTION_DAYS') * 86_400,
     logLevel: get<string>('LOG_LEVEL').toLowerCase(),
   };
+}
+
+/** A recording/transcription opt-in setting, checked with Meta's rules (M-REC) so a bad one fails at start-up. */
+function parseOptIn(key: 'META_RECORDING' | 'META_TRANSCRIPTION', raw: string | undefined): CallOptIn | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    throw new ConfigError(key, 'is not valid JSON');
+  }
+  const problem = optInProblem(json);
+  if (problem !== undefined) throw new ConfigError(key, problem);
+  const v = json as { purpose: string; announcement_language: string };
+  return { status: 'ENABLED', purpose: v.purpose, announcement_language: v.announcement_language };
 }
 
 function parseXHeaders(spec: string | undefined): ReadonlyArray<readonly [string, XHeaderField]> {

@@ -79,6 +79,7 @@ export async function startMediaWorker(
     baseUrl: config.meta.graphUrl,
     accessToken: config.meta.accessToken,
     timeoutMs: config.meta.timeoutMs,
+    optIns: config.meta.optIns,
   });
   // The permission ledger and the business-call rules (the same ones the control API applies).
   const permissions = config.tables.permissions

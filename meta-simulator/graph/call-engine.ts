@@ -263,6 +263,8 @@ export interface CallRecord<P extends SimMediaPeer = SimMediaPeer> {
   /** The SDP given on pre_accept, which accept must repeat (§3.2). */
   preAcceptSdp?: string;
   bizOpaqueCallbackData?: string;
+  /** Recording/transcription opt-ins the business sent with accept (UIC) or connect (BIC), as sent (M-REC). */
+  optIns?: { recording?: Record<string, unknown>; transcription?: Record<string, unknown> };
   deeplinkPayload?: string;
   ctaPayload?: string;
   omitDirection?: boolean;
@@ -668,9 +670,10 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     }
     let session: { sdp: string } | undefined;
     if (action === 'pre_accept' || action === 'accept') session = this.#session(body, action, 'answer');
-    if (action === 'accept') this.#validateOptIns(body);
+    const optIns = action === 'accept' ? this.#validateOptIns(body) : undefined;
     const call = this.#calls.get(body.call_id);
     if (!call) throw invalidParameter(`Invalid call_id: no call with id ${body.call_id} for this phone number`);
+    if (optIns !== undefined) call.optIns = optIns;
     // Serialise actions per call so a slow pre_accept cannot race its accept.
     return this.#serial(call, () => this.#uicAction(call, action, session, opaque as string | undefined));
   }
@@ -695,10 +698,12 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
    * ENABLED or DISABLED; when ENABLED, `purpose` is mandatory and at most 250 characters and `announcement_language`
    * comes from Meta's fixed list ({@link ANNOUNCEMENT_LANGUAGES}). Anything else is a request error (100).
    */
-  #validateOptIns(body: Record<string, unknown>): void {
+  #validateOptIns(body: Record<string, unknown>): CallRecord['optIns'] {
+    const sent: NonNullable<CallRecord['optIns']> = {};
     for (const key of ['recording', 'transcription'] as const) {
       const v = body[key];
       if (v === undefined) continue;
+      sent[key] = v as Record<string, unknown>;
       if (!isObj(v) || (v.status !== 'ENABLED' && v.status !== 'DISABLED')) {
         throw invalidParameter(`${key}.status must be ENABLED or DISABLED`);
       }
@@ -717,6 +722,7 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
         );
       }
     }
+    return Object.keys(sent).length === 0 ? undefined : sent;
   }
 
   async #uicAction(
@@ -835,7 +841,7 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     }
     if (to === undefined && recipient === undefined) throw invalidParameter('The parameter to is required.');
     const session = this.#session(body, 'connect', 'offer');
-    this.#validateOptIns(body);
+    const optIns = this.#validateOptIns(body);
     const now = this.#o.clock.now();
     this.#attempts = this.#attempts.filter((t) => now - t < 86_400_000);
     const maxAttempts = this.#o.maxCallAttemptsPer24h ?? 10_000;
@@ -885,6 +891,7 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     call.businessSdp = session.sdp;
     call.metaSdp = answer;
     if (opaque !== undefined) call.bizOpaqueCallbackData = opaque;
+    if (optIns !== undefined) call.optIns = optIns;
     this.#note(call, 'action', 'connect', opaque !== undefined ? { biz_opaque_callback_data: opaque } : undefined);
     this.#schedule(call, this.timers.bicConnectDelayMs, 'bic_connect', () => this.#bicRing(call));
     return { messaging_product: 'whatsapp', calls: [{ id }] };
