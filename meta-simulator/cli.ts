@@ -2,7 +2,7 @@
  * Command line for the Meta simulator: `npm run sim -- <command> [options]`.
  *
  * - `serve`: run a standalone simulator (flags or `SIM_*` env vars).
- * - `call`, `hangup`, `dtmf`, `tone`, `heard`, `calls`, `call-info`, `script`, `permission`: client commands
+ * - `call`, `hangup`, `dtmf`, `tone`, `heard`, `calls`, `call-info`, `script`, `permission`, `text`: client commands
  *   against a running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:3001`,
  *   where `npm start` serves it with the default `PORT`; its banner prints the URL otherwise).
  *
@@ -63,6 +63,7 @@ Commands:
              [--accepted-delay-ms N] [--accepted-duplicates N] [--accepted-lost]
              (faults of the ACCEPTED status of business-initiated calls: late, duplicated, lost)
   permission <user> [temporary|permanent|no_permission]
+  text       <user> <message…>          the user texts the business (opens the 24 h customer-service window)
 Client options: --sim-url URL (env SIM_URL, default ${DEFAULT_SIM_URL}; npm start prints the URL it serves)`;
 
 /** Raised when the simulator cannot be reached (exit code 1): names the URL and the network cause. */
@@ -376,6 +377,12 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
       return args[1]
         ? call('POST', `/users/${user}/permission`, { status: args[1] })
         : call('GET', `/users/${user}/permission`);
+    }
+    case 'text': {
+      const user = encodeURIComponent(required(args[0], '<user>'));
+      return call('POST', `/users/${user}/messages`, {
+        text: required(args.slice(1).join(' ') || undefined, '<message>'),
+      });
     }
     default:
       throw new CliUsageError(`unknown command ${command}`);

@@ -25,7 +25,7 @@ import {
   type WebhookSink,
 } from './graph/call-engine.ts';
 import { realClock, type SimClock } from './graph/clock.ts';
-import { MessagesService } from './graph/messages.ts';
+import { MessagesService, type SimTemplate } from './graph/messages.ts';
 import { PermissionEngine, type PermissionLimits, UserDirectory } from './graph/permissions.ts';
 import { type RunningGraphServer, startGraphServer } from './graph/server.ts';
 import { SettingsStore, type SettingsStoreOptions } from './graph/settings.ts';
@@ -76,6 +76,8 @@ export interface MetaSimulatorOptions {
   sandbox?: boolean;
   /** Individual permission limit overrides. */
   permissionLimits?: Partial<PermissionLimits>;
+  /** The WABA's message templates (§3.4). Default: a `call_permission_request` (en) permission-request template. */
+  templates?: readonly SimTemplate[];
   /** Initial calling settings (calling starts ENABLED in the simulator; Meta's default is DISABLED). */
   settings?: SettingsStoreOptions['initial'];
   /** Also refuse BIC for Turkish business numbers (older docs, §4.4). */
@@ -286,6 +288,7 @@ export class MetaSimulator {
       webhooks,
       logger: base.child({ component: 'messages' }),
       ...(opts.blockTurkeyBic !== undefined ? { blockTurkeyBic: opts.blockTurkeyBic } : {}),
+      ...(opts.templates !== undefined ? { templates: opts.templates } : {}),
     });
     const server = await startGraphServer<RelayPeer>({
       host,

@@ -562,6 +562,8 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       ...(call.omitDirection ? { omitDirection: true } : {}),
     });
     this.#emit(call, connect, 'connect', input.faults?.connect);
+    // A user calling opens or refreshes the customer-service window, answered or not (§4.5).
+    this.#o.permissions.openServiceWindow(key);
     this.#schedule(call, this.timers.unansweredMs, 'unanswered_timeout', () => {
       this.#end(call, 'unanswered_timeout', 'unanswered', { status: this.#unansweredStatus() });
     });

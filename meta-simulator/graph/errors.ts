@@ -34,7 +34,10 @@ export const GRAPH_ERROR_CATALOGUE: Readonly<Record<number, { status: number; ti
   131026: { status: 400, title: 'Message undeliverable' },
   131030: { status: 400, title: 'Recipient phone number not in allowed list' },
   131044: { status: 400, title: 'Payment issue' },
+  131047: { status: 400, title: 'Re-engagement message' },
   131055: { status: 400, title: 'Method not allowed' },
+  132000: { status: 400, title: 'Number of parameters does not match the expected number of params' },
+  132001: { status: 404, title: 'Template name does not exist in the translation' },
   138000: { status: 401, title: 'Calling not enabled' },
   138001: { status: 400, title: 'Receiver is uncallable' },
   138002: { status: 429, title: 'Concurrent calls limit' },
@@ -147,6 +150,17 @@ export function invalidAccessToken(missing: boolean): GraphError {
 /** 613 — `call_permissions` rate limit (HTTP 429). §3.3. */
 export function permissionsRateLimited(maxPerSecond: number): GraphError {
   return new GraphError(613, `call_permissions is limited to ${maxPerSecond} requests per second per phone number`);
+}
+
+/**
+ * 131047 — a free-form message outside the 24 h customer-service window (Meta's re-engagement error; the reference
+ * names no code for PERM26/BTN26's window rule, 131047 is what Cloud API answers). Use a template instead.
+ */
+export function serviceWindowClosed(kind: string): GraphError {
+  return new GraphError(
+    131047,
+    `Message failed to send because more than 24 hours have passed since the customer last replied to this number. A free-form ${kind} message needs an open customer-service window; send a template instead.`,
+  );
 }
 
 /** 131055 — Graph calling refused because the number is SIP-enabled. §5.3. */

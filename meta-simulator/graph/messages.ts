@@ -7,11 +7,17 @@
  * @module
  */
 import type { Logger } from 'pino';
-import { type IdGenerator, permissionReply, type SimBusiness, type SimUser } from '../webhooks/payloads.ts';
+import {
+  type IdGenerator,
+  permissionReply,
+  type SimBusiness,
+  type SimUser,
+  userTextMessage,
+} from '../webhooks/payloads.ts';
 import type { WebhookSink } from './call-engine.ts';
 import { bicBlockedCountry } from './call-engine.ts';
 import type { SimClock } from './clock.ts';
-import { bicUnavailable, invalidParameter } from './errors.ts';
+import { bicUnavailable, GraphError, invalidParameter, serviceWindowClosed } from './errors.ts';
 import { isBsuid, type PermissionEngine, type UserDirectory, userKey } from './permissions.ts';
 
 /** One message the simulator accepted (for inspection via `/_sim/messages`). */
@@ -37,11 +43,41 @@ export interface MessagesServiceOptions {
   /** BIC country gating also blocks permission requests (§4.4). */
   blockTurkeyBic?: boolean;
   /**
-   * Which templates carry a `call_permission_request` component. The send payload does not say (the component
-   * lives in the template definition, §3.4), so the simulator decides by name. Default: names containing
-   * `call_permission` or `cpr`.
+   * Message templates of the WABA, as `POST /{WABA_ID}/message_templates` created them (§3.4). Meta knows a
+   * permission-request template by its `call_permission_request` component, not by its name. Default:
+   * {@link DEFAULT_TEMPLATES}.
    */
-  isPermissionTemplate?: (name: string) => boolean;
+  templates?: readonly SimTemplate[];
+}
+
+/** A message template as created on the WABA (§3.4): name, language and components. */
+export interface SimTemplate {
+  name: string;
+  language: string;
+  category: 'MARKETING' | 'UTILITY' | 'AUTHENTICATION';
+  /** `HEADER`/`BODY`/`FOOTER`/`BUTTONS` components and, for a permission request, `{ type: 'call_permission_request' }`. */
+  components: ReadonlyArray<{ type: string; text?: string } & Record<string, unknown>>;
+}
+
+/**
+ * The templates a simulated WABA starts with: Meta's sample permission-request template (§3.4) under the name the
+ * bridge's local mode configures (`call_permission_request`, language `en`), with no body parameters.
+ */
+export const DEFAULT_TEMPLATES: readonly SimTemplate[] = [
+  {
+    name: 'call_permission_request',
+    language: 'en',
+    category: 'UTILITY',
+    components: [
+      { type: 'BODY', text: 'We would like to call you to help with your request.' },
+      { type: 'call_permission_request' },
+    ],
+  },
+];
+
+/** Whether a template carries the `call_permission_request` component (§3.4). */
+export function isPermissionTemplate(t: SimTemplate): boolean {
+  return t.components.some((c) => c.type.toLowerCase() === 'call_permission_request');
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -52,11 +88,43 @@ export class MessagesService {
   readonly sent: SentMessage[] = [];
   readonly #o: MessagesServiceOptions;
   readonly #timers = new Set<ReturnType<SimClock['setTimeout']>>();
+  readonly #templates = new Map<string, SimTemplate>();
   #closed = false;
 
   /** @param opts - see {@link MessagesServiceOptions} */
   constructor(opts: MessagesServiceOptions) {
     this.#o = opts;
+    for (const t of opts.templates ?? DEFAULT_TEMPLATES) this.registerTemplate(t);
+  }
+
+  /** Creates (or replaces) a template on the WABA, as `POST /{WABA_ID}/message_templates` does (§3.4). */
+  registerTemplate(template: SimTemplate): void {
+    this.#templates.set(`${template.name}/${template.language}`, template);
+  }
+
+  /** The WABA's templates. */
+  get templates(): readonly SimTemplate[] {
+    return [...this.#templates.values()];
+  }
+
+  /**
+   * The user sends the business a text message: a `messages` webhook, and the 24 h customer-service window opens
+   * (PERM26, BTN26). Returns the message's `wamid`.
+   */
+  async userSendsText(user: SimUser, text: string): Promise<string> {
+    const key = userKey(user);
+    this.#o.permissions.openServiceWindow(key);
+    const id = this.#o.ids.messageId();
+    await this.#o.webhooks.deliver([
+      userTextMessage({
+        business: this.#o.business,
+        user,
+        text,
+        messageId: id,
+        timestamp: Math.floor(this.#o.clock.now() / 1000),
+      }),
+    ]);
+    return id;
   }
 
   /** Handle a `POST /{pnid}/messages` body; returns Meta's message response or throws {@link GraphError}. */
@@ -105,6 +173,13 @@ export class MessagesService {
       } else if (it.type === 'voice_call') {
         this.#validateVoiceCall(it);
       }
+      // Free-form permission requests and call buttons only inside the customer-service window (PERM26, BTN26).
+      if (
+        (it.type === 'call_permission_request' || it.type === 'voice_call') &&
+        !this.#o.permissions.serviceWindowOpen(key)
+      ) {
+        throw serviceWindowClosed(it.type);
+      }
     } else if (body.type === 'template') {
       const t = body.template;
       if (!isObj(t) || typeof t.name !== 'string' || t.name === '') {
@@ -114,8 +189,9 @@ export class MessagesService {
         throw invalidParameter('The parameter template.language.code is required.');
       }
       kind = `template:${t.name}`;
-      const isCpr = this.#o.isPermissionTemplate ?? ((n: string) => /call_permission|cpr/i.test(n));
-      permissionRequest = isCpr(t.name);
+      const template = this.#template(t.name, t.language.code, t.components);
+      // Meta knows a permission-request template by its component, not its name (§3.4).
+      permissionRequest = isPermissionTemplate(template);
     }
 
     if (permissionRequest) {
@@ -134,6 +210,30 @@ export class MessagesService {
       contacts: [{ input, wa_id: user.waId ?? input }],
       messages: [{ id }],
     };
+  }
+
+  /**
+   * The registered template a send names, with its body parameters checked against the template's placeholders:
+   * an unknown name/language is 132001, a parameter count mismatch 132000 (Cloud API's template errors).
+   */
+  #template(name: string, language: string, components: unknown): SimTemplate {
+    const template = this.#templates.get(`${name}/${language}`);
+    if (!template) {
+      throw new GraphError(132001, `template name (${name}) does not exist in ${language}`);
+    }
+    const bodyText = template.components.find((c) => c.type === 'BODY')?.text ?? '';
+    const expected = new Set(bodyText.match(/\{\{\d+\}\}/g) ?? []).size;
+    const sentBody = Array.isArray(components)
+      ? components.find((c): c is Record<string, unknown> => isObj(c) && c.type === 'body')
+      : undefined;
+    const given = Array.isArray(sentBody?.parameters) ? sentBody.parameters.length : 0;
+    if (given !== expected) {
+      throw new GraphError(
+        132000,
+        `body: number of localizable_params (${given}) does not match the expected number of params (${expected})`,
+      );
+    }
+    return template;
   }
 
   #validateVoiceCall(it: Record<string, unknown>): void {

@@ -81,6 +81,8 @@ interface PermissionRecord {
   requests: number[];
   connectedBic: number[];
   consecutiveUnanswered: number;
+  /** Last time the user opened or refreshed the customer-service window (message, call, accepted call), ms. */
+  windowOpenedAt?: number;
 }
 
 /** Options of {@link PermissionEngine}. */
@@ -218,9 +220,28 @@ export class PermissionEngine {
     const r = this.#rec(key);
     r.requests = [];
     if (opts.businessInitiated) {
+      // A user accepting the business's call opens or refreshes the customer-service window (§4.5, M-PRICE).
+      r.windowOpenedAt = this.#clock.now();
       r.connectedBic.push(this.#clock.now());
       r.consecutiveUnanswered = 0;
     }
+  }
+
+  /**
+   * The user messaged or called the business: the 24 h customer-service window opens or refreshes
+   * (§4.5: "when a user calls you (answered or not) and when a user accepts your call"; a user message, M-PRICE).
+   */
+  openServiceWindow(key: string): void {
+    this.#rec(key).windowOpenedAt = this.#clock.now();
+  }
+
+  /**
+   * Whether the user's customer-service window is open now: the last user message or call is less than 24 h old.
+   * Free-form permission requests and call-button messages need it (PERM26, BTN26).
+   */
+  serviceWindowOpen(key: string): boolean {
+    const at = this.#rec(key).windowOpenedAt;
+    return at !== undefined && this.#clock.now() - at < DAY_MS;
   }
 
   /**

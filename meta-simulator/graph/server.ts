@@ -18,7 +18,10 @@
  * - `GET  /_sim/users`, `POST /_sim/users/{id}/script` `{ permissionReply?, permissionReplyDelayMs?, bicAnswer?,
  *   bicAnswerDelayMs?, acceptedStatus?: { delayMs?, duplicates?, lost? }, uncallable? }` (`acceptedStatus`: faults
  *   of the ACCEPTED status of the user's business-initiated calls: late, duplicated or lost),
- *   `GET|POST /_sim/users/{id}/permission` `{ status }`
+ *   `GET|POST /_sim/users/{id}/permission` `{ status }`,
+ *   `POST /_sim/users/{id}/messages` `{ text }` (the user texts the business: a `messages` webhook, and the 24 h
+ *   customer-service window opens, PERM26/BTN26)
+ * - `GET|POST /_sim/templates` `{ name, language, category?, components }` (the WABA's message templates, §3.4)
  * - `GET  /_sim/messages`, `GET /_sim/webhooks`
  *
  * @module
@@ -408,6 +411,26 @@ export async function startGraphServer<P extends ControllablePeer>(
       else if (status === 'no_permission') opts.permissions.revoke(key);
       else throw new SimControlError(400, 'status must be temporary, permanent or no_permission');
       sendJson(res, 200, opts.permissions.describe(key));
+    } else if (a === 'users' && id !== undefined && verb === 'messages' && method === 'POST') {
+      const text = str('text');
+      if (!text) throw new SimControlError(400, 'text is required');
+      const key = userKeyOf(opts.users, id);
+      const user = opts.users.resolve(/^\d+$/.test(key) ? { to: key } : { recipient: key }) as SimUser;
+      const messageId = await opts.messages.userSendsText(user, text);
+      sendJson(res, 201, { user: key, messageId, serviceWindowOpen: opts.permissions.serviceWindowOpen(key) });
+    } else if (a === 'templates' && id === undefined && method === 'GET') {
+      sendJson(res, 200, { templates: opts.messages.templates });
+    } else if (a === 'templates' && id === undefined && method === 'POST') {
+      const name = str('name');
+      const language = str('language');
+      const components = body.components;
+      const category = body.category ?? 'UTILITY';
+      if (!name || !language || !Array.isArray(components) || components.some((c) => typeof c?.type !== 'string'))
+        throw new SimControlError(400, 'name, language and components [{ type, … }] are required');
+      if (category !== 'MARKETING' && category !== 'UTILITY' && category !== 'AUTHENTICATION')
+        throw new SimControlError(400, 'category must be MARKETING, UTILITY or AUTHENTICATION');
+      opts.messages.registerTemplate({ name, language, category, components });
+      sendJson(res, 201, { templates: opts.messages.templates });
     } else if (a === 'messages' && method === 'GET') {
       sendJson(res, 200, { messages: opts.messages.sent });
     } else if (a === 'webhooks' && method === 'GET') {

@@ -435,6 +435,35 @@ export function messageStatus(input: MessageStatusInput): WebhookChange {
   return remember({ field: 'messages', value }, business.wabaId);
 }
 
+/** Input of {@link userTextMessage}. */
+export type UserTextMessageInput = {
+  business: SimBusiness;
+  user: SimUser;
+  text: string;
+  messageId?: string;
+  timestamp?: UnixSeconds;
+};
+
+/**
+ * A text message from the user: `messages[]` with `type: "text"` on **`field: "messages"`**. It opens the 24 h
+ * customer-service window (PERM26, BTN26).
+ */
+export function userTextMessage(input: UserTextMessageInput): WebhookChange {
+  const { business, user } = input;
+  const message: Record<string, unknown> = {};
+  put(message, 'from', phoneOf(user));
+  put(message, 'from_user_id', user.userId);
+  put(message, 'from_parent_user_id', user.parentUserId);
+  message.id = input.messageId ?? newMessageId();
+  message.timestamp = ts(input.timestamp);
+  message.type = 'text';
+  message.text = { body: input.text };
+  const value = baseValue(business);
+  value.contacts = [contact(user)];
+  value.messages = [message];
+  return remember({ field: 'messages', value }, business.wabaId);
+}
+
 // ---------------------------------------------------------------------------
 // Envelope
 // ---------------------------------------------------------------------------

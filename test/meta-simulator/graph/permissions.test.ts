@@ -261,6 +261,7 @@ describe('permissions over HTTP', () => {
     env = await startEnv();
     const { sim, rx, graph } = env;
     sim.users.setScript(U, { permissionReply: 'accept_temporary', permissionReplyDelayMs: 20 });
+    sim.permissions.openServiceWindow(U); // the user wrote to the business (free-form needs the window)
     const res = await graph('POST', `/${sim.business.phoneNumberId}/messages`, {
       messaging_product: 'whatsapp',
       recipient_type: 'individual',
@@ -292,7 +293,7 @@ describe('permissions over HTTP', () => {
       messaging_product: 'whatsapp',
       to: U,
       type: 'template',
-      template: { name: 'call_permission_followup', language: { code: 'en' } },
+      template: { name: 'call_permission_request', language: { code: 'en' } },
     });
     expect(again.status).toBe(400);
     expect(again.body.error.code).toBe(138009);
@@ -323,6 +324,7 @@ describe('permissions over HTTP', () => {
         interactive: { type: 'call_permission_request', action: { name: 'call_permission_request' } },
       });
     sim.users.setScript(U, { permissionReply: 'accept_permanent', permissionReplyDelayMs: 10 });
+    sim.permissions.openServiceWindow(U);
     await send(U);
     const reply = await rx.waitFor((c) => c.field === 'messages', 5000, 'reply');
     expect((reply.item.interactive as { call_permission_reply: unknown }).call_permission_reply).toEqual({
@@ -334,6 +336,7 @@ describe('permissions over HTTP', () => {
 
     const other = '5511955550001';
     sim.users.setScript(other, { permissionReply: 'reject', permissionReplyDelayMs: 10 });
+    sim.permissions.openServiceWindow(other);
     await send(other);
     const rej = await rx.waitFor((c) => c.field === 'messages' && c.item.from === other, 5000, 'reject');
     expect((rej.item.interactive as { call_permission_reply: unknown }).call_permission_reply).toEqual({
@@ -343,6 +346,7 @@ describe('permissions over HTTP', () => {
     await env.close();
 
     env = await startEnv({ business: US_BUSINESS });
+    env.sim.permissions.openServiceWindow(U);
     const us = await env.graph('POST', `/${US_BUSINESS.phoneNumberId}/messages`, {
       messaging_product: 'whatsapp',
       to: U,
