@@ -141,6 +141,8 @@ const WORKER_PASS_THROUGH: readonly string[] = [
   'PBX_ALLOWED_SOURCES',
   'BIC_BLOCKED_COUNTRIES',
   'PERMISSION_RECONCILE_SECONDS',
+  'META_RECORDING',
+  'META_TRANSCRIPTION',
 ];
 
 /** Control-plane keys the local stack passes through when set. */
@@ -152,6 +154,7 @@ const PASS_THROUGH: readonly string[] = [
   'META_GRAPH_TIMEOUT_MS',
   'BIC_BLOCKED_COUNTRIES',
   'PERMISSION_RECONCILE_SECONDS',
+  'PERMISSION_REQUEST_TEMPLATE',
 ];
 
 /** The settings of the two tables `npm start` hands on from its environment (README lists them). */

@@ -147,7 +147,7 @@ async function demoBusinessCall(stack: Awaited<ReturnType<typeof startLocalStack
     });
     const asked = await api(`/v1/permissions/${number}/request`, {
       method: 'POST',
-      body: JSON.stringify({ kind: 'interactive', body: 'May we call you about your order?' }),
+      body: JSON.stringify({ kind: 'template' }),
     });
     check(asked.status === 201, `permission request answered ${asked.status}`);
     const granted = await waitFor(async () => {

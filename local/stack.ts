@@ -115,6 +115,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     const controlPlaneConfig = loadControlPlaneConfig({
       ...config.controlPlane,
+      // The simulator's WABA starts with this permission-request template (its default templates).
+      PERMISSION_REQUEST_TEMPLATE:
+        config.controlPlane.PERMISSION_REQUEST_TEMPLATE ?? (simulator ? 'call_permission_request:en' : undefined),
       META_APP_SECRET: config.meta.appSecret,
       META_VERIFY_TOKEN: config.meta.verifyToken,
       CONTROL_API_KEY: config.controlApiKey,

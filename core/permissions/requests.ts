@@ -28,6 +28,7 @@ export type PermissionRequestRefusalReason =
   | 'permission-exists'
   | 'business-country-blocked'
   | 'sanctioned-user'
+  | 'service-window-closed'
   | 'meta-error';
 
 /** A refused permission request. */
@@ -47,7 +48,15 @@ export interface PermissionApiDeps extends LedgerDeps {
   readonly sanctions?: SanctionsLists;
   /** Reconcile with Meta when the entry was compared longer ago than this. */
   readonly reconcileAfterMs: number;
+  /**
+   * The approved permission-request template (setting `PERMISSION_REQUEST_TEMPLATE`), named when Meta refuses a
+   * free-form request outside the customer-service window.
+   */
+  readonly template?: { readonly name: string; readonly language: string };
 }
+
+/** Meta's re-engagement error: a free-form message outside the 24 h customer-service window (PERM26, BTN26). */
+export const META_WINDOW_CLOSED = 131047;
 
 /** The ledger entry as the API shows it. */
 export interface PermissionView {
@@ -213,6 +222,9 @@ export async function sendPermissionRequest(
       return refused('permission-exists', 409, 'Meta says the user has granted permanent permission (138017)');
     }
     if (error.metaCode === 138013) return refused('business-country-blocked', 422, `Meta refused: ${error.message}`);
+    // PERM26: a free-form request needs an open customer-service window (24 h since the user's last message or
+    // call); outside it only a template can ask. Not a Meta failure: the caller must use a template.
+    if (error.metaCode === META_WINDOW_CLOSED) return refused('service-window-closed', 409, windowClosedDetail(deps));
     return refused(
       'meta-error',
       502,
@@ -226,6 +238,14 @@ export async function sendPermissionRequest(
     deps,
   );
   return { sent: true, messageId, permission: view(updated.entry, now, deps) };
+}
+
+function windowClosedDetail(deps: Pick<PermissionApiDeps, 'template'>): string {
+  const why =
+    "the user's customer-service window is closed (Meta 131047: a free-form permission request needs a message or call from the user in the last 24 h)";
+  return deps.template === undefined
+    ? `${why}; use a template: {"kind":"template","name","language"} naming an approved template with a call_permission_request component, or set PERMISSION_REQUEST_TEMPLATE`
+    : `${why}; use a template: {"kind":"template"} sends PERMISSION_REQUEST_TEMPLATE (${deps.template.name}, ${deps.template.language})`;
 }
 
 function refused(

@@ -16,6 +16,7 @@ import type { z } from 'zod';
 import { JobQueueError } from '#core/errors.ts';
 import type { WhatsAppUser } from '#core/meta/webhook.ts';
 import { requestBusinessCall, resolveCall } from '#core/outbound/requests.ts';
+import type { PermissionRequestMessage } from '#core/permissions/meta-permissions.ts';
 import type { PermissionApiDeps } from '#core/permissions/requests.ts';
 import { readPermission, sendPermissionRequest } from '#core/permissions/requests.ts';
 import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
@@ -147,13 +148,45 @@ async function requestPermission(
 ): Promise<Result> {
   const body = parseBody(event, permissionRequestBody);
   if ('error' in body) return body.error;
-  const outcome = await sendPermissionRequest(runtime.config.line, user, body.data, permissionDeps(runtime));
+  const message = permissionMessage(body.data, runtime.config.permissionTemplate);
+  if ('error' in message) return message.error;
+  const outcome = await sendPermissionRequest(runtime.config.line, user, message.data, permissionDeps(runtime));
   if (!outcome.sent) return fail(outcome.httpStatus, outcome.reason, outcome.detail, outcome.retryAt);
   return json(201, { status: 'sent', messageId: outcome.messageId, permission: outcome.permission });
 }
 
+/** The request to send: a template without a name uses PERMISSION_REQUEST_TEMPLATE. */
+function permissionMessage(
+  body: z.output<typeof permissionRequestBody>,
+  template: ControlPlaneRuntime['config']['permissionTemplate'],
+): { data: PermissionRequestMessage } | { error: Result } {
+  if (body.kind === 'interactive') return { data: body };
+  const name = body.name ?? (body.language === undefined ? template?.name : undefined);
+  const language = body.language ?? (body.name === undefined ? template?.language : undefined);
+  if (name === undefined || language === undefined) {
+    return {
+      error: fail(
+        422,
+        'invalid-request',
+        template === undefined
+          ? 'name and language are required (no PERMISSION_REQUEST_TEMPLATE is configured)'
+          : 'give both name and language, or neither to use PERMISSION_REQUEST_TEMPLATE',
+      ),
+    };
+  }
+  return {
+    data: {
+      kind: 'template',
+      name,
+      language,
+      ...(body.components === undefined ? {} : { components: body.components }),
+    },
+  };
+}
+
 function permissionDeps(runtime: ControlPlaneRuntime): PermissionApiDeps {
   return {
+    ...(runtime.config.permissionTemplate === undefined ? {} : { template: runtime.config.permissionTemplate }),
     permissions: runtime.permissions,
     meta: runtime.metaPermissions,
     now: runtime.now,

@@ -161,7 +161,9 @@ function build(): JsonSchema {
             '400': error('Body is not JSON (`invalid-request`).'),
             '401': unauthorized,
             '403': error('`sanctioned-user`.'),
-            '409': error('`permission-exists`: the user granted permanent permission.'),
+            '409': error(
+              "`permission-exists`: the user granted permanent permission. `service-window-closed`: a free-form (interactive) request outside the user's 24 h customer-service window (Meta 131047); use a template (PERMISSION_REQUEST_TEMPLATE).",
+            ),
             '422': error('`invalid-request`, `business-country-blocked`.'),
             '429': error('`request-limit`: 1 per 24 h, 2 per 7 days; `retryAt` says when the next is allowed.'),
             '502': error('`meta-error`.'),

@@ -47,8 +47,15 @@ export const permissionRequestBody = z.discriminatedUnion('kind', [
   }),
   z.strictObject({
     kind: z.literal('template'),
-    name: z.string().min(1).max(512).describe('An approved template with a call_permission_request component.'),
-    language: z.string().min(2).max(15).describe('Template language code, e.g. en or en_US.'),
+    name: z
+      .string()
+      .min(1)
+      .max(512)
+      .optional()
+      .describe(
+        'An approved template with a call_permission_request component. Omitted: PERMISSION_REQUEST_TEMPLATE (with language).',
+      ),
+    language: z.string().min(2).max(15).optional().describe('Template language code, e.g. en or en_US.'),
     components: z
       .array(z.looseObject({ type: z.string() }))
       .optional()

@@ -81,6 +81,16 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: "A permission missing from the ledger, or not valid and last compared with Meta longer ago than this, is checked with Meta's call_permissions before a business call is refused; GET /v1/permissions/{userId} re-reads it after this too (0: always).",
     default: '300',
   },
+  PERMISSION_REQUEST_TEMPLATE: {
+    schema: z
+      .string()
+      .regex(
+        /^[a-z0-9_]{1,512}:[A-Za-z_]{2,15}$/,
+        'name:language of an approved template, e.g. call_permission_request:en',
+      )
+      .optional(),
+    doc: 'The approved call-permission template (one with a call_permission_request component), as name:language. POST /v1/permissions/{userId}/request with {"kind":"template"} sends it; a free-form request refused because the customer-service window is closed (Meta 131047) answers 409 naming it. Unset: templates are named per request.',
+  },
   FINISHED_CALL_RETENTION_DAYS: {
     schema: positiveInt,
     doc: 'Days finished call records are kept (DynamoDB TTL).',
@@ -116,6 +126,8 @@ export interface ControlPlaneConfig {
   /** Business-initiated calls: countries of business numbers Meta blocks, and ledger reconciliation age. */
   readonly businessCalls: { readonly blockedCountries: readonly string[]; readonly reconcileAfterMs: number };
   readonly staleConnectMs: number;
+  /** PERMISSION_REQUEST_TEMPLATE: the approved permission-request template. */
+  readonly permissionTemplate?: { readonly name: string; readonly language: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   readonly metricsStage?: string;
@@ -172,6 +184,14 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
       reconcileAfterMs: r.PERMISSION_RECONCILE_SECONDS * 1000,
     },
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
+    ...(r.PERMISSION_REQUEST_TEMPLATE === undefined
+      ? {}
+      : {
+          permissionTemplate: {
+            name: r.PERMISSION_REQUEST_TEMPLATE.split(':')[0]!,
+            language: r.PERMISSION_REQUEST_TEMPLATE.split(':')[1]!,
+          },
+        }),
     finishedRetentionSeconds: r.FINISHED_CALL_RETENTION_DAYS * 86_400,
     logLevel: r.LOG_LEVEL,
     ...(r.METRICS_STAGE === undefined ? {} : { metricsStage: r.METRICS_STAGE }),

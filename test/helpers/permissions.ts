@@ -3,7 +3,8 @@ import { eventually } from './test-stack.ts';
 
 /**
  * Grants a call permission the way a business gets one: the bridge's API sends Meta a permission
- * request, the (simulated) user accepts, Meta's reply webhook updates the bridge's ledger.
+ * request (the configured template, which needs no customer-service window), the (simulated) user
+ * accepts, Meta's reply webhook updates the bridge's ledger.
  */
 export async function grantPermission(
   stack: TestStack,
@@ -14,7 +15,7 @@ export async function grantPermission(
   const res = await stack.api(`/v1/permissions/${number}/request`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ kind: 'interactive', body: 'May we call you about your order?' }),
+    body: JSON.stringify({ kind: 'template' }),
   });
   if (res.status >= 300) throw new Error(`permission request answered ${res.status}: ${await res.text()}`);
   const wanted = kind === 'accept_permanent' ? 'permanent' : 'temporary';

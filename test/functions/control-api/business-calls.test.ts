@@ -46,6 +46,13 @@ beforeAll(async () => {
     },
   );
   sim = stack.simulator!;
+  // A second approved permission-request template on the WABA (Meta knows it by its component, §3.4).
+  sim.messages.registerTemplate({
+    name: 'call_permission_followup',
+    language: 'en',
+    category: 'UTILITY',
+    components: [{ type: 'BODY', text: 'Following up: may we call you?' }, { type: 'call_permission_request' }],
+  });
   const res = await stack.api('/v1/openapi.json', { key: null });
   expect(res.status).toBe(200);
   doc = (await res.json()) as Record<string, unknown>;
@@ -77,7 +84,8 @@ async function api(
 
 const placeCall = (to: string, extra: Record<string, unknown> = {}) =>
   api('POST', '/v1/calls', '/v1/calls', { to, ...extra });
-const requestPermission = (user: string, body: unknown = { kind: 'interactive', body: 'May we call you?' }) =>
+/** A permission request; by default the configured template (PERMISSION_REQUEST_TEMPLATE), which needs no open window. */
+const requestPermission = (user: string, body: unknown = { kind: 'template' }) =>
   api('POST', `/v1/permissions/${encodeURIComponent(user)}/request`, '/v1/permissions/{userId}/request', body);
 const getPermission = (user: string, query = '') =>
   api('GET', `/v1/permissions/${encodeURIComponent(user)}${query}`, '/v1/permissions/{userId}');
@@ -216,6 +224,26 @@ describe('permission requests: 1 per 24 h, 2 per 7 days, reset by a connected ca
     const sentBefore = sim.messages.sent.length;
     expect((await requestPermission(permanent)).status).toBe(409);
     expect(sim.messages.sent.length).toBe(sentBefore);
+  });
+});
+
+describe('free-form requests and the customer-service window (PERM26)', () => {
+  it('a free-form request to a user who has not written for 24 h answers 409 "use a template", naming the setting', async () => {
+    const quiet = '34600111301';
+    const refused = await requestPermission(quiet, { kind: 'interactive', body: 'May we call you?' });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.reason).toBe('service-window-closed');
+    expect(refused.body.error.detail).toContain('use a template');
+    expect(refused.body.error.detail).toContain('PERMISSION_REQUEST_TEMPLATE (call_permission_request, en)');
+    // Nothing was counted: the template goes out at once.
+    expect((await requestPermission(quiet)).status).toBe(201);
+  });
+
+  it('after the user writes, a free-form request is sent within the 24 h window', async () => {
+    const chatty = '34600111302';
+    await sim.messages.userSendsText({ waId: chatty }, 'Hi, please call me back');
+    clock.advance(DAY - 1);
+    expect((await requestPermission(chatty, { kind: 'interactive', body: 'May we call you?' })).status).toBe(201);
   });
 });
 
