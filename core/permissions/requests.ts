@@ -29,6 +29,7 @@ export type PermissionRequestRefusalReason =
   | 'business-country-blocked'
   | 'sanctioned-user'
   | 'service-window-closed'
+  | 'invalid-template'
   | 'meta-error';
 
 /** A refused permission request. */
@@ -225,6 +226,14 @@ export async function sendPermissionRequest(
     // PERM26: a free-form request needs an open customer-service window (24 h since the user's last message or
     // call); outside it only a template can ask. Not a Meta failure: the caller must use a template.
     if (error.metaCode === META_WINDOW_CLOSED) return refused('service-window-closed', 409, windowClosedDetail(deps));
+    // Cloud API template errors: 132001 no such template/language on the WABA, 132000 parameter count mismatch.
+    if (error.metaCode === 132000 || error.metaCode === 132001) {
+      return refused(
+        'invalid-template',
+        422,
+        `Meta refused the template (${error.metaCode}): ${error.details ?? error.message}`,
+      );
+    }
     return refused(
       'meta-error',
       502,

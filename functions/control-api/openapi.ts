@@ -164,7 +164,9 @@ function build(): JsonSchema {
             '409': error(
               "`permission-exists`: the user granted permanent permission. `service-window-closed`: a free-form (interactive) request outside the user's 24 h customer-service window (Meta 131047); use a template (PERMISSION_REQUEST_TEMPLATE).",
             ),
-            '422': error('`invalid-request`, `business-country-blocked`.'),
+            '422': error(
+              '`invalid-request`, `business-country-blocked`, `invalid-template` (Meta 132001: no such approved template and language; 132000: body parameters do not match the template).',
+            ),
             '429': error('`request-limit`: 1 per 24 h, 2 per 7 days; `retryAt` says when the next is allowed.'),
             '502': error('`meta-error`.'),
           },

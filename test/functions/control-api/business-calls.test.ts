@@ -247,6 +247,29 @@ describe('free-form requests and the customer-service window (PERM26)', () => {
   });
 });
 
+describe('template permission requests, as Meta takes them (§3.4)', () => {
+  it("sends Meta's template message shape, and a template the WABA lacks answers 422 invalid-template", async () => {
+    const user = '34600111303';
+    const sent = await requestPermission(user, {
+      kind: 'template',
+      name: 'call_permission_followup',
+      language: 'en',
+    });
+    expect(sent.status).toBe(201);
+    expect(sim.messages.sent.at(-1)?.body).toEqual({
+      messaging_product: 'whatsapp',
+      recipient_type: 'individual',
+      to: user,
+      type: 'template',
+      template: { name: 'call_permission_followup', language: { code: 'en' } },
+    });
+    const missing = await requestPermission('34600111304', { kind: 'template', name: 'cpr_missing', language: 'en' });
+    expect(missing.status).toBe(422);
+    expect(missing.body.error.reason).toBe('invalid-template');
+    expect(missing.body.error.detail).toContain('132001');
+  });
+});
+
 describe('connected calls: at most 100 per pair per rolling 24 h', () => {
   it('allows the 100th call and refuses the 101st until the oldest is 24 h old', async () => {
     const phone = '34600111205';
