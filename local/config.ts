@@ -143,6 +143,7 @@ const WORKER_PASS_THROUGH: readonly string[] = [
   'PERMISSION_RECONCILE_SECONDS',
   'META_RECORDING',
   'META_TRANSCRIPTION',
+  'META_PERMISSION_LIMITS',
 ];
 
 /** Control-plane keys the local stack passes through when set. */
@@ -155,6 +156,7 @@ const PASS_THROUGH: readonly string[] = [
   'BIC_BLOCKED_COUNTRIES',
   'PERMISSION_RECONCILE_SECONDS',
   'PERMISSION_REQUEST_TEMPLATE',
+  'META_PERMISSION_LIMITS',
 ];
 
 /** The settings of the two tables `npm start` hands on from its environment (README lists them). */

@@ -106,6 +106,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           phoneNumberId: config.meta.phoneNumberId,
           displayPhoneNumber: config.meta.businessNumber,
         },
+        // A sandbox/test number: the simulated Meta applies the same relaxed limits (OVR26).
+        ...(config.controlPlane.META_PERMISSION_LIMITS === 'sandbox' ? { sandbox: true } : {}),
         ...(options.simulator ?? {}),
       });
       const sim = simulator;

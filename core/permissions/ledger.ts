@@ -46,6 +46,26 @@ export const META_PERMISSION_LIMITS: PermissionLimits = {
   revokeAfterUnanswered: 4,
 };
 
+/**
+ * Meta's limits for sandbox and public test numbers (OVR26, Tech Partners): 25 permission requests per 24 h,
+ * 100 per 7 days, and revocation after 10 unanswered calls in a row; the rest as in production.
+ */
+export const SANDBOX_PERMISSION_LIMITS: PermissionLimits = {
+  ...META_PERMISSION_LIMITS,
+  requestsPer24h: 25,
+  requestsPer7d: 100,
+  revokeAfterUnanswered: 10,
+};
+
+/** Which of Meta's limit sets a business number is under (setting `META_PERMISSION_LIMITS`). */
+export const PERMISSION_LIMIT_PROFILES = ['production', 'sandbox'] as const;
+export type PermissionLimitProfile = (typeof PERMISSION_LIMIT_PROFILES)[number];
+
+/** The limits of a profile: production numbers, or sandbox/public test numbers (OVR26). */
+export function permissionLimitsFor(profile: PermissionLimitProfile): PermissionLimits {
+  return profile === 'sandbox' ? SANDBOX_PERMISSION_LIMITS : META_PERMISSION_LIMITS;
+}
+
 /** How many message and call ids an entry remembers to make replayed events no-ops. */
 const REMEMBERED_IDS = 50;
 

@@ -189,6 +189,7 @@ function permissionDeps(runtime: ControlPlaneRuntime): PermissionApiDeps {
     ...(runtime.config.permissionTemplate === undefined ? {} : { template: runtime.config.permissionTemplate }),
     permissions: runtime.permissions,
     meta: runtime.metaPermissions,
+    limits: runtime.limits,
     now: runtime.now,
     blockedCountries: runtime.config.businessCalls.blockedCountries,
     reconcileAfterMs: runtime.config.businessCalls.reconcileAfterMs,

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ssmSettings } from '#adapters/aws/ssm-parameters.ts';
 import { type BusinessHours, businessHoursSchema } from '#core/checks/business-hours.ts';
 import { ConfigError } from '#core/errors.ts';
+import { PERMISSION_LIMIT_PROFILES, type PermissionLimits, permissionLimitsFor } from '#core/permissions/ledger.ts';
 import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
 const digits = z.string().regex(/^\d{6,15}$/, 'digits only, as Meta writes them (country code, no +)');
@@ -76,6 +77,11 @@ export const CONTROL_PLANE_SETTINGS = {
     doc: "Countries whose business numbers may not place business-initiated calls or send permission requests. Default: Meta's Jun 2026 list (US, Canada, Egypt, Vietnam, Nigeria; Turkey is no longer excluded). Meta refuses blocked countries itself (138013). NONE: no country.",
     default: 'US,CA,EG,VN,NG',
   },
+  META_PERMISSION_LIMITS: {
+    schema: z.enum(PERMISSION_LIMIT_PROFILES),
+    doc: "Which of Meta's call-permission limits the ledger applies: production (1 request per 24 h, 2 per 7 days, revoke after 4 unanswered calls) or sandbox for sandbox and public test numbers (25 per 24 h, 100 per 7 days, revoke after 10; OVR26). Set the same value on the control plane and the worker.",
+    default: 'production',
+  },
   PERMISSION_RECONCILE_SECONDS: {
     schema: z.coerce.number().int().min(0),
     doc: "A permission missing from the ledger, or not valid and last compared with Meta longer ago than this, is checked with Meta's call_permissions before a business call is refused; GET /v1/permissions/{userId} re-reads it after this too (0: always).",
@@ -125,6 +131,8 @@ export interface ControlPlaneConfig {
   readonly maxConcurrentCalls: number;
   /** Business-initiated calls: countries of business numbers Meta blocks, and ledger reconciliation age. */
   readonly businessCalls: { readonly blockedCountries: readonly string[]; readonly reconcileAfterMs: number };
+  /** META_PERMISSION_LIMITS: Meta's production or sandbox/test-number permission limits (OVR26). */
+  readonly permissionLimits: PermissionLimits;
   readonly staleConnectMs: number;
   /** PERMISSION_REQUEST_TEMPLATE: the approved permission-request template. */
   readonly permissionTemplate?: { readonly name: string; readonly language: string };
@@ -184,6 +192,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
       reconcileAfterMs: r.PERMISSION_RECONCILE_SECONDS * 1000,
     },
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
+    permissionLimits: permissionLimitsFor(r.META_PERMISSION_LIMITS),
     ...(r.PERMISSION_REQUEST_TEMPLATE === undefined
       ? {}
       : {

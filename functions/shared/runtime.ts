@@ -18,6 +18,7 @@ import { MetaGraphClient } from '#core/meta/graph-client.ts';
 import { createMetricsWriter, type MetricsWriter } from '#core/metrics.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import { createBusinessCallRules } from '#core/outbound/rules.ts';
+import type { PermissionLimits } from '#core/permissions/ledger.ts';
 import { type MetaPermissionsApi, MetaPermissionsClient } from '#core/permissions/meta-permissions.ts';
 import type { PermissionStore } from '#core/permissions/store.ts';
 import type { ControlPlaneConfig } from './config.ts';
@@ -43,6 +44,8 @@ export interface ControlPlaneRuntime {
   readonly logger: Logger;
   /** CloudWatch metrics (EMF); a no-op without `METRICS_STAGE`. */
   readonly metrics: MetricsWriter;
+  /** Meta's permission limits the ledger applies (META_PERMISSION_LIMITS); the runtime is the ledger's deps. */
+  readonly limits: PermissionLimits;
   readonly now: () => number;
 }
 
@@ -88,6 +91,7 @@ export function buildControlPlaneRuntime(
       lines: [config.line],
       blockedCountries: config.businessCalls.blockedCountries,
       maxConcurrentCalls: config.maxConcurrentCalls,
+      limits: config.permissionLimits,
       now,
     }),
     jobs: new SqsCallJobQueue(sqs, config.callJobsQueueUrl),
@@ -108,6 +112,7 @@ export function buildControlPlaneRuntime(
     },
     logger,
     metrics: createMetricsWriter(config.metricsStage),
+    limits: config.permissionLimits,
     now,
   };
 }

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
 import { type CallOptIn, type CallOptIns, optInProblem } from '#core/meta/opt-ins.ts';
+import { PERMISSION_LIMIT_PROFILES, type PermissionLimits, permissionLimitsFor } from '#core/permissions/ledger.ts';
 import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
 const sipUri = z.string().regex(/^sips?:[^\s]+$/, 'a sip: or sips: URI');
@@ -121,6 +122,11 @@ export const WORKER_SETTINGS = {
       .regex(/^(NONE|[A-Z]{2}(,[A-Z]{2})*)$/, 'comma-separated ISO country codes, or NONE')
       .optional(),
     doc: "Countries whose business numbers may not place WhatsApp calls (Meta blocks them, 138013). Default: US,CA,EG,VN,NG (Meta's Jun 2026 list; Turkey is no longer excluded).",
+  },
+  META_PERMISSION_LIMITS: {
+    schema: z.enum(PERMISSION_LIMIT_PROFILES),
+    doc: "Which of Meta's call-permission limits the ledger applies: production (1 request per 24 h, 2 per 7 days, revoke after 4 unanswered calls) or sandbox for sandbox and public test numbers (25 per 24 h, 100 per 7 days, revoke after 10; OVR26). Set the same value on the control plane and the worker.",
+    default: 'production',
   },
   PERMISSION_RECONCILE_SECONDS: {
     schema: z.coerce.number().int().min(0),
@@ -281,6 +287,8 @@ export interface WorkerConfig {
   readonly bicBlockedCountries?: readonly string[];
   /** A ledger entry older than this (ms) is compared with Meta's `call_permissions` before a refusal. */
   readonly permissionReconcileMs: number;
+  /** META_PERMISSION_LIMITS: Meta's production or sandbox/test-number permission limits (OVR26). */
+  readonly permissionLimits: PermissionLimits;
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly finishedRetentionSeconds: number;
   readonly logLevel: string;
@@ -411,6 +419,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
         }
       : {}),
     permissionReconcileMs: get<number>('PERMISSION_RECONCILE_SECONDS') * 1000,
+    permissionLimits: permissionLimitsFor(get<'production' | 'sandbox'>('META_PERMISSION_LIMITS')),
     ...(get<string | undefined>('BIC_BLOCKED_COUNTRIES') === undefined
       ? {}
       : {

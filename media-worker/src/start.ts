@@ -86,7 +86,8 @@ export async function startMediaWorker(
     ? new DynamoPermissionStore(dynamo, config.tables.permissions)
     : undefined;
   const outcomes: BusinessCallOutcomes | undefined =
-    overrides.outcomes ?? (permissions ? ledgerOutcomes({ permissions, now: Date.now }) : undefined);
+    overrides.outcomes ??
+    (permissions ? ledgerOutcomes({ permissions, now: Date.now, limits: config.permissionLimits }) : undefined);
   const rules: CheckBusinessCall | undefined =
     overrides.checkBusinessCall ??
     (permissions && config.line
@@ -106,6 +107,7 @@ export async function startMediaWorker(
           lines: [config.line],
           blockedCountries: config.bicBlockedCountries ?? DEFAULT_BIC_BLOCKED_COUNTRIES,
           maxConcurrentCalls: config.maxConcurrentCalls,
+          limits: config.permissionLimits,
           now: Date.now,
         })
       : undefined);

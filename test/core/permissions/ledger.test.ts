@@ -11,6 +11,8 @@ import {
   nextRequestAllowedAt,
   type PermissionEntry,
   type PermissionEvent,
+  permissionLimitsFor,
+  SANDBOX_PERMISSION_LIMITS,
 } from '#core/permissions/ledger.ts';
 
 const HOUR = 3_600_000;
@@ -133,5 +135,49 @@ describe("Meta's limits at their boundaries", () => {
     expect(broken).toMatchObject({ state: 'permanent', consecutiveUnanswered: 3 });
     const four = run(miss(1, 40), broken);
     expect(four).toMatchObject({ state: 'revoked', source: 'automatic' });
+  });
+});
+
+describe('sandbox and public test numbers: relaxed limits (OVR26)', () => {
+  const sandbox = permissionLimitsFor('sandbox');
+
+  it('are 25 requests per 24 h, 100 per 7 days and revocation after 10 unanswered; production keeps 1, 2 and 4', () => {
+    expect(sandbox).toBe(SANDBOX_PERMISSION_LIMITS);
+    expect(sandbox).toMatchObject({ requestsPer24h: 25, requestsPer7d: 100, revokeAfterUnanswered: 10 });
+    expect(sandbox.connectedCallsPer24h).toBe(100);
+    expect(permissionLimitsFor('production')).toMatchObject({
+      requestsPer24h: 1,
+      requestsPer7d: 2,
+      revokeAfterUnanswered: 4,
+    });
+  });
+
+  it('allow the 25th request within 24 h and refuse the 26th; the 101st within 7 days waits for the oldest', () => {
+    let entry = emptyEntry('pnid', 'u', { phone: '34600111222' }, T0);
+    const send = (at: number, i: number) =>
+      applyPermissionEvent(entry, { type: 'request-sent', at, id: `wamid.s${i}`, kind: 'template' }, sandbox).entry;
+    for (let i = 0; i < 24; i++) entry = send(T0 + i, i);
+    expect(nextRequestAllowedAt(entry, T0 + 100, sandbox)).toBeUndefined();
+    expect(nextRequestAllowedAt(entry, T0 + 100)).toBeGreaterThan(T0 + 6 * DAY); // production: refused for days
+    entry = send(T0 + 24, 24);
+    expect(nextRequestAllowedAt(entry, T0 + 100, sandbox)).toBe(T0 + DAY);
+    // 25 a day for four days: the 101st waits for the first to be 7 days old.
+    for (let d = 1; d < 4; d++) for (let i = 0; i < 25; i++) entry = send(T0 + d * DAY + i, d * 100 + i);
+    expect(entry.requests).toHaveLength(100);
+    expect(nextRequestAllowedAt(entry, T0 + 5 * DAY, sandbox)).toBe(T0 + 7 * DAY);
+  });
+
+  it('revoke after the 10th unanswered call in a row, not the 4th', () => {
+    let entry = run([{ type: 'reply-accept', at: T0, id: 'wamid.a', permanent: true }]);
+    for (let i = 0; i < 9; i++) {
+      entry = applyPermissionEvent(
+        entry,
+        { type: 'call-unanswered', at: T0 + 10 + i, callId: `wacid.m${i}` },
+        sandbox,
+      ).entry;
+    }
+    expect(entry).toMatchObject({ state: 'permanent', consecutiveUnanswered: 9 });
+    entry = applyPermissionEvent(entry, { type: 'call-unanswered', at: T0 + 30, callId: 'wacid.m9' }, sandbox).entry;
+    expect(entry).toMatchObject({ state: 'revoked', source: 'automatic' });
   });
 });
