@@ -25,6 +25,7 @@ describe('MetaPermissionsClient with "" identifiers', () => {
   });
 
   it('sends a permission request to the BSUID, not to: ""', async () => {
+    env.sim.permissions.openServiceWindow('US.778'); // the user wrote first: free-form is allowed (PERM26)
     const id = await client.sendPermissionRequest(
       env.sim.business.phoneNumberId,
       { phone: '', userId: 'US.778' },
