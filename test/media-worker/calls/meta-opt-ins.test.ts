@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '#core/errors.ts';
 import { loadWorkerConfig } from '#worker/config.ts';
-import { startTestStack, type TestStack } from '../../helpers/test-stack.ts';
+import { grantPermission } from '../../helpers/permissions.ts';
+import { eventually, startTestStack, type TestStack } from '../../helpers/test-stack.ts';
 
 const RECORDING = { purpose: 'quality assurance', announcement_language: 'en_US' };
 const TRANSCRIPTION = { purpose: 'quality assurance', announcement_language: 'es_ES' };
@@ -29,6 +30,31 @@ describe('a worker configured to record and transcribe calls at Meta', () => {
   it('opts a user-initiated call in on accept, and Meta accepts the call', async () => {
     const call = await stack.simulator!.placeUserCall({ user: { waId: '5511900000901' } });
     await call.waitFor('accepted', 8000);
+    expect(call.record.optIns).toEqual({
+      recording: { status: 'ENABLED', ...RECORDING },
+      transcription: { status: 'ENABLED', ...TRANSCRIPTION },
+    });
+    call.hangUp();
+  });
+
+  it('opts a business-initiated call in on connect, and the user picks up', async () => {
+    const number = '5511900000902';
+    await grantPermission(stack, number);
+    stack.simulator!.users.setScript(number, { bicAnswer: 'accept', bicAnswerDelayMs: 300 });
+    const res = await stack.api('/v1/calls', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ to: number, mode: 'customer-first' }),
+    });
+    expect(res.status).toBe(202);
+    const call = await eventually(
+      () =>
+        stack.simulator!.calls.find(
+          (c) => c.direction === 'BUSINESS_INITIATED' && c.user.waId === number && c.state === 'accepted',
+        ),
+      8000,
+      'the WhatsApp user to pick up',
+    );
     expect(call.record.optIns).toEqual({
       recording: { status: 'ENABLED', ...RECORDING },
       transcription: { status: 'ENABLED', ...TRANSCRIPTION },
