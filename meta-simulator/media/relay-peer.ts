@@ -2,9 +2,13 @@
  * A WebRTC peer that behaves like Meta's WhatsApp media relay, built on werift.
  *
  * What it imitates (docs/meta-calling-api.md §5.1, §7 item 5):
- * - ICE-lite (RFC 8445 §2.5), always controlled, exactly one IPv4 host
- *   candidate on `bindAddress`, an ICE ufrag containing `/`, no STUN/TURN and no
- *   trickle. Checks that claim the controlled role get 487 (Role Conflict);
+ * - ICE-lite (RFC 8445 §2.5), always controlled, one IPv4 and one IPv6 host
+ *   candidate on the same port as in REF26's offers (§5.1), Meta's
+ *   `generation 0 network-cost 50 ufrag …/2` candidate extensions, an ICE ufrag
+ *   containing `/`, no STUN/TURN and no trickle. Only the IPv4 candidate
+ *   (`bindAddress`) is reachable: the IPv6 one is a documentation address
+ *   (RFC 3849, `2001:db8::/32`) so that tests stay deterministic on machines
+ *   without IPv6, and connectivity must come through IPv4. Checks that claim the controlled role get 487 (Role Conflict);
  *   checks from addresses not in the business SDP are accepted (peer-reflexive).
  * - DTLS-SRTP with one sha-256 fingerprint. Offers `a=setup:actpass`; the
  *   business answers `active` (RFC 5763 §5). Answers to business offers pin a
@@ -21,7 +25,7 @@
  * @module
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { Decoder, Encoder } from '@evan/opus';
 import alawmulaw from 'alawmulaw';
 import type { Logger } from 'pino';
@@ -41,8 +45,14 @@ import { validateBusinessSdp } from './sdp-validation.ts';
 
 /** Options for {@link RelayPeer}. */
 export interface RelayPeerOptions {
-  /** IPv4 address for the single host candidate and the UDP socket. Default `127.0.0.1`. */
+  /** IPv4 address for the reachable host candidate and the UDP socket. Default `127.0.0.1`. */
   bindAddress?: string;
+  /**
+   * The IPv6 host candidate Meta's offers and answers carry next to the IPv4 one, on the same port (REF26, §5.1).
+   * Nothing listens there. Default {@link RELAY_IPV6_CANDIDATE} (a documentation address, never reachable);
+   * `false` leaves it out.
+   */
+  ipv6CandidateAddress?: string | false;
   /** `audio.additional_codecs` enabled: also offer and accept PCMU/PCMA (since Mar 2026). */
   allowG711?: boolean;
   /** Logger; a `component: 'relay-peer'` child is used. */
@@ -90,6 +100,14 @@ export interface DtmfSendOptions {
   /** Pause between digits in ms (default 60). */
   gapMs?: number;
 }
+
+/**
+ * The relay's unreachable IPv6 host candidate: RFC 3849's documentation prefix with the interface id of Meta's
+ * sample (§5.1 `2a03:2880:f211:cf:face:b00c:0:6443`).
+ */
+export const RELAY_IPV6_CANDIDATE = '2001:db8:f211:cf:face:b00c:0:6443';
+/** Meta's sample gives the IPv6 candidate a priority 2560 above the IPv4 one (§5.1). */
+const IPV6_PRIORITY_BONUS = 2560;
 
 const OPUS_PT = 111;
 const TELEPHONE_EVENT_PT = 126;
@@ -205,6 +223,7 @@ function upsample6(frame: Int16Array, prev: number): Int16Array {
  */
 export class RelayPeer {
   private readonly bindAddress: string;
+  private readonly ipv6Candidate: string | undefined;
   private readonly allowG711: boolean;
   private readonly log: Logger | undefined;
   private pc: RTCPeerConnection | undefined;
@@ -261,6 +280,11 @@ export class RelayPeer {
     if (!isIPv4(this.bindAddress)) {
       throw new RelayPeerError('invalid-argument', `bindAddress must be an IPv4 address, got "${this.bindAddress}"`);
     }
+    const v6 = options.ipv6CandidateAddress ?? RELAY_IPV6_CANDIDATE;
+    if (v6 !== false && !isIPv6(v6)) {
+      throw new RelayPeerError('invalid-argument', `ipv6CandidateAddress must be an IPv6 address, got "${v6}"`);
+    }
+    this.ipv6Candidate = v6 === false ? undefined : v6;
     this.allowG711 = options.allowG711 ?? false;
     this.log = options.logger?.child({ component: 'relay-peer' });
   }
@@ -754,12 +778,28 @@ export class RelayPeer {
         out.push(line.replace(/^m=audio \d+ /, `m=audio ${candPort} `));
       } else if (inMedia && line.startsWith('c=')) {
         out.push(`c=IN IP4 ${candIp}`);
+      } else if (line === candidate) {
+        out.push(...this.metaCandidates(candParts));
       } else {
         out.push(line);
       }
     }
     out.push('a=ptime:20');
     return `${out.join('\r\n')}\r\n`;
+  }
+
+  /**
+   * Meta's two host candidates on one port (§5.1 sample): the reachable IPv4 one werift gathered, then the IPv6
+   * one, each with `generation 0 network-cost 50 ufrag <ufrag>`.
+   */
+  private metaCandidates(parts: string[]): string[] {
+    const [foundation, component = '1', transport = 'udp', priority = '2113937151', ip, port] = parts;
+    const ext = `typ host generation 0 network-cost 50 ufrag ${this.ufrag ?? ''}`;
+    const v4 = `${foundation} ${component} ${transport} ${priority} ${ip} ${port} ${ext}`;
+    if (!this.ipv6Candidate) return [v4];
+    const v6Foundation = `a=candidate:${randomInt(1, 0x7fffffff)}`;
+    const v6Priority = Number(priority) + IPV6_PRIORITY_BONUS;
+    return [v4, `${v6Foundation} ${component} ${transport} ${v6Priority} ${this.ipv6Candidate} ${port} ${ext}`];
   }
 
   // ---------------------------------------------------------------- receive

@@ -89,16 +89,19 @@ describe('WhatsAppLeg', () => {
       expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
     });
 
-    it("connects when Meta's offer also carries its IPv6 host candidate (one IPv4 + one IPv6, §5.1)", async () => {
-      const relay = track(new RelayPeer());
-      const leg = track(new WhatsAppLeg());
-      const offer = (await relay.createOffer()).replace(
-        /^(a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host.*)$/m,
-        '$1\r\na=candidate:1652262791 1 udp 2113939711 2a03:2880:f211:cf:face:b00c:0:6443 $2 typ host generation 0 network-cost 50',
-      );
-      expect(offer).toContain('2a03:2880');
-      await relay.acceptAnswer(await leg.answer(offer));
-      await leg.waitForConnected(3000);
+    it("connects over IPv4 to Meta's offer of an IPv4 and an IPv6 host candidate on one port, and audio flows (§5.1, S10)", async () => {
+      // The simulated relay now offers both, like REF26; its IPv6 candidate (a documentation address) is
+      // unreachable and outranks the IPv4 one, so the leg must not depend on it.
+      const { relay, leg, offer } = await connectCall();
+      const candidates = sdpTransform.parse(offer).media[0]?.candidates ?? [];
+      expect(candidates.map((c) => c.ip)).toEqual(['127.0.0.1', expect.stringMatching(/^2001:db8:/)]);
+      expect(candidates[1]?.priority).toBeGreaterThan(candidates[0]?.priority ?? 0);
+      await until(() => relay.stats().packetsReceived > 0, 3000, { what: 'business media at the relay' });
+      let heard = 0;
+      leg.onAudio(() => {
+        heard++;
+      });
+      await until(() => heard > 0, 3000, { what: "the user's media at the leg" });
     });
 
     it("answers the captured Meta offer shape (ICE-lite, '/' ufrag, IPv4+IPv6 candidates, extmaps) validly", async () => {
