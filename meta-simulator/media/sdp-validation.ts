@@ -113,7 +113,6 @@ function validate(sdp: string, opts: BusinessSdpValidationOptions): BusinessSdpV
     return fail(`The m-line must be audio, found "${media.type}"`);
   }
   const allLines = sections.flat();
-  const mediaLines = sections[1] ?? [];
 
   if (keyExchange === 'DTLS') {
     if (media.protocol !== 'UDP/TLS/RTP/SAVPF') {
