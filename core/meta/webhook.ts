@@ -443,7 +443,10 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
  * the business. True when `from` is the business's own number or only the callee side carries a BSUID; a
  * BSUID-only user has no phone on either side (BSUID-F), and `contacts[]` then names them.
  */
-function userIsCallee(call: { from?: string; from_user_id?: string; to_user_id?: string }, line: BusinessLine): boolean {
+function userIsCallee(
+  call: { from?: string; from_user_id?: string; to_user_id?: string },
+  line: BusinessLine,
+): boolean {
   const from = present(call.from);
   if (from !== undefined) return digits(from) === line.businessNumber;
   return present(call.to_user_id) !== undefined && present(call.from_user_id) === undefined;

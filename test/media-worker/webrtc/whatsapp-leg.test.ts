@@ -8,7 +8,7 @@ import { ManualClock } from '#core/clock.ts';
 import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
 import { RelayPeer } from '#simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
-import { MediaError } from '#worker/media/errors.ts';
+import { MediaError, UnsupportedKeyExchangeError } from '#worker/media/errors.ts';
 import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
 import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 
@@ -122,6 +122,22 @@ describe('WhatsAppLeg', () => {
       expect(ips?.sort()).toEqual(['127.0.0.1', '::1']);
       await relay.acceptAnswer(answer);
       await leg.waitForConnected(3000);
+    });
+
+    it("refuses Meta's SDES offer (srtp_key_exchange_protocol SDES) by name, with the call id and the setting to change", async () => {
+      const relay = track(new RelayPeer({ keyExchange: 'SDES' }));
+      const leg = track(new WhatsAppLeg({ callId: 'wacid.SDES' }));
+      const offer = await relay.createOffer();
+      const refused = await leg.answer(offer).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(UnsupportedKeyExchangeError);
+      expect(refused).toMatchObject({
+        callId: 'wacid.SDES',
+        keyExchange: 'SDES',
+        setting: 'srtp_key_exchange_protocol',
+        message: expect.stringContaining('srtp_key_exchange_protocol is SDES'),
+      });
+      // Before: MediaError "answering the Meta offer failed: mid not assigned" (webrtc), a bridge-error.
+      expect((refused as Error).message).toContain('"srtp_key_exchange_protocol":"DTLS"');
     });
 
     it('rejects an offer without Opus with a MediaError carrying the call id', async () => {
