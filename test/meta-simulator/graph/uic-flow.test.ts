@@ -445,7 +445,7 @@ describe("the caller's WhatsApp client takes the first business media as the ans
 });
 
 describe('a number set to SDES (srtp_key_exchange_protocol: "SDES", M-SET)', () => {
-  it('offers RTP/SAVP + a=crypto, refuses a DTLS answer, and connects an SDES answer whose media keeps the call up', async () => {
+  it('offers RTP/SAVP + a=crypto, refuses a DTLS answer, and connects an SDES answer with SRTP both ways', async () => {
     env = await startEnv({ timers: { firstMediaTimeoutMs: 1500, watchdogPollMs: 50 } });
     const { sim, rx, graph } = env;
     const settings = await graph('POST', `/${sim.business.phoneNumberId}/settings`, {
