@@ -79,6 +79,7 @@ export const END_REASONS = [
   'sip-rejected',
   'meta-refused',
   'media-failed',
+  'unsupported-key-exchange',
   'bridge-error',
 ] as const satisfies readonly EndReason[];
 
@@ -87,7 +88,7 @@ type EndReasonsCovered = Exclude<EndReason, (typeof END_REASONS)[number]> extend
 export const END_REASONS_COVERED: EndReasonsCovered = true;
 
 /** End reasons that mean the bridge failed the caller; the failed-calls alarm counts these. */
-export const FAILURE_END_REASONS = ['media-failed', 'bridge-error'] as const;
+export const FAILURE_END_REASONS = ['media-failed', 'unsupported-key-exchange', 'bridge-error'] as const;
 
 /** Units as EMF writes them. */
 export const METRIC_UNIT = {

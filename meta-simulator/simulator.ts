@@ -259,8 +259,13 @@ export class MetaSimulator {
     const ids = createIdGenerator(opts.idNamespace ?? `sim-${process.pid}-${Date.now()}`);
     const relayLogger = base;
     const media: MediaFactory<RelayPeer> = opts.media ?? {
-      createPeer: ({ allowG711 }) =>
-        new RelayPeer({ bindAddress: opts.relayBindAddress ?? '127.0.0.1', allowG711, logger: relayLogger }),
+      createPeer: ({ allowG711, keyExchange }) =>
+        new RelayPeer({
+          bindAddress: opts.relayBindAddress ?? '127.0.0.1',
+          allowG711,
+          keyExchange,
+          logger: relayLogger,
+        }),
       validateSdp: (sdp, v) => validateBusinessSdp(sdp, v),
     };
     const engine = new CallEngine<RelayPeer>({

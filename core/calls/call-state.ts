@@ -36,6 +36,11 @@ export type EndReason =
   /** Meta refused a business-initiated `connect` (138006, 138012, …); the record's `metaError` says why. */
   | 'meta-refused'
   | 'media-failed'
+  /**
+   * Meta offered SDES-SRTP (the number's `srtp_key_exchange_protocol` is `SDES`, M-SET) and the bridge speaks
+   * DTLS-SRTP only: refused at once; set the number back to `DTLS`.
+   */
+  | 'unsupported-key-exchange'
   | 'bridge-error';
 
 /** What can happen to a call. */

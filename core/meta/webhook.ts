@@ -367,8 +367,9 @@ function callEvents(value: Value, line: BusinessLine, hadCalls: boolean): Inboun
         out.push({ kind: 'ignored', field: 'calls', reason: `connect ${call.id} with sdp_type ${sdpType}` });
       }
     } else if (event === 'terminate') {
-      // For a business-initiated call the user is `to`; for a user-initiated one, `from`.
-      const bic = direction === 'business-initiated';
+      // For a business-initiated call the user is `to`; for a user-initiated one, `from`. `direction` is optional
+      // (§2.6), so without it the user is the side that is not the business's own number.
+      const bic = direction === 'business-initiated' || (direction === undefined && userIsCallee(call, line));
       const status = Array.isArray(call.status) ? call.status[0] : call.status;
       out.push({
         kind: 'call-terminated',
@@ -435,6 +436,20 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
     out.push({ kind: 'ignored', field: 'messages', reason: 'message delivery statuses' });
   }
   return out;
+}
+
+/**
+ * For a call item without `direction`: whether the WhatsApp user is the callee (`to`), i.e. the call was placed by
+ * the business. True when `from` is the business's own number or only the callee side carries a BSUID; a
+ * BSUID-only user has no phone on either side (BSUID-F), and `contacts[]` then names them.
+ */
+function userIsCallee(
+  call: { from?: string; from_user_id?: string; to_user_id?: string },
+  line: BusinessLine,
+): boolean {
+  const from = present(call.from);
+  if (from !== undefined) return digits(from) === line.businessNumber;
+  return present(call.to_user_id) !== undefined && present(call.from_user_id) === undefined;
 }
 
 /**

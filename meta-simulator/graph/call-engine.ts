@@ -161,11 +161,13 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       unanswered_timeout: 'ended',
       shutdown: 'ended',
     },
+    // The caller's client counts the call as started, so Meta's 20 s no-media rule runs (M-TRB, Corrections 1).
     answered_by_media: {
       accept: 'accepted',
       business_terminate: 'ended',
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
+      media_timeout: 'ended',
       shutdown: 'ended',
     },
     accepted: { business_terminate: 'ended', user_hangup: 'ended', media_timeout: 'ended', shutdown: 'ended' },
@@ -1139,6 +1141,9 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       state: call.state,
     });
     this.#setState(call, 'business_media');
+    // The call has started as the caller sees it: the 20 s "no media at call start" rule counts from here
+    // (M-TRB; Corrections item 1), until an `accept` restarts the watchdog for the established call.
+    this.#startWatchdog(call, call.callerAnsweredAt);
   }
 
   /** Both directions: the call is connected. Start time, permission bookkeeping, media watchdog. */
@@ -1153,17 +1158,22 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
   }
 
   /**
-   * Media watchdog (§4.2, M-TRB): no business media within `firstMediaTimeoutMs` of connect, or a gap of
+   * Media watchdog (§4.2, M-TRB): no business media within `firstMediaTimeoutMs` of call start, or a gap of
    * `mediaGapTimeoutMs`, ends the call with `errors[138021]`. It samples the relay's `lastBusinessMediaAt` and
    * measures progress on the engine clock, so it works with a manual clock too.
+   *
+   * A UIC answered by media (`answered_by_media`) has started for the caller but is not established at Meta: the
+   * "no media at call start" rule applies, so there a gap of `firstMediaTimeoutMs` already ends the call (the
+   * client drops a call whose business media stopped right after it started).
    */
-  #startWatchdog(call: CallRecord<P>): void {
+  #startWatchdog(call: CallRecord<P>, from?: number): void {
     const internal = this.#internal.get(call.id);
     if (!internal) return;
-    const startedAt = call.startedAt ?? this.#o.clock.now();
+    const startedAt = from ?? call.startedAt ?? this.#o.clock.now();
     internal.watchdog = { progressAt: startedAt, lastSeen: undefined };
     const tick = (): void => {
-      if (call.state !== 'accepted') return;
+      if (call.state !== 'accepted' && call.state !== 'answered_by_media') return;
+      const atCallStart = call.state === 'answered_by_media';
       const wd = internal.watchdog;
       if (!wd) return;
       const now = this.#o.clock.now();
@@ -1178,6 +1188,17 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
           errors: [
             this.#mediaError(
               `No media received from the business within ${this.timers.firstMediaTimeoutMs} ms of call start`,
+            ),
+          ],
+        });
+        return;
+      }
+      if (atCallStart && wd.lastSeen !== undefined && now - wd.progressAt >= this.timers.firstMediaTimeoutMs) {
+        this.#end(call, 'media_timeout', 'no_media', {
+          status: 'FAILED',
+          errors: [
+            this.#mediaError(
+              `No media received from the business for ${this.timers.firstMediaTimeoutMs} ms after the caller's client took its first packet as the answer (call start)`,
             ),
           ],
         });

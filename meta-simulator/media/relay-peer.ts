@@ -2,9 +2,13 @@
  * A WebRTC peer that behaves like Meta's WhatsApp media relay, built on werift.
  *
  * What it imitates (docs/meta-calling-api.md §5.1, §7 item 5):
- * - ICE-lite (RFC 8445 §2.5), always controlled, exactly one IPv4 host
- *   candidate on `bindAddress`, an ICE ufrag containing `/`, no STUN/TURN and no
- *   trickle. Checks that claim the controlled role get 487 (Role Conflict);
+ * - ICE-lite (RFC 8445 §2.5), always controlled, one IPv4 and one IPv6 host
+ *   candidate on the same port as in REF26's offers (§5.1), Meta's
+ *   `generation 0 network-cost 50 ufrag …/2` candidate extensions, an ICE ufrag
+ *   containing `/`, no STUN/TURN and no trickle. Only the IPv4 candidate
+ *   (`bindAddress`) is reachable: the IPv6 one is a documentation address
+ *   (RFC 3849, `2001:db8::/32`) so that tests stay deterministic on machines
+ *   without IPv6, and connectivity must come through IPv4. Checks that claim the controlled role get 487 (Role Conflict);
  *   checks from addresses not in the business SDP are accepted (peer-reflexive).
  * - DTLS-SRTP with one sha-256 fingerprint. Offers `a=setup:actpass`; the
  *   business answers `active` (RFC 5763 §5). Answers to business offers pin a
@@ -17,16 +21,21 @@
  * - Business-initiated calls: no user audio while the phone rings; the user's
  *   media starts at pickup ({@link RelayPeer.startUserMedia}, M-BIC).
  * - In-band RFC 4733 DTMF both ways; no DTMF webhook.
+ * - SDES mode (`keyExchange: 'SDES'`, the number's `srtp_key_exchange_protocol`):
+ *   `RTP/SAVP` + `a=crypto` (AES_CM_128_HMAC_SHA1_80), no STUN, ICE or DTLS
+ *   (M-SIP SDES samples, §5.3); media is SRTP on a plain UDP socket, sent to the
+ *   address in the business SDP (see sdes.ts).
  *
  * @module
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { isIPv4 } from 'node:net';
+import { createSocket, type Socket } from 'node:dgram';
+import { isIPv4, isIPv6 } from 'node:net';
 import { Decoder, Encoder } from '@evan/opus';
 import alawmulaw from 'alawmulaw';
 import type { Logger } from 'pino';
 import sdpTransform from 'sdp-transform';
-import type { RTCRtpTransceiver } from 'werift';
+import type { RTCRtpTransceiver, SrtpSession } from 'werift';
 import {
   classes,
   parseMessage,
@@ -37,14 +46,26 @@ import {
   RtpPacket,
 } from 'werift';
 import { type HeardAudio, PcmRecorder, RecentAudio, rmsDbfs, ToneGenerator } from './audio.ts';
+import { newSdesKey, sdesSdp, sdesSrtpSession, usableCrypto } from './sdes.ts';
 import { validateBusinessSdp } from './sdp-validation.ts';
 
 /** Options for {@link RelayPeer}. */
 export interface RelayPeerOptions {
-  /** IPv4 address for the single host candidate and the UDP socket. Default `127.0.0.1`. */
+  /** IPv4 address for the reachable host candidate and the UDP socket. Default `127.0.0.1`. */
   bindAddress?: string;
+  /**
+   * The IPv6 host candidate Meta's offers and answers carry next to the IPv4 one, on the same port (REF26, §5.1).
+   * Nothing listens there. Default {@link RELAY_IPV6_CANDIDATE} (a documentation address, never reachable);
+   * `false` leaves it out.
+   */
+  ipv6CandidateAddress?: string | false;
   /** `audio.additional_codecs` enabled: also offer and accept PCMU/PCMA (since Mar 2026). */
   allowG711?: boolean;
+  /**
+   * The number's `srtp_key_exchange_protocol` (M-SET): `DTLS` (default) is ICE-lite + DTLS-SRTP; `SDES` is
+   * `RTP/SAVP` + `a=crypto`, no ICE or DTLS, and business SDP is validated as SDES.
+   */
+  keyExchange?: 'DTLS' | 'SDES';
   /** Logger; a `component: 'relay-peer'` child is used. */
   logger?: Logger;
 }
@@ -91,6 +112,14 @@ export interface DtmfSendOptions {
   gapMs?: number;
 }
 
+/**
+ * The relay's unreachable IPv6 host candidate: RFC 3849's documentation prefix with the interface id of Meta's
+ * sample (§5.1 `2a03:2880:f211:cf:face:b00c:0:6443`).
+ */
+export const RELAY_IPV6_CANDIDATE = '2001:db8:f211:cf:face:b00c:0:6443';
+/** Meta's sample gives the IPv6 candidate a priority 2560 above the IPv4 one (§5.1). */
+const IPV6_PRIORITY_BONUS = 2560;
+
 const OPUS_PT = 111;
 const TELEPHONE_EVENT_PT = 126;
 /** Meta's classic Opus fmtp (§5.1 sample offer). */
@@ -124,6 +153,36 @@ interface DtmfJob {
 
 type SendCodec = 'opus' | 'pcmu' | 'pcma';
 
+/** The relay's SDES leg: a plain UDP socket and SRTP keyed by the two `a=crypto` lines. */
+interface SdesLeg {
+  socket: Socket;
+  port: number;
+  /** The relay's key||salt (its `a=crypto`). */
+  localKey: Buffer;
+  ssrc: number;
+  /** Set once the business's `a=crypto` and address are known. */
+  srtp?: SrtpSession;
+  remote?: { address: string; port: number };
+  /** Payload types of the negotiated SDP: mime (lower case) by PT. */
+  codecs: Map<number, string>;
+  /** The audio codec the relay sends (the first one both sides have). */
+  sendPt?: number;
+}
+
+/** Codec names by payload type from an SDP's first m-line (static PCMU 0 / PCMA 8 without rtpmap). */
+function sdpCodecs(sdp: string): Map<number, string> {
+  const m = sdpTransform.parse(sdp).media[0];
+  const out = new Map<number, string>();
+  for (const pt of String(m?.payloads ?? '')
+    .split(/\s+/)
+    .filter((x) => x !== '')
+    .map(Number)) {
+    const r = m?.rtp.find((x) => x.payload === pt);
+    const name = r ? `audio/${r.codec}${r.codec.toLowerCase() === 'telephone-event' ? `/${r.rate}` : ''}` : undefined;
+    out.set(pt, (name ?? (pt === 0 ? 'audio/pcmu' : pt === 8 ? 'audio/pcma' : 'unknown')).toLowerCase());
+  }
+  return out;
+}
 function metaUfrag(): string {
   // Meta's ufrags look like "6k2qP1R6kBfI/2": 12 alphanumerics, '/', a digit.
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -205,9 +264,12 @@ function upsample6(frame: Int16Array, prev: number): Int16Array {
  */
 export class RelayPeer {
   private readonly bindAddress: string;
+  private readonly ipv6Candidate: string | undefined;
   private readonly allowG711: boolean;
+  private readonly keyExchange: 'DTLS' | 'SDES';
   private readonly log: Logger | undefined;
   private pc: RTCPeerConnection | undefined;
+  private sdes: SdesLeg | undefined;
   private transceiver: RTCRtpTransceiver | undefined;
   private role: 'offerer' | 'answerer' | undefined;
   private ufrag: string | undefined;
@@ -261,7 +323,13 @@ export class RelayPeer {
     if (!isIPv4(this.bindAddress)) {
       throw new RelayPeerError('invalid-argument', `bindAddress must be an IPv4 address, got "${this.bindAddress}"`);
     }
+    const v6 = options.ipv6CandidateAddress ?? RELAY_IPV6_CANDIDATE;
+    if (v6 !== false && !isIPv6(v6)) {
+      throw new RelayPeerError('invalid-argument', `ipv6CandidateAddress must be an IPv6 address, got "${v6}"`);
+    }
+    this.ipv6Candidate = v6 === false ? undefined : v6;
     this.allowG711 = options.allowG711 ?? false;
+    this.keyExchange = options.keyExchange ?? 'DTLS';
     this.log = options.logger?.child({ component: 'relay-peer' });
   }
 
@@ -410,6 +478,7 @@ export class RelayPeer {
    * `connect` webhook). ICE-lite, `a=setup:actpass`, one host candidate.
    */
   async createOffer(): Promise<string> {
+    if (this.keyExchange === 'SDES') return this.createSdesOffer();
     const pc = this.preparePeer('offerer');
     try {
       const transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
@@ -439,17 +508,27 @@ export class RelayPeer {
    */
   async acceptAnswer(sdp: string): Promise<void> {
     this.assertOpen();
-    if (this.role !== 'offerer' || !this.pc) {
+    if (this.role !== 'offerer' || (!this.pc && !this.sdes)) {
       throw new RelayPeerError('invalid-state', 'acceptAnswer needs a prior createOffer');
     }
     if (this.answerApplied) {
       // Meta has no renegotiation: the accept SDP must equal the pre_accept SDP.
       throw new RelayPeerError('invalid-state', 'an answer was already applied (no renegotiation)');
     }
-    const verdict = validateBusinessSdp(sdp, { type: 'answer', allowG711: this.allowG711 });
+    const verdict = validateBusinessSdp(sdp, {
+      type: 'answer',
+      allowG711: this.allowG711,
+      keyExchange: this.keyExchange,
+    });
     if (!verdict.ok) {
       throw new RelayPeerError('invalid-sdp', `SDP Validation error: ${verdict.details}`, { details: verdict.details });
     }
+    if (this.sdes) {
+      this.applySdesRemote(sdp);
+      this.answerApplied = true;
+      return;
+    }
+    if (!this.pc) throw new RelayPeerError('invalid-state', 'acceptAnswer needs a prior createOffer');
     this.answerApplied = true;
     try {
       await this.pc.setRemoteDescription({ type: 'answer', sdp });
@@ -463,12 +542,17 @@ export class RelayPeer {
    * answer (ICE-lite, one host candidate, a pinned DTLS role).
    */
   async answerOffer(sdp: string): Promise<string> {
-    const verdict = validateBusinessSdp(sdp, { type: 'offer', allowG711: this.allowG711 });
+    const verdict = validateBusinessSdp(sdp, {
+      type: 'offer',
+      allowG711: this.allowG711,
+      keyExchange: this.keyExchange,
+    });
     this.assertOpen();
-    if (this.pc) throw new RelayPeerError('invalid-state', 'this RelayPeer already negotiated');
+    if (this.pc || this.sdes) throw new RelayPeerError('invalid-state', 'this RelayPeer already negotiated');
     if (!verdict.ok) {
       throw new RelayPeerError('invalid-sdp', `SDP Validation error: ${verdict.details}`, { details: verdict.details });
     }
+    if (this.keyExchange === 'SDES') return this.answerSdesOffer(sdp);
     const pc = this.preparePeer('answerer');
     // The user's phone rings first: no user audio before pickup (M-BIC).
     this.userMediaAllowed = false;
@@ -584,6 +668,10 @@ export class RelayPeer {
 
   private async doClose(): Promise<void> {
     this.stopClock();
+    if (this.sdes) {
+      const { socket } = this.sdes;
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+    }
     for (const job of this.dtmfQueue.splice(0)) job.reject(new RelayPeerError('closed', 'RelayPeer closed'));
     for (const off of this.unsubscribers.splice(0)) off();
     const pc = this.pc;
@@ -597,6 +685,131 @@ export class RelayPeer {
       this.dtmfListeners.clear();
       this.firstMediaListeners.clear();
     }
+  }
+
+  // ---------------------------------------------------------------- SDES
+
+  /** Bind the SDES leg's UDP socket on `bindAddress` and read SRTP from it. */
+  private async openSdes(role: 'offerer' | 'answerer'): Promise<SdesLeg> {
+    this.assertOpen();
+    if (this.pc || this.sdes) throw new RelayPeerError('invalid-state', 'this RelayPeer already negotiated');
+    this.role = role;
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, this.bindAddress, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    socket.on('error', (err) => this.log?.debug({ err }, 'SDES socket error'));
+    socket.on('message', (msg, rinfo) => this.onSdesDatagram(msg, rinfo));
+    const leg: SdesLeg = {
+      socket,
+      port: socket.address().port,
+      localKey: newSdesKey(),
+      ssrc: randomInt(1, 0x1_0000_0000),
+      codecs: new Map(),
+    };
+    this.sdes = leg;
+    return leg;
+  }
+
+  /** The relay's SDES codecs: Opus 111 (+ PCMU 0 / PCMA 8 with `additional_codecs`), telephone-event/8000 126. */
+  private sdesOfferCodecs(): { pt: number; rtpmap: string; fmtp?: string }[] {
+    return [
+      { pt: OPUS_PT, rtpmap: 'opus/48000/2', fmtp: OPUS_FMTP },
+      ...(this.allowG711
+        ? [
+            { pt: 0, rtpmap: 'PCMU/8000' },
+            { pt: 8, rtpmap: 'PCMA/8000' },
+          ]
+        : []),
+      { pt: TELEPHONE_EVENT_PT, rtpmap: 'telephone-event/8000' },
+    ];
+  }
+
+  private async createSdesOffer(): Promise<string> {
+    const leg = await this.openSdes('offerer');
+    this.sdp = sdesSdp({
+      address: this.bindAddress,
+      port: leg.port,
+      keySalt: leg.localKey,
+      tag: 1,
+      ssrc: leg.ssrc,
+      codecs: this.sdesOfferCodecs(),
+    });
+    this.log?.debug({ sdp: this.sdp }, 'relay SDES offer created');
+    return this.sdp;
+  }
+
+  private async answerSdesOffer(offer: string): Promise<string> {
+    // Meta's relay sends nothing to a ringing business-initiated call's business (M-BIC).
+    this.userMediaAllowed = false;
+    const leg = await this.openSdes('answerer');
+    const crypto = this.applySdesRemote(offer);
+    // Answer with what the business offered that Meta speaks, at the business's payload types (RFC 3264 §6.1).
+    const codecs: { pt: number; rtpmap: string; fmtp?: string }[] = [];
+    for (const [pt, mime] of sdpCodecs(offer)) {
+      if (mime === 'audio/opus') codecs.push({ pt, rtpmap: 'opus/48000/2', fmtp: OPUS_FMTP });
+      else if (this.allowG711 && mime === 'audio/pcmu') codecs.push({ pt, rtpmap: 'PCMU/8000' });
+      else if (this.allowG711 && mime === 'audio/pcma') codecs.push({ pt, rtpmap: 'PCMA/8000' });
+      else if (mime === 'audio/telephone-event/8000') codecs.push({ pt, rtpmap: 'telephone-event/8000' });
+    }
+    this.sdp = sdesSdp({
+      address: this.bindAddress,
+      port: leg.port,
+      keySalt: leg.localKey,
+      tag: crypto.tag,
+      ssrc: leg.ssrc,
+      codecs,
+    });
+    this.log?.debug({ sdp: this.sdp }, 'relay SDES answer created');
+    return this.sdp;
+  }
+
+  /**
+   * Take the business's `a=crypto`, address and codecs: SRTP is keyed and media may flow at once (no ICE or
+   * DTLS to wait for), so the relay counts as connected.
+   */
+  private applySdesRemote(sdp: string): { tag: number } {
+    const leg = this.sdes;
+    if (!leg) throw new RelayPeerError('invalid-state', 'no SDES leg');
+    const crypto = usableCrypto(sdp);
+    if (!crypto.ok) {
+      throw new RelayPeerError('invalid-sdp', `SDP Validation error: ${crypto.details}`, { details: crypto.details });
+    }
+    const parsed = sdpTransform.parse(sdp);
+    const media = parsed.media[0];
+    const address = media?.connection?.ip ?? parsed.connection?.ip;
+    if (!media || !address || !isIPv4(address) || !media.port) {
+      const details = 'SDES needs the business media address: an IPv4 c= line and a non-zero m= port';
+      throw new RelayPeerError('invalid-sdp', `SDP Validation error: ${details}`, { details });
+    }
+    leg.remote = { address, port: media.port };
+    leg.codecs = sdpCodecs(sdp);
+    leg.sendPt = [...leg.codecs].find(
+      ([, mime]) => mime === 'audio/opus' || (this.allowG711 && (mime === 'audio/pcmu' || mime === 'audio/pcma')),
+    )?.[0];
+    leg.srtp = sdesSrtpSession(leg.localKey, crypto.crypto.keySalt);
+    this.setState('connected');
+    return { tag: crypto.crypto.tag };
+  }
+
+  /** An SRTP (or, rtcp-muxed, SRTCP) datagram from the business. RTCP is not read in SDES mode. */
+  private onSdesDatagram(msg: Buffer, rinfo: { address: string; port: number }): void {
+    const leg = this.sdes;
+    if (!leg?.srtp || msg.length < 12 || (msg[0] as number) >> 6 !== 2) return;
+    const pt = (msg[1] as number) & 0x7f;
+    if (pt >= 64 && pt <= 95) return; // RFC 5761 §4: RTCP on the muxed port
+    let rtp: RtpPacket;
+    try {
+      rtp = RtpPacket.deSerialize(leg.srtp.decrypt(msg));
+    } catch (err) {
+      this.log?.debug({ err, from: rinfo }, 'dropped an SRTP packet that failed authentication');
+      return;
+    }
+    this.onBusinessRtp(rtp);
   }
 
   // ---------------------------------------------------------------- setup
@@ -754,12 +967,28 @@ export class RelayPeer {
         out.push(line.replace(/^m=audio \d+ /, `m=audio ${candPort} `));
       } else if (inMedia && line.startsWith('c=')) {
         out.push(`c=IN IP4 ${candIp}`);
+      } else if (line === candidate) {
+        out.push(...this.metaCandidates(candParts));
       } else {
         out.push(line);
       }
     }
     out.push('a=ptime:20');
     return `${out.join('\r\n')}\r\n`;
+  }
+
+  /**
+   * Meta's two host candidates on one port (§5.1 sample): the reachable IPv4 one werift gathered, then the IPv6
+   * one, each with `generation 0 network-cost 50 ufrag <ufrag>`.
+   */
+  private metaCandidates(parts: string[]): string[] {
+    const [foundation, component = '1', transport = 'udp', priority = '2113937151', ip, port] = parts;
+    const ext = `typ host generation 0 network-cost 50 ufrag ${this.ufrag ?? ''}`;
+    const v4 = `${foundation} ${component} ${transport} ${priority} ${ip} ${port} ${ext}`;
+    if (!this.ipv6Candidate) return [v4];
+    const v6Foundation = `a=candidate:${randomInt(1, 0x7fffffff)}`;
+    const v6Priority = Number(priority) + IPV6_PRIORITY_BONUS;
+    return [v4, `${v6Foundation} ${component} ${transport} ${v6Priority} ${this.ipv6Candidate} ${port} ${ext}`];
   }
 
   // ---------------------------------------------------------------- receive
@@ -826,6 +1055,17 @@ export class RelayPeer {
   }
 
   private codecForPt(pt: number): SendCodec | 'telephone-event' | undefined {
+    const sdesMime = this.sdes?.codecs.get(pt);
+    if (sdesMime !== undefined) {
+      if (sdesMime.startsWith('audio/telephone-event')) return 'telephone-event';
+      return sdesMime === 'audio/opus'
+        ? 'opus'
+        : sdesMime === 'audio/pcmu'
+          ? 'pcmu'
+          : sdesMime === 'audio/pcma'
+            ? 'pcma'
+            : undefined;
+    }
     const c = this.transceiver?.codecs.find((x) => x.payloadType === pt);
     if (!c) return pt === TELEPHONE_EVENT_PT ? 'telephone-event' : pt === OPUS_PT ? 'opus' : undefined;
     const mime = c.mimeType.toLowerCase();
@@ -867,7 +1107,9 @@ export class RelayPeer {
   }
 
   private sendCodec(): SendCodec {
-    const mime = this.transceiver?.sender.codec?.mimeType.toLowerCase();
+    const sdesPt = this.sdes?.sendPt;
+    const mime =
+      sdesPt !== undefined ? this.sdes?.codecs.get(sdesPt) : this.transceiver?.sender.codec?.mimeType.toLowerCase();
     return mime === 'audio/pcmu' ? 'pcmu' : mime === 'audio/pcma' ? 'pcma' : 'opus';
   }
 
@@ -883,11 +1125,10 @@ export class RelayPeer {
   }
 
   private sendFrame(): void {
-    const transceiver = this.transceiver;
-    if (!transceiver) return;
+    if (!this.transceiver && !this.sdes?.srtp) return;
     const frame = this.source.next();
     const ts = this.rtp.ts;
-    if (!this.sendDtmfTick(transceiver, ts)) {
+    if (!this.sendDtmfTick(ts)) {
       const codec = this.sendCodec();
       let payload: Uint8Array;
       if (codec === 'opus') {
@@ -901,17 +1142,21 @@ export class RelayPeer {
         payload = codec === 'pcmu' ? alawmulaw.mulaw.encode(narrow) : alawmulaw.alaw.encode(narrow);
       }
       const header = new RtpHeader({
-        payloadType: transceiver.sender.codec?.payloadType ?? OPUS_PT,
+        payloadType: this.sdes?.sendPt ?? this.transceiver?.sender.codec?.payloadType ?? OPUS_PT,
         sequenceNumber: this.nextSeq(),
         timestamp: ts,
-        ssrc: transceiver.sender.ssrc,
+        ssrc: this.localSsrc(),
         marker: this.framesDone === 0,
       });
       this.counters.packetsSent++;
       this.firstUserMediaAt ??= Date.now();
-      transceiver.sender.sendRtp(new RtpPacket(header, Buffer.from(payload))).catch((err: unknown) => {
-        this.log?.debug({ err }, 'sendRtp failed');
-      });
+      if (this.sdes) {
+        this.sendSdes(header, Buffer.from(payload));
+      } else {
+        this.transceiver?.sender.sendRtp(new RtpPacket(header, Buffer.from(payload))).catch((err: unknown) => {
+          this.log?.debug({ err }, 'sendRtp failed');
+        });
+      }
     }
     this.rtp.ts = (ts + this.samplesPerFrame()) >>> 0;
   }
@@ -921,7 +1166,7 @@ export class RelayPeer {
    * frame was used by an event (audio is suppressed during an event,
    * RFC 4733 §2.5.1.1).
    */
-  private sendDtmfTick(transceiver: RTCRtpTransceiver, ts: number): boolean {
+  private sendDtmfTick(ts: number): boolean {
     const job = this.dtmfQueue[0];
     if (!job) return false;
     if (job.phase === 'gap') {
@@ -952,13 +1197,17 @@ export class RelayPeer {
         payloadType: pt,
         sequenceNumber: this.nextSeq(),
         timestamp: job.eventTimestamp,
-        ssrc: transceiver.sender.ssrc,
+        ssrc: this.localSsrc(),
         marker,
       });
       this.counters.packetsSent++;
+      if (this.sdes) {
+        this.sendSdes(header, payload);
+        return;
+      }
       // werift's sender.sendRtp would overwrite the PT with Opus's, so events
       // go straight to the DTLS transport (dependency-notes §1).
-      transceiver.dtlsTransport.sendRtp(payload, header).catch((err: unknown) => {
+      this.transceiver?.dtlsTransport.sendRtp(payload, header).catch((err: unknown) => {
         this.log?.debug({ err }, 'DTMF sendRtp failed');
       });
     };
@@ -981,9 +1230,27 @@ export class RelayPeer {
   }
 
   private telephoneEventPt(): number | undefined {
+    if (this.sdes) {
+      return [...this.sdes.codecs].find(([, mime]) => mime === 'audio/telephone-event/8000')?.[0];
+    }
     return this.transceiver?.codecs.find(
       (c) => c.mimeType.toLowerCase() === 'audio/telephone-event' && c.clockRate === 8000,
     )?.payloadType;
+  }
+
+  /** The SSRC of what the relay sends (one per call; Meta rewrites to a fixed one, M-PAT). */
+  private localSsrc(): number {
+    return this.sdes?.ssrc ?? this.transceiver?.sender.ssrc ?? 0;
+  }
+
+  /** SRTP-protect one RTP packet with the relay's SDES key and send it to the business's SDP address. */
+  private sendSdes(header: RtpHeader, payload: Buffer): void {
+    const leg = this.sdes;
+    if (!leg?.srtp || !leg.remote) return;
+    const packet = leg.srtp.encrypt(payload, header);
+    leg.socket.send(packet, leg.remote.port, leg.remote.address, (err) => {
+      if (err) this.log?.debug({ err }, 'SDES send failed');
+    });
   }
 
   // ---------------------------------------------------------------- misc

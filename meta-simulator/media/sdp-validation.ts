@@ -7,6 +7,7 @@
  * @module
  */
 import sdpTransform from 'sdp-transform';
+import { usableCrypto } from './sdes.ts';
 
 /** Options for {@link validateBusinessSdp}. */
 export interface BusinessSdpValidationOptions {
@@ -79,7 +80,8 @@ const AUXILIARY = new Set(['telephone-event', 'cn', 'red', 'rtx', 'ulpfec', 'fle
  *   `a=ice-pwd` present; `a=setup` of an answer is `active` or `passive`
  *   (RFC 5763 §5: the answerer must pin a role; `actpass` is an offerer value;
  *   absent means `active` per RFC 4145 §4);
- * - SDES mode: protocol `RTP/SAVP` and at least one `a=crypto`;
+ * - SDES mode: protocol `RTP/SAVP` and an `a=crypto` line with `AES_CM_128_HMAC_SHA1_80` and a 30-byte
+ *   inline key (sdes.ts);
  * - at most one SSRC (Meta rewrites one fixed SSRC; several corrupt audio);
  * - Opus/48000 offered/answered (RFC 7587 clock), or with `allowG711` PCMU/PCMA;
  * - `a=ptime`, if present, is 20;
@@ -111,7 +113,6 @@ function validate(sdp: string, opts: BusinessSdpValidationOptions): BusinessSdpV
     return fail(`The m-line must be audio, found "${media.type}"`);
   }
   const allLines = sections.flat();
-  const mediaLines = sections[1] ?? [];
 
   if (keyExchange === 'DTLS') {
     if (media.protocol !== 'UDP/TLS/RTP/SAVPF') {
@@ -142,9 +143,8 @@ function validate(sdp: string, opts: BusinessSdpValidationOptions): BusinessSdpV
     if (media.protocol !== 'RTP/SAVP') {
       return fail(`SDES requires protocol RTP/SAVP, found ${media.protocol}`);
     }
-    if (!mediaLines.some((l) => l.startsWith('a=crypto:')) && !sections[0]?.some((l) => l.startsWith('a=crypto:'))) {
-      return fail('SDES requires an a=crypto line');
-    }
+    const crypto = usableCrypto(sdp);
+    if (!crypto.ok) return fail(crypto.details);
   }
 
   const ssrcIds = new Set((media.ssrcs ?? []).map((s) => String(s.id)));

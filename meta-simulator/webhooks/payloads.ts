@@ -277,7 +277,9 @@ export type CallTerminateInput = {
  * The end of any call (hang-up, reject, timeout, media failure): `calls[0].event = "terminate"`
  * (meta-calling-api.md §2.7). `start_time`/`end_time`/`duration` are emitted only when passed,
  * i.e. only for answered calls. The BSUID companions of `from`/`to` are included like on
- * `connect` (inferred from M-REF26; the terminate sample predates BSUIDs).
+ * `connect`, and `value.contacts[]` names the user (profile name, `wa_id`, `user_id`) as in REF26's
+ * terminate sample and BSUID-F ("contacts" on every calls webhook), so a receiver can identify a
+ * BSUID-only user whose phone fields are omitted.
  */
 export function callTerminate(input: CallTerminateInput): WebhookChange {
   const { business, user } = input;
@@ -299,6 +301,7 @@ export function callTerminate(input: CallTerminateInput): WebhookChange {
       : undefined);
   put(call, 'duration', duration);
   const value = baseValue(business);
+  value.contacts = [contact(user)];
   value.calls = [call];
   if (input.errors && input.errors.length > 0) {
     value.errors = input.errors.map((e) => {
@@ -324,7 +327,8 @@ export type CallStatusInput = {
 /**
  * Business-initiated call progress: `statuses[0].type = "call"` on **`field: "calls"`**
  * (meta-calling-api.md §2.8). Routers that key on `statuses[]` alone mistake these for
- * message delivery statuses (§2.5) — route on `field`, then `type`.
+ * message delivery statuses (§2.5) — route on `field`, then `type`. Like every calls webhook
+ * since the BSUID rollout (BSUID-F), it carries `value.contacts[]` for the user.
  */
 export function callStatus(input: CallStatusInput): WebhookChange {
   const { business, user } = input;
@@ -339,6 +343,7 @@ export function callStatus(input: CallStatusInput): WebhookChange {
   put(status, 'recipient_parent_user_id', user.parentUserId);
   put(status, 'biz_opaque_callback_data', input.bizOpaqueCallbackData);
   const value = baseValue(business);
+  value.contacts = [contact(user)];
   value.statuses = [status];
   return remember({ field: 'calls', value }, business.wabaId);
 }

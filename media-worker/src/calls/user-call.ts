@@ -23,6 +23,7 @@ import { ringTimeoutWithinMetaWindow } from '#core/calls/meta-window.ts';
 import { MetaApiError } from '#core/errors.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WorkerConfig } from '../config.ts';
+import { UnsupportedKeyExchangeError } from '../media/errors.ts';
 import { createSipOffer, parseSipAnswer } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
@@ -97,7 +98,12 @@ export class UserCall {
   async run(): Promise<void> {
     await this.#session.setUp(
       () => this.#setUp(),
-      (error) => (error instanceof MetaApiError ? 'meta-terminated' : 'bridge-error'),
+      (error) =>
+        error instanceof MetaApiError
+          ? 'meta-terminated'
+          : error instanceof UnsupportedKeyExchangeError
+            ? 'unsupported-key-exchange'
+            : 'bridge-error',
     );
     await this.#session.done;
   }

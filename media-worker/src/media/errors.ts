@@ -21,6 +21,35 @@ export type MediaErrorCode =
   /** No free RTP port in the configured range, or a socket error. */
   | 'socket';
 
+/**
+ * Meta's SDP uses a key exchange the WhatsApp leg does not speak: SDES-SRTP (`RTP/SAVP` + `a=crypto`, no ICE or
+ * DTLS), which Meta uses when the number's `srtp_key_exchange_protocol` setting is `SDES` (M-SET; M-SIP SDES
+ * section). The leg speaks DTLS-SRTP only; the fix is the setting, so the message names it.
+ */
+export class UnsupportedKeyExchangeError extends Error {
+  override readonly name = 'UnsupportedKeyExchangeError';
+  /** Meta's call id. */
+  readonly callId: string | undefined;
+  /** What Meta's SDP used. */
+  readonly keyExchange: 'SDES';
+  /** The Meta setting that decides it. */
+  readonly setting = 'srtp_key_exchange_protocol';
+
+  /**
+   * @param callId - Meta's call id, when known
+   * @param keyExchange - what Meta's SDP used
+   */
+  constructor(callId: string | undefined, keyExchange: 'SDES' = 'SDES') {
+    super(
+      `Meta's SDP for call ${callId ?? '(unknown)'} uses ${keyExchange}-SRTP (RTP/SAVP + a=crypto, no ICE or DTLS): ` +
+        "the number's calling setting srtp_key_exchange_protocol is SDES, and the bridge speaks DTLS-SRTP only. " +
+        'Set it to DTLS: POST /{phone-number-id}/settings {"calling":{"srtp_key_exchange_protocol":"DTLS"}}',
+    );
+    this.callId = callId;
+    this.keyExchange = keyExchange;
+  }
+}
+
 /** Context attached to every {@link MediaError}, for logs and call records. */
 export interface MediaErrorContext {
   /** Bridge call id (or Meta's `wacid`), when known. */

@@ -39,7 +39,7 @@ import type { Logger } from 'pino';
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCRtpTransceiver, type RtpPacket } from 'werift';
 import { type Clock, realClock } from '#core/clock.ts';
 import { Emitter } from '../emitter.ts';
-import { MediaError, type MediaErrorCode } from '../media/errors.ts';
+import { MediaError, type MediaErrorCode, UnsupportedKeyExchangeError } from '../media/errors.ts';
 import {
   DTMF_EVENTS,
   parseTelephoneEvent,
@@ -56,7 +56,13 @@ import {
 } from './outbound-stream.ts';
 import type { SrtpProfile } from './srtp.ts';
 import { type SrtpDropCounters, SrtpMediaPath } from './srtp-media-path.ts';
-import { offeredSetup, remotePayloadTypes, shapeLocalSdp, withoutWidebandTelephoneEvents } from './whatsapp-sdp.ts';
+import {
+  offeredKeyExchange,
+  offeredSetup,
+  remotePayloadTypes,
+  shapeLocalSdp,
+  withoutWidebandTelephoneEvents,
+} from './whatsapp-sdp.ts';
 
 export {
   OPUS_TICKS_PER_FRAME,
@@ -267,6 +273,8 @@ export class WhatsAppLeg {
    * @throws {@link MediaError} `invalid-sdp` if the offer has no Opus/48000
    */
   async answer(metaOffer: string): Promise<string> {
+    // Meta's SDES mode (the number's srtp_key_exchange_protocol): nothing this leg can answer; say so, by name.
+    if (offeredKeyExchange(metaOffer) === 'SDES') throw new UnsupportedKeyExchangeError(this.opts.callId);
     this.begin('answerer');
     if (remotePayloadTypes(metaOffer).opus === undefined) {
       throw this.error('invalid-sdp', 'the offer has no opus/48000');
@@ -310,6 +318,7 @@ export class WhatsAppLeg {
     if (this.role !== 'offerer' || this.pc.remoteDescription) {
       throw this.error('invalid-state', 'applyAnswer needs a prior createOffer and no applied answer');
     }
+    if (offeredKeyExchange(metaAnswer) === 'SDES') throw new UnsupportedKeyExchangeError(this.opts.callId);
     try {
       this.learnRemotePayloadTypes(metaAnswer);
       await this.pc.setRemoteDescription({ type: 'answer', sdp: withoutWidebandTelephoneEvents(metaAnswer) });

@@ -113,6 +113,19 @@ export function withoutWidebandTelephoneEvents(sdp: string): string {
 }
 
 /**
+ * The key exchange Meta's SDP uses: `SDES` for `RTP/SAVP(F)` with `a=crypto` and no `a=fingerprint` (Meta's SDES
+ * mode, M-SIP: no STUN, ICE or DTLS), else `DTLS`.
+ */
+export function offeredKeyExchange(sdp: string): 'DTLS' | 'SDES' {
+  const session = sdpTransform.parse(sdp);
+  const audio = firstAudio(session);
+  const protocol = audio?.protocol ?? '';
+  const hasCrypto = (audio?.crypto?.length ?? 0) > 0;
+  const hasFingerprint = audio?.fingerprint !== undefined || session.fingerprint !== undefined;
+  return !protocol.includes('TLS') && hasCrypto && !hasFingerprint ? 'SDES' : 'DTLS';
+}
+
+/**
  * The `a=setup` of the first audio m-line, or of the session when the
  * m-line has none (RFC 4145 §4: media level wins); undefined when absent.
  */

@@ -300,7 +300,60 @@ describe('parseWebhook', () => {
     const ringing = parseWebhook(
       JSON.stringify(envelope([callStatus({ business, user: empty, callId: 'wacid.E', status: 'RINGING' })])),
     )[0]!;
-    expect((ringing as { user: object }).user).toEqual({ userId: 'US.222' });
+    expect((ringing as { user: object }).user).toEqual({ userId: 'US.222', username: 'ann' });
+  });
+
+  it('knows a BSUID-only user on terminate and call status from contacts[] alone, whichever way the call went (S10)', () => {
+    // REF26's terminate sample and BSUID-F: the phone fields are omitted for a username user and contacts[] names
+    // them; the call item itself may carry no *_user_id (the terminate sample predates the BSUID companions).
+    const bsuidOnly = { userId: 'US.333', name: 'Ann', username: 'ann' };
+    const withoutCallBsuid = (change: ReturnType<typeof callTerminate>): ReturnType<typeof callTerminate> => {
+      const items = (change.value.calls ?? change.value.statuses) as Record<string, unknown>[];
+      for (const item of items) {
+        for (const k of ['from_user_id', 'to_user_id', 'recipient_user_id']) delete item[k];
+      }
+      return change;
+    };
+    const expected = { userId: 'US.333', name: 'Ann', username: 'ann' };
+    const uic = parseWebhook(
+      JSON.stringify(
+        envelope([
+          withoutCallBsuid(
+            callTerminate({
+              business,
+              user: bsuidOnly,
+              callId: 'wacid.U',
+              direction: 'USER_INITIATED',
+              status: 'COMPLETED',
+            }),
+          ),
+        ]),
+      ),
+    )[0]!;
+    expect(uic).toMatchObject({ kind: 'call-terminated', user: expected });
+    // A business-initiated terminate without `direction` (it is optional, §2.6): `from` is the business's own
+    // number, so it must not be taken for the user.
+    const bic = parseWebhook(
+      JSON.stringify(
+        envelope([
+          callTerminate({
+            business,
+            user: bsuidOnly,
+            callId: 'wacid.B',
+            direction: 'BUSINESS_INITIATED',
+            status: 'COMPLETED',
+            omitDirection: true,
+          }),
+        ]),
+      ),
+    )[0]!;
+    expect((bic as { user: object }).user).toEqual(expected);
+    const accepted = parseWebhook(
+      JSON.stringify(
+        envelope([withoutCallBsuid(callStatus({ business, user: bsuidOnly, callId: 'wacid.B', status: 'ACCEPTED' }))]),
+      ),
+    )[0]!;
+    expect(accepted).toMatchObject({ kind: 'call-progress', status: 'accepted', user: expected });
   });
 
   it('never throws anything but WebhookPayloadError on random garbage', () => {

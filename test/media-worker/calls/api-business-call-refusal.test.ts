@@ -44,3 +44,31 @@ describe('POST /v1/calls refused by Meta', () => {
     expect(entry).toMatchObject({ state: 'revoked', source: 'reconcile' });
   });
 });
+
+describe('a business call from a number set to SDES (srtp_key_exchange_protocol, M-SET)', () => {
+  it("ends meta-refused with Meta's SDP validation text naming SDES, and leaves the ledger alone", async () => {
+    const number = '5511900000092';
+    await grantPermission(stack, number);
+    stack.simulator!.settings.update({ calling: { srtp_key_exchange_protocol: 'SDES' } }, { appId: 'test' });
+    try {
+      const res = await stack.api('/v1/calls', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: number, mode: 'customer-first' }),
+      });
+      expect(res.status).toBe(202);
+      const { requestId } = (await res.json()) as { requestId: string };
+      const record = await eventually(async () => {
+        const r = await stack.runtime.calls.get(requestId);
+        return r?.state === 'ended' && r;
+      }, 8000);
+      // The bridge offers DTLS-SRTP; Meta in SDES mode refuses the connect before any call exists.
+      expect(record).toMatchObject({ endReason: 'meta-refused', metaError: { code: 100 } });
+      expect(record.metaError?.details ?? record.metaError?.message).toMatch(/SDES requires protocol RTP\/SAVP/);
+      const { entry } = await findPermission(stack.runtime.permissions, TEST_BUSINESS.phoneNumberId, { phone: number });
+      expect(entry?.state).not.toBe('revoked');
+    } finally {
+      stack.simulator!.settings.update({ calling: { srtp_key_exchange_protocol: 'DTLS' } }, { appId: 'test' });
+    }
+  });
+});

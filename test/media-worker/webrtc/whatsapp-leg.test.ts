@@ -8,7 +8,7 @@ import { ManualClock } from '#core/clock.ts';
 import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
 import { RelayPeer } from '#simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
-import { MediaError } from '#worker/media/errors.ts';
+import { MediaError, UnsupportedKeyExchangeError } from '#worker/media/errors.ts';
 import { OPUS_TICKS_PER_FRAME, opusSilenceFrame, WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
 import { closeAfterEach, sleep, until } from '../../helpers/async.ts';
 
@@ -89,16 +89,19 @@ describe('WhatsAppLeg', () => {
       expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
     });
 
-    it("connects when Meta's offer also carries its IPv6 host candidate (one IPv4 + one IPv6, §5.1)", async () => {
-      const relay = track(new RelayPeer());
-      const leg = track(new WhatsAppLeg());
-      const offer = (await relay.createOffer()).replace(
-        /^(a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host.*)$/m,
-        '$1\r\na=candidate:1652262791 1 udp 2113939711 2a03:2880:f211:cf:face:b00c:0:6443 $2 typ host generation 0 network-cost 50',
-      );
-      expect(offer).toContain('2a03:2880');
-      await relay.acceptAnswer(await leg.answer(offer));
-      await leg.waitForConnected(3000);
+    it("connects over IPv4 to Meta's offer of an IPv4 and an IPv6 host candidate on one port, and audio flows (§5.1, S10)", async () => {
+      // The simulated relay now offers both, like REF26; its IPv6 candidate (a documentation address) is
+      // unreachable and outranks the IPv4 one, so the leg must not depend on it.
+      const { relay, leg, offer } = await connectCall();
+      const candidates = sdpTransform.parse(offer).media[0]?.candidates ?? [];
+      expect(candidates.map((c) => c.ip)).toEqual(['127.0.0.1', expect.stringMatching(/^2001:db8:/)]);
+      expect(candidates[1]?.priority).toBeGreaterThan(candidates[0]?.priority ?? 0);
+      await until(() => relay.stats().packetsReceived > 0, 3000, { what: 'business media at the relay' });
+      let heard = 0;
+      leg.onAudio(() => {
+        heard++;
+      });
+      await until(() => heard > 0, 3000, { what: "the user's media at the leg" });
     });
 
     it("answers the captured Meta offer shape (ICE-lite, '/' ufrag, IPv4+IPv6 candidates, extmaps) validly", async () => {
@@ -119,6 +122,22 @@ describe('WhatsAppLeg', () => {
       expect(ips?.sort()).toEqual(['127.0.0.1', '::1']);
       await relay.acceptAnswer(answer);
       await leg.waitForConnected(3000);
+    });
+
+    it("refuses Meta's SDES offer (srtp_key_exchange_protocol SDES) by name, with the call id and the setting to change", async () => {
+      const relay = track(new RelayPeer({ keyExchange: 'SDES' }));
+      const leg = track(new WhatsAppLeg({ callId: 'wacid.SDES' }));
+      const offer = await relay.createOffer();
+      const refused = await leg.answer(offer).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(UnsupportedKeyExchangeError);
+      expect(refused).toMatchObject({
+        callId: 'wacid.SDES',
+        keyExchange: 'SDES',
+        setting: 'srtp_key_exchange_protocol',
+        message: expect.stringContaining('srtp_key_exchange_protocol is SDES'),
+      });
+      // Before: MediaError "answering the Meta offer failed: mid not assigned" (webrtc), a bridge-error.
+      expect((refused as Error).message).toContain('"srtp_key_exchange_protocol":"DTLS"');
     });
 
     it('rejects an offer without Opus with a MediaError carrying the call id', async () => {

@@ -66,6 +66,38 @@ describe('Meta timers on a manual clock', () => {
     expect(call.record.endReason).toBe('unanswered');
   });
 
+  it('answered by media: the caller’s call has started, so Meta’s 20 s no-media rule runs from that packet (138021)', async () => {
+    const clock = new ManualClock();
+    env = await startEnv({ clock, timers: { unansweredMs: 60_000 } });
+    const call = await env.sim.placeUserCall({ user: { waId: '5511955551234' } });
+    const offer = ((await env.rx.waitFor(callEvent('connect', call.id))).item.session as { sdp: string }).sdp;
+    const peer = new BusinessWebRtcPeer();
+    peers.push(peer);
+    const answer = await peer.answer(offer);
+    const pre = await env.graph('POST', `/${env.sim.business.phoneNumberId}/calls`, {
+      messaging_product: 'whatsapp',
+      call_id: call.id,
+      action: 'pre_accept',
+      session: { sdp_type: 'answer', sdp: answer },
+    });
+    expect(pre.status).toBe(200);
+    await peer.waitForConnected(5000);
+    // One business packet before any accept, then nothing: the caller's timer runs over silence.
+    peer.sendOneSilentFrame();
+    await until(() => call.state === 'answered_by_media', 5000);
+    clock.advance(250); // the watchdog's first look sees that one packet
+    clock.advance(19_999);
+    await settle();
+    expect(call.state).toBe('answered_by_media');
+    clock.advance(1);
+    const term = await env.rx.waitFor(callEvent('terminate', call.id));
+    expect(term.item).toMatchObject({ status: 'FAILED' });
+    expect(term.item.start_time, 'Meta never established the call').toBeUndefined();
+    expect((term.value.errors as Array<{ code: number }>)[0]?.code).toBe(138021);
+    expect(call.record).toMatchObject({ endReason: 'no_media', answeredBy: 'media' });
+    expect(call.record.history).toEqual(['offered', 'pre_accepted', 'answered_by_media', 'ended']);
+  }, 20_000);
+
   it('BIC: ring timeout on the manual clock; the user declining via hangUp() sends REJECTED + terminate', async () => {
     const clock = new ManualClock();
     env = await startEnv({ clock, timers: { bicRingTimeoutMs: 60_000 } });

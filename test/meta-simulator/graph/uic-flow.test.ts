@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
+import { SdesBusiness } from '../../helpers/sdes-business.ts';
 import { callEvent, type Env, stableError, startEnv } from './harness.ts';
 
 let env: Env | undefined;
@@ -440,5 +441,48 @@ describe("the caller's WhatsApp client takes the first business media as the ans
     expect(Date.now() - sentAt).toBeGreaterThanOrEqual(295);
     expect(call.record.acceptRespondedAt! - call.record.acceptedAt!).toBeGreaterThanOrEqual(295);
     expect(call.record.answeredBy).toBe('accept');
+  }, 20_000);
+});
+
+describe('a number set to SDES (srtp_key_exchange_protocol: "SDES", M-SET)', () => {
+  it('offers RTP/SAVP + a=crypto, refuses a DTLS answer, and connects an SDES answer with SRTP both ways', async () => {
+    env = await startEnv({ timers: { firstMediaTimeoutMs: 1500, watchdogPollMs: 50 } });
+    const { sim, rx, graph } = env;
+    const settings = await graph('POST', `/${sim.business.phoneNumberId}/settings`, {
+      calling: { srtp_key_exchange_protocol: 'SDES' },
+    });
+    expect(settings.status).toBe(200);
+    const call = await sim.placeUserCall({ user: { waId: '5511955551234' } });
+    const offer = ((await rx.waitFor(callEvent('connect', call.id))).item.session as { sdp: string }).sdp;
+    expect(offer).toMatch(/^m=audio \d+ RTP\/SAVP 111 126$/m);
+    expect(offer).toMatch(/^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:/m);
+    expect(offer).not.toMatch(/^a=(ice-ufrag|fingerprint|candidate)/m);
+
+    const path = `/${sim.business.phoneNumberId}/calls`;
+    const answerWith = (action: 'pre_accept' | 'accept', sdp: string) =>
+      graph('POST', path, {
+        messaging_product: 'whatsapp',
+        call_id: call.id,
+        action,
+        session: { sdp_type: 'answer', sdp },
+      });
+    const biz = new SdesBusiness();
+    try {
+      const answer = await biz.sdp(offer);
+      // A bridge that ignores the setting answers with DTLS: Meta's SDP validation refuses it.
+      const refused = await answerWith('pre_accept', answer.replace('RTP/SAVP', 'UDP/TLS/RTP/SAVPF'));
+      expect(refused.status).toBe(400);
+      expect(stableError(refused.body).error.error_data.details).toBe(
+        'SDP Validation error: SDES requires protocol RTP/SAVP, found UDP/TLS/RTP/SAVPF',
+      );
+      expect((await answerWith('pre_accept', answer)).status).toBe(200);
+      expect((await answerWith('accept', answer)).status).toBe(200);
+      expect(call.state).toBe('accepted');
+      for (let i = 0; i < 5; i++) biz.sendFrame();
+      await until(() => biz.received.length > 0, 3000, { what: "the user's SRTP at the business" });
+      expect(call.record.firstBusinessMediaAt).toBeDefined();
+    } finally {
+      await biz.close();
+    }
   }, 20_000);
 });

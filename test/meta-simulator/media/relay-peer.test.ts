@@ -7,7 +7,7 @@ import sdpTransform from 'sdp-transform';
 import { describe, expect, it } from 'vitest';
 import { classes, Message, methods, parseMessage } from 'werift';
 import { measureTone, ToneGenerator, trimSilence } from '#simulator/media/audio.ts';
-import { RelayPeer, RelayPeerError } from '#simulator/media/relay-peer.ts';
+import { RELAY_IPV6_CANDIDATE, RelayPeer, RelayPeerError } from '#simulator/media/relay-peer.ts';
 import { validateBusinessSdp } from '#simulator/media/sdp-validation.ts';
 import { closeAfterEach, sleep, until as untilWithin } from '../../helpers/async.ts';
 import { BusinessWebRtcPeer } from '../../helpers/business-webrtc-peer.ts';
@@ -30,7 +30,7 @@ async function connectUserInitiatedCall(mutateAnswer: (sdp: string) => string = 
 
 describe('RelayPeer', () => {
   describe('offer for a user-initiated call', () => {
-    it("looks like Meta's: ICE-lite, one loopback host candidate, a '/' ufrag, actpass, one sha-256 fingerprint, Opus 111 + telephone-event/8000 126", async () => {
+    it("looks like Meta's: ICE-lite, an IPv4 and an IPv6 host candidate on one port, a '/' ufrag, actpass, one sha-256 fingerprint, Opus 111 + telephone-event/8000 126", async () => {
       const relay = track(new RelayPeer());
       const offer = await relay.createOffer();
       const sdp = sdpTransform.parse(offer);
@@ -41,9 +41,16 @@ describe('RelayPeer', () => {
       expect(m?.type).toBe('audio');
       expect(m?.protocol).toBe('UDP/TLS/RTP/SAVPF');
       expect(m?.payloads).toBe('111 126');
-      expect(m?.candidates).toHaveLength(1);
+      // REF26 (§5.1): one IPv4 and one IPv6 host candidate on the same port, with Meta's extensions; the IPv6
+      // one is a documentation address nobody reaches, so connectivity comes through IPv4.
+      expect(m?.candidates).toHaveLength(2);
       expect(m?.candidates?.[0]).toMatchObject({ ip: '127.0.0.1', type: 'host', transport: 'udp' });
+      expect(m?.candidates?.[1]).toMatchObject({ ip: RELAY_IPV6_CANDIDATE, type: 'host', transport: 'udp' });
       expect(m?.port).toBe(m?.candidates?.[0]?.port);
+      expect(m?.candidates?.[1]?.port).toBe(m?.port);
+      for (const line of offer.match(/^a=candidate:.*$/gm) ?? []) {
+        expect(line).toMatch(new RegExp(` typ host generation 0 network-cost 50 ufrag ${m?.iceUfrag}$`));
+      }
       expect(m?.iceUfrag).toMatch(/^[A-Za-z0-9]{12}\/2$/);
       expect(m?.setup).toBe('actpass');
       expect(offer.match(/^a=fingerprint:sha-256 /gm)).toHaveLength(1);
@@ -319,7 +326,7 @@ describe('RelayPeer', () => {
       const answer = await relay.answerOffer(offer);
       expect(answer).toMatch(/^a=ice-lite/m);
       expect(answer).toMatch(/^a=setup:active/m);
-      expect(answer.match(/^a=candidate:/gm)).toHaveLength(1);
+      expect(answer.match(/^a=candidate:/gm)).toHaveLength(2);
       expect(validateBusinessSdp(answer, { type: 'answer' })).toEqual({ ok: true });
       await business.applyAnswer(answer);
       await Promise.all([relay.waitForConnected(3000), business.waitForConnected(3000)]);

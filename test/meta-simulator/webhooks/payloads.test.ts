@@ -200,6 +200,8 @@ describe('the business calls a user (connect with SDP answer and call statuses, 
             biz_opaque_callback_data: 'random_string',
           },
         ],
+        // BSUID-F: business-initiated status webhooks carry contacts[] too (S10).
+        contacts: [{ wa_id: '16315553602', user_id: 'US.1', parent_user_id: 'US.ENT.2' }],
       },
     });
   });
@@ -252,7 +254,8 @@ describe('a call ends (terminate, §2.7)', () => {
       },
     ]);
     expect(change.value).not.toHaveProperty('errors');
-    expect(change.value).not.toHaveProperty('contacts');
+    // REF26's terminate sample and BSUID-F: contacts[] names the user on terminate too (S10).
+    expect(change.value.contacts).toEqual([{ wa_id: '16315553602' }]);
   });
 
   it('an unanswered failed BIC call has no start_time/end_time/duration but has errors[]', () => {
@@ -271,6 +274,8 @@ describe('a call ends (terminate, §2.7)', () => {
     expect(change.value.errors).toEqual([
       { code: 138021, message: 'ERROR_TITLE', href: 'ERROR_HREF', error_data: { details: 'ERROR_DETAILS' } },
     ]);
+    // A BSUID-only user: no phone anywhere, the BSUID in contacts[] (BSUID-F, S10).
+    expect(change.value.contacts).toEqual([{ profile: { username: 'zoe.w' }, user_id: 'US.13491208655302741918' }]);
   });
 });
 
