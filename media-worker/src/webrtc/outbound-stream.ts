@@ -401,7 +401,7 @@ export class OutboundStream {
     if (this.#closed || !this.#link.transceiver) return;
     let marker = false;
     if (isStart || this.#teEvent === undefined || this.#teEvent.event !== ev.event) {
-      this.#teEventTs = this.#nextAudioTimestamp(this.#clock.now());
+      this.#teEventTs = this.#startEvent(this.#clock.now());
       marker = true;
     }
     this.#teEvent = ev;
@@ -550,12 +550,15 @@ export class OutboundStream {
   /**
    * Timestamp of "now" for a new telephone-event (RFC 4733 §2.5.1.2): whole frames on from the
    * last packet's place on the timeline, at least one, so an event never shares a timestamp with
-   * the silence or audio already sent (however far the timeline leads or lags after a stall).
+   * the silence or audio already sent (however far the timeline leads or lags after a stall). The
+   * timeline moves to the event, so what follows it is stamped after it.
    */
-  #nextAudioTimestamp(now: number): number {
+  #startEvent(now: number): number {
     if (!this.#sentAny) return this.#ts;
     const frames = Math.max(1, Math.round((now - this.#tsWallAt) / FRAME_MS));
-    return (this.#ts + frames * OPUS_TICKS_PER_FRAME) >>> 0;
+    this.#ts = (this.#ts + frames * OPUS_TICKS_PER_FRAME) >>> 0;
+    this.#tsWallAt += frames * FRAME_MS;
+    return this.#ts;
   }
 
   /** One silence frame for its slot on the 20 ms grid (`slotAt` ≤ now). */

@@ -456,8 +456,9 @@ describe('OutboundStream', () => {
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
-        // The frames of 1010 and 1030 went unsent; the one after the event carries on after them.
-        [1050, WHATSAPP_OPUS_PT, 3 * 960],
+        // The event took the next slot (960); the frames of 1010 and 1030 went unsent, the one
+        // after the event carries on after them: no audio on the event's timestamp.
+        [1050, WHATSAPP_OPUS_PT, 4 * 960],
       ]);
     });
 
@@ -494,7 +495,9 @@ describe('OutboundStream', () => {
         [false, 1920],
         [false, 1920],
         [false, 1920],
-        [true, 1920],
+        // The next event takes the next slot: on the ended event's timestamp a receiver would take it
+        // for that event's retransmission (RFC 4733 §2.5.2.1).
+        [true, 2880],
       ]);
     });
 
