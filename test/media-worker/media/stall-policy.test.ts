@@ -295,15 +295,20 @@ describe('Loss on the call record is RFC 3550’s: telephone-events are packets 
     let seq = 1000;
     let ts = 90_000;
     for (let d = 0; d < 5; d++) {
-      for (let i = 0; i < 10; i++) wa.deliverAudio(seq++, (ts += 960), Buffer.from([0x78, i]));
+      for (let i = 0; i < 10; i++) {
+        ts += 960;
+        wa.deliverAudio(seq++, ts, Buffer.from([0x78, i]));
+      }
       for (const ev of digit(d)) wa.deliverEvent({ ...ev, timestamp: ts, sequenceNumber: seq++ });
     }
-    wa.deliverAudio(seq++, (ts += 960 * 8), Buffer.from([0x78, 0]));
+    ts += 960 * 8;
+    wa.deliverAudio(seq++, ts, Buffer.from([0x78, 0]));
     const s = bridge.stats().whatsappToSip;
     expect(s).toMatchObject({ packetsIn: 51, lost: 0, dtmfDigits: 5 });
     // A real loss still counts: one audio packet missing.
     seq++;
-    wa.deliverAudio(seq++, (ts += 1920), Buffer.from([0x78, 0]));
+    ts += 1920;
+    wa.deliverAudio(seq++, ts, Buffer.from([0x78, 0]));
     expect(bridge.stats().whatsappToSip.lost).toBe(1);
   });
 
@@ -316,10 +321,14 @@ describe('Loss on the call record is RFC 3550’s: telephone-events are packets 
     let seq = 100;
     let ts = 5000;
     for (let d = 0; d < 5; d++) {
-      for (let i = 0; i < 10; i++) sip.deliver(OPUS_PT_PBX, seq++, (ts += 960), Buffer.from([i]));
+      for (let i = 0; i < 10; i++) {
+        ts += 960;
+        sip.deliver(OPUS_PT_PBX, seq++, ts, Buffer.from([i]));
+      }
       for (const ev of digit(d)) sip.deliverEvent(DTMF_PT, seq++, ts, ev, ev.phase === 'start');
     }
-    sip.deliver(OPUS_PT_PBX, seq++, (ts += 960 * 8), Buffer.from([0]));
+    ts += 960 * 8;
+    sip.deliver(OPUS_PT_PBX, seq++, ts, Buffer.from([0]));
     expect(bridge.stats().sipToWhatsapp).toMatchObject({ packetsIn: 51, lost: 0, dtmfDigits: 5 });
   });
 });
