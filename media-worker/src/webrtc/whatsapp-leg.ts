@@ -97,7 +97,7 @@ export interface WhatsAppLegOptions {
   /**
    * While silence is armed, how long without {@link WhatsAppLeg.sendAudio}
    * before silence resumes by itself; a caller that knows its audio ended
-   * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does). @default 100
+   * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does, after 250 ms). @default 400
    */
   silenceResumeMs?: number;
   /**
