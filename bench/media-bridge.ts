@@ -22,7 +22,22 @@
  * outside the latency phase. The bridge process does all its real work: SRTP, Opus
  * decode/encode (transcode), G.711, pacing.
  *
+ * Stall modes (issue 13; both can be combined; the output's `setup.stalls` says which ran):
+ *  - `--bursty`: every PBX peer delivers its packets in clumps (all packets due in the last
+ *    40–120 ms at once) and stalls for 100–200 ms every 3–5 s (the held packets then flushed),
+ *    as a sender or a PBX flushing a backlog does. Each peer draws its own random schedule.
+ *  - `--loop-stall`: the bridge process blocks its own event loop (a busy wait) for 100–200 ms
+ *    every 3–5 s, as a GC pause or another call's DTLS handshake does.
+ *  `--calls N` replaces every mode's ramp with the one step N (a fixed-size stall run) and
+ *  `--measure-ms M` sets the measured window. The bridge's drop counters (`overflowDropped`,
+ *  `late`) and the receivers' RFC 3550 loss are in every step's JSON.
+ *
+ * Process layout note: the PBX peers already live in this (generator) process, apart from the
+ * bridge; a separate-process generator pinned to the other core needs only this file's
+ * PbxPeer/relay setup moved behind the same fork() + message protocol bridge-process.ts uses.
+ *
  * Usage: node --import tsx bench/media-bridge.ts [--quick] [--modes passthrough,transcode]
+ *   [--bursty] [--loop-stall] [--calls N] [--measure-ms M]
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
@@ -44,6 +59,18 @@ const LATENCY_ONLY = args.includes('--latency-only');
 /** `--profile`: instead of the ramp, hold PROFILE_CALLS calls per mode and CPU-profile the bridge process. */
 const PROFILE = args.includes('--profile');
 const PROFILE_CALLS: Record<Mode, number> = { passthrough: 100, transcode: 60 };
+/** `--bursty`: PBX peers send in 40–120 ms clumps with a 100–200 ms stall every 3–5 s. */
+const BURSTY = args.includes('--bursty');
+/** `--loop-stall`: the bridge process blocks its loop for 100–200 ms every 3–5 s. */
+const LOOP_STALL = args.includes('--loop-stall');
+const flagNumber = (name: string): number | undefined => {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : Number.NaN;
+  return Number.isFinite(v) && v > 0 ? v : undefined;
+};
+/** `--calls N`: one capacity step of N calls per mode instead of the ramp. */
+const FIXED_CALLS = flagNumber('--calls');
+const MEASURE_MS = flagNumber('--measure-ms');
 const MODES: Mode[] = (
   args[args.indexOf('--modes') + 1] && args.includes('--modes')
     ? (args[args.indexOf('--modes') + 1] as string).split(',')
@@ -53,13 +80,15 @@ const MODES: Mode[] = (
 const CONFIG = {
   latencyCalls: QUICK ? 4 : 10,
   latencyMs: QUICK ? 4000 : 8000,
-  steps: {
-    passthrough: QUICK ? [50, 100] : [50, 75, 100, 125, 150, 200, 250, 300],
-    transcode: QUICK ? [40, 80] : [30, 45, 60, 75, 90, 120, 150],
-  } as Record<Mode, number[]>,
+  steps: (FIXED_CALLS
+    ? { passthrough: [FIXED_CALLS], transcode: [FIXED_CALLS] }
+    : {
+        passthrough: QUICK ? [50, 100] : [50, 75, 100, 125, 150, 200, 250, 300],
+        transcode: QUICK ? [40, 80] : [30, 45, 60, 75, 90, 120, 150],
+      }) as Record<Mode, number[]>,
   setupParallel: 10,
   settleMs: 2000,
-  measureMs: QUICK ? 3000 : 6000,
+  measureMs: MEASURE_MS ?? (QUICK ? 3000 : 6000),
   maxLossFraction: 0.001,
   maxLagP99Ms: 20,
   audibleDbfs: -40,
@@ -186,6 +215,8 @@ class PbxPeer {
   /** Onsets of the opposite sender (the Meta side), resolved by what this peer receives. */
   remoteOnsets: Onsets | undefined;
   decodeAudio = false;
+  /** Sender stalls made so far (`--bursty`). */
+  stalls = 0;
   private timer: NodeJS.Timeout | undefined;
   private seq = Math.floor(Math.random() * 0x10000);
   private ts = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
@@ -251,8 +282,24 @@ class PbxPeer {
     };
     sendOne();
     sent = 1;
+    // --bursty: packets are held until the next release (clumps of 40–120 ms, a 100–200 ms
+    // stall every 3–5 s), then all those due go at once.
+    const between = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
+    let releaseAt = 0;
+    let stallAt = startAt + between(3000, 5000);
     this.timer = setInterval(() => {
-      const due = Math.floor((performance.now() - startAt) / 20) + 1;
+      const now = performance.now();
+      if (BURSTY) {
+        if (now < releaseAt) return;
+        if (now >= stallAt) {
+          this.stalls++;
+          stallAt = now + between(3000, 5000);
+          releaseAt = now + between(100, 200);
+          return;
+        }
+        releaseAt = now + between(40, 120);
+      }
+      const due = Math.floor((now - startAt) / 20) + 1;
       if (due - sent > 25) sent = due - 1; // stalled > 0.5 s: skip ahead rather than burst
       while (sent < due) {
         sendOne();
@@ -346,6 +393,7 @@ class BridgeProcess {
     this.child = fork(fileURLToPath(new URL('./media/bridge-process.ts', import.meta.url)), [], {
       execArgv: ['--import', 'tsx', '--expose-gc'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, ...(LOOP_STALL ? { BENCH_LOOP_STALL: '1' } : {}) },
     });
     this.child.on('message', (raw) => {
       const m = raw as Record<string, unknown>;
@@ -512,6 +560,7 @@ async function measureStep(
     c.pbx.onsets.samples.length = 0;
   }
   genLag.reset();
+  const senderStalls0 = calls.reduce((a, c) => a + c.pbx.stalls, 0);
   const genCpu0 = process.cpuUsage();
   const host0 = machineCpuMs();
   const genT0 = performance.now();
@@ -563,6 +612,10 @@ async function measureStep(
     bridgeHeapUsedMb: round(m.heapUsedMb as number, 1),
     rssMbPerCall: round(((m.rssMb as number) - base.rssMb) / n, 3),
     heapMbPerCall: round(((m.heapUsedMb as number) - base.heapUsedMb) / n, 3),
+    stalls: {
+      senderStallsInWindow: calls.reduce((a, c) => a + c.pbx.stalls, 0) - senderStalls0,
+      bridgeLoopStallsInWindow: m.loopStalls,
+    },
     bridgeCounters: {
       paced: b.paced,
       overflowDropped: b.overflowDropped,
@@ -735,6 +788,10 @@ async function main(): Promise<void> {
     setup: {
       note: 'generator (Meta relays + PBX RTP peers) and bridge run in two processes on the same cores; CPU, lag and memory are the bridge process only. Loopback UDP. Lag = monitorEventLoopDelay (10 ms resolution subtracted).',
       quick: QUICK,
+      stalls: {
+        bursty: BURSTY ? 'PBX peers: 40–120 ms clumps, a 100–200 ms stall every 3–5 s' : false,
+        loopStall: LOOP_STALL ? 'bridge process: a 100–200 ms busy block every 3–5 s' : false,
+      },
       generatorNice,
       ...CONFIG,
       opusPayloadBytesMean: round(OPUS_CYCLE.reduce((a, b) => a + b.length, 0) / OPUS_CYCLE.length, 1),

@@ -92,6 +92,16 @@ export class ManualClock implements Clock {
     this.#now = target;
   }
 
+  /**
+   * A blocked event loop (GC, a long synchronous task): time moves on by `ms` and no timer fires.
+   * The next {@link advance} (even by 0) then runs every overdue timer late, as Node does when the
+   * loop frees up: expired timers first, before any socket is read; a timer they set for 1 ms or
+   * more waits for the following turn, so what a test delivers in between models the socket reads.
+   */
+  block(ms: number): void {
+    this.#now += ms;
+  }
+
   /** Advances in steps of `stepMs` up to `ms`, calling `between` after each step (packets in between timers). */
   async run(ms: number, stepMs: number, between?: () => void | Promise<void>): Promise<void> {
     for (let done = 0; done < ms; done += stepMs) {

@@ -94,13 +94,33 @@ new PerformanceObserver((list) => {
   }
 }).observe({ entryTypes: ['gc'] });
 
-let window: { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals>; hold: Uint32Array } | undefined;
+let window:
+  | { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals>; hold: Uint32Array; loopStalls: number }
+  | undefined;
 
 /** Every call's SIP→WhatsApp hold histogram, merged. */
 function holdNow(): DelayHistogram {
   const h = new DelayHistogram();
   for (const c of calls.values()) h.merge(c.bridge.sipToWhatsappHold);
   return h;
+}
+
+/**
+ * `BENCH_LOOP_STALL=1` (bench/media-bridge.ts --loop-stall): block this process's event loop
+ * with a busy wait of 100–200 ms every 3–5 s, as a GC pause or another call's DTLS handshake.
+ */
+let loopStalls = 0;
+if (process.env.BENCH_LOOP_STALL === '1') {
+  const between = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
+  const stall = () => {
+    const until = performance.now() + between(100, 200);
+    while (performance.now() < until) {
+      // busy: the loop is blocked, sockets queue up
+    }
+    loopStalls++;
+    setTimeout(stall, between(3000, 5000)).unref();
+  };
+  setTimeout(stall, between(3000, 5000)).unref();
 }
 
 function send(msg: Record<string, unknown>): void {
@@ -165,7 +185,13 @@ process.on('message', (raw: unknown) => {
       gc.count = 0;
       gc.totalMs = 0;
       gc.maxMs = 0;
-      window = { cpu: process.cpuUsage(), at: performance.now(), stats: totals(), hold: holdNow().counts };
+      window = {
+        cpu: process.cpuUsage(),
+        at: performance.now(),
+        stats: totals(),
+        hold: holdNow().counts,
+        loopStalls,
+      };
       send({ type: 'measure-started' });
       return;
     case 'measure-end': {
@@ -196,6 +222,7 @@ process.on('message', (raw: unknown) => {
             ? { n: windowed.count, p50: windowed.percentile(0.5), p99: windowed.percentile(0.99) }
             : undefined;
         })(),
+        loopStalls: loopStalls - window.loopStalls,
         callsOnSrtpFastPath: [...calls.values()].filter((c) => c.leg.srtpFastPathProfile !== undefined).length,
         wallMs,
         cpuCoreFraction: (cpu.user + cpu.system) / 1000 / wallMs,

@@ -5,8 +5,9 @@
  * - SIP→WhatsApp, chosen by the codec the PBX answered (sip-sdp.ts):
  *   **passthrough** (Opus, {@link PassthroughSipToWa}) or **transcode** (PCMU/PCMA,
  *   {@link ArrivalTranscoder}: each 20 ms encoded as soon as it has arrived); both end in a
- *   {@link Pacer} that holds the WhatsApp timeline within `maxJitterMs` of real time and hands
- *   over to the leg's silence when the PBX goes quiet;
+ *   {@link Pacer} that forwards every frame at once with its source's timing (a stall or a burst
+ *   is jitter for Meta's buffer, never a drop) and hands over to the leg's silence when the PBX
+ *   goes quiet for longer than a stall;
  * - {@link DtmfRelay}: RFC 4733 events both ways.
  *
  * The bridge depends on the two seams of ports.ts, not on the concrete legs, and reads time only
@@ -20,9 +21,10 @@ import type { Logger } from 'pino';
 import { type Clock, realClock } from '#core/clock.ts';
 import { ArrivalTranscoder } from './bridge/arrival-transcoder.ts';
 import { type BridgedDigit, DtmfRelay } from './bridge/dtmf-relay.ts';
-import { Pacer } from './bridge/pacer.ts';
+import { MAX_LEAD_MS, Pacer } from './bridge/pacer.ts';
 import { PassthroughSipToWa } from './bridge/passthrough.ts';
 import { FRAME_MS, type SipToWaStrategy, sipToWaCounters } from './bridge/sip-to-wa.ts';
+import { SourceLoss } from './bridge/source-loss.ts';
 import { WaToSip } from './bridge/wa-to-sip.ts';
 import { DelayHistogram } from './delay-histogram.ts';
 import { MediaError } from './errors.ts';
@@ -52,8 +54,10 @@ export interface MediaBridgeOptions {
    */
   jitterMs?: number;
   /**
-   * The delay bound SIP→WhatsApp: the WhatsApp timeline never runs more than this ahead of real
-   * time; faster input is paced at 20 ms and the oldest packets are dropped beyond it. @default 160
+   * The safety bound SIP→WhatsApp: a frame that would put the WhatsApp timeline more than this
+   * ahead of real time is dropped (`overflowDropped`). Only a source running faster than real time
+   * for long reaches it: stalls and bursts are forwarded at once, and a burst's lead drains at the
+   * source's next pause. @default 1000
    */
   maxJitterMs?: number;
   /** Opus encoder bitrate for transcoded audio (bit/s). @default 16000 */
@@ -78,7 +82,10 @@ export interface BridgeDirectionStats {
   packetsIn: number;
   /** Audio packets sent on the destination leg. */
   packetsOut: number;
-  /** Packets missing from the source stream (sequence gaps). */
+  /**
+   * Packets missing from the source stream: RFC 3550 A.3 over its whole sequence space, so the
+   * source's telephone-event packets count as received (a DTMF digit is not a loss).
+   */
   lost: number;
   /**
    * Inter-arrival jitter of the source stream in ms: SIP side only, the RTP session's RFC 3550
@@ -97,9 +104,9 @@ export interface MediaBridgeStats {
   sipToWhatsapp: BridgeDirectionStats & {
     /** Packets dropped as late or duplicate. */
     late: number;
-    /** Packets dropped by the pacing queue to keep the delay within `maxJitterMs`. */
+    /** Frames dropped by the safety bound `maxJitterMs` (a source faster than real time for long). */
     overflowDropped: number;
-    /** Packets held back by the pacing queue (input faster than real time). */
+    /** Frames that went out more than a frame ahead of real time (a burst after silence). */
     paced: number;
     /** Frames that reached the WhatsApp leg before it was connected and were lost (clipping, §5.2). */
     droppedBeforeConnect: number;
@@ -123,6 +130,8 @@ export class MediaBridge {
   readonly #log: Logger | undefined;
   readonly #waToSip: WaToSip;
   readonly #sipToWa = sipToWaCounters();
+  /** The PBX's sequence space, audio and telephone-events alike (RFC 3550 A.3). */
+  readonly #sipLoss = new SourceLoss();
   readonly #dtmf: DtmfRelay;
   readonly #unsubscribers: (() => void)[] = [];
   #sip: SipMediaDescription;
@@ -175,7 +184,10 @@ export class MediaBridge {
     this.#leg.startSilence();
     this.#unsubscribers.push(
       this.#leg.onAudio((rtp) => this.#waToSip.onAudio(rtp)),
-      this.#leg.onTelephoneEvent((ev) => this.#dtmf.fromWhatsApp(ev, this.#sip)),
+      this.#leg.onTelephoneEvent((ev) => {
+        this.#waToSip.onEventPacket(ev.sequenceNumber);
+        if (ev.phase !== 'repeat') this.#dtmf.fromWhatsApp(ev, this.#sip);
+      }),
       this.#rtp.onPacket((p) => this.#onSipPacket(p)),
     );
     if (this.#sip.onHold) this.hold();
@@ -227,7 +239,7 @@ export class MediaBridge {
       mode: this.mode,
       onHold: this.onHold,
       whatsappToSip: { ...this.#waToSip.counters, jitterMs: 0 },
-      sipToWhatsapp: { ...this.#sipToWa, jitterMs: this.#rtp.stats().rtcp.jitterMs },
+      sipToWhatsapp: { ...this.#sipToWa, lost: this.#sipLoss.lost, jitterMs: this.#rtp.stats().rtcp.jitterMs },
     };
   }
 
@@ -244,6 +256,7 @@ export class MediaBridge {
 
   #onSipPacket(p: RtpView): void {
     const arrivedAt = this.#clock.now();
+    this.#sipLoss.packet(p.sequenceNumber);
     if (p.payloadType === this.#sip.dtmfPayloadType) {
       this.#dtmf.fromSip(p);
       return;
@@ -258,7 +271,7 @@ export class MediaBridge {
       leg: this.#leg,
       counters: this.#sipToWa,
       hold: this.sipToWhatsappHold,
-      maxJitterMs: this.#opts.maxJitterMs ?? 160,
+      maxJitterMs: this.#opts.maxJitterMs ?? MAX_LEAD_MS,
       clock: this.#clock,
     });
     const codec = this.#sip.codec;

@@ -16,8 +16,13 @@ export interface RtpSource {
 
 /** A telephone-event packet from Meta with its place in the event (as the WhatsApp leg reports it). */
 export interface WhatsAppTelephoneEvent extends TelephoneEvent {
-  /** `start` (first packet seen), `update`, or `end` (first end packet; retransmissions are dropped). */
-  phase: 'start' | 'update' | 'end';
+  /**
+   * `start` (first packet seen), `update`, `end` (first end packet), or `repeat` (a
+   * retransmission of an ended event: nothing to relay, but a packet of Meta's sequence space).
+   */
+  phase: 'start' | 'update' | 'end' | 'repeat';
+  /** The packet's RTP sequence number (the audio stream's space, so loss is counted right). */
+  sequenceNumber: number;
   /** RTP timestamp of the event start (Meta's audio clock, 48 kHz). */
   timestamp: number;
 }
@@ -28,7 +33,7 @@ export interface WhatsAppMedia {
   readonly connectionState: 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
   /** Opus from Meta; the view and its payload are valid only during the call. */
   onAudio(cb: (rtp: RtpView) => void): () => void;
-  /** RFC 4733 packets from Meta, de-duplicated. */
+  /** Every RFC 4733 packet from Meta; retransmissions of an ended event come as phase `repeat`. */
   onTelephoneEvent(cb: (ev: WhatsAppTelephoneEvent) => void): () => void;
   /**
    * One Opus frame to Meta; the leg stamps sequence number, timestamp and SSRC.

@@ -19,6 +19,17 @@
  * (the agent's first words, spoken during the accept round trip) or, with none, the first silence
  * frame: the maiden packet.
  *
+ * The timeline (issue 13: stall- and burst-proof): within a talkspurt audio
+ * keeps the caller's timing (each frame's `timestampDelta`), so a late or
+ * bursty source reaches Meta as jitter its adaptive buffer absorbs, never as a
+ * lasting lead. Silence is stamped at real time, and only once the audio's
+ * timeline has fallen behind real time (a burst's lead is spent first). The
+ * first audio after silence, and any talkspurt start (marker) behind real
+ * time, jumps to the real-time position, as a B2BUA's timestamps do after a
+ * pause. A silence tick that fires more than a frame late (our own event loop
+ * was blocked) waits one more turn before handing audio over to silence, so
+ * the packets that queued during the block are read first.
+ *
  * Time comes from an injected {@link Clock} (the real monotonic clock by
  * default), so every rule here is tested on a `ManualClock` with exact
  * timestamps.
@@ -51,6 +62,19 @@ const MAX_CATCH_UP = 5;
  * whole-millisecond loop clock, up to ~1 ms before a fractional due time.
  */
 const EARLY_MS = 1;
+/**
+ * A timer that fires this much after it was due was held up by a blocked event loop (GC, another
+ * call's DTLS handshake): the packets that queued meanwhile have not been read yet.
+ */
+export const LOOP_STALL_MS = FRAME_MS;
+/**
+ * The "next turn" of the event loop. Node runs the timers that expired before it polls sockets;
+ * a timer set while timers run is never run in the same phase (Node's 0 ms is 1 ms anyway), so
+ * the socket reads come first.
+ */
+export const NEXT_TURN_MS = 1;
+/** Default of {@link OutboundStreamOptions.silenceResumeMs}. */
+export const SILENCE_RESUME_MS = 400;
 
 let silenceFrame: Buffer | undefined;
 /**
@@ -124,7 +148,9 @@ export interface OutboundStreamOptions {
   clock?: Clock;
   /**
    * While silence is armed, how long without {@link OutboundStream.sendAudio}
-   * before silence resumes by itself. @default 100
+   * before silence resumes by itself. Longer than the media bridge's own hand-over (which calls
+   * {@link OutboundStream.resumeSilence}): a stall-sized hole is the receiver's to conceal.
+   * @default 400
    */
   silenceResumeMs?: number;
   /** First sequence number. @default random (RFC 3550 §5.1) */
@@ -179,12 +205,12 @@ export class OutboundStream {
   #seq: number;
   #ts: number;
   #sentAny = false;
-  #lastSentAt = 0;
   /**
    * Clock time the last stamped timestamp stands for: advanced by each
-   * packet's timestamp delta, never earlier than the moment the packet went
-   * out. Its excess over "now" is how far the stream runs ahead of real time
-   * ({@link audioLeadMs}).
+   * packet's timestamp delta (a talkspurt keeps its source's timing, late or
+   * early), set to real time by silence and by a talkspurt that starts behind
+   * it. Its excess over "now" is how far the stream runs ahead of real time
+   * ({@link audioLeadMs}); below "now" it runs behind.
    */
   #tsWallAt = 0;
   #lastWasSilence = false;
@@ -203,6 +229,8 @@ export class OutboundStream {
   #silenceTimer: ClockTimer | undefined;
   #silenceStartedAt = 0;
   #silenceFrames = 0;
+  /** The silence tick was deferred by one turn after a blocked loop (see {@link LOOP_STALL_MS}). */
+  #silenceDeferred = false;
 
   // RFC 4733 sender: the event in progress and its start timestamp.
   #teEvent: TelephoneEvent | undefined;
@@ -219,7 +247,7 @@ export class OutboundStream {
   constructor(link: OutboundLink, options: OutboundStreamOptions = {}) {
     this.#link = link;
     this.#clock = options.clock ?? realClock;
-    this.#silenceResumeMs = options.silenceResumeMs ?? 100;
+    this.#silenceResumeMs = options.silenceResumeMs ?? SILENCE_RESUME_MS;
     this.#errorContext = options.errorContext ?? {};
     this.#log = options.logger;
     this.#seq = (options.initialSequenceNumber ?? Math.floor(Math.random() * 0x10000)) & 0xffff;
@@ -317,17 +345,18 @@ export class OutboundStream {
   /**
    * How far ahead of real time (ms) an audio frame sent now with
    * `timestampDelta` would put the stream: its timestamp, on the stream's
-   * timeline, minus the clock. The timeline follows the clock whenever it
-   * falls behind (late packets, gaps filled by silence), so a positive value
-   * means packets came in faster than real time, e.g. a burst after a stall.
-   * Negative when the frame would be late; 0 before the first packet.
+   * timeline, minus the clock. Positive when packets came in faster than real
+   * time (a burst after silence); negative when the frame is late against its
+   * talkspurt's start (a stalled or bursty source: jitter for Meta's buffer).
+   * After silence the next frame goes at the real-time position (at least one
+   * frame on): its lead is at most a frame. 0 before the first packet.
    *
    * @param timestampDelta - as for {@link sendAudio} (48 kHz ticks). @default 960
    * @param now - clock time to evaluate at. @default the clock's now
    */
   audioLeadMs(timestampDelta: number = OPUS_TICKS_PER_FRAME, now: number = this.#clock.now()): number {
     if (!this.#sentAny) return 0;
-    const delta = this.#lastWasSilence ? OPUS_TICKS_PER_FRAME : timestampDelta;
+    const delta = this.#lastWasSilence ? this.#realTimeDelta(OPUS_TICKS_PER_FRAME, now) : timestampDelta;
     return this.#tsWallAt + delta / TICKS_PER_MS - now;
   }
 
@@ -348,9 +377,12 @@ export class OutboundStream {
       return;
     }
     const afterSilence = this.#lastWasSilence;
-    const delta =
-      afterSilence || !this.#sentAny ? OPUS_TICKS_PER_FRAME : (options?.timestampDelta ?? OPUS_TICKS_PER_FRAME);
-    this.#sendOpus(payload, delta, afterSilence || options?.marker === true, false, now);
+    const marker = afterSilence || options?.marker === true;
+    let delta = options?.timestampDelta ?? OPUS_TICKS_PER_FRAME;
+    // After silence, or a talkspurt that starts behind real time: jump to the real-time position.
+    if (afterSilence) delta = this.#realTimeDelta(OPUS_TICKS_PER_FRAME, now);
+    else if (marker) delta = this.#realTimeDelta(delta, now);
+    this.#sendOpus(payload, delta, marker, false, now);
   }
 
   // ------------------------------------------------------------ RFC 4733 sender
@@ -369,7 +401,7 @@ export class OutboundStream {
     if (this.#closed || !this.#link.transceiver) return;
     let marker = false;
     if (isStart || this.#teEvent === undefined || this.#teEvent.event !== ev.event) {
-      this.#teEventTs = this.#nextAudioTimestamp(this.#clock.now());
+      this.#teEventTs = this.#startEvent(this.#clock.now());
       marker = true;
     }
     this.#teEvent = ev;
@@ -449,16 +481,23 @@ export class OutboundStream {
 
   // ------------------------------------------------------------ internals
 
+  /**
+   * A timestamp step of at least `minTicks` that puts the next packet no earlier than the
+   * real-time position: the step across a gap (after silence, at a talkspurt start).
+   */
+  #realTimeDelta(minTicks: number, now: number): number {
+    return Math.max(minTicks, Math.round((now - this.#tsWallAt) * TICKS_PER_MS));
+  }
+
   #sendOpus(payload: Uint8Array, delta: number, marker: boolean, silence: boolean, now: number): void {
     if (!this.#link.transceiver) return;
     if (this.#sentAny) {
       this.#ts = (this.#ts + delta) >>> 0;
-      this.#tsWallAt = Math.max(this.#tsWallAt + delta / TICKS_PER_MS, now);
+      this.#tsWallAt += delta / TICKS_PER_MS;
     } else {
       this.#tsWallAt = now;
     }
     this.#sentAny = true;
-    this.#lastSentAt = now;
     this.#lastWasSilence = silence;
     // RFC 4733 §2.5.1.1: no audio while an event is being sent; the
     // timestamp above still advanced so audio resumes in the right place.
@@ -508,22 +547,32 @@ export class OutboundStream {
     this.#lastAudioAt = now;
   }
 
-  /** Timestamp the next audio frame would carry if sent at `now`. */
-  #nextAudioTimestamp(now: number): number {
+  /**
+   * Timestamp of "now" for a new telephone-event (RFC 4733 §2.5.1.2): whole frames on from the
+   * last packet's place on the timeline, at least one, so an event never shares a timestamp with
+   * the silence or audio already sent (however far the timeline leads or lags after a stall). The
+   * timeline moves to the event, so what follows it is stamped after it.
+   */
+  #startEvent(now: number): number {
     if (!this.#sentAny) return this.#ts;
-    const frames = Math.max(1, Math.round((now - this.#lastSentAt) / FRAME_MS));
-    return (this.#ts + frames * OPUS_TICKS_PER_FRAME) >>> 0;
+    const frames = Math.max(1, Math.round((now - this.#tsWallAt) / FRAME_MS));
+    this.#ts = (this.#ts + frames * OPUS_TICKS_PER_FRAME) >>> 0;
+    this.#tsWallAt += frames * FRAME_MS;
+    return this.#ts;
   }
 
-  #onSilenceFrame(): void {
+  /** One silence frame for its slot on the 20 ms grid (`slotAt` ≤ now). */
+  #onSilenceFrame(slotAt: number): void {
     const now = this.#clock.now();
     if (now - this.#lastAudioAt < this.#silenceResumeMs) return;
-    // After a gap, move the timestamp on by the time that passed (whole
-    // frames), so Meta's jitter buffer sees a gap, not a time warp.
-    let delta = OPUS_TICKS_PER_FRAME;
-    if (this.#sentAny && !this.#lastWasSilence) {
-      delta = Math.max(1, Math.round((now - this.#lastSentAt) / FRAME_MS)) * OPUS_TICKS_PER_FRAME;
-    }
+    const handOver = this.#sentAny && !this.#lastWasSilence;
+    // Audio that ran ahead of real time (a burst) plays out first: silence never makes the
+    // timeline lead, and a burst's lead is spent before any silence is inserted.
+    if (handOver && this.#tsWallAt + FRAME_MS > now + EARLY_MS) return;
+    // Stamped at its slot's real time in whole frames (never ahead of it): after a gap Meta's
+    // jitter buffer sees a gap, not a time warp.
+    const frames = Math.max(1, Math.floor((slotAt + EARLY_MS - this.#tsWallAt) / FRAME_MS));
+    const delta = this.#sentAny ? frames * OPUS_TICKS_PER_FRAME : OPUS_TICKS_PER_FRAME;
     this.#sendOpus(opusSilenceFrame(), delta, !this.#lastWasSilence, true, now);
   }
 
@@ -545,7 +594,22 @@ export class OutboundStream {
   readonly #silenceTick = (): void => {
     this.#silenceTimer = undefined;
     if (!this.#silenceRunning) return;
-    const due = Math.floor((this.#clock.now() + EARLY_MS - this.#silenceStartedAt) / FRAME_MS) + 1;
+    const now = this.#clock.now();
+    const dueAt = this.#silenceStartedAt + this.#silenceFrames * FRAME_MS;
+    if (
+      !this.#silenceDeferred &&
+      now - dueAt > LOOP_STALL_MS &&
+      !this.#lastWasSilence &&
+      now - this.#lastAudioAt >= this.#silenceResumeMs
+    ) {
+      // A hand-over from audio, late: the loop was blocked. Read the packets that queued meanwhile
+      // first (they belong in these slots), then decide.
+      this.#silenceDeferred = true;
+      this.#silenceTimer = this.#clock.setTimeout(this.#silenceTick, NEXT_TURN_MS);
+      return;
+    }
+    this.#silenceDeferred = false;
+    const due = Math.floor((now + EARLY_MS - this.#silenceStartedAt) / FRAME_MS) + 1;
     let behind = due - this.#silenceFrames;
     if (behind > MAX_CATCH_UP) {
       // A stalled event loop: one frame now and the grid kept, not a burst of late frames.
@@ -553,8 +617,8 @@ export class OutboundStream {
       behind = 1;
     }
     for (let i = 0; i < behind && this.#silenceRunning; i++) {
+      this.#onSilenceFrame(this.#silenceStartedAt + this.#silenceFrames * FRAME_MS);
       this.#silenceFrames++;
-      this.#onSilenceFrame();
     }
     if (this.#silenceRunning && this.#silenceTimer === undefined) {
       const nextAt = this.#silenceStartedAt + this.#silenceFrames * FRAME_MS;

@@ -103,7 +103,7 @@ export interface WhatsAppLegOptions {
   /**
    * While silence is armed, how long without {@link WhatsAppLeg.sendAudio}
    * before silence resumes by itself; a caller that knows its audio ended
-   * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does). @default 100
+   * calls {@link WhatsAppLeg.resumeSilence} instead (the media bridge does, after 250 ms). @default 400
    */
   silenceResumeMs?: number;
   /**
@@ -120,8 +120,13 @@ export interface WhatsAppLegOptions {
 
 /** A received telephone-event packet with its place in the event. */
 export interface ReceivedTelephoneEvent extends TelephoneEvent {
-  /** `start` (first packet seen), `update`, or `end` (first end packet; retransmissions are dropped). */
-  phase: 'start' | 'update' | 'end';
+  /**
+   * `start` (first packet seen), `update`, `end` (first end packet), or `repeat` (a
+   * retransmission of an ended event: nothing new, but a packet of Meta's sequence space).
+   */
+  phase: 'start' | 'update' | 'end' | 'repeat';
+  /** The packet's RTP sequence number (shared with the audio stream). */
+  sequenceNumber: number;
   /** RTP timestamp of the event start (Meta's audio clock, 48 kHz). */
   timestamp: number;
 }
@@ -401,7 +406,7 @@ export class WhatsAppLeg {
     return this.mediaPath?.profile;
   }
 
-  /** Subscribe to every RFC 4733 packet from Meta, de-duplicated (see {@link ReceivedTelephoneEvent}). */
+  /** Subscribe to every RFC 4733 packet from Meta, retransmissions as phase `repeat` (see {@link ReceivedTelephoneEvent}). */
   onTelephoneEvent(cb: (ev: ReceivedTelephoneEvent) => void): () => void {
     return this.events.on(cb);
   }
@@ -653,9 +658,10 @@ export class WhatsAppLeg {
     if (pt === this.outbound.telephoneEventPt) {
       const ev = parseTelephoneEvent(rtp.payload);
       if (!ev) return;
-      const phase = this.teReceiver.push(rtp.timestamp, ev);
-      if (phase === 'duplicate') return;
-      this.events.emit({ ...ev, phase, timestamp: rtp.timestamp });
+      const pushed = this.teReceiver.push(rtp.timestamp, ev);
+      const phase = pushed === 'duplicate' ? 'repeat' : pushed;
+      this.events.emit({ ...ev, phase, timestamp: rtp.timestamp, sequenceNumber: rtp.sequenceNumber });
+      if (phase === 'repeat') return;
       if (phase === 'end' && ev.event < DTMF_EVENTS.length) {
         this.received.dtmfReceived++;
         this.digits.emit(DTMF_EVENTS[ev.event] as string);

@@ -19,9 +19,12 @@ export interface SentAudio {
 }
 
 /**
- * The WhatsApp leg's outgoing timeline, modelled as the real leg keeps it: a frame's timestamp
- * advances by its delta (one frame after silence or for the first), and the timeline's wall time
- * never falls behind the clock (`audioLeadMs` is how far ahead it would run).
+ * The WhatsApp leg's outgoing timeline, modelled as the real leg (outbound-stream.ts) keeps it: a
+ * frame's timestamp advances by its delta, so a talkspurt keeps its source's timing (its wall time
+ * may lag the clock); the first frame after silence, and a talkspurt start (marker) behind real
+ * time, jump to the real-time position (at least one frame on). `audioLeadMs` is how far ahead a
+ * frame would run. The leg's silence is modelled by its timeline only: after `resumeSilence`
+ * the silence stands at real time.
  */
 export class FakeWhatsApp implements WhatsAppMedia {
   connectionState: WhatsAppMedia['connectionState'] = 'connected';
@@ -59,10 +62,13 @@ export class FakeWhatsApp implements WhatsAppMedia {
 
   sendAudio(payload: Uint8Array, options?: { timestampDelta?: number; marker?: boolean }): void {
     const now = this.#clock.now();
-    const delta = this.#silence || !this.#sentAny ? 960 : (options?.timestampDelta ?? 960);
+    const marker = this.#silence || options?.marker === true;
+    let delta = options?.timestampDelta ?? 960;
+    if (this.#silence) delta = this.#realTimeDelta(960, now);
+    else if (marker) delta = this.#realTimeDelta(delta, now);
     if (this.#sentAny) {
       this.#ts += delta;
-      this.#tsWallAt = Math.max(this.#tsWallAt + delta / 48, now);
+      this.#tsWallAt += delta / 48;
     } else {
       this.#tsWallAt = now;
     }
@@ -72,7 +78,7 @@ export class FakeWhatsApp implements WhatsAppMedia {
       at: now,
       ts: this.#ts,
       delta: options?.timestampDelta,
-      marker: options?.marker === true,
+      marker,
       payload: Buffer.from(payload),
     });
   }
@@ -85,17 +91,24 @@ export class FakeWhatsApp implements WhatsAppMedia {
     this.silenceStarted++;
   }
 
-  /** Like the real leg: a silence frame now, and the next audio continues the silence's timeline. */
+  /**
+   * Like the real leg: silence takes over once the timeline has fallen behind real time (a
+   * burst's lead is spent first), stamped at real time; the next audio continues from there.
+   */
   resumeSilence(): void {
     const now = this.#clock.now();
     this.silenceResumed.push(now);
-    if (this.#sentAny) this.#tsWallAt = Math.max(this.#tsWallAt + 20, now);
+    if (this.#sentAny) this.#tsWallAt = Math.max(this.#tsWallAt, now);
     this.#silence = true;
   }
 
   audioLeadMs(timestampDelta: number, now: number): number {
     if (!this.#sentAny) return 0;
-    return this.#tsWallAt + (this.#silence ? 960 : timestampDelta) / 48 - now;
+    return this.#tsWallAt + (this.#silence ? this.#realTimeDelta(960, now) : timestampDelta) / 48 - now;
+  }
+
+  #realTimeDelta(minTicks: number, now: number): number {
+    return Math.max(minTicks, Math.round((now - this.#tsWallAt) * 48));
   }
 
   /** Meta sends one Opus packet. */
@@ -104,9 +117,9 @@ export class FakeWhatsApp implements WhatsAppMedia {
     for (const cb of this.#audioListeners) cb(view);
   }
 
-  /** Meta sends one telephone-event packet (as the leg reports it, de-duplicated). */
-  deliverEvent(ev: WhatsAppTelephoneEvent): void {
-    for (const cb of this.#eventListeners) cb(ev);
+  /** Meta sends one telephone-event packet (as the leg reports it; sequence number 0 unless given). */
+  deliverEvent(ev: Omit<WhatsAppTelephoneEvent, 'sequenceNumber'> & { sequenceNumber?: number }): void {
+    for (const cb of this.#eventListeners) cb({ sequenceNumber: 0, ...ev });
   }
 }
 

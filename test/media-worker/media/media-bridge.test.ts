@@ -81,42 +81,35 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       expect(bridge.sipToWhatsappHold.counts[0]).toBe(5);
     });
 
-    it('paces a backlog flushed after a 200 ms stall: the timeline stays within maxJitterMs, the oldest queued are dropped', () => {
-      const { clock, wa, sip, bridge } = bridged('opus', { maxJitterMs: 60 });
+    it('forwards a backlog flushed after a 200 ms stall at once with the PBX’s timing: no silence in its slots, nothing dropped', () => {
+      const { clock, wa, sip, bridge } = bridged('opus');
       const send = (n: number) => sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n));
       for (let n = 0; n < 3; n++) {
         send(n); // at 0, 20, 40
         clock.advance(20);
       }
-      // The PBX stalls; 50 ms after its last packet the leg's silence takes over (at 90 ms).
+      // The PBX stalls for 200 ms: a hole for Meta's loss concealment, not silence.
       clock.advance(180); // 240 ms
       for (let n = 3; n <= 12; n++) send(n); // packets due at 60…240 arrive back to back at 240 ms
-      clock.advance(20); // 260 ms: the pacer's turn for the one frame it kept
-      expect(wa.silenceResumed).toEqual([90]);
-      // Packets 3–6 fit in the 60 ms bound (ahead by 0, 20, 40, 60 ms); 7–11 are dropped as newer
-      // ones queue behind them; 12 waits one frame.
-      expect(wa.audio.map((a) => [a.at, a.payload[0]])).toEqual([
-        [0, 0],
-        [20, 1],
-        [40, 2],
-        [240, 3],
-        [240, 4],
-        [240, 5],
-        [240, 6],
-        [260, 12],
+      expect(wa.silenceResumed).toEqual([]);
+      expect(wa.audio.map((a) => [a.at, a.payload[0], a.delta])).toEqual([
+        [0, 0, undefined],
+        [20, 1, 960],
+        [40, 2, 960],
+        ...[3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((n) => [240, n, 960]),
       ]);
       expect(bridge.stats().sipToWhatsapp).toMatchObject({
         packetsIn: 13,
-        packetsOut: 8,
-        paced: 6,
-        overflowDropped: 5,
+        packetsOut: 13,
+        paced: 0,
+        overflowDropped: 0,
       });
-      expect(bridge.sipToWhatsappHold.counts[20]).toBe(1); // packet 12 waited 20 ms
-      // The PBX carries on in real time: each packet now waits one frame, the stream stays 60 ms ahead.
-      send(13);
+      // The last frame stands for 240 ms: the timeline is back in real time at once.
+      expect(wa.audioLeadMs(0, clock.now())).toBe(0);
       clock.advance(20);
-      expect(wa.audio.at(-1)).toMatchObject({ at: 280, delta: 960 });
-      expect(wa.audio.at(-1)?.payload[0]).toBe(13);
+      send(13);
+      expect(wa.audio.at(-1)).toMatchObject({ at: 260, delta: 960 });
+      expect(wa.audioLeadMs(0, clock.now())).toBe(0);
     });
 
     it('absorbs a 1 s PBX timestamp step that took no time: the frame goes out at once, one frame later on the timeline', () => {
@@ -130,19 +123,24 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       expect(bridge.stats().sipToWhatsapp).toMatchObject({ paced: 0, overflowDropped: 0 });
     });
 
-    it('counts a sequence gap as lost (timestamp gap kept) and drops late and duplicate packets', () => {
+    it('counts a missing packet as lost (RFC 3550: a late one arrived; timestamp gaps kept) and drops late and duplicate packets', () => {
       const { wa, sip, bridge } = bridged('opus');
-      for (const n of [0, 1, 1, 3, 2, 4]) sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n));
+      for (const n of [0, 1, 1, 3, 2, 4, 6]) sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n));
       expect(wa.audio.map((a) => [a.payload[0], a.delta])).toEqual([
         [0, undefined],
         [1, 960],
         [3, 1920],
         [4, 960],
+        [6, 1920],
       ]);
-      expect(bridge.stats().sipToWhatsapp).toMatchObject({ packetsIn: 6, packetsOut: 4, lost: 1, late: 2 });
+      // Expected 7 (100…106), received 7 counting the duplicate (RFC 3550 A.3): only packet 5 is missing
+      // once the duplicate is set against it, as a receiver report would say.
+      expect(bridge.stats().sipToWhatsapp).toMatchObject({ packetsIn: 7, packetsOut: 5, lost: 0, late: 2 });
+      sip.deliver(OPUS_PT_PBX, 108, 5000 + 8 * 960, opusFromPbx(8));
+      expect(bridge.stats().sipToWhatsapp.lost).toBe(1); // packet 7
     });
 
-    it('hands the stream to the leg’s silence exactly 50 ms after the last packet, but not in a lost packet’s slot', () => {
+    it('hands the stream to the leg’s silence 250 ms after the last packet (a stall-sized hole is not silence), not in a lost packet’s slot', () => {
       const { clock, wa, sip } = bridged('opus');
       for (const n of [0, 1, 3]) {
         // packet 2 is lost: a 40 ms gap stays a timestamp gap for Meta to conceal
@@ -150,10 +148,10 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
         sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n));
       }
       expect(clock.now()).toBe(60);
-      clock.advance(49);
+      clock.advance(249);
       expect(wa.silenceResumed).toEqual([]);
       clock.advance(1);
-      expect(wa.silenceResumed).toEqual([110]);
+      expect(wa.silenceResumed).toEqual([310]);
     });
 
     it('waits longer before the hand-over after late packets (a late packet is not the end of audio)', () => {
@@ -161,12 +159,12 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       sip.deliver(OPUS_PT_PBX, 100, 5000, opusFromPbx(0));
       clock.advance(20);
       sip.deliver(OPUS_PT_PBX, 101, 5960, opusFromPbx(1));
-      clock.advance(40); // packet 2 is 20 ms late: the hand-over now waits 50 + 20 ms
+      clock.advance(40); // packet 2 is 20 ms late: the hand-over now waits 250 + 20 ms
       sip.deliver(OPUS_PT_PBX, 102, 6920, opusFromPbx(2));
-      clock.advance(69);
+      clock.advance(269);
       expect(wa.silenceResumed).toEqual([]);
       clock.advance(1);
-      expect(wa.silenceResumed).toEqual([130]);
+      expect(wa.silenceResumed).toEqual([330]);
     });
   });
 
@@ -244,7 +242,8 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       ]);
       const steps = sip.sent.slice(1).map((p, i) => (p.ts - (sip.sent[i]?.ts ?? 0)) >>> 0);
       expect(steps).toEqual([960, 1920, 960]);
-      expect(bridge.stats().whatsappToSip).toMatchObject({ packetsIn: 5, packetsOut: 4, lost: 1 });
+      // RFC 3550 A.3: packet 2 came late (dropped) but came: nothing is lost.
+      expect(bridge.stats().whatsappToSip).toMatchObject({ packetsIn: 5, packetsOut: 4, lost: 0 });
       expect(sip.clockRate).toBe(48_000);
     });
 
@@ -416,10 +415,10 @@ describe('Class: MediaBridge (fake legs, manual clock)', () => {
       expect(bridge.stats().sipToWhatsapp).toMatchObject({ packetsOut: 1, droppedBeforeConnect: 1, jitterMs: 12.5 });
     });
 
-    it('close() drops queued frames, clears every timer and unsubscribes; it is idempotent', async () => {
-      const { clock, sip, wa, bridge } = bridged('opus', { maxJitterMs: 20 });
-      for (let n = 0; n < 4; n++) sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n)); // a burst: one queued
-      expect(clock.pendingTimers).toBe(2); // the pacer's turn and the silence hand-over
+    it('close() clears every timer and unsubscribes; it is idempotent', async () => {
+      const { clock, sip, wa, bridge } = bridged('opus');
+      for (let n = 0; n < 4; n++) sip.deliver(OPUS_PT_PBX, 100 + n, 5000 + n * 960, opusFromPbx(n));
+      expect(clock.pendingTimers).toBe(1); // the silence hand-over
       await Promise.all([bridge.close(), bridge.close()]);
       expect(clock.pendingTimers).toBe(0);
       expect(wa.listeners + sip.listeners).toBe(0);

@@ -136,7 +136,7 @@ describe('OutboundStream', () => {
       expect(out.firstPacketSentAt).toBe(1100);
     });
 
-    it('after a stalled event loop sends one frame, not a burst, and keeps its 20 ms grid', () => {
+    it('after a stalled event loop sends one frame, not a burst, keeps its 20 ms grid and stamps it at real time', () => {
       // A clock whose next timer fires 200 ms late, as on a stalled event loop.
       const manual = new ManualClock(1000);
       let lateBy = 0;
@@ -156,9 +156,10 @@ describe('OutboundStream', () => {
       manual.advance(20);
       expect(sent.map((p) => p.at)).toEqual([1000, 1020]);
       manual.advance(220);
-      // Frames due at 1040…1240 (11): the first 10 are skipped, the due one goes out.
+      // Frames due at 1040…1240 (11): the first 10 are skipped, the due one goes out, its
+      // timestamp covering the skipped time (a gap for Meta's jitter buffer, not a time warp).
       expect(sent.map((p) => p.at)).toEqual([1000, 1020, 1240]);
-      expect(sent[2]).toMatchObject({ seq: seq(2), ts: plus(TS0, 1920) });
+      expect(sent[2]).toMatchObject({ seq: seq(2), ts: plus(TS0, 12 * 960) });
       manual.advance(20);
       expect(sent.map((p) => p.at)).toEqual([1000, 1020, 1240, 1260]);
     });
@@ -178,9 +179,9 @@ describe('OutboundStream', () => {
       clock.advance(99);
       expect(sent).toHaveLength(3);
       clock.advance(16);
-      // 1140: 115 ms since the last frame rounds to 6 frames of timestamp.
+      // 1140: the last audio frame stood for 1060 (its 1920 step), so silence is 4 frames on: real time.
       expect(sent[3]).toMatchObject({ at: 1140, marker: true, seq: seq(3), silence: true });
-      expect(sent[3]?.ts).toBe(plus(TS0, 960 + 1920 + 6 * 960));
+      expect(sent[3]?.ts).toBe(plus(TS0, 960 + 1920 + 4 * 960));
       expect(out.counters).toEqual({ packetsSent: 4, silenceFramesSent: 2, dtmfSent: 0, heldDropped: 0 });
     });
 
@@ -189,21 +190,23 @@ describe('OutboundStream', () => {
       out.startSilence();
       clock.advance(0);
       for (let i = 0; i < 3; i++) {
-        clock.advance(7);
+        clock.advance(i === 0 ? 7 : 20);
         out.sendAudio(tone);
       }
       const last = sent[3];
-      expect(last).toMatchObject({ at: 1021, silence: false, seq: seq(3) });
+      // The first audio continues the silence's timeline one frame on: 1020, 1040, 1060.
+      expect(last).toMatchObject({ at: 1047, silence: false, seq: seq(3) });
+      clock.advance(33); // 1080: the last frame's slot has passed, the timeline no longer leads
       out.resumeSilence();
       clock.advance(0);
-      expect(sent[4]).toMatchObject({ at: 1021, silence: true, marker: true, seq: seq(4) });
+      expect(sent[4]).toMatchObject({ at: 1080, silence: true, marker: true, seq: seq(4) });
       expect(sent[4]?.ts).toBe(plus(last?.ts ?? 0, OPUS_TICKS_PER_FRAME));
       // A second call changes nothing: the next frame is still 20 ms later.
       out.resumeSilence();
       clock.advance(19);
       expect(sent).toHaveLength(5);
       clock.advance(1);
-      expect(sent[5]).toMatchObject({ at: 1041, silence: true, seq: seq(5) });
+      expect(sent[5]).toMatchObject({ at: 1100, silence: true, seq: seq(5) });
     });
 
     it('resumeSilence() does nothing when silence is not armed', () => {
@@ -258,14 +261,53 @@ describe('OutboundStream', () => {
       expect(out.audioLeadMs()).toBe(115);
     });
 
-    it('follows the clock when audio comes late: the timeline never lags behind real time', () => {
+    it('keeps the source’s timing when audio comes late: the timeline lags (jitter for Meta’s buffer), a talkspurt start catches up', () => {
       const { clock, out } = stream();
       out.sendAudio(tone);
       clock.advance(50);
       // 30 ms late for a 20 ms frame.
       expect(out.audioLeadMs()).toBe(-30);
       out.sendAudio(tone);
+      expect(out.audioLeadMs()).toBe(-10);
+      // A talkspurt start (marker) that would be late jumps to the real-time position instead.
+      clock.advance(100);
+      out.sendAudio(tone, { marker: true });
       expect(out.audioLeadMs()).toBe(20);
+    });
+
+    it('hands a burst over to silence only once its lead is spent: silence never makes the timeline lead', () => {
+      const { clock, sent, out } = stream();
+      out.startSilence();
+      clock.advance(0);
+      clock.advance(10);
+      for (let i = 0; i < 5; i++) out.sendAudio(tone); // 100 ms of audio at once, at 1010
+      out.resumeSilence();
+      clock.advance(110);
+      expect(sent.filter((p) => p.silence)).toHaveLength(1); // only the maiden frame: the burst plays out
+      clock.advance(10);
+      const next = sent[6];
+      // The burst stood for 1020…1100; the first silence frame takes the first grid slot (from
+      // resumeSilence at 1010) once 1120 has come, one frame on: at 1130, never ahead of real time.
+      expect(next).toMatchObject({ at: 1130, silence: true, marker: true });
+      expect(next?.ts).toBe(plus(sent[5]?.ts ?? 0, OPUS_TICKS_PER_FRAME));
+    });
+
+    it('waits one turn before handing audio over to silence when its tick fires late (a blocked loop), so queued packets go first', () => {
+      const { clock, sent, out } = stream({ silenceResumeMs: 100 });
+      out.startSilence();
+      clock.advance(0);
+      out.sendAudio(tone, { marker: true });
+      // The loop is blocked for 200 ms: the tick that would hand over fires late …
+      clock.block(200);
+      clock.advance(0);
+      expect(sent).toHaveLength(2);
+      // … the packets read in the same turn continue the talkspurt with their own timing …
+      for (let i = 0; i < 10; i++) out.sendAudio(tone, { timestampDelta: OPUS_TICKS_PER_FRAME });
+      clock.advance(1);
+      expect(sent.slice(2).every((p) => !p.silence)).toBe(true);
+      expect(sent.at(-1)?.ts).toBe(plus(sent[1]?.ts ?? 0, 10 * OPUS_TICKS_PER_FRAME));
+      // The last frame stands for 1220, 19 ms ahead of the clock: the next would be 39 ms ahead.
+      expect(out.audioLeadMs()).toBe(39);
     });
   });
 
@@ -414,8 +456,9 @@ describe('OutboundStream', () => {
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
         [1040, WHATSAPP_TELEPHONE_EVENT_PT, 960],
-        // The frames of 1010 and 1030 went unsent; the one after the event carries on after them.
-        [1050, WHATSAPP_OPUS_PT, 3 * 960],
+        // The event took the next slot (960); the frames of 1010 and 1030 went unsent, the one
+        // after the event carries on after them: no audio on the event's timestamp.
+        [1050, WHATSAPP_OPUS_PT, 4 * 960],
       ]);
     });
 
@@ -452,7 +495,9 @@ describe('OutboundStream', () => {
         [false, 1920],
         [false, 1920],
         [false, 1920],
-        [true, 1920],
+        // The next event takes the next slot: on the ended event's timestamp a receiver would take it
+        // for that event's retransmission (RFC 4733 §2.5.2.1).
+        [true, 2880],
       ]);
     });
 

@@ -76,8 +76,9 @@ export class SipSequence {
   }
 
   /**
-   * Sequence step from the previous packet; undefined (counted as late) for a late or duplicate
-   * packet. Losses of fewer than 100 are counted (a larger jump is a restarted stream).
+   * Sequence step from the previous audio packet; undefined (counted as late) for a late or
+   * duplicate packet. A step above 1 may be loss or the PBX's telephone-events (same sequence
+   * space): loss is counted over the whole source by the bridge (`SourceLoss`, RFC 3550 A.3).
    */
   gap(p: RtpView): number | undefined {
     const gap = seqDiff(p.sequenceNumber, this.lastSeq);
@@ -85,7 +86,6 @@ export class SipSequence {
       this.#counters.late++;
       return undefined;
     }
-    if (gap > 1 && gap < 100) this.#counters.lost += gap - 1;
     return gap;
   }
 

@@ -18,18 +18,31 @@ import type { SipMedia } from '../ports.ts';
 import { type RtpView, seqDiff, tsDiff } from '../rtp.ts';
 import type { SipMediaDescription } from '../sip-sdp.ts';
 import { FRAME_MS, OPUS_TICKS_PER_FRAME } from './sip-to-wa.ts';
+import { SourceLoss } from './source-loss.ts';
 
 /** The WhatsApp→SIP counters (see `MediaBridgeStats`). */
 export interface WaToSipCounters {
   packetsIn: number;
   packetsOut: number;
-  lost: number;
+  /** RFC 3550 A.3 over Meta's sequence space: its telephone-event packets count as received. */
+  readonly lost: number;
   dtmfDigits: number;
 }
 
 /** Carries Meta's audio to the PBX and keeps the SIP-side timestamp clock. */
 export class WaToSip {
-  readonly counters: WaToSipCounters = { packetsIn: 0, packetsOut: 0, lost: 0, dtmfDigits: 0 };
+  readonly #loss = new SourceLoss();
+  readonly counters: WaToSipCounters = (() => {
+    const loss = this.#loss;
+    return {
+      packetsIn: 0,
+      packetsOut: 0,
+      get lost() {
+        return loss.lost;
+      },
+      dtmfDigits: 0,
+    };
+  })();
   readonly #rtp: SipMedia;
   readonly #clock: Clock;
   readonly #log: Logger | undefined;
@@ -88,11 +101,10 @@ export class WaToSip {
   /** One Opus packet from Meta; `rtp` and its payload are valid only during this call. */
   onAudio(rtp: RtpView): void {
     this.counters.packetsIn++;
+    this.#loss.packet(rtp.sequenceNumber);
     if (this.#lastSeq >= 0) {
       const gap = seqDiff(rtp.sequenceNumber, this.#lastSeq);
       if (gap <= 0) return; // late or duplicate: the PBX's jitter buffer has moved on
-      // Telephone-events share Meta's sequence space, so a gap can be an event.
-      if (gap > 1 && gap < 100) this.counters.lost += gap - 1;
       this.#advance(tsDiff(rtp.timestamp, this.#lastTs));
     } else if (this.#sentAny) {
       this.#advance(OPUS_TICKS_PER_FRAME);
@@ -116,6 +128,11 @@ export class WaToSip {
     }
     const n = g711Encode(sip.codec.name as 'PCMU' | 'PCMA', pcm, this.#g711);
     this.#send(sip.codec.payloadType, this.#g711.subarray(0, n), rtp.marker);
+  }
+
+  /** A telephone-event packet from Meta (retransmissions too): it takes a sequence number of the same space. */
+  onEventPacket(seq: number): void {
+    this.#loss.packet(seq);
   }
 
   close(): void {
