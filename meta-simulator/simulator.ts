@@ -299,6 +299,7 @@ export class MetaSimulator {
       messages,
       users,
       emitter,
+      webhooks,
       logger: base,
       permissionsRateLimitPerSecond: opts.permissionsRateLimitPerSecond ?? 5,
     });
