@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import type { BusinessHours } from '../checks/business-hours.ts';
 import { type MetaCallHours, toMetaCallHours } from '../checks/call-hours.ts';
-import { MetaApiError } from '../errors.ts';
+import { ConfigError, MetaApiError } from '../errors.ts';
 import { type GraphClientOptions, graphRequest } from './graph-client.ts';
 
 /** Schema of the VOICEMAIL setting (JSON): Meta's voicemail, Corrections item 4 (SET26). */
@@ -34,6 +34,26 @@ export const voicemailSchema = z
 
 /** Validated voicemail configuration. */
 export type VoicemailConfig = z.output<typeof voicemailSchema>;
+
+/**
+ * Parses the VOICEMAIL setting (JSON, {@link voicemailSchema}); both deployables read it (the worker for its ring cap).
+ *
+ * @throws {@link ConfigError} naming VOICEMAIL and the first problem.
+ */
+export function parseVoicemailSetting(raw: string): VoicemailConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('VOICEMAIL', 'is not valid JSON');
+  }
+  const parsed = voicemailSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError('VOICEMAIL', `${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
 
 /** Meta's `calling.voicemail` object (Corrections item 4). */
 export interface MetaVoicemail {
