@@ -141,12 +141,14 @@ const WORKER_PASS_THROUGH: readonly string[] = [
   'PBX_ALLOWED_SOURCES',
   'BIC_BLOCKED_COUNTRIES',
   'PERMISSION_RECONCILE_SECONDS',
+  'VOICEMAIL',
 ];
 
 /** Control-plane keys the local stack passes through when set. */
 const PASS_THROUGH: readonly string[] = [
   'BUSINESS_HOURS',
   'AFTER_HOURS_SIP_TARGET',
+  'VOICEMAIL',
   'MAX_CONCURRENT_CALLS',
   'STALE_CONNECT_SECONDS',
   'META_GRAPH_TIMEOUT_MS',
