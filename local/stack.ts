@@ -45,6 +45,8 @@ export interface LocalStackOptions {
    * VOICEMAIL are pushed to the Graph API (the simulator) as `call_hours` / `voicemail`. @default false
    */
   readonly syncCallSettings?: boolean;
+  /** Metrics writer of the control plane (tests record the data points). */
+  readonly metrics?: import('#core/metrics.ts').MetricsWriter;
 }
 
 /** A running local stack. */
@@ -140,6 +142,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const runtime = buildControlPlaneRuntime(controlPlaneConfig, {
       ...(options.now ? { now: options.now } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     webhook = createWebhookHandler(runtime) as unknown as LambdaHandler;
     if (options.syncCallSettings) await runSettingsSync(controlPlaneConfig, { logger: runtime.logger, now: runtime.now });
