@@ -1,17 +1,19 @@
 /**
  * The settings sync (functions/settings-sync): pushes BUSINESS_HOURS and VOICEMAIL to Meta's `call_hours` and
- * `voicemail` (meta-calling-api.md §3.6, review D7/F5). It runs on every deploy (a CDK Trigger, after the
- * functions it depends on exist) and hourly (an EventBridge rule), so an SSM change reaches Meta within the hour
- * and holidays roll into Meta's 20-entry list. A failure (hours Meta cannot express, Meta refusing) fails the
- * deploy and shows as function errors (alarmed in Observability).
+ * `voicemail` (meta-calling-api.md §3.6, review D7/F5). It runs after every deploy (an EventBridge rule on this
+ * stack's CloudFormation `CREATE_COMPLETE` / `UPDATE_COMPLETE` event) and hourly (an EventBridge schedule), so an
+ * SSM change reaches Meta within the hour and holidays roll into Meta's 20-entry list. A failure (hours Meta
+ * cannot express, Meta refusing or unreachable) does not roll the deploy back — an unreachable Graph API must not
+ * block a bridge fix — but shows as function errors, alarmed (SettingsSyncErrors in Observability).
+ *
+ * Not a CDK Trigger: its provider is an extra Lambda with an AWS managed policy, which this stack avoids.
  */
 import { fileURLToPath } from 'node:url';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { Trigger } from 'aws-cdk-lib/triggers';
-import { Construct, type IConstruct } from 'constructs';
+import { Construct } from 'constructs';
 import { ANY_RESOURCE_FINDING, bindSettings, settingsWildcardFindings } from '../grants.ts';
 import { acknowledge } from '../nag.ts';
 import { NodeFunction } from './node-function.ts';
@@ -30,8 +32,6 @@ export interface SettingsSyncProps {
   readonly every?: Duration;
   /** Retention of the function's logs. */
   readonly logRetention?: RetentionDays;
-  /** Constructs the deploy-time run waits for (e.g. the SSM settings' consumers). */
-  readonly runAfter?: readonly IConstruct[];
 }
 
 /** The settings-sync function, its deploy trigger and its schedule. */
@@ -40,6 +40,8 @@ export class SettingsSync extends Construct {
   public readonly fn: NodeFunction;
   /** The hourly rule. */
   public readonly schedule: Rule;
+  /** The after-deploy rule. */
+  public readonly onDeploy: Rule;
 
   constructor(scope: Construct, id: string, props: SettingsSyncProps) {
     super(scope, id);
@@ -53,11 +55,17 @@ export class SettingsSync extends Construct {
     });
     bindSettings(this.fn, this, props.settingsPrefix, props.settingsKeyArn);
 
-    new Trigger(this, 'OnDeploy', {
-      handler: this.fn,
-      executeOnHandlerChange: false,
-      executeAfter: [this.fn, ...(props.runAfter ?? [])],
-      timeout: Duration.minutes(2),
+    this.onDeploy = new Rule(this, 'OnDeploy', {
+      description: 'wa-sip-bridge: push BUSINESS_HOURS and VOICEMAIL to Meta after each deploy',
+      eventPattern: {
+        source: ['aws.cloudformation'],
+        detailType: ['CloudFormation Stack Status Change'],
+        detail: {
+          'stack-id': [Stack.of(this).stackId],
+          'status-details': { status: ['CREATE_COMPLETE', 'UPDATE_COMPLETE'] },
+        },
+      },
+      targets: [new LambdaFunction(this.fn, { retryAttempts: 2 })],
     });
     this.schedule = new Rule(this, 'Hourly', {
       description: 'wa-sip-bridge: push BUSINESS_HOURS and VOICEMAIL to Meta (call_hours, voicemail)',

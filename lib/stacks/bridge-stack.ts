@@ -93,6 +93,7 @@ export class BridgeStack extends Stack {
       data: this.data,
       api: this.api,
       workers: this.workers,
+      settingsSync: this.settingsSync.fn,
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
     });
 
