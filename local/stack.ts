@@ -6,8 +6,8 @@
 
 import type { Logger } from '#core/logger.ts';
 import { createControlApiHandler } from '#functions/control-api/handler.ts';
-import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { runSettingsSync } from '#functions/settings-sync/handler.ts';
+import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '#functions/shared/runtime.ts';
 import { createWebhookHandler } from '#functions/webhook/handler.ts';
 import type { MetaSimulator } from '#simulator/simulator.ts';
@@ -145,7 +145,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     webhook = createWebhookHandler(runtime) as unknown as LambdaHandler;
-    if (options.syncCallSettings) await runSettingsSync(controlPlaneConfig, { logger: runtime.logger, now: runtime.now });
+    if (options.syncCallSettings)
+      await runSettingsSync(controlPlaneConfig, { logger: runtime.logger, now: runtime.now });
     controlApi = createControlApiHandler(runtime) as unknown as LambdaHandler;
 
     let agent: SipAgent | undefined;

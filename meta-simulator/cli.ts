@@ -386,7 +386,8 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
     case 'account-update': {
       const kind = required(args[0], 'violation|restriction');
       const type = required(args[1], '<type>');
-      if (kind === 'violation') return call('POST', '/account_update', { event: 'ACCOUNT_VIOLATION', violationType: type });
+      if (kind === 'violation')
+        return call('POST', '/account_update', { event: 'ACCOUNT_VIOLATION', violationType: type });
       if (kind !== 'restriction') throw new CliUsageError(`account-update needs violation or restriction, got ${kind}`);
       const days = int(s(v, 'days'), '--days') ?? 7;
       const expiration = Math.floor(Date.now() / 1000) + days * 86_400;

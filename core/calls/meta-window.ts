@@ -42,7 +42,10 @@ export interface MetaWindowInput {
  * already spent (then do not ring at all).
  */
 export function ringTimeoutWithinMetaWindow(input: MetaWindowInput): number {
-  const windowMs = Math.min(input.windowMs ?? META_ANSWER_WINDOW_MS, input.voicemailTimeoutMs ?? Number.POSITIVE_INFINITY);
+  const windowMs = Math.min(
+    input.windowMs ?? META_ANSWER_WINDOW_MS,
+    input.voicemailTimeoutMs ?? Number.POSITIVE_INFINITY,
+  );
   const marginMs = input.marginMs ?? META_ACCEPT_MARGIN_MS;
   const left = input.connectAt + windowMs - marginMs - input.now;
   return Math.max(0, Math.min(input.configuredMs, left));

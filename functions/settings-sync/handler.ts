@@ -23,7 +23,11 @@ export async function runSettingsSync(
   const log = deps.logger.child({ phoneNumberId: config.line.phoneNumberId });
   try {
     const result = await syncCallSettings({
-      graph: { baseUrl: config.meta.graphUrl, accessToken: config.meta.accessToken, timeoutMs: config.meta.graphTimeoutMs },
+      graph: {
+        baseUrl: config.meta.graphUrl,
+        accessToken: config.meta.accessToken,
+        timeoutMs: config.meta.graphTimeoutMs,
+      },
       phoneNumberId: config.line.phoneNumberId,
       desired: {
         ...(config.businessHours ? { businessHours: config.businessHours } : {}),

@@ -58,7 +58,7 @@ export const CONTROL_PLANE_SETTINGS = {
       .string()
       .regex(/^sips?:/, 'a sip: or sips: URI')
       .optional(),
-    doc: "SIP URI for calls that reach the bridge outside business hours (Meta normally screens them first via call_hours). Unset: such calls are rejected at Meta.",
+    doc: 'SIP URI for calls that reach the bridge outside business hours (Meta normally screens them first via call_hours). Unset: such calls are rejected at Meta.',
   },
   VOICEMAIL: {
     schema: z.string().optional(),

@@ -141,7 +141,8 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
     case 'account-alert': {
       // Meta's calling quality warning or pause (§2.10, §4.6): an operator alert before the call button is
       // hidden or calling stops for 7 days. Logged and counted per type; the MetaAccountAlerts alarm notifies.
-      const types = e.event === 'ACCOUNT_VIOLATION' ? [e.violationType ?? 'UNKNOWN'] : e.restrictions.map((r) => r.type);
+      const types =
+        e.event === 'ACCOUNT_VIOLATION' ? [e.violationType ?? 'UNKNOWN'] : e.restrictions.map((r) => r.type);
       runtime.logger.error('Meta calling account alert', {
         event: e.event,
         phoneNumber: e.phoneNumber,

@@ -234,7 +234,11 @@ function accountUpdateFromControl(business: SimBusiness, body: Record<string, un
     if (!(VIOLATION_TYPES as readonly unknown[]).includes(t)) {
       throw new SimControlError(400, `violationType must be one of ${VIOLATION_TYPES.join(', ')}`);
     }
-    return accountUpdate({ business, event: 'ACCOUNT_VIOLATION', violationType: t as (typeof VIOLATION_TYPES)[number] });
+    return accountUpdate({
+      business,
+      event: 'ACCOUNT_VIOLATION',
+      violationType: t as (typeof VIOLATION_TYPES)[number],
+    });
   }
   if (body.event === 'ACCOUNT_RESTRICTION') {
     const list = body.restrictions;

@@ -349,8 +349,14 @@ describe('BridgeStack: observability', () => {
   it('alarms on any Meta account alert and on a failed settings sync', () => {
     const alarms = resources('AWS::CloudWatch::Alarm');
     const accountAlarm = alarms.find((a) => JSON.stringify(a.Properties.Metrics ?? []).includes('MetaAccountAlerts'));
-    expect(accountAlarm?.Properties).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
-    const syncFn = logicalIdOf('AWS::Lambda::Function', (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync');
+    expect(accountAlarm?.Properties).toMatchObject({
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    const syncFn = logicalIdOf(
+      'AWS::Lambda::Function',
+      (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync',
+    );
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: syncFn } }],
@@ -359,16 +365,20 @@ describe('BridgeStack: observability', () => {
   });
 
   it('runs the settings sync hourly and after every deploy of this stack', () => {
-    const syncFn = logicalIdOf('AWS::Lambda::Function', (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync');
-    const rules = resources('AWS::Events::Rule').filter((r) =>
-      JSON.stringify(r.Properties.Targets).includes(syncFn),
+    const syncFn = logicalIdOf(
+      'AWS::Lambda::Function',
+      (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync',
     );
+    const rules = resources('AWS::Events::Rule').filter((r) => JSON.stringify(r.Properties.Targets).includes(syncFn));
     expect(rules.map((r) => r.Properties.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 hour)']);
     expect(rules.map((r) => r.Properties.EventPattern).filter(Boolean)).toEqual([
       {
         source: ['aws.cloudformation'],
         'detail-type': ['CloudFormation Stack Status Change'],
-        detail: { 'stack-id': [{ Ref: 'AWS::StackId' }], 'status-details': { status: ['CREATE_COMPLETE', 'UPDATE_COMPLETE'] } },
+        detail: {
+          'stack-id': [{ Ref: 'AWS::StackId' }],
+          'status-details': { status: ['CREATE_COMPLETE', 'UPDATE_COMPLETE'] },
+        },
       },
     ]);
   });

@@ -10,13 +10,23 @@ const connectAt = Date.UTC(2026, 11, 3, 10);
 describe('the ring cap is bounded by the voicemail timeout', () => {
   it('a 20 s voicemail timeout leaves 20 s − 2 s accept margin − time already spent', () => {
     expect(
-      ringTimeoutWithinMetaWindow({ configuredMs: 45_000, connectAt, now: connectAt + 1_500, voicemailTimeoutMs: 20_000 }),
+      ringTimeoutWithinMetaWindow({
+        configuredMs: 45_000,
+        connectAt,
+        now: connectAt + 1_500,
+        voicemailTimeoutMs: 20_000,
+      }),
     ).toBe(16_500);
   });
 
   it('a voicemail timeout later than Meta’s 30 s answer window changes nothing', () => {
     expect(
-      ringTimeoutWithinMetaWindow({ configuredMs: 45_000, connectAt, now: connectAt + 1_500, voicemailTimeoutMs: 30_000 }),
+      ringTimeoutWithinMetaWindow({
+        configuredMs: 45_000,
+        connectAt,
+        now: connectAt + 1_500,
+        voicemailTimeoutMs: 30_000,
+      }),
     ).toBe(26_500);
   });
 

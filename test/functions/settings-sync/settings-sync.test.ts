@@ -4,10 +4,10 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CallHoursMappingError } from '#core/checks/call-hours.ts';
-import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { runSettingsSync } from '#functions/settings-sync/handler.ts';
-import { ManualClock } from '#simulator/graph/clock.ts';
+import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { SimCallRefusedError } from '#simulator/graph/call-engine.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
 import { sleep } from '../../helpers/async.ts';
 import { captureLogger } from '../../helpers/capture-logger.ts';
 import { CONTROL_PLANE_ENV } from '../../helpers/control-plane-env.ts';
@@ -111,7 +111,11 @@ describe('settings sync against the simulator', () => {
   it('a refusal by Meta is a SettingsSyncError carrying Meta’s code', async () => {
     env = await startEnv({ clock: new ManualClock(NOW) });
     const logger = captureLogger();
-    const bad = loadControlPlaneConfig({ ...CONTROL_PLANE_ENV, META_GRAPH_URL: env.sim.graphUrl, META_ACCESS_TOKEN: 'wrong' });
+    const bad = loadControlPlaneConfig({
+      ...CONTROL_PLANE_ENV,
+      META_GRAPH_URL: env.sim.graphUrl,
+      META_ACCESS_TOKEN: 'wrong',
+    });
     await expect(runSettingsSync(bad, { logger, now: () => NOW })).rejects.toMatchObject({
       name: 'SettingsSyncError',
       step: 'read',

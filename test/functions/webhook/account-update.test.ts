@@ -54,12 +54,17 @@ describe('account_update becomes a metric and an error log', () => {
 
   it('parses REF26’s `expiration_time` spelling too, and ignores account_update events about other things', () => {
     const body = (value: unknown) =>
-      JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '1', changes: [{ field: 'account_update', value }] }] });
+      JSON.stringify({
+        object: 'whatsapp_business_account',
+        entry: [{ id: '1', changes: [{ field: 'account_update', value }] }],
+      });
     expect(
       parseWebhook(
         body({
           event: 'ACCOUNT_RESTRICTION',
-          restriction_info: [{ restriction_type: 'RESTRICTED_BUSINESS_INITIATED_CALLING', expiration_time: '1754072386' }],
+          restriction_info: [
+            { restriction_type: 'RESTRICTED_BUSINESS_INITIATED_CALLING', expiration_time: '1754072386' },
+          ],
         }),
       ),
     ).toEqual([

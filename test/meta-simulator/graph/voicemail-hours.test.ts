@@ -3,8 +3,8 @@
  * `account_update` webhook (§2.10) as Meta documents them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '#simulator/graph/clock.ts';
 import { SimCallRefusedError } from '#simulator/graph/call-engine.ts';
+import { ManualClock } from '#simulator/graph/clock.ts';
 import { sleep } from '../../helpers/async.ts';
 import { callEvent, type Env, startEnv } from './harness.ts';
 
@@ -42,9 +42,9 @@ describe('voicemail settings are validated as Meta documents (status, triggers, 
         voicemail({ ...ENABLED_TIMEOUT, audio: { default: { announcement_media_id: '1', timeout_seconds: 31 } } }),
       ),
     ).toBe('voicemail.audio.default.timeout_seconds must be an integer between 0 and 30');
-    expect(
-      await details(voicemail({ ...ENABLED_TIMEOUT, audio: { default: { announcement_media_id: '1' } } })),
-    ).toBe('voicemail.audio.default.timeout_seconds is required with the TIMEOUT trigger');
+    expect(await details(voicemail({ ...ENABLED_TIMEOUT, audio: { default: { announcement_media_id: '1' } } }))).toBe(
+      'voicemail.audio.default.timeout_seconds is required with the TIMEOUT trigger',
+    );
     expect(await details(voicemail({ status: 'ENABLED', audio: ENABLED_TIMEOUT.audio }))).toBe(
       'voicemail.triggers is required when voicemail is ENABLED',
     );
@@ -172,7 +172,9 @@ describe('account_update (§2.10)', () => {
       restrictions: [{ type: 'RESTRICTED_USER_INITIATED_CALLING', expiration: 1_800_000_000 }],
     });
     expect(r.status).toBe(200);
-    const restricted = await env.rx.waitFor((c) => c.field === 'account_update' && c.value.event !== 'ACCOUNT_VIOLATION');
+    const restricted = await env.rx.waitFor(
+      (c) => c.field === 'account_update' && c.value.event !== 'ACCOUNT_VIOLATION',
+    );
     expect(restricted.value.restriction_info).toEqual([
       { restriction_type: 'RESTRICTED_USER_INITIATED_CALLING', expiration: 1_800_000_000 },
     ]);
