@@ -151,9 +151,25 @@ export interface AccountAlert {
   readonly restrictions: ReadonlyArray<{ readonly type: string; readonly expiresAt?: number }>;
 }
 
+/**
+ * A voicemail the caller left after Meta diverted the call (voicemail REJECT/TIMEOUT, Corrections item 4): it
+ * arrives on `messages` as an audio message whose id is the call's `wacid`, so it links to the call record.
+ */
+export interface VoicemailReceived {
+  readonly kind: 'voicemail-received';
+  /** The diverted call's id (the message id). */
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly user: WhatsAppUser;
+  /** Media id of the recording (download with the Media API). */
+  readonly mediaId?: string;
+  readonly timestamp: number;
+}
+
 /** Every domain event a webhook can carry. */
 export type InboundEvent =
   | AccountAlert
+  | VoicemailReceived
   | CallOffered
   | CallAnswerReceived
   | CallTerminated
@@ -467,6 +483,20 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
   const out: InboundEvent[] = [];
   for (const message of value.messages ?? []) {
     const reply = message.interactive?.call_permission_reply;
+    // A voicemail Meta collected after diverting a call: an audio message whose id is the call's wacid
+    // (Corrections item 4, SET26).
+    if (message.type === 'audio' && message.id.startsWith('wacid.')) {
+      const audio = (message as { audio?: { id?: unknown } }).audio;
+      out.push({
+        kind: 'voicemail-received',
+        callId: message.id,
+        line,
+        user: userOf(value, message.from, message.from_user_id, undefined),
+        ...optional('mediaId', typeof audio?.id === 'string' ? audio.id : undefined),
+        timestamp: toMillis(message.timestamp) ?? Date.now(),
+      });
+      continue;
+    }
     if (message.interactive?.type !== 'call_permission_reply' || !reply) {
       out.push({ kind: 'ignored', field: 'messages', reason: `message type ${message.type}` });
       continue;
