@@ -20,6 +20,7 @@
  * | `WorkerLoad` | Percent | – | media worker | every heartbeat: `100 * ActiveCalls / MAX_CALLS_PER_WORKER` |
  * | `MetaCallErrors` | Count | `MetaCode` | webhook | a `calls` change carried only `errors[]` (e.g. 131044 no payment method), one per error |
  * | `WebhookItemsMalformed` | Count | – | webhook | an item of a POST did not have Meta's shape and was skipped (the rest was processed) |
+ * | `MetaAccountAlerts` | Count | `AlertType` | webhook | an `account_update` ACCOUNT_VIOLATION (one, typed by `violation_type`) or ACCOUNT_RESTRICTION (one per `restriction_type`): calling quality warning or pause (§2.10, §4.6) |
  *
  * The media worker's series (`CallsAnswered`, `CallsEnded`, `HandleTime`, `Media*`) cover all three call
  * kinds (user-, PBX- and API-started); `SetupLatency` only user-initiated calls (it measures from the
@@ -47,6 +48,7 @@ export const METRIC = {
   workerLoad: 'WorkerLoad',
   metaCallErrors: 'MetaCallErrors',
   webhookItemsMalformed: 'WebhookItemsMalformed',
+  metaAccountAlerts: 'MetaAccountAlerts',
 } as const;
 
 /** Dimension names. */
@@ -55,6 +57,7 @@ export const DIMENSION = {
   endReason: 'EndReason',
   leg: 'Leg',
   metaCode: 'MetaCode',
+  alertType: 'AlertType',
 } as const;
 
 /** Values of the `Leg` dimension. */
@@ -103,6 +106,7 @@ export const METRIC_UNIT = {
   WorkerLoad: 'Percent',
   MetaCallErrors: 'Count',
   WebhookItemsMalformed: 'Count',
+  MetaAccountAlerts: 'Count',
 } as const satisfies Record<(typeof METRIC)[keyof typeof METRIC], string>;
 
 /** A metric name of {@link METRIC}. */
@@ -114,6 +118,8 @@ export interface MetricDimensions {
   readonly Leg?: (typeof LEGS)[number];
   /** Meta's error code, e.g. `131044` (M-TRB). */
   readonly MetaCode?: string;
+  /** An `account_update` alert: the violation or restriction type, e.g. `RESTRICTED_USER_INITIATED_CALLING`. */
+  readonly AlertType?: string;
 }
 
 /**

@@ -144,12 +144,14 @@ const WORKER_PASS_THROUGH: readonly string[] = [
   'META_RECORDING',
   'META_TRANSCRIPTION',
   'META_PERMISSION_LIMITS',
+  'VOICEMAIL',
 ];
 
 /** Control-plane keys the local stack passes through when set. */
 const PASS_THROUGH: readonly string[] = [
   'BUSINESS_HOURS',
   'AFTER_HOURS_SIP_TARGET',
+  'VOICEMAIL',
   'MAX_CONCURRENT_CALLS',
   'STALE_CONNECT_SECONDS',
   'META_GRAPH_TIMEOUT_MS',

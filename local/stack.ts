@@ -6,6 +6,7 @@
 
 import type { Logger } from '#core/logger.ts';
 import { createControlApiHandler } from '#functions/control-api/handler.ts';
+import { runSettingsSync } from '#functions/settings-sync/handler.ts';
 import { loadControlPlaneConfig } from '#functions/shared/config.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '#functions/shared/runtime.ts';
 import { createWebhookHandler } from '#functions/webhook/handler.ts';
@@ -39,6 +40,13 @@ export interface LocalStackOptions {
   readonly workerMetrics?: import('#worker/ops/metrics.ts').WorkerMetrics;
   /** Options of the built-in SIP agent, started when no `SIP_TARGET_URI` is configured. */
   readonly agent?: SipAgentOptions;
+  /**
+   * Run the settings sync once at start (`npm start` does, like the deploy trigger in AWS): BUSINESS_HOURS and
+   * VOICEMAIL are pushed to the Graph API (the simulator) as `call_hours` / `voicemail`. @default false
+   */
+  readonly syncCallSettings?: boolean;
+  /** Metrics writer of the control plane (tests record the data points). */
+  readonly metrics?: import('#core/metrics.ts').MetricsWriter;
 }
 
 /** A running local stack. */
@@ -139,8 +147,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const runtime = buildControlPlaneRuntime(controlPlaneConfig, {
       ...(options.now ? { now: options.now } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     webhook = createWebhookHandler(runtime) as unknown as LambdaHandler;
+    if (options.syncCallSettings)
+      await runSettingsSync(controlPlaneConfig, { logger: runtime.logger, now: runtime.now });
     controlApi = createControlApiHandler(runtime) as unknown as LambdaHandler;
 
     let agent: SipAgent | undefined;

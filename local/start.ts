@@ -8,7 +8,7 @@ import { startLocalStack } from './stack.ts';
 
 async function main(): Promise<void> {
   const config = loadLocalConfig();
-  const stack = await startLocalStack({ config });
+  const stack = await startLocalStack({ config, syncCallSettings: true });
   const lines = [
     'wa-sip-bridge local stack is up',
     `  HTTP API          ${stack.url}`,

@@ -2,7 +2,7 @@
  * Command line for the Meta simulator: `npm run sim -- <command> [options]`.
  *
  * - `serve`: run a standalone simulator (flags or `SIM_*` env vars).
- * - `call`, `hangup`, `dtmf`, `tone`, `heard`, `calls`, `call-info`, `script`, `permission`, `text`: client commands
+ * - `call`, `hangup`, `dtmf`, `tone`, `heard`, `calls`, `call-info`, `script`, `permission`, `text`, `account-update`: client commands
  *   against a running simulator's `/_sim` control API (`--sim-url` or `SIM_URL`, default `http://127.0.0.1:3001`,
  *   where `npm start` serves it with the default `PORT`; its banner prints the URL otherwise).
  *
@@ -64,6 +64,11 @@ Commands:
              (faults of the ACCEPTED status of business-initiated calls: late, duplicated, lost)
   permission <user> [temporary|permanent|no_permission]
   text       <user> <message…>          the user texts the business (opens the 24 h customer-service window)
+  account-update violation <LOW_BUSINESS_INITIATED_CALLING_QUALITY|LOW_USER_INITIATED_CALLING_QUALITY|
+                            USER_INITIATED_CALLS_LOW_PICKUP_RATE>
+  account-update restriction <RESTRICTED_BUSINESS_INITIATED_CALLING|RESTRICTED_USER_INITIATED_CALLING|
+                              RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN> [--days N (default 7)]
+             Meta's account_update webhook (quality warning / 7-day calling pause)
 Client options: --sim-url URL (env SIM_URL, default ${DEFAULT_SIM_URL}; npm start prints the URL it serves)`;
 
 /** Raised when the simulator cannot be reached (exit code 1): names the URL and the network cause. */
@@ -147,6 +152,7 @@ const OPTIONS = {
   'unanswered-ms': { type: 'string' },
   'log-level': { type: 'string' },
   'sim-url': { type: 'string' },
+  days: { type: 'string' },
   from: { type: 'string' },
   'user-id': { type: 'string' },
   name: { type: 'string' },
@@ -383,6 +389,16 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
       return call('POST', `/users/${user}/messages`, {
         text: required(args.slice(1).join(' ') || undefined, '<message>'),
       });
+    }
+    case 'account-update': {
+      const kind = required(args[0], 'violation|restriction');
+      const type = required(args[1], '<type>');
+      if (kind === 'violation')
+        return call('POST', '/account_update', { event: 'ACCOUNT_VIOLATION', violationType: type });
+      if (kind !== 'restriction') throw new CliUsageError(`account-update needs violation or restriction, got ${kind}`);
+      const days = int(s(v, 'days'), '--days') ?? 7;
+      const expiration = Math.floor(Date.now() / 1000) + days * 86_400;
+      return call('POST', '/account_update', { event: 'ACCOUNT_RESTRICTION', restrictions: [{ type, expiration }] });
     }
     default:
       throw new CliUsageError(`unknown command ${command}`);

@@ -307,6 +307,7 @@ export class MetaSimulator {
       messages,
       users,
       emitter,
+      webhooks,
       logger: base,
       permissionsRateLimitPerSecond: opts.permissionsRateLimitPerSecond ?? 5,
     });

@@ -27,15 +27,25 @@ export interface MetaWindowInput {
   readonly windowMs?: number;
   /** Margin for the `accept` round trip. @default {@link META_ACCEPT_MARGIN_MS} */
   readonly marginMs?: number;
+  /**
+   * Meta's voicemail TIMEOUT, ms after the connect (Corrections item 4: Meta diverts a call the business has not
+   * accepted or rejected within `timeout_seconds` of ringing). When set, the window ends there if earlier, so the
+   * bridge gives up before Meta takes the caller to voicemail. Unset: no voicemail.
+   */
+  readonly voicemailTimeoutMs?: number;
 }
 
 /**
  * How long the agent may ring: the configured ring timeout, bounded by what is left of Meta's
- * window so that an agent never answers a call Meta has already ended. Zero when the window is
+ * window (or of the voicemail timeout, if earlier) so that an agent never answers a call Meta has
+ * already ended or diverted to voicemail. Zero when the window is
  * already spent (then do not ring at all).
  */
 export function ringTimeoutWithinMetaWindow(input: MetaWindowInput): number {
-  const windowMs = input.windowMs ?? META_ANSWER_WINDOW_MS;
+  const windowMs = Math.min(
+    input.windowMs ?? META_ANSWER_WINDOW_MS,
+    input.voicemailTimeoutMs ?? Number.POSITIVE_INFINITY,
+  );
   const marginMs = input.marginMs ?? META_ACCEPT_MARGIN_MS;
   const left = input.connectAt + windowMs - marginMs - input.now;
   return Math.max(0, Math.min(input.configuredMs, left));

@@ -135,8 +135,41 @@ export interface MalformedItem {
   readonly reason: string;
 }
 
+/**
+ * An `account_update` change about calling quality (§2.10, §4.6, M-SET): `ACCOUNT_VIOLATION` is Meta's early
+ * warning (low BIC/UIC quality, low pickup rate), `ACCOUNT_RESTRICTION` a pause of business- or user-initiated
+ * calling (or the hidden call button) until `expiration`. Not a call: logged, counted and alarmed.
+ */
+export interface AccountAlert {
+  readonly kind: 'account-alert';
+  readonly event: 'ACCOUNT_VIOLATION' | 'ACCOUNT_RESTRICTION';
+  /** The business number the alert concerns, if Meta names it. */
+  readonly phoneNumber?: string;
+  /** `ACCOUNT_VIOLATION`: `violation_info.violation_type`, e.g. `USER_INITIATED_CALLS_LOW_PICKUP_RATE`. */
+  readonly violationType?: string;
+  /** `ACCOUNT_RESTRICTION`: each restriction with when it lifts (epoch ms), if given. */
+  readonly restrictions: ReadonlyArray<{ readonly type: string; readonly expiresAt?: number }>;
+}
+
+/**
+ * A voicemail the caller left after Meta diverted the call (voicemail REJECT/TIMEOUT, Corrections item 4): it
+ * arrives on `messages` as an audio message whose id is the call's `wacid`, so it links to the call record.
+ */
+export interface VoicemailReceived {
+  readonly kind: 'voicemail-received';
+  /** The diverted call's id (the message id). */
+  readonly callId: string;
+  readonly line: BusinessLine;
+  readonly user: WhatsAppUser;
+  /** Media id of the recording (download with the Media API). */
+  readonly mediaId?: string;
+  readonly timestamp: number;
+}
+
 /** Every domain event a webhook can carry. */
 export type InboundEvent =
+  | AccountAlert
+  | VoicemailReceived
   | CallOffered
   | CallAnswerReceived
   | CallTerminated
@@ -270,6 +303,10 @@ export function parseWebhook(rawBody: string): InboundEvent[] {
         return;
       }
       const { field } = change.data;
+      if (field === 'account_update') {
+        events.push(accountUpdateEvent(change.data.value, `${at}.value`));
+        return;
+      }
       if (field !== 'calls' && field !== 'messages') {
         events.push({ kind: 'ignored', field, reason: 'field not used by the bridge' });
         return;
@@ -314,6 +351,38 @@ function itemsOf<S extends z.ZodType>(
     else events.push(malformed(field, parsed.error, `${at}.${i}`));
   });
   return out;
+}
+
+const accountUpdateSchema = z.looseObject({
+  event: str,
+  phone_number: num.optional(),
+  violation_info: z.looseObject({ violation_type: str }).optional(),
+  restriction_info: z
+    .array(
+      // REF26 names the field `expiration` in its table and `expiration_time` in its sample (Corrections item 8).
+      z.looseObject({ restriction_type: str, expiration: num.optional(), expiration_time: num.optional() }),
+    )
+    .optional(),
+});
+
+/** `account_update` value → an {@link AccountAlert}, or `ignored` for its other events (e.g. verification). */
+function accountUpdateEvent(rawValue: unknown, at: string): InboundEvent {
+  const parsed = accountUpdateSchema.safeParse(rawValue);
+  if (!parsed.success) return malformed('account_update', parsed.error, at);
+  const v = parsed.data;
+  if (v.event !== 'ACCOUNT_VIOLATION' && v.event !== 'ACCOUNT_RESTRICTION') {
+    return { kind: 'ignored', field: 'account_update', reason: `account_update event ${v.event}` };
+  }
+  return {
+    kind: 'account-alert',
+    event: v.event,
+    ...(v.phone_number === undefined ? {} : { phoneNumber: String(v.phone_number) }),
+    ...(v.violation_info ? { violationType: v.violation_info.violation_type } : {}),
+    restrictions: (v.restriction_info ?? []).map((r) => {
+      const seconds = Number(r.expiration ?? r.expiration_time);
+      return { type: r.restriction_type, ...(Number.isFinite(seconds) ? { expiresAt: seconds * 1000 } : {}) };
+    }),
+  };
 }
 
 function malformed(field: string, error: z.ZodError, prefix: string): MalformedItem {
@@ -415,6 +484,20 @@ function messageEvents(value: Value, line: BusinessLine): InboundEvent[] {
   const out: InboundEvent[] = [];
   for (const message of value.messages ?? []) {
     const reply = message.interactive?.call_permission_reply;
+    // A voicemail Meta collected after diverting a call: an audio message whose id is the call's wacid
+    // (Corrections item 4, SET26).
+    if (message.type === 'audio' && message.id.startsWith('wacid.')) {
+      const audio = (message as { audio?: { id?: unknown } }).audio;
+      out.push({
+        kind: 'voicemail-received',
+        callId: message.id,
+        line,
+        user: userOf(value, message.from, message.from_user_id, undefined),
+        ...optional('mediaId', typeof audio?.id === 'string' ? audio.id : undefined),
+        timestamp: toMillis(message.timestamp) ?? Date.now(),
+      });
+      continue;
+    }
     if (message.interactive?.type !== 'call_permission_reply' || !reply) {
       out.push({ kind: 'ignored', field: 'messages', reason: `message type ${message.type}` });
       continue;

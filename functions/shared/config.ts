@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ssmSettings } from '#adapters/aws/ssm-parameters.ts';
 import { type BusinessHours, businessHoursSchema } from '#core/checks/business-hours.ts';
 import { ConfigError } from '#core/errors.ts';
+import { parseVoicemailSetting, type VoicemailConfig } from '#core/meta/call-settings.ts';
 import { PERMISSION_LIMIT_PROFILES, type PermissionLimits, permissionLimitsFor } from '#core/permissions/ledger.ts';
 import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
 
@@ -51,14 +52,18 @@ export const CONTROL_PLANE_SETTINGS = {
   SQS_ENDPOINT: { schema: z.url().optional(), doc: 'SQS endpoint override (local mode only).' },
   BUSINESS_HOURS: {
     schema: z.string().optional(),
-    doc: 'Business hours as JSON: {"timeZone","weekly":[{"day","open","close"}],"holidays":[{"date","start?","end?"}]}. Unset: always open.',
+    doc: 'Business hours as JSON: {"timeZone","weekly":[{"day","open","close"}],"holidays":[{"date","start?","end?"}]}. Pushed to Meta\'s call_hours by the settings sync (at most 2 slots a day), so Meta screens after-hours callers; the bridge checks them too. Unset: always open (Meta\'s call_hours switched off).',
   },
   AFTER_HOURS_SIP_TARGET: {
     schema: z
       .string()
       .regex(/^sips?:/, 'a sip: or sips: URI')
       .optional(),
-    doc: 'SIP URI for calls outside business hours. Unset: such calls are rejected at Meta.',
+    doc: 'SIP URI for calls that reach the bridge outside business hours (Meta normally screens them first via call_hours). Unset: such calls are rejected at Meta.',
+  },
+  VOICEMAIL: {
+    schema: z.string().optional(),
+    doc: 'Meta voicemail as JSON: {"triggers":["REJECT"|"TIMEOUT"],"announcementMediaId","timeoutSeconds"(0-30, required with TIMEOUT)}; pushed to Meta by the settings sync. Set the same value for the media workers: their ring timeout stays below timeoutSeconds. Unset: voicemail off.',
   },
   MAX_CONCURRENT_CALLS: {
     schema: positiveInt.max(1000),
@@ -128,6 +133,8 @@ export interface ControlPlaneConfig {
   readonly aws: { readonly region: string; readonly dynamodbEndpoint?: string; readonly sqsEndpoint?: string };
   readonly businessHours?: BusinessHours;
   readonly afterHours: { readonly action: 'reject' } | { readonly action: 'route'; readonly sipTarget: string };
+  /** Meta voicemail the settings sync pushes; undefined = off. */
+  readonly voicemail?: VoicemailConfig;
   readonly maxConcurrentCalls: number;
   /** Business-initiated calls: countries of business numbers Meta blocks, and ledger reconciliation age. */
   readonly businessCalls: { readonly blockedCountries: readonly string[]; readonly reconcileAfterMs: number };
@@ -164,6 +171,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
     }
     businessHours = parsed.data;
   }
+  const voicemail = r.VOICEMAIL === undefined ? undefined : parseVoicemailSetting(r.VOICEMAIL);
   return {
     meta: {
       appSecret: r.META_APP_SECRET,
@@ -186,6 +194,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
       r.AFTER_HOURS_SIP_TARGET === undefined
         ? { action: 'reject' }
         : { action: 'route', sipTarget: r.AFTER_HOURS_SIP_TARGET },
+    ...(voicemail === undefined ? {} : { voicemail }),
     maxConcurrentCalls: r.MAX_CONCURRENT_CALLS,
     businessCalls: {
       blockedCountries: r.BIC_BLOCKED_COUNTRIES === 'NONE' ? [] : r.BIC_BLOCKED_COUNTRIES.split(','),

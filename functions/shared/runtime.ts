@@ -53,6 +53,8 @@ export interface ControlPlaneRuntime {
 export interface RuntimeOverrides {
   readonly now?: () => number;
   readonly logger?: Logger;
+  /** Metrics writer (tests record the data points); default: EMF for `METRICS_STAGE`. */
+  readonly metrics?: MetricsWriter;
 }
 
 /** Builds the runtime. AWS SDK calls time out (connection 1 s, request 3 s) and retry 3 times. */
@@ -111,7 +113,7 @@ export function buildControlPlaneRuntime(
       finishedRetentionSeconds: config.finishedRetentionSeconds,
     },
     logger,
-    metrics: createMetricsWriter(config.metricsStage),
+    metrics: overrides.metrics ?? createMetricsWriter(config.metricsStage),
     limits: config.permissionLimits,
     now,
   };

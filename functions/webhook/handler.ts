@@ -138,6 +138,42 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
         runtime.metrics.emit({ MetaCallErrors: 1 }, { MetaCode: String(error.code) });
       }
       return { result: 'meta-errors', codes: e.errors.map((error) => error.code) };
+    case 'voicemail-received': {
+      // The caller's voicemail after Meta diverted the call: noted on the call's history (once per message;
+      // Meta redelivers), found by the wacid.
+      const call = await runtime.calls.get(e.callId);
+      if (!call) {
+        runtime.logger.warn('voicemail for an unknown call', { callId: e.callId, mediaId: e.mediaId });
+        return { callId: e.callId, result: 'ignored', reason: 'voicemail for an unknown call' };
+      }
+      const seen = (await runtime.calls.history(e.callId)).some((h) => h.what === 'voicemail-received');
+      if (!seen) {
+        await runtime.calls.appendHistory(e.callId, {
+          at: e.timestamp,
+          what: 'voicemail-received',
+          ...(e.mediaId === undefined ? {} : { detail: { mediaId: e.mediaId } }),
+        });
+      }
+      runtime.logger.info('voicemail received', { callId: e.callId, mediaId: e.mediaId });
+      return { callId: e.callId, result: seen ? 'duplicate' : 'recorded' };
+    }
+    case 'account-alert': {
+      // Meta's calling quality warning or pause (§2.10, §4.6): an operator alert before the call button is
+      // hidden or calling stops for 7 days. Logged and counted per type; the MetaAccountAlerts alarm notifies.
+      const types =
+        e.event === 'ACCOUNT_VIOLATION' ? [e.violationType ?? 'UNKNOWN'] : e.restrictions.map((r) => r.type);
+      runtime.logger.error('Meta calling account alert', {
+        event: e.event,
+        phoneNumber: e.phoneNumber,
+        ...(e.violationType === undefined ? {} : { violationType: e.violationType }),
+        restrictions: e.restrictions.map((r) => ({
+          type: r.type,
+          ...(r.expiresAt === undefined ? {} : { expiresAt: new Date(r.expiresAt).toISOString() }),
+        })),
+      });
+      for (const type of types) runtime.metrics.emit({ MetaAccountAlerts: 1 }, { AlertType: type });
+      return { result: 'account-alert', event: e.event, types };
+    }
     case 'malformed':
       runtime.logger.warn('malformed webhook item skipped', { field: e.field, path: e.path, reason: e.reason });
       runtime.metrics.emit({ WebhookItemsMalformed: 1 });

@@ -59,6 +59,8 @@ export class BridgeApi extends Construct {
   public readonly controlApi: NodeFunction;
   /** Base URL of the API (the `$default` stage). */
   public readonly url: string;
+  /** The functions' wiring environment (the settings sync reads the same configuration). */
+  public readonly environment: Record<string, string>;
 
   constructor(scope: Construct, id: string, props: BridgeApiProps) {
     super(scope, id);
@@ -72,6 +74,7 @@ export class BridgeApi extends Construct {
       WORKERS_TABLE: data.tables.workers.tableName,
       CALL_JOBS_QUEUE_URL: data.callJobs.queueUrl,
     };
+    this.environment = environment;
 
     this.webhook = new NodeFunction(this, 'Webhook', {
       entry: root('functions/webhook/handler.ts'),

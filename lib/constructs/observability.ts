@@ -30,6 +30,7 @@ import {
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
@@ -46,6 +47,8 @@ export interface ObservabilityProps {
   readonly workers: MediaWorkers;
   /** E-mail address subscribed to the alarm topic. @default no subscription */
   readonly alarmEmail?: string;
+  /** The settings-sync function (its errors are alarmed). @default none */
+  readonly settingsSync?: IFunction;
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
@@ -109,6 +112,17 @@ export class Observability extends Construct {
       period: FIVE_MINUTES,
     });
     const malformedItems = bridge(METRIC.webhookItemsMalformed, 'Sum', {}, FIVE_MINUTES);
+    // Every AlertType summed: any calling quality warning or restriction from Meta (§2.10, §4.6).
+    const accountAlerts = new MathExpression({
+      expression: `SUM(SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.alertType}} MetricName="${METRIC.metaAccountAlerts}" ${DIMENSION.stage}="${stage}"', 'Sum', 300))`,
+      label: 'Meta account alerts',
+      period: FIVE_MINUTES,
+    });
+    const accountAlertsByType = new MathExpression({
+      expression: `SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.alertType}} MetricName="${METRIC.metaAccountAlerts}" ${DIMENSION.stage}="${stage}"', 'Sum', 300)`,
+      label: '',
+      period: FIVE_MINUTES,
+    });
     const handleTime = bridge(METRIC.handleTime, 'Average', {}, FIVE_MINUTES);
     const setupP50 = bridge(METRIC.setupLatency, 'p50', {}, FIVE_MINUTES);
     const setupP90 = bridge(METRIC.setupLatency, 'p90', {}, FIVE_MINUTES);
@@ -183,6 +197,22 @@ export class Observability extends Construct {
         `${name} function throttled`,
       );
     }
+    alarm(
+      'MetaAccountAlerts',
+      accountAlerts,
+      1,
+      1,
+      "Meta sent an account_update: calling quality warning (ACCOUNT_VIOLATION) or calling paused / call button hidden (ACCOUNT_RESTRICTION); see the webhook's 'Meta calling account alert' log",
+    );
+    if (props.settingsSync) {
+      alarm(
+        'SettingsSyncErrors',
+        props.settingsSync.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }),
+        1,
+        1,
+        "the settings sync could not push BUSINESS_HOURS / VOICEMAIL to Meta (see its log: the day at fault or Meta's code)",
+      );
+    }
     alarm('SetupLatencyHigh', setupP90, 3000, 3, 'p90 call setup (webhook to INVITE) at 3 s or more');
     loss.forEach((m, i) => {
       const leg = LEGS[i]!;
@@ -253,6 +283,13 @@ export class Observability extends Construct {
         title: "Meta's error webhooks by code, and skipped malformed webhook items (per 5 min)",
         left: [metaErrorsByCode],
         right: [malformedItems],
+        width: 24,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({
+        title: "Meta's account alerts by type: quality warnings and calling restrictions (per 5 min)",
+        left: [accountAlertsByType],
         width: 24,
       }),
     );

@@ -10,6 +10,7 @@ import { BridgeApi } from '../constructs/bridge-api.ts';
 import { CallData } from '../constructs/call-data.ts';
 import { MediaWorkers } from '../constructs/media-workers.ts';
 import { Observability } from '../constructs/observability.ts';
+import { SettingsSync } from '../constructs/settings-sync.ts';
 import { parameterPrefix } from '../settings.ts';
 
 /** Properties of {@link BridgeStack}. */
@@ -48,6 +49,8 @@ export class BridgeStack extends Stack {
   public readonly api: BridgeApi;
   public readonly workers: MediaWorkers;
   public readonly observability: Observability;
+  /** Pushes BUSINESS_HOURS / VOICEMAIL to Meta on deploy and hourly. */
+  public readonly settingsSync: SettingsSync;
 
   constructor(scope: Construct, id: string, props: BridgeStackProps = {}) {
     super(scope, id, props);
@@ -80,11 +83,17 @@ export class BridgeStack extends Stack {
       ...(props.maxCallsPerWorker ? { maxCallsPerWorker: props.maxCallsPerWorker } : {}),
       ...(props.workerImage ? { image: props.workerImage } : {}),
     });
+    this.settingsSync = new SettingsSync(this, 'SettingsSync', {
+      settingsPrefix: this.settingsPrefix,
+      environment: this.api.environment,
+      ...(props.settingsKeyArn ? { settingsKeyArn: props.settingsKeyArn } : {}),
+    });
     this.observability = new Observability(this, 'Observability', {
       stage,
       data: this.data,
       api: this.api,
       workers: this.workers,
+      settingsSync: this.settingsSync.fn,
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
     });
 

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
+import { parseVoicemailSetting } from '#core/meta/call-settings.ts';
 import { type CallOptIn, type CallOptIns, optInProblem } from '#core/meta/opt-ins.ts';
 import { PERMISSION_LIMIT_PROFILES, type PermissionLimits, permissionLimitsFor } from '#core/permissions/ledger.ts';
 import { parameterKeys, readSettings, type SettingSpec } from '#core/settings.ts';
@@ -66,6 +67,10 @@ export const WORKER_SETTINGS = {
     schema: positiveInt.max(300),
     doc: "How long the agent may ring before the bridge gives up. A user-initiated call never rings longer than what is left of Meta's answer window (30 s after Meta's connect, less 2 s for the accept), so the agent never answers a call Meta has already ended.",
     default: '45',
+  },
+  VOICEMAIL: {
+    schema: z.string().optional(),
+    doc: "Meta voicemail, the same JSON as the control plane's VOICEMAIL (one SSM parameter serves both). With the TIMEOUT trigger Meta diverts a call not accepted within timeoutSeconds, so the agent rings at most timeoutSeconds after Meta's connect, less 2 s for the accept. Unset: voicemail off.",
   },
   EARLY_MEDIA_ACCEPT: {
     schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
@@ -250,6 +255,8 @@ export interface WorkerConfig {
     readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
     readonly fromDomain: string;
     readonly ringTimeoutMs: number;
+    /** Meta diverts an unaccepted user-initiated call to voicemail this long after its connect (VOICEMAIL TIMEOUT). */
+    readonly voicemailTimeoutMs?: number;
     /** User-initiated calls: accept at Meta on a 183 with SDP, so early media reaches the caller (EARLY_MEDIA_ACCEPT). */
     readonly earlyMediaAccept?: boolean;
     readonly xHeaders: ReadonlyArray<readonly [string, XHeaderField]>;
@@ -361,6 +368,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
         : {}),
       fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? publicAddress ?? get<string>('SIP_BIND_ADDRESS'),
       ringTimeoutMs: get<number>('SIP_RING_TIMEOUT_SECONDS') * 1000,
+      ...voicemailTimeout(get<string | undefined>('VOICEMAIL')),
       earlyMediaAccept: get<boolean>('EARLY_MEDIA_ACCEPT'),
       xHeaders,
     },
@@ -498,3 +506,12 @@ export const WORKER_WIRED = [
 
 /** Keys the media worker reads from SSM. */
 export const WORKER_PARAMETER_KEYS: readonly string[] = parameterKeys(WORKER_SETTINGS, WORKER_WIRED);
+
+/** `voicemailTimeoutMs` when VOICEMAIL sets the TIMEOUT trigger (Corrections item 4). */
+function voicemailTimeout(raw: string | undefined): { voicemailTimeoutMs?: number } {
+  if (raw === undefined) return {};
+  const v = parseVoicemailSetting(raw);
+  return v.triggers.includes('TIMEOUT') && v.timeoutSeconds !== undefined
+    ? { voicemailTimeoutMs: v.timeoutSeconds * 1000 }
+    : {};
+}

@@ -22,6 +22,7 @@ import {
   type SimBusiness,
   type SimUser,
   userCallConnect,
+  voicemailMessage,
   type WebhookChange,
   type WebhookError,
 } from '../webhooks/payloads.ts';
@@ -138,6 +139,7 @@ export type CallEventType =
   | 'ring_timeout'
   | 'connect_timeout'
   | 'media_timeout'
+  | 'voicemail'
   | 'shutdown';
 
 const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<CallEventType, CallState>>>>> = {
@@ -150,6 +152,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       business_terminate: 'ended',
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
+      voicemail: 'ended',
       shutdown: 'ended',
     },
     // No `reject` once pre-accepted: the call is in progress; end it with `terminate` (M-TRB, REF26).
@@ -159,6 +162,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       business_terminate: 'ended',
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
+      voicemail: 'ended',
       shutdown: 'ended',
     },
     // The caller's client counts the call as started, so Meta's 20 s no-media rule runs (M-TRB, Corrections 1).
@@ -168,6 +172,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
       media_timeout: 'ended',
+      voicemail: 'ended',
       shutdown: 'ended',
     },
     accepted: { business_terminate: 'ended', user_hangup: 'ended', media_timeout: 'ended', shutdown: 'ended' },
@@ -225,6 +230,7 @@ export type EndReason =
   | 'connect_timeout'
   | 'no_media'
   | 'media_gap'
+  | 'voicemail'
   | 'shutdown';
 
 /** The engine's live record of one call. */
@@ -309,6 +315,11 @@ export interface CallTimers {
   /** How often the media watchdog samples the relay. Default 250. */
   watchdogPollMs: number;
   /**
+   * After a call is diverted to voicemail, how long the caller takes to leave the message before Meta delivers it
+   * on `messages` (Corrections item 4: collection is best-effort; Meta gives no figure). Default 10 000.
+   */
+  voicemailRecordingMs: number;
+  /**
    * Wall-clock wait for a call's previous webhook delivery before sending its next one. Not a Meta value: Meta
    * gives no ordering guarantee (§2.4). Default 2000; a held or failing delivery is overtaken after this.
    */
@@ -325,6 +336,7 @@ export const DEFAULT_CALL_TIMERS: Readonly<CallTimers> = {
   firstMediaTimeoutMs: 20_000,
   mediaGapTimeoutMs: 30_000,
   watchdogPollMs: 250,
+  voicemailRecordingMs: 10_000,
   webhookOrderWaitMs: 2_000,
 };
 
@@ -569,6 +581,13 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     this.#schedule(call, this.timers.unansweredMs, 'unanswered_timeout', () => {
       this.#end(call, 'unanswered_timeout', 'unanswered', { status: this.#unansweredStatus() });
     });
+    // Voicemail TIMEOUT: a call the business has not accepted or rejected within timeout_seconds is diverted
+    // (Corrections item 4). Counted from the connect — the caller's phone rings from then — the earliest reading,
+    // so a bridge is tested against the strictest case.
+    const voicemailMs = settings.voicemail?.timeoutMs;
+    if (voicemailMs !== undefined) {
+      this.#schedule(call, voicemailMs, 'voicemail_timeout', () => this.#divertToVoicemail(call, 'TIMEOUT'));
+    }
     // A user calling a number with callback permission enabled grants a temporary permission (§2.9, §3.6).
     if (settings.callbackPermissionEnabled && this.#o.permissions.status(key).status !== 'permanent') {
       const { expiresAt } = this.#o.permissions.grant(key, { permanent: false });
@@ -799,7 +818,9 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
         }
         call.acceptRespondedAt = this.#o.clock.now();
       } else if (action === 'reject') {
-        this.#end(call, 'reject', 'business_reject', { status: this.#unansweredStatus() });
+        // Voicemail REJECT: the business's reject diverts the caller to voicemail (Corrections item 4).
+        if (this.#o.settings.voicemail?.onReject) this.#divertToVoicemail(call, 'REJECT');
+        else this.#end(call, 'reject', 'business_reject', { status: this.#unansweredStatus() });
       } else {
         const answered = call.state === 'accepted';
         this.#end(call, 'business_terminate', 'business_terminate', {
@@ -1275,6 +1296,27 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     }
     this.#log.info({ callId: call.id, reason, status: opts.status, answered: wasAnswered }, 'call ended');
     void this.#closeRelay(call);
+  }
+
+  /**
+   * Meta takes the caller to voicemail (Corrections item 4): the business gets the `terminate` (unanswered, no
+   * `start_time`; Meta documents no voicemail-specific status, so the unanswered status), then — best-effort,
+   * once the caller has spoken — the voicemail as an audio message on `messages` whose id is the wacid.
+   */
+  #divertToVoicemail(call: CallRecord<P>, trigger: 'REJECT' | 'TIMEOUT'): void {
+    if (transition(call.direction, call.state, 'voicemail') === undefined) return;
+    this.#note(call, 'user', 'voicemail', { trigger });
+    this.#end(call, 'voicemail', 'voicemail', { status: this.#unansweredStatus() });
+    this.#schedule(call, this.timers.voicemailRecordingMs, 'voicemail_message', () => {
+      const change = voicemailMessage({
+        business: this.#o.business,
+        user: call.user,
+        callId: call.id,
+        mediaId: this.#o.ids.messageId(),
+        timestamp: sec(this.#o.clock.now()),
+      });
+      this.#emit(call, change, 'voicemail_message');
+    });
   }
 
   /** 2 unanswered → nudge (no webhook), 4 → revoke + `call_permission_reply` reject/automatic (§4.1, §2.9). */

@@ -30,7 +30,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { WebhookEmitter } from '../webhooks/emitter.ts';
-import type { SimBusiness, SimUser } from '../webhooks/payloads.ts';
+import { accountUpdate, type SimBusiness, type SimUser, type WebhookChange } from '../webhooks/payloads.ts';
 import {
   type CallEngine,
   type CallRecord,
@@ -39,6 +39,7 @@ import {
   type SimMediaPeer,
   SimTimeoutError,
   UnknownCallError,
+  type WebhookSink,
 } from './call-engine.ts';
 import {
   callingNotEnabled,
@@ -85,6 +86,8 @@ export interface GraphServerContext<P extends ControllablePeer> {
   messages: MessagesService;
   users: UserDirectory;
   emitter: WebhookEmitter;
+  /** Where out-of-call webhooks (`account_update`) go; without it `POST /_sim/account_update` answers 501. */
+  webhooks?: WebhookSink;
   logger: Logger;
   /** `GET call_permissions` requests per 1 s window per number (613 beyond). Meta: 5 (M-REF) or 100 (M-PERM). */
   permissionsRateLimitPerSecond: number;
@@ -212,6 +215,60 @@ const CALL_STATES: readonly CallState[] = [
   'accepted',
   'ended',
 ];
+
+const VIOLATION_TYPES = [
+  'LOW_BUSINESS_INITIATED_CALLING_QUALITY',
+  'LOW_USER_INITIATED_CALLING_QUALITY',
+  'USER_INITIATED_CALLS_LOW_PICKUP_RATE',
+] as const;
+const RESTRICTION_TYPES = [
+  'RESTRICTED_BUSINESS_INITIATED_CALLING',
+  'RESTRICTED_USER_INITIATED_CALLING',
+  'RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN',
+] as const;
+
+/**
+ * `POST /_sim/account_update` body → the webhook change: `{event:"ACCOUNT_VIOLATION", violationType}` or
+ * `{event:"ACCOUNT_RESTRICTION", restrictions:[{type, expiration (unix s)}]}` (§2.10).
+ */
+function accountUpdateFromControl(business: SimBusiness, body: Record<string, unknown>): WebhookChange {
+  if (body.event === 'ACCOUNT_VIOLATION') {
+    const t = body.violationType;
+    if (!(VIOLATION_TYPES as readonly unknown[]).includes(t)) {
+      throw new SimControlError(400, `violationType must be one of ${VIOLATION_TYPES.join(', ')}`);
+    }
+    return accountUpdate({
+      business,
+      event: 'ACCOUNT_VIOLATION',
+      violationType: t as (typeof VIOLATION_TYPES)[number],
+    });
+  }
+  if (body.event === 'ACCOUNT_RESTRICTION') {
+    const list = body.restrictions;
+    if (
+      !Array.isArray(list) ||
+      list.length === 0 ||
+      !list.every(
+        (r) =>
+          isObj(r) &&
+          (RESTRICTION_TYPES as readonly unknown[]).includes(r.type) &&
+          typeof r.expiration === 'number' &&
+          Number.isInteger(r.expiration),
+      )
+    ) {
+      throw new SimControlError(
+        400,
+        `restrictions must be a non-empty array of {type: ${RESTRICTION_TYPES.join('|')}, expiration: unix seconds}`,
+      );
+    }
+    return accountUpdate({
+      business,
+      event: 'ACCOUNT_RESTRICTION',
+      restrictions: list as Array<{ type: (typeof RESTRICTION_TYPES)[number]; expiration: number }>,
+    });
+  }
+  throw new SimControlError(400, 'event must be ACCOUNT_VIOLATION or ACCOUNT_RESTRICTION');
+}
 
 /** Start the Graph + control server. */
 export async function startGraphServer<P extends ControllablePeer>(
@@ -431,6 +488,12 @@ export async function startGraphServer<P extends ControllablePeer>(
         throw new SimControlError(400, 'category must be MARKETING, UTILITY or AUTHENTICATION');
       opts.messages.registerTemplate({ name, language, category, components });
       sendJson(res, 201, { templates: opts.messages.templates });
+    } else if (a === 'account_update' && id === undefined && method === 'POST') {
+      // Meta's quality warning / restriction (§2.10, §4.6): sent out of band, not tied to a call.
+      if (!opts.webhooks) throw new SimControlError(501, 'this simulator has no webhook sink');
+      const change = accountUpdateFromControl(opts.business, body);
+      const delivery = await opts.webhooks.deliver([change]);
+      sendJson(res, 200, { sent: change.value, delivered: delivery?.outcome ?? 'not sent' });
     } else if (a === 'messages' && method === 'GET') {
       sendJson(res, 200, { messages: opts.messages.sent });
     } else if (a === 'webhooks' && method === 'GET') {

@@ -54,7 +54,21 @@ export interface CallingSettings {
   srtp_key_exchange_protocol?: 'DTLS' | 'SDES';
   sip: { status: Toggle; servers: SipServer[] };
   audio?: { additional_codecs: Array<'PCMA' | 'PCMU'> };
-  voicemail?: unknown;
+  voicemail?: Voicemail;
+}
+
+/** What diverts a call to voicemail (Corrections item 4, SET26). */
+export type VoicemailTrigger = 'REJECT' | 'TIMEOUT';
+
+/**
+ * `calling.voicemail` (Corrections item 4, SET26 Jun 26 2026): `status`, `triggers` (REJECT: a business reject
+ * diverts; TIMEOUT: a call the business has not accepted or rejected within `timeout_seconds` of ringing diverts)
+ * and `audio.default` (`announcement_media_id`, `timeout_seconds` 0–30).
+ */
+export interface Voicemail {
+  status: Toggle;
+  triggers?: VoicemailTrigger[];
+  audio?: { default: { announcement_media_id: string; timeout_seconds?: number } };
 }
 
 /** Days accepted in `day_of_week`. */
@@ -188,6 +202,60 @@ function validateCallHours(v: unknown, now: number): CallHours {
   return out;
 }
 
+function validateVoicemail(v: unknown): Voicemail {
+  if (!isObj(v)) throw invalidParameter('voicemail must be an object');
+  for (const k of Object.keys(v)) {
+    if (k !== 'status' && k !== 'triggers' && k !== 'audio') {
+      throw invalidParameter(`Param voicemail[${k}] is not a valid field`);
+    }
+  }
+  const out: Voicemail = { status: toggle(v.status, 'voicemail.status') };
+  if (v.triggers !== undefined) {
+    if (
+      !Array.isArray(v.triggers) ||
+      v.triggers.length === 0 ||
+      !v.triggers.every((t) => t === 'REJECT' || t === 'TIMEOUT') ||
+      new Set(v.triggers).size !== v.triggers.length
+    ) {
+      throw invalidParameter('voicemail.triggers must be a non-empty array of distinct REJECT and/or TIMEOUT');
+    }
+    out.triggers = v.triggers as VoicemailTrigger[];
+  }
+  if (v.audio !== undefined) {
+    const d = isObj(v.audio) ? v.audio.default : undefined;
+    if (!isObj(d)) throw invalidParameter('voicemail.audio.default must be an object');
+    if (typeof d.announcement_media_id !== 'string' || d.announcement_media_id === '') {
+      throw invalidParameter('voicemail.audio.default.announcement_media_id is required');
+    }
+    const audio: { announcement_media_id: string; timeout_seconds?: number } = {
+      announcement_media_id: d.announcement_media_id,
+    };
+    if (d.timeout_seconds !== undefined) {
+      const t = d.timeout_seconds;
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 30) {
+        throw invalidParameter('voicemail.audio.default.timeout_seconds must be an integer between 0 and 30');
+      }
+      audio.timeout_seconds = t;
+    }
+    out.audio = { default: audio };
+  }
+  if (out.status === 'ENABLED') {
+    if (!out.triggers) throw invalidParameter('voicemail.triggers is required when voicemail is ENABLED');
+    if (!out.audio) throw invalidParameter('voicemail.audio.default is required when voicemail is ENABLED');
+    if (out.triggers.includes('TIMEOUT') && out.audio.default.timeout_seconds === undefined) {
+      throw invalidParameter('voicemail.audio.default.timeout_seconds is required with the TIMEOUT trigger');
+    }
+  }
+  return out;
+}
+
+/** Voicemail as the engine applies it: which triggers divert, and the TIMEOUT deadline in ms. */
+export interface ActiveVoicemail {
+  readonly onReject: boolean;
+  /** Set when `TIMEOUT` is a trigger: ms after ringing. */
+  readonly timeoutMs?: number;
+}
+
 /** In-memory calling settings of one business phone number. */
 export class SettingsStore {
   #calling: CallingSettings;
@@ -232,6 +300,17 @@ export class SettingsStore {
     return this.#calling.callback_permission_status === 'ENABLED';
   }
 
+  /** Voicemail when `ENABLED` (Corrections item 4), else undefined. */
+  get voicemail(): ActiveVoicemail | undefined {
+    const vm = this.#calling.voicemail;
+    if (vm?.status !== 'ENABLED') return undefined;
+    const seconds = vm.audio?.default.timeout_seconds;
+    return {
+      onReject: vm.triggers?.includes('REJECT') ?? false,
+      ...(vm.triggers?.includes('TIMEOUT') && seconds !== undefined ? { timeoutMs: seconds * 1000 } : {}),
+    };
+  }
+
   /** Key exchange the business must use in its SDP (§3.6: DTLS default). */
   get keyExchange(): 'DTLS' | 'SDES' {
     return this.#calling.srtp_key_exchange_protocol ?? 'DTLS';
@@ -247,6 +326,7 @@ export class SettingsStore {
    * Weekly entries are `[open, close)` in `timezone_id`. A holiday entry replaces that date's weekly hours with
    * `[start_time, end_time)` — Meta's page does not spell this out; this follows AWS End User Messaging's
    * description of the same Meta fields ("the time the business begins/stops accepting calls on the override date").
+   * Several entries for one date are open windows of that date (like the ≤ 2 weekly slots of a day).
    */
   isOpenAt(atMs: number): boolean {
     const ch = this.#calling.call_hours;
@@ -264,10 +344,10 @@ export class SettingsStore {
     const part = (t: string): string => parts.find((p) => p.type === t)?.value ?? '';
     const date = `${part('year')}-${part('month')}-${part('day')}`;
     const minutes = Number(part('hour')) * 60 + Number(part('minute'));
-    const holiday = ch.holiday_schedule?.find((h) => h.date === date);
-    if (holiday) {
-      return (
-        parseHhmm(holiday.start_time, 'start_time') <= minutes && minutes < parseHhmm(holiday.end_time, 'end_time')
+    const holidays = ch.holiday_schedule?.filter((h) => h.date === date) ?? [];
+    if (holidays.length > 0) {
+      return holidays.some(
+        (h) => parseHhmm(h.start_time, 'start_time') <= minutes && minutes < parseHhmm(h.end_time, 'end_time'),
       );
     }
     const day = part('weekday').toUpperCase();
@@ -338,7 +418,7 @@ export class SettingsStore {
       }
       next.audio = { additional_codecs: [...new Set(codecs as Array<'PCMA' | 'PCMU'>)] };
     }
-    if (input.voicemail !== undefined) next.voicemail = input.voicemail;
+    if (input.voicemail !== undefined) next.voicemail = validateVoicemail(input.voicemail);
     let addedServer = false;
     if (input.sip !== undefined) {
       const sip = input.sip;

@@ -13,8 +13,11 @@ import { createHash, createHmac } from 'node:crypto';
 
 /** A single `entry[].changes[]` element of a WABA webhook: `{ field, value }`. */
 export type WebhookChange = {
-  /** `calls` for call events and BIC call statuses; `messages` for permission replies and message statuses. */
-  field: 'calls' | 'messages';
+  /**
+   * `calls` for call events and BIC call statuses; `messages` for permission replies, message statuses and
+   * voicemails; `account_update` for calling quality violations and restrictions (§2.10).
+   */
+  field: 'calls' | 'messages' | 'account_update';
   /** The change value exactly as Meta sends it (`messaging_product`, `metadata`, `calls[]`/`statuses[]`/`messages[]`…). */
   value: Record<string, unknown>;
 };
@@ -614,4 +617,77 @@ export function newCallId(seed?: string | number): string {
 /** A `wamid.` message id; same determinism rules as {@link newCallId}. */
 export function newMessageId(seed?: string | number): string {
   return seed === undefined ? defaultIds.messageId() : messageIdFromKey(`seed:${seed}`);
+}
+
+/** Input of {@link voicemailMessage}. */
+export type VoicemailMessageInput = {
+  business: SimBusiness;
+  user: SimUser;
+  /** The diverted call's `wacid`; Meta uses it as `messages[].id` (Corrections item 4). */
+  callId: string;
+  /** Media id of the recording (`audio.id`). */
+  mediaId: string;
+  timestamp?: UnixSeconds;
+};
+
+/**
+ * A voicemail the caller left after Meta diverted the call (Corrections item 4, SET26): an inbound **audio**
+ * message on **`field: "messages"`** whose `messages[].id` is the call's `wacid` (not a `wamid`). The audio
+ * object follows Cloud API inbound audio messages (`id`, `mime_type`, `voice`).
+ */
+export function voicemailMessage(input: VoicemailMessageInput): WebhookChange {
+  const { business, user } = input;
+  const message: Record<string, unknown> = {};
+  put(message, 'from', phoneOf(user));
+  put(message, 'from_user_id', user.userId);
+  put(message, 'from_parent_user_id', user.parentUserId);
+  message.id = input.callId;
+  message.timestamp = ts(input.timestamp);
+  message.type = 'audio';
+  message.audio = { id: input.mediaId, mime_type: 'audio/ogg; codecs=opus', voice: true };
+  const value = baseValue(business);
+  value.contacts = [contact(user)];
+  value.messages = [message];
+  return remember({ field: 'messages', value }, business.wabaId);
+}
+
+/** Input of {@link accountUpdate}. */
+export type AccountUpdateInput =
+  | {
+      business: SimBusiness;
+      event: 'ACCOUNT_VIOLATION';
+      violationType:
+        | 'LOW_BUSINESS_INITIATED_CALLING_QUALITY'
+        | 'LOW_USER_INITIATED_CALLING_QUALITY'
+        | 'USER_INITIATED_CALLS_LOW_PICKUP_RATE';
+    }
+  | {
+      business: SimBusiness;
+      event: 'ACCOUNT_RESTRICTION';
+      restrictions: Array<{
+        type:
+          | 'RESTRICTED_BUSINESS_INITIATED_CALLING'
+          | 'RESTRICTED_USER_INITIATED_CALLING'
+          | 'RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN';
+        /** Unix seconds when the restriction lifts. */
+        expiration: UnixSeconds;
+      }>;
+    };
+
+/**
+ * A calling quality warning or restriction on **`field: "account_update"`** (§2.10, §4.6, M-SET):
+ * `ACCOUNT_VIOLATION` with `violation_info.violation_type`, or `ACCOUNT_RESTRICTION` with
+ * `restriction_info[]` (`restriction_type`, `expiration`). The value carries `phone_number`, as Meta's other
+ * `account_update` samples do.
+ */
+export function accountUpdate(input: AccountUpdateInput): WebhookChange {
+  const value: Record<string, unknown> = { phone_number: input.business.displayPhoneNumber, event: input.event };
+  if (input.event === 'ACCOUNT_VIOLATION') value.violation_info = { violation_type: input.violationType };
+  else {
+    value.restriction_info = input.restrictions.map((r) => ({
+      restriction_type: r.type,
+      expiration: Number(r.expiration),
+    }));
+  }
+  return remember({ field: 'account_update', value }, input.business.wabaId);
 }

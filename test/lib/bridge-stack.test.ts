@@ -100,9 +100,13 @@ describe('BridgeStack: call data', () => {
 });
 
 describe('BridgeStack: API', () => {
-  it('runs both functions on Node 22, arm64, traced, with source maps and Powertools settings', () => {
+  it('runs the three functions (webhook, control API, settings sync) on Node 22, arm64, traced, with source maps and Powertools settings', () => {
     const fns = resources('AWS::Lambda::Function');
-    expect(fns).toHaveLength(2);
+    expect(fns.map((f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME).sort()).toEqual([
+      'control-api',
+      'settings-sync',
+      'webhook',
+    ]);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -124,7 +128,7 @@ describe('BridgeStack: API', () => {
 
   it('bundles each function as ESM with a source map', () => {
     const bundles = readdirSync(outdir).filter((d) => existsSync(join(outdir, d, 'index.mjs')));
-    expect(bundles).toHaveLength(2);
+    expect(bundles).toHaveLength(3);
     for (const dir of bundles) {
       expect(existsSync(join(outdir, dir, 'index.mjs.map'))).toBe(true);
       expect(readFileSync(join(outdir, dir, 'index.mjs'), 'utf8')).toMatch(/sourceMappingURL=index\.mjs\.map/);
@@ -183,7 +187,7 @@ describe('BridgeStack: API', () => {
   });
 
   it('lets the functions read only their stage prefix, decrypting only through SSM for that prefix', () => {
-    for (const service of ['webhook', 'control-api']) {
+    for (const service of ['webhook', 'control-api', 'settings-sync']) {
       const role = (fnByService(service).Properties.Role['Fn::GetAtt'][0] as string).replace(/[A-F0-9]{8}$/, '');
       const statements = statementsOf(role);
       const ssm = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('ssm:')));
@@ -340,6 +344,43 @@ describe('BridgeStack: observability', () => {
   it('shows queue and DLQ depth on the dashboard', () => {
     expect(dashboard.match(/ApproximateNumberOfMessagesVisible/g)?.length).toBeGreaterThanOrEqual(2);
     expect(dashboard).toContain('ApproximateAgeOfOldestMessage');
+  });
+
+  it('alarms on any Meta account alert and on a failed settings sync', () => {
+    const alarms = resources('AWS::CloudWatch::Alarm');
+    const accountAlarm = alarms.find((a) => JSON.stringify(a.Properties.Metrics ?? []).includes('MetaAccountAlerts'));
+    expect(accountAlarm?.Properties).toMatchObject({
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    const syncFn = logicalIdOf(
+      'AWS::Lambda::Function',
+      (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync',
+    );
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: syncFn } }],
+      Threshold: 1,
+    });
+  });
+
+  it('runs the settings sync hourly and after every deploy of this stack', () => {
+    const syncFn = logicalIdOf(
+      'AWS::Lambda::Function',
+      (f) => f.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME === 'settings-sync',
+    );
+    const rules = resources('AWS::Events::Rule').filter((r) => JSON.stringify(r.Properties.Targets).includes(syncFn));
+    expect(rules.map((r) => r.Properties.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 hour)']);
+    expect(rules.map((r) => r.Properties.EventPattern).filter(Boolean)).toEqual([
+      {
+        source: ['aws.cloudformation'],
+        'detail-type': ['CloudFormation Stack Status Change'],
+        detail: {
+          'stack-id': [{ Ref: 'AWS::StackId' }],
+          'status-details': { status: ['CREATE_COMPLETE', 'UPDATE_COMPLETE'] },
+        },
+      },
+    ]);
   });
 
   it('alarms when the DLQ holds a single job and when a job waits 10 s', () => {

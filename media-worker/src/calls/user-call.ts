@@ -160,6 +160,8 @@ export class UserCall {
       configuredMs: config.sip.ringTimeoutMs,
       connectAt: job.offeredAt,
       now: this.#now(),
+      // With voicemail TIMEOUT Meta diverts the caller at timeout_seconds: give up before that (Corrections 4).
+      ...(config.sip.voicemailTimeoutMs === undefined ? {} : { voicemailTimeoutMs: config.sip.voicemailTimeoutMs }),
     });
     if (ringMs === 0) {
       session.log.warn({ offeredAt: job.offeredAt }, "Meta's answer window is spent; the agent is not rung");
