@@ -78,7 +78,9 @@ export const END_REASONS = [
   'rejected-by-user',
   'sip-rejected',
   'meta-refused',
+  'bridge-shutdown',
   'media-failed',
+  'worker-lost',
   'bridge-error',
 ] as const satisfies readonly EndReason[];
 
@@ -87,7 +89,8 @@ type EndReasonsCovered = Exclude<EndReason, (typeof END_REASONS)[number]> extend
 export const END_REASONS_COVERED: EndReasonsCovered = true;
 
 /** End reasons that mean the bridge failed the caller; the failed-calls alarm counts these. */
-export const FAILURE_END_REASONS = ['media-failed', 'bridge-error'] as const;
+/** A planned stop (`bridge-shutdown`) is not one; a worker lost mid-call (`worker-lost`) is. */
+export const FAILURE_END_REASONS = ['media-failed', 'worker-lost', 'bridge-error'] as const;
 
 /** Units as EMF writes them. */
 export const METRIC_UNIT = {

@@ -36,6 +36,17 @@ export type EndReason =
   /** Meta refused a business-initiated `connect` (138006, 138012, …); the record's `metaError` says why. */
   | 'meta-refused'
   | 'media-failed'
+  /**
+   * The bridge ended a live call because its media worker was stopped: Ctrl-C on the local stack,
+   * or a worker draining on SIGTERM whose calls outlived the drain. Planned, not a failure.
+   */
+  | 'bridge-shutdown'
+  /**
+   * The call's media worker stopped heartbeating (crashed, killed, lost its network) and another
+   * worker's reaper ended the call: its media died with the worker.
+   */
+  | 'worker-lost'
+  /** The bridge itself failed handling the call (an unexpected error); the logs say which. */
   | 'bridge-error';
 
 /** What can happen to a call. */

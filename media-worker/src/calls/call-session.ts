@@ -131,8 +131,8 @@ export class CallSession {
       .finally(() => this.#resolveEnded());
   }
 
-  /** Ends the call from the bridge (worker shutdown) and waits until it is released. */
-  async end(reason: EndReason = 'bridge-error'): Promise<void> {
+  /** Ends the call from the bridge (worker shutdown: `bridge-shutdown`) and waits until it is released. */
+  async end(reason: EndReason = 'bridge-shutdown'): Promise<void> {
     this.finish({ reason, by: 'bridge' });
     await this.done;
   }

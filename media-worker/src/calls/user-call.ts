@@ -111,7 +111,7 @@ export class UserCall {
   }
 
   /** Ends the call from the bridge (worker shutdown). */
-  async end(reason: 'bridge-error'): Promise<void> {
+  async end(reason: 'bridge-shutdown'): Promise<void> {
     await this.#session.end(reason);
   }
 
