@@ -255,7 +255,7 @@ describe('POST /webhook — user-initiated connect', () => {
       duplicates: 2,
     });
     expect(res.outcome).toBe('delivered');
-    const replies = await stack.runtime.permissionReplies.list(business.phoneNumberId, caller.waId);
+    const replies = await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: caller.waId });
     expect(replies).toHaveLength(1);
     expect(replies[0]).toMatchObject({ response: 'accept', permanent: true, messageId: 'wamid.perm-1' });
   });
@@ -376,8 +376,12 @@ describe('POST /webhook — a batch with a bad item, and errors-only changes', (
     );
     expect(res.status).toBe(200);
     expect(await stack.jobCount()).toBe(before + 1);
-    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000077')).toHaveLength(1);
-    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000078')).toHaveLength(0);
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: '4915100000077' })).toHaveLength(
+      1,
+    );
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: '4915100000078' })).toHaveLength(
+      0,
+    );
     expect(metrics.points.filter((p) => p.name === 'WebhookItemsMalformed')).toEqual([
       { name: 'WebhookItemsMalformed', value: 1, dimensions: {} },
     ]);
