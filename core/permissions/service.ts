@@ -256,8 +256,9 @@ export interface TerminatedBusinessCall {
  * the phone rang (the PBX's CANCEL, an API cancel), whose worker stopped listening before Meta's
  * terminate came, is still counted. The worker may report the same call too: the ledger applies
  * each call once (`connected:<id>` / `unanswered:<id>` among its applied ids, conditional writes).
- * A call that never rang (138007, the business did not apply Meta's answer in time, M-TRB) is not
- * the user's to answer and is not counted. Returns what was recorded.
+ * A call that failed unanswered (`errors[]`: 138007 the business did not apply Meta's answer in
+ * time, so the phone never rang; 138019/138020 the user's client could not set the call up, M-TRB)
+ * was not the user's to answer and is not counted. Returns what was recorded.
  */
 export async function recordTerminatedBusinessCall(
   call: TerminatedBusinessCall,
@@ -269,7 +270,7 @@ export async function recordTerminatedBusinessCall(
     await recordConnectedCall(outcome, deps);
     return 'connected';
   }
-  if (call.errorCodes.includes(138007)) return 'not-counted';
+  if (call.errorCodes.length > 0) return 'not-counted';
   await recordUnansweredCall(outcome, deps);
   return 'unanswered';
 }

@@ -84,7 +84,20 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
     case 'call-terminated': {
       const outcome = await handleCallTerminated(e, deps);
       // Counted once: only the invocation whose conditional write ended the call reports it.
-      if (outcome.result !== 'already-ended') runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
+      if (outcome.result !== 'already-ended') {
+        runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
+        // Meta's codes on the terminate (M-TRB 138007, 138019–138023), once per call, per code.
+        for (const error of e.errors) {
+          runtime.logger.warn('Meta ended a call with an error', {
+            callId: e.callId,
+            metaCode: error.code,
+            metaMessage: error.message,
+            details: error.details,
+            endReason: outcome.reason,
+          });
+          runtime.metrics.emit({ MetaCallErrors: 1 }, { MetaCode: String(error.code) });
+        }
+      }
       const ledger = await countBusinessCall(e, runtime);
       return { callId: e.callId, ...outcome, ...(ledger ? { ledger } : {}) };
     }

@@ -36,9 +36,13 @@ describe('a business-initiated call counted from its terminate', () => {
     expect((await findPermission(d.permissions, PNID, user)).entry).toMatchObject({ consecutiveUnanswered: 0 });
   });
 
-  it('does not count a call that never rang (138007: the business did not apply Meta’s answer in time)', async () => {
+  it.each([
+    [138007, 'the business did not apply Meta’s answer in time: the phone never rang'],
+    [138019, 'the user’s client could not set the call up'],
+    [138020, 'the user’s client could not reach Meta’s relay'],
+  ])('does not count a call that failed unanswered with %i (%s)', async (code) => {
     const d = deps();
-    expect(await recordTerminatedBusinessCall({ ...terminate, errorCodes: [138007] }, d)).toBe('not-counted');
+    expect(await recordTerminatedBusinessCall({ ...terminate, errorCodes: [code] }, d)).toBe('not-counted');
     expect(await streak(d)).toBeUndefined();
   });
 });
