@@ -149,3 +149,22 @@ describe('a PBX-started call Meta ends with an error', () => {
     expect(refused.reason).toContain(`WhatsApp;cause=${code}`);
   });
 });
+
+describe('a user calls a number without a valid payment method (131044)', () => {
+  it('reaches no agent: Meta sends only an error webhook, which the bridge logs by code and keeps no call for', async () => {
+    const sim = stack.simulator!;
+    sim.engine.setNumberFaults({ paymentIssue: true });
+    try {
+      const before = (await stack.callRecords()).length;
+      await expect(sim.placeUserCall({ user: { waId: '5511900131044' } })).rejects.toMatchObject({ code: 131044 });
+      await eventually(
+        () => stack.logs.some((l) => l.message === 'Meta reported a calling error' && l.fields.metaCode === 131044),
+        5000,
+        'the webhook to log 131044',
+      );
+      expect(await stack.callRecords()).toHaveLength(before);
+    } finally {
+      sim.engine.setNumberFaults({ paymentIssue: false });
+    }
+  });
+});
