@@ -18,7 +18,7 @@
  * | `MediaJitter` | Milliseconds | `Leg` | media worker | call ended: mean interarrival jitter on that leg |
  * | `ActiveCalls` | Count | – | media worker | every heartbeat (5 s): calls this worker bridges now |
  * | `WorkerLoad` | Percent | – | media worker | every heartbeat: `100 * ActiveCalls / MAX_CALLS_PER_WORKER` |
- * | `MetaCallErrors` | Count | `MetaCode` | webhook | a `calls` change carried only `errors[]` (e.g. 131044 no payment method), one per error |
+ * | `MetaCallErrors` | Count | `MetaCode` | webhook | Meta reported a calling error: an errors-only `calls` change (e.g. 131044 no payment method), or a call's `terminate` carrying `errors[]` (138007, 138019–138023; once per call), one per error |
  * | `WebhookItemsMalformed` | Count | – | webhook | an item of a POST did not have Meta's shape and was skipped (the rest was processed) |
  * | `MetaAccountAlerts` | Count | `AlertType` | webhook | an `account_update` ACCOUNT_VIOLATION (one, typed by `violation_type`) or ACCOUNT_RESTRICTION (one per `restriction_type`): calling quality warning or pause (§2.10, §4.6) |
  *
@@ -81,8 +81,14 @@ export const END_REASONS = [
   'rejected-by-user',
   'sip-rejected',
   'meta-refused',
+  'meta-connect-timeout',
+  'whatsapp-setup-failed',
+  'whatsapp-media-failed',
+  'no-media-from-bridge',
+  'bridge-shutdown',
   'media-failed',
   'unsupported-key-exchange',
+  'worker-lost',
   'bridge-error',
 ] as const satisfies readonly EndReason[];
 
@@ -90,8 +96,20 @@ export const END_REASONS = [
 type EndReasonsCovered = Exclude<EndReason, (typeof END_REASONS)[number]> extends never ? true : never;
 export const END_REASONS_COVERED: EndReasonsCovered = true;
 
-/** End reasons that mean the bridge failed the caller; the failed-calls alarm counts these. */
-export const FAILURE_END_REASONS = ['media-failed', 'unsupported-key-exchange', 'bridge-error'] as const;
+/**
+ * End reasons that mean the bridge failed the caller; the failed-calls alarm counts these.
+ * A planned stop (`bridge-shutdown`) is not one; a worker lost mid-call (`worker-lost`) is, and so are
+ * Meta's verdicts on the bridge's side of the call: no answer applied in time (138007), no media
+ * sent (138021). The user's client failing (138019/138020/138022/138023) is not the bridge's.
+ */
+export const FAILURE_END_REASONS = [
+  'media-failed',
+  'unsupported-key-exchange',
+  'meta-connect-timeout',
+  'no-media-from-bridge',
+  'worker-lost',
+  'bridge-error',
+] as const;
 
 /** Units as EMF writes them. */
 export const METRIC_UNIT = {

@@ -123,10 +123,14 @@ export class AgentCall {
     }
   }
 
-  /** @internal Marks the call over and releases its RTP sockets. */
-  markEnded(): void {
+  /** The Reason header (RFC 3326) of the BYE or CANCEL that ended the call, if it had one. */
+  endReason: string | undefined;
+
+  /** @internal Marks the call over (`reason`: the far end's Reason header) and releases its RTP sockets. */
+  markEnded(reason?: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.endReason = reason;
     void this.rtp.close().finally(() => this.#resolveDone());
   }
 }
@@ -259,7 +263,7 @@ export class SipAgent {
       rtp.setRemote(media.address, media.port);
       rtp.onPacket((p) => c.hear(p.payloadType, p.payload, p.timestamp, seen));
       sip.on((e) => {
-        if (e.type === 'remote-hangup') c.markEnded();
+        if (e.type === 'remote-hangup') c.markEnded(e.reason);
       });
       this.calls.push(call);
       this.#play(call);
@@ -299,7 +303,8 @@ export class SipAgent {
       }
     });
     sip.on((e) => {
-      if (e.type === 'remote-hangup' || e.type === 'cancelled' || e.type === 'failed') call.markEnded();
+      if (e.type === 'remote-hangup' || e.type === 'cancelled') call.markEnded(e.reason);
+      else if (e.type === 'failed') call.markEnded();
     });
     this.calls.push(call);
     if (this.#o.earlyMedia) sip.ringing(answer.sdp);

@@ -69,6 +69,13 @@ Commands:
   account-update restriction <RESTRICTED_BUSINESS_INITIATED_CALLING|RESTRICTED_USER_INITIATED_CALLING|
                               RESTRICTED_USER_INITIATED_CALLING_CALL_BUTTON_HIDDEN> [--days N (default 7)]
              Meta's account_update webhook (quality warning / 7-day calling pause)
+  fail       <call-id> <code> [--details TEXT]
+             the user's WhatsApp client fails: Meta terminates FAILED with errors[code] (M-TRB): 138019 set-up,
+             138020 relay connection, 138021 no media received, 138022 cannot send media, 138023 no media signals
+  number-faults [--test-allow-list D1,D2|none] [--payment-issue on|off]
+             [--calling-paused business-initiated|user-initiated|all|none]
+             the number's account faults: 131030 (test number calls only its allow list), 131044 (no payment
+             method: user calls get an error webhook instead of connect), 138014 (calling paused); none shows them
 Client options: --sim-url URL (env SIM_URL, default ${DEFAULT_SIM_URL}; npm start prints the URL it serves)`;
 
 /** Raised when the simulator cannot be reached (exit code 1): names the URL and the network cause. */
@@ -165,6 +172,10 @@ const OPTIONS = {
   'accepted-delay-ms': { type: 'string' },
   'accepted-duplicates': { type: 'string' },
   'accepted-lost': { type: 'boolean' },
+  details: { type: 'string' },
+  'test-allow-list': { type: 'string' },
+  'payment-issue': { type: 'string' },
+  'calling-paused': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -399,6 +410,26 @@ async function client(command: string, args: string[], v: Values, io: CliIo): Pr
       const days = int(s(v, 'days'), '--days') ?? 7;
       const expiration = Math.floor(Date.now() / 1000) + days * 86_400;
       return call('POST', '/account_update', { event: 'ACCOUNT_RESTRICTION', restrictions: [{ type, expiration }] });
+    }
+    case 'fail': {
+      const callId = id();
+      const code = Number(required(args[1], '<code>'));
+      if (!Number.isInteger(code)) throw new CliUsageError(`<code> must be a Meta error code, got ${args[1]}`);
+      const details = s(v, 'details');
+      return call('POST', `/calls/${callId}/fail`, { code, ...(details !== undefined ? { details } : {}) });
+    }
+    case 'number-faults': {
+      const body: Record<string, unknown> = {};
+      const list = s(v, 'test-allow-list');
+      if (list !== undefined) body.testAllowList = list === 'none' ? null : list.split(',').map((n) => n.trim());
+      const payment = s(v, 'payment-issue');
+      if (payment !== undefined) {
+        if (payment !== 'on' && payment !== 'off') throw new CliUsageError('--payment-issue must be on or off');
+        body.paymentIssue = payment === 'on';
+      }
+      const paused = s(v, 'calling-paused');
+      if (paused !== undefined) body.callingPaused = paused === 'none' ? null : paused;
+      return Object.keys(body).length === 0 ? call('GET', '/number/faults') : call('POST', '/number/faults', body);
     }
     default:
       throw new CliUsageError(`unknown command ${command}`);

@@ -231,7 +231,14 @@ export type WorkerSignal =
    * Meta's `terminate`. `answered`: it carried `start_time` or `duration`, i.e. Meta counts the call
    * as connected (§2.7); absent from control planes older than this field.
    */
-  | { type: 'call-terminated'; callId: string; reason: EndReason; answered?: boolean }
+  | {
+      type: 'call-terminated';
+      callId: string;
+      reason: EndReason;
+      answered?: boolean;
+      /** Meta's `errors[]` on the terminate (M-TRB codes), for the SIP side's Reason header. */
+      metaErrors?: readonly MetaCallError[];
+    }
   | { type: 'call-progress'; callId: string; status: 'ringing' | 'accepted' | 'rejected' }
   | { type: 'call-answer-received'; callId: string; sdpAnswer: string };
 

@@ -35,12 +35,37 @@ export type EndReason =
   | 'sip-rejected'
   /** Meta refused a business-initiated `connect` (138006, 138012, …); the record's `metaError` says why. */
   | 'meta-refused'
+  /**
+   * Meta ended a business-initiated call before it rang: the bridge did not apply Meta's SDP answer
+   * (ICE+DTLS) in time (M-TRB 138007). A bridge failure.
+   */
+  | 'meta-connect-timeout'
+  /** The user's WhatsApp client could not set the call up or reach Meta's relay (M-TRB 138019, 138020). */
+  | 'whatsapp-setup-failed'
+  /** The user's WhatsApp client could not send media, or no media signals came (M-TRB 138022, 138023). */
+  | 'whatsapp-media-failed'
+  /**
+   * The user's WhatsApp client received no media from the bridge for too long: 20 s from the start or
+   * 30 s during the call (M-TRB 138021). A bridge failure.
+   */
+  | 'no-media-from-bridge'
   | 'media-failed'
   /**
    * Meta offered SDES-SRTP (the number's `srtp_key_exchange_protocol` is `SDES`, M-SET) and the bridge speaks
    * DTLS-SRTP only: refused at once; set the number back to `DTLS`.
    */
   | 'unsupported-key-exchange'
+  /**
+   * The bridge ended a live call because its media worker was stopped: Ctrl-C on the local stack,
+   * or a worker draining on SIGTERM whose calls outlived the drain. Planned, not a failure.
+   */
+  | 'bridge-shutdown'
+  /**
+   * The call's media worker stopped heartbeating (crashed, killed, lost its network) and another
+   * worker's reaper ended the call: its media died with the worker.
+   */
+  | 'worker-lost'
+  /** The bridge itself failed handling the call (an unexpected error); the logs say which. */
   | 'bridge-error';
 
 /** What can happen to a call. */

@@ -270,7 +270,13 @@ export async function handleCallTerminated(event: CallTerminated, deps: IntakeDe
     const ended = await end(event.callId, reason, deps, { ...facts, endedBy: 'whatsapp' });
     if (!ended) continue;
     if (existing.owner) {
-      await deps.signals.notify(existing.owner, { type: 'call-terminated', callId: event.callId, reason, answered });
+      await deps.signals.notify(existing.owner, {
+        type: 'call-terminated',
+        callId: event.callId,
+        reason,
+        answered,
+        ...(event.errors.length > 0 ? { metaErrors: event.errors } : {}),
+      });
     }
     deps.logger.info('call terminated by Meta', { callId: event.callId, status: event.status, answered });
     return { result: 'ended', reason };
@@ -288,6 +294,22 @@ function terminateReason(
   direction: CallRecord['direction'] | undefined,
   answered: boolean,
 ): EndReason {
+  const known = event.errors.map((e) => END_REASON_OF_META_ERROR[e.code]).find((r) => r !== undefined);
+  if (known) return known;
   if (event.errors.length > 0 || event.status === 'FAILED') return 'meta-terminated';
   return direction === 'business-initiated' && !answered ? 'unanswered' : 'caller-hung-up';
 }
+
+/**
+ * What a `terminate`'s error code says happened (M-TRB), as the call's end reason; the codes
+ * themselves are kept on the record (`metaErrors`). A FAILED terminate with another code, or
+ * none, ends `meta-terminated`.
+ */
+export const END_REASON_OF_META_ERROR: Readonly<Record<number, EndReason>> = {
+  138007: 'meta-connect-timeout',
+  138019: 'whatsapp-setup-failed',
+  138020: 'whatsapp-setup-failed',
+  138021: 'no-media-from-bridge',
+  138022: 'whatsapp-media-failed',
+  138023: 'whatsapp-media-failed',
+};

@@ -236,6 +236,45 @@ export async function recordUnansweredCall(
   return { ...result, revoked: result.changed && result.entry.state === 'revoked' && before?.state !== 'revoked' };
 }
 
+/** What {@link recordTerminatedBusinessCall} reads of Meta's `terminate` and the call's record. */
+export interface TerminatedBusinessCall {
+  readonly callId: string;
+  readonly phoneNumberId: string;
+  /** The user as the call's record knows them (phone and/or BSUID; the ledger resolves aliases). */
+  readonly user: WhatsAppUser;
+  /** The terminate carried `start_time` or `duration`: Meta counts the call as connected (§2.7). */
+  readonly answered: boolean;
+  /** Meta's `errors[]` codes on the terminate. */
+  readonly errorCodes: readonly number[];
+}
+
+/**
+ * Counts a business-initiated call from Meta's `terminate`, the one signal Meta always sends and
+ * the one it counts by (Corrections §3: answered or unanswered is the terminate's
+ * `start_time`/`duration`): connected, or one more unanswered in a row (the 4th revokes, §4.1).
+ * The webhook calls it for every business-initiated terminate, so a call the bridge ended while
+ * the phone rang (the PBX's CANCEL, an API cancel), whose worker stopped listening before Meta's
+ * terminate came, is still counted. The worker may report the same call too: the ledger applies
+ * each call once (`connected:<id>` / `unanswered:<id>` among its applied ids, conditional writes).
+ * A call that failed unanswered (`errors[]`: 138007 the business did not apply Meta's answer in
+ * time, so the phone never rang; 138019/138020 the user's client could not set the call up, M-TRB)
+ * was not the user's to answer and is not counted. Returns what was recorded.
+ */
+export async function recordTerminatedBusinessCall(
+  call: TerminatedBusinessCall,
+  deps: LedgerDeps,
+): Promise<'connected' | 'unanswered' | 'not-counted'> {
+  if (call.user.phone === undefined && call.user.userId === undefined) return 'not-counted';
+  const outcome = { phoneNumberId: call.phoneNumberId, user: call.user, callId: call.callId };
+  if (call.answered) {
+    await recordConnectedCall(outcome, deps);
+    return 'connected';
+  }
+  if (call.errorCodes.length > 0) return 'not-counted';
+  await recordUnansweredCall(outcome, deps);
+  return 'unanswered';
+}
+
 /**
  * Meta refused a business-initiated `connect`; corrects the ledger from Meta's answer (M-TRB):
  * 138006 (no approved permission) reconciles the entry to `no_permission`; 138012 (calls limit)

@@ -15,7 +15,7 @@ import { handleCallOffered, handleCallTerminated, type IntakeDeps } from '#core/
 import { WebhookPayloadError } from '#core/errors.ts';
 import { verifyMetaSignature } from '#core/meta/signature.ts';
 import { type InboundEvent, parseWebhook } from '#core/meta/webhook.ts';
-import { applyPermissionReply } from '#core/permissions/service.ts';
+import { applyPermissionReply, recordTerminatedBusinessCall } from '#core/permissions/service.ts';
 import { loadControlPlaneConfigFromAws } from '../shared/config.ts';
 import { header, json, rawBody, safeEqual, text } from '../shared/http.ts';
 import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '../shared/runtime.ts';
@@ -84,8 +84,22 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
     case 'call-terminated': {
       const outcome = await handleCallTerminated(e, deps);
       // Counted once: only the invocation whose conditional write ended the call reports it.
-      if (outcome.result !== 'already-ended') runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
-      return { callId: e.callId, ...outcome };
+      if (outcome.result !== 'already-ended') {
+        runtime.metrics.emit({ CallsEnded: 1 }, { EndReason: outcome.reason });
+        // Meta's codes on the terminate (M-TRB 138007, 138019–138023), once per call, per code.
+        for (const error of e.errors) {
+          runtime.logger.warn('Meta ended a call with an error', {
+            callId: e.callId,
+            metaCode: error.code,
+            metaMessage: error.message,
+            details: error.details,
+            endReason: outcome.reason,
+          });
+          runtime.metrics.emit({ MetaCallErrors: 1 }, { MetaCode: String(error.code) });
+        }
+      }
+      const ledger = await countBusinessCall(e, runtime);
+      return { callId: e.callId, ...outcome, ...(ledger ? { ledger } : {}) };
     }
     case 'call-progress':
     case 'call-answer-received': {
@@ -182,6 +196,29 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
       runtime.logger.debug('webhook change ignored', { field: e.field, reason: e.reason });
       return { result: 'ignored', reason: e.reason };
   }
+}
+
+/**
+ * A business-initiated call's terminate moves the permission ledger (connected / unanswered),
+ * even when the bridge ended the call first and its worker no longer listens (a CANCEL while the
+ * phone rang). Idempotent per call, so a redelivery or the worker's own report counts once.
+ */
+async function countBusinessCall(
+  e: Extract<InboundEvent, { kind: 'call-terminated' }>,
+  runtime: ControlPlaneRuntime,
+): Promise<string | undefined> {
+  const record = await runtime.calls.get(e.callId);
+  if ((e.direction ?? record?.direction) !== 'business-initiated') return undefined;
+  return recordTerminatedBusinessCall(
+    {
+      callId: e.callId,
+      phoneNumberId: e.line.phoneNumberId,
+      user: record?.user ?? e.user,
+      answered: e.startTime !== undefined || e.durationSeconds !== undefined,
+      errorCodes: e.errors.map((error) => error.code),
+    },
+    runtime,
+  );
 }
 
 function describe(error: unknown): Record<string, unknown> {

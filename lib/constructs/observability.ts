@@ -8,7 +8,8 @@
  *   second; waiting means no worker has room or none runs, while Meta rings the caller for 45 s.
  * - **No workers** (running tasks < 1 for 2 min, missing data breaches): nobody can take a call.
  * - **Workers saturated** (average load ≥ 90 % for 5 min): scaling is at its maximum or too slow.
- * - **Failed calls** (≥ 3 `media-failed`/`bridge-error` in 5 min): the bridge is losing callers.
+ * - **Failed calls** (≥ 3 in 5 min ending in one of `FAILURE_END_REASONS`: `media-failed`, `meta-connect-timeout`,
+ *   `no-media-from-bridge`, `worker-lost`, `bridge-error`): the bridge is losing callers.
  * - **Webhook errors** (API 5xx ≥ 5 in 5 min): Meta redelivers, but persistent 5xx means intake is
  *   broken (settings, permissions, DynamoDB).
  * - **Function errors / throttles** (≥ 3 in 5 min per function).
@@ -176,7 +177,7 @@ export class Observability extends Construct {
       missing: TreatMissingData.BREACHING,
     });
     alarm('WorkersSaturated', workerLoad, 90, 5, 'workers are at 90 % of MAX_CALLS_PER_WORKER or more');
-    alarm('FailedCalls', failedCalls, 3, 1, 'three or more calls ended in media-failed or bridge-error in 5 min');
+    alarm('FailedCalls', failedCalls, 3, 1, `three or more calls ended in ${FAILURE_END_REASONS.join(', ')} in 5 min`);
     alarm('ApiServerErrors', api5xx, 5, 1, 'the HTTP API answered 5xx five times or more in 5 min');
     for (const [name, fn] of [
       ['Webhook', api.webhook],

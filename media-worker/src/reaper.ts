@@ -39,9 +39,11 @@ export async function reapDeadWorkers(d: ReaperDeps): Promise<string[]> {
     for (const callId of worker.callIds ?? []) {
       const call = await d.calls.get(callId);
       if (!call || call.state === 'ended' || call.owner?.workerId !== worker.workerId) continue;
+      // `worker-lost`, not `bridge-error`: nothing went wrong in this call's handling that the record
+      // could name; the process carrying its media vanished without a word.
       const done = await endCall(
         callId,
-        'bridge-error',
+        'worker-lost',
         { calls: d.calls, now: d.now, finishedRetentionSeconds: d.finishedRetentionSeconds },
         { endedBy: 'bridge' },
       );

@@ -18,8 +18,8 @@ export interface ActiveCall {
   readonly done: Promise<void>;
   /** Delivers an in-call event (terminate, business-call progress). */
   signal(signal: WorkerSignal): void;
-  /** Ends the call from the bridge side (shutdown without drain). */
-  end(reason: 'bridge-error'): Promise<void>;
+  /** Ends the call from the bridge side: the worker is stopping (no drain, or the drain ran out). */
+  end(reason: 'bridge-shutdown'): Promise<void>;
 }
 
 /** Starts bridging a claimed call. */
@@ -163,7 +163,8 @@ export class MediaWorker {
       await Promise.race([Promise.all([...this.#active.values()].map((c) => c.done)), sleep(timeoutMs)]);
     }
     const remaining = [...this.#active.values()];
-    await Promise.all(remaining.map((c) => c.end('bridge-error')));
+    // The call did not fail: the worker was stopped under it (Ctrl-C, or SIGTERM past the drain).
+    await Promise.all(remaining.map((c) => c.end('bridge-shutdown')));
     // Let each call release its sockets and write its statistics before the clients close.
     await Promise.race([Promise.all(remaining.map((c) => c.done)), sleep(5000)]);
     this.#abort.abort();

@@ -15,6 +15,7 @@ import {
   businessCallConnect,
   type CallDirection,
   type CallTerminateInput,
+  callErrors,
   callStatus,
   callTerminate,
   type IdGenerator,
@@ -140,6 +141,7 @@ export type CallEventType =
   | 'connect_timeout'
   | 'media_timeout'
   | 'voicemail'
+  | 'client_failure'
   | 'shutdown';
 
 const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<CallEventType, CallState>>>>> = {
@@ -153,6 +155,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
       voicemail: 'ended',
+      client_failure: 'ended',
       shutdown: 'ended',
     },
     // No `reject` once pre-accepted: the call is in progress; end it with `terminate` (M-TRB, REF26).
@@ -163,6 +166,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       user_hangup: 'ended',
       unanswered_timeout: 'ended',
       voicemail: 'ended',
+      client_failure: 'ended',
       shutdown: 'ended',
     },
     // The caller's client counts the call as started, so Meta's 20 s no-media rule runs (M-TRB, Corrections 1).
@@ -173,9 +177,16 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       unanswered_timeout: 'ended',
       media_timeout: 'ended',
       voicemail: 'ended',
+      client_failure: 'ended',
       shutdown: 'ended',
     },
-    accepted: { business_terminate: 'ended', user_hangup: 'ended', media_timeout: 'ended', shutdown: 'ended' },
+    accepted: {
+      business_terminate: 'ended',
+      user_hangup: 'ended',
+      media_timeout: 'ended',
+      client_failure: 'ended',
+      shutdown: 'ended',
+    },
   },
   BUSINESS_INITIATED: {
     dialing: {
@@ -183,6 +194,7 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       business_terminate: 'ended',
       ring_timeout: 'ended',
       connect_timeout: 'ended',
+      client_failure: 'ended',
       shutdown: 'ended',
     },
     ringing: {
@@ -190,9 +202,16 @@ const TABLE: Record<CallDirection, Partial<Record<CallState, Partial<Record<Call
       user_reject: 'ended',
       business_terminate: 'ended',
       ring_timeout: 'ended',
+      client_failure: 'ended',
       shutdown: 'ended',
     },
-    accepted: { business_terminate: 'ended', user_hangup: 'ended', media_timeout: 'ended', shutdown: 'ended' },
+    accepted: {
+      business_terminate: 'ended',
+      user_hangup: 'ended',
+      media_timeout: 'ended',
+      client_failure: 'ended',
+      shutdown: 'ended',
+    },
   },
 };
 
@@ -231,6 +250,8 @@ export type EndReason =
   | 'no_media'
   | 'media_gap'
   | 'voicemail'
+  /** The user's WhatsApp client failed (138019, 138020, 138022, 138023: an injected fault, {@link CallEngine.failCall}). */
+  | 'client_failure'
   | 'shutdown';
 
 /** The engine's live record of one call. */
@@ -358,6 +379,41 @@ export function bicBlockedCountry(displayPhoneNumber: string, blockTurkey: boole
     if (c && blocked.has(c)) return c;
   }
   return undefined;
+}
+
+/**
+ * The `terminate` error codes of a failing WhatsApp client (M-TRB), and in which of Meta's call states each can
+ * happen: set-up failures before the call is connected, media failures once it is (138023 says "accepted").
+ * 138021 also comes from the engine's own media watchdog (no business media).
+ */
+export const CLIENT_FAILURES: Readonly<Record<number, { when: 'setup' | 'any' | 'connected'; details: string }>> = {
+  138019: { when: 'setup', details: 'The WhatsApp client could not set the call up' },
+  138020: { when: 'any', details: "The WhatsApp client could not connect to Meta's media relay" },
+  138021: { when: 'connected', details: 'The WhatsApp client received no media for too long' },
+  138022: { when: 'connected', details: 'The WhatsApp client could not transmit media' },
+  138023: { when: 'connected', details: 'The call was accepted but no media signals arrived; connectivity unknown' },
+};
+
+/**
+ * Faults of the business number as a whole (Meta's account state, not one call), settable through the control
+ * API (`POST /_sim/number/faults`) and the CLI (`number-faults`).
+ */
+export interface NumberFaults {
+  /**
+   * A sandbox/test number's allow list (§4.1 sandbox, M-TRB 131030): business-initiated calls to anyone else are
+   * refused with 131030. Undefined: not a test number (no list).
+   */
+  testAllowList?: readonly string[];
+  /**
+   * No valid payment method (§4.3, M-TRB 131044): a user's call does not reach the business; Meta sends an
+   * errors-only `calls` webhook with 131044 instead of `connect`.
+   */
+  paymentIssue?: boolean;
+  /**
+   * Calling paused for low quality (§4.6, M-TRB 138014): `business-initiated` refuses `connect` with 138014;
+   * `user-initiated` hides the call button (the user cannot call, no webhook); `all` both.
+   */
+  callingPaused?: 'business-initiated' | 'user-initiated' | 'all';
 }
 
 /** Refusal of a simulated user call that never reaches the business (Meta sends no webhook then, §4.2). */
@@ -493,6 +549,7 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
   /** BIC pairs reserved while the relay builds its answer (user key → call id). */
   readonly #pending = new Map<string, string>();
   #closed = false;
+  #numberFaults: NumberFaults = {};
 
   /** Create an engine; nothing runs until calls are placed. */
   constructor(opts: CallEngineOptions<P>) {
@@ -521,6 +578,52 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     return this.list().filter((c) => c.state !== 'ended');
   }
 
+  /** The number's faults in force. */
+  get numberFaults(): Readonly<NumberFaults> {
+    return this.#numberFaults;
+  }
+
+  /** Sets (merges) the number's faults; a member set to `undefined` clears it. Returns the faults in force. */
+  setNumberFaults(patch: NumberFaults): Readonly<NumberFaults> {
+    const next: Record<string, unknown> = { ...this.#numberFaults, ...patch };
+    for (const [k, v] of Object.entries(next)) if (v === undefined || v === false) delete next[k];
+    this.#numberFaults = next as NumberFaults;
+    this.#log.info({ faults: this.#numberFaults }, 'number faults set');
+    return this.#numberFaults;
+  }
+
+  /**
+   * The user's WhatsApp client fails: Meta ends the call with `status: FAILED` and `errors[{code}]` on the
+   * terminate (M-TRB, REF26 sample), `start_time` included once connected. An injected per-call fault
+   * (`POST /_sim/calls/{id}/fail`, CLI `fail`), allowed where Meta would send the code ({@link CLIENT_FAILURES}).
+   *
+   * @throws {@link SimCallRefusedError} for an unknown code, or a state where the code cannot happen.
+   */
+  failCall(id: string, code: number, details?: string): CallRecord<P> {
+    const call = this.#require(id);
+    const failure = CLIENT_FAILURES[code];
+    if (!failure) {
+      throw new SimCallRefusedError(
+        0,
+        `${code} is not a client failure code (${Object.keys(CLIENT_FAILURES).join(', ')})`,
+      );
+    }
+    if (call.state === 'ended') throw new SimCallRefusedError(0, `call ${id} already ended`);
+    const connected = call.state === 'accepted';
+    if ((failure.when === 'setup' && connected) || (failure.when === 'connected' && !connected)) {
+      throw new SimCallRefusedError(
+        0,
+        `${code} happens ${failure.when === 'setup' ? 'before' : 'once'} the call is connected; call ${id} is ${call.state}`,
+      );
+    }
+    this.#note(call, 'user', 'client_failure', { code });
+    this.#end(call, 'client_failure', 'client_failure', {
+      status: 'FAILED',
+      errors: [this.#callError(code, details ?? failure.details)],
+    });
+    return call;
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // User side
   // -------------------------------------------------------------------------------------------------------------
@@ -539,6 +642,27 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       throw new SimCallRefusedError(131055, 'the number is SIP-enabled; calls go to the SIP edge, not webhooks (§5.3)');
     }
     if (!settings.callingEnabled) throw new SimCallRefusedError(138000, 'calling is not enabled on the number');
+    const paused = this.#numberFaults.callingPaused;
+    if (paused === 'user-initiated' || paused === 'all') {
+      // A user-initiated pause hides the call button (§4.6): the user cannot call, the business hears nothing.
+      throw new SimCallRefusedError(
+        138014,
+        'user-initiated calling is paused for low quality: the call button is hidden',
+      );
+    }
+    if (this.#numberFaults.paymentIssue) {
+      // §4.3 / M-TRB: without a valid payment method the call does not reach the business; Meta sends an
+      // errors-only webhook with 131044 instead of `connect`.
+      const details = 'The business has no valid payment method attached; the user-initiated call was not connected';
+      const e = callErrorEntry(131044, details);
+      void this.#o.webhooks.deliver([
+        callErrors({
+          business: this.#o.business,
+          errors: [{ code: e.code, message: e.message, href: e.href, details }],
+        }),
+      ]);
+      throw new SimCallRefusedError(131044, details);
+    }
     if (!settings.isOpenAt(this.#o.clock.now())) {
       // Outside call_hours the client offers chat or a callback request instead of calling (§3.6): no webhook.
       throw new SimCallRefusedError(0, 'outside call_hours: the WhatsApp client does not place the call');
@@ -855,6 +979,13 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
     if (!settings.callingEnabled) throw callingNotEnabled();
     const blocked = bicBlockedCountry(business.displayPhoneNumber, this.#o.blockTurkeyBic ?? false);
     if (blocked) throw bicUnavailable(blocked);
+    const paused = this.#numberFaults.callingPaused;
+    if (paused === 'business-initiated' || paused === 'all') {
+      throw new GraphError(
+        138014,
+        'Business-initiated calling is temporarily disabled for this phone number because of low call quality',
+      );
+    }
     const to = body.to;
     const recipient = body.recipient;
     if (to !== undefined && (typeof to !== 'string' || !/^\+?\d{6,15}$/.test(to))) {
@@ -883,6 +1014,14 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       ...(typeof recipient === 'string' ? { recipient } : {}),
     }) as SimUser;
     const key = userKey(user);
+    const allowList = this.#numberFaults.testAllowList;
+    if (allowList !== undefined && (user.waId === undefined || !allowList.includes(user.waId))) {
+      // A test number calls only the numbers on its allow list (§4.1, M-TRB 131030).
+      throw new GraphError(
+        131030,
+        `${user.waId ?? user.userId ?? 'The recipient'} is not in the test number's allowed list`,
+      );
+    }
     if (users.script(key).uncallable) {
       throw new GraphError(
         138001,
@@ -1290,8 +1429,13 @@ export class CallEngine<P extends SimMediaPeer = SimMediaPeer> extends EventEmit
       if (call.omitDirection) input.omitDirection = true;
       if (opts.errors) input.errors = opts.errors;
       this.#emit(call, callTerminate(input), 'terminate', this.#internal.get(call.id)?.faults?.terminate);
-      // A call that never rang (138007) was not unanswered by the user.
-      if (call.direction === 'BUSINESS_INITIATED' && !wasAnswered && reason !== 'connect_timeout')
+      // A call that never rang (138007), or whose client failed (138019/138020), was not unanswered by the user.
+      if (
+        call.direction === 'BUSINESS_INITIATED' &&
+        !wasAnswered &&
+        reason !== 'connect_timeout' &&
+        reason !== 'client_failure'
+      )
         this.#unansweredBic(call);
     }
     this.#log.info({ callId: call.id, reason, status: opts.status, answered: wasAnswered }, 'call ended');

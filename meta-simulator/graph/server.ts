@@ -22,6 +22,11 @@
  *   `POST /_sim/users/{id}/messages` `{ text }` (the user texts the business: a `messages` webhook, and the 24 h
  *   customer-service window opens, PERM26/BTN26)
  * - `GET|POST /_sim/templates` `{ name, language, category?, components }` (the WABA's message templates, §3.4)
+ * - `POST /_sim/calls/{id}/fail` `{ code, details? }`: the user's WhatsApp client fails; Meta terminates the call
+ *   FAILED with `errors[{code}]` (138019 set-up, 138020 relay connection, 138021/138022/138023 media; M-TRB)
+ * - `GET|POST /_sim/number/faults` `{ testAllowList?: string[] | null, paymentIssue?: boolean,
+ *   callingPaused?: 'business-initiated' | 'user-initiated' | 'all' | null }`: the number's account faults
+ *   (131030 not on a test number's allow list, 131044 no payment method, 138014 calling paused)
  * - `GET  /_sim/messages`, `GET /_sim/webhooks`
  *
  * @module
@@ -35,6 +40,7 @@ import {
   type CallEngine,
   type CallRecord,
   type CallState,
+  type NumberFaults,
   SimCallRefusedError,
   type SimMediaPeer,
   SimTimeoutError,
@@ -421,6 +427,18 @@ export async function startGraphServer<P extends ControllablePeer>(
       if (call.state === 'ended') throw new SimControlError(409, `call ${call.id} has already ended`);
       opts.engine.hangUp(call.id);
       sendJson(res, 200, callSummary(call));
+    } else if (a === 'calls' && verb === 'fail' && method === 'POST') {
+      const call = requireCall();
+      const code = body.code;
+      if (typeof code !== 'number' || !Number.isInteger(code))
+        throw new SimControlError(400, 'code must be an integer');
+      const details = str('details');
+      opts.engine.failCall(call.id, code, details);
+      sendJson(res, 200, callSummary(call));
+    } else if (a === 'number' && id === 'faults' && method === 'GET') {
+      sendJson(res, 200, { faults: opts.engine.numberFaults });
+    } else if (a === 'number' && id === 'faults' && method === 'POST') {
+      sendJson(res, 200, { faults: opts.engine.setNumberFaults(validateNumberFaults(body)) });
     } else if (a === 'calls' && verb === 'dtmf' && method === 'POST') {
       const call = requireCall();
       const digits = str('digits');
@@ -620,6 +638,28 @@ function validateScript(body: Record<string, unknown>): Partial<UserScript> {
     out.uncallable = body.uncallable;
   }
   return out;
+}
+
+/** `POST /_sim/number/faults` body; `null` clears a member. */
+function validateNumberFaults(body: Record<string, unknown>): NumberFaults {
+  const out: Record<string, unknown> = {};
+  if ('testAllowList' in body) {
+    const v = body.testAllowList;
+    if (v === null) out.testAllowList = undefined;
+    else if (Array.isArray(v) && v.every((n) => typeof n === 'string' && /^\d{6,15}$/.test(n))) out.testAllowList = v;
+    else throw new SimControlError(400, 'testAllowList must be a list of phone numbers (digits) or null');
+  }
+  if ('paymentIssue' in body) {
+    if (typeof body.paymentIssue !== 'boolean') throw new SimControlError(400, 'paymentIssue must be a boolean');
+    out.paymentIssue = body.paymentIssue;
+  }
+  if ('callingPaused' in body) {
+    const v = body.callingPaused;
+    if (v === null) out.callingPaused = undefined;
+    else if (v === 'business-initiated' || v === 'user-initiated' || v === 'all') out.callingPaused = v;
+    else throw new SimControlError(400, 'callingPaused must be business-initiated, user-initiated, all or null');
+  }
+  return out as NumberFaults;
 }
 
 function validateAcceptedStatus(v: unknown): AcceptedStatusScript {

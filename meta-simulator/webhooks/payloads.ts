@@ -317,6 +317,21 @@ export function callTerminate(input: CallTerminateInput): WebhookChange {
   return remember({ field: 'calls', value }, business.wabaId);
 }
 
+/**
+ * An errors-only `calls` change: no `calls[]`, only `value.errors[]` (M-TRB: 131044 "An error webhook is sent on
+ * user initiated calls" when the business has no valid payment method; §4.3).
+ */
+export function callErrors(input: { business: SimBusiness; errors: WebhookError[] }): WebhookChange {
+  const value = baseValue(input.business);
+  value.errors = input.errors.map((e) => {
+    const err: Record<string, unknown> = { code: e.code, message: e.message };
+    put(err, 'href', e.href);
+    if (e.details !== undefined) err.error_data = { details: e.details };
+    return err;
+  });
+  return remember({ field: 'calls', value }, input.business.wabaId);
+}
+
 /** Input of {@link callStatus}. */
 export type CallStatusInput = {
   business: SimBusiness;

@@ -82,7 +82,8 @@ describe('reapDeadWorkers', () => {
 
     expect(await calls.get(call.id)).toMatchObject({
       state: 'ended',
-      endReason: 'bridge-error',
+      // The record says what happened: the worker carrying the call vanished (not a handling error).
+      endReason: 'worker-lost',
       endedBy: 'bridge',
       slotHeld: false,
     });

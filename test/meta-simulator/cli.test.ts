@@ -275,3 +275,30 @@ describe("npm start's try-it line", () => {
     );
   });
 });
+
+describe('Meta’s calling error codes from the command line', () => {
+  it('`fail <id> <code>` makes the user’s client fail; `number-faults` sets and shows the number’s faults', async () => {
+    const c = cli();
+    const sim = ['--sim-url', 'http://sim.test:9'];
+    expect(await runCli(['fail', 'wacid.1', '138022', ...sim], c.io)).toBe(0);
+    expect(
+      await runCli(
+        ['number-faults', '--test-allow-list', '447700900999,5511900000001', '--payment-issue', 'on', ...sim],
+        c.io,
+      ),
+    ).toBe(0);
+    expect(await runCli(['number-faults', '--calling-paused', 'none', ...sim], c.io)).toBe(0);
+    expect(await runCli(['number-faults', ...sim], c.io)).toBe(0);
+    expect(c.sent).toEqual([
+      { url: 'http://sim.test:9/_sim/calls/wacid.1/fail', method: 'POST', body: { code: 138022 } },
+      {
+        url: 'http://sim.test:9/_sim/number/faults',
+        method: 'POST',
+        body: { testAllowList: ['447700900999', '5511900000001'], paymentIssue: true },
+      },
+      { url: 'http://sim.test:9/_sim/number/faults', method: 'POST', body: { callingPaused: null } },
+      { url: 'http://sim.test:9/_sim/number/faults', method: 'GET', body: undefined },
+    ]);
+    expect(await runCli(['fail', 'wacid.1', 'soon', ...sim], c.io)).toBe(2);
+  });
+});

@@ -27,6 +27,7 @@ import type { ActiveCall } from '../worker.ts';
 import { applySipDialogEvent, CallMedia } from './call-media.ts';
 import { CallSession } from './call-session.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
+import { sipEndForMetaErrors } from './sip-refusal.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** What the control API queued. */
@@ -79,7 +80,7 @@ class ApiCall {
     const media = new CallMedia(deps.config, log);
     this.whatsApp = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
     this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
-      hangUpSip: () => this.#sipCall?.hangUp(),
+      hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),
       endAtMeta: () => (this.#placedAtMeta ? this.whatsApp.terminate() : undefined),
       // The request record ends too; before the link it still holds the slot, which endCall returns.
       recordIds: () => [...(this.whatsApp.callId ? [this.whatsApp.callId] : []), request.requestId],
@@ -173,8 +174,16 @@ class ApiCall {
       // Meta's word (the terminate's start_time, §2.7), not whether we saw the pickup. A connected call
       // already counted when bridged is not counted twice (the ledger is idempotent per call).
       if (e.answered) await this.#d.outcomes?.connected(phoneNumberId, this.#r.user, this.whatsApp.callId);
-      else await this.#d.outcomes?.unanswered(phoneNumberId, this.#r.user, this.whatsApp.callId);
-      session.finish({ reason: e.answered || this.whatsApp.accepted ? e.reason : 'unanswered', by: 'whatsapp' });
+      // A call that failed unanswered (errors[]: 138007, 138019/138020) was not the user's to answer.
+      else if (!e.metaErrors?.length)
+        await this.#d.outcomes?.unanswered(phoneNumberId, this.#r.user, this.whatsApp.callId);
+      // An error on the terminate says what happened better than "unanswered" (M-TRB).
+      const failed = e.metaErrors !== undefined && e.metaErrors.length > 0;
+      session.finish({
+        reason: e.answered || this.whatsApp.accepted || failed ? e.reason : 'unanswered',
+        by: 'whatsapp',
+        ...(e.metaErrors ? { metaErrors: e.metaErrors } : {}),
+      });
     }
   }
 

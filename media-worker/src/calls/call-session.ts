@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { CallMediaStats, CallPatch, CallStore } from '#core/calls/call-record.ts';
 import type { EndReason } from '#core/calls/call-state.ts';
 import { endCall } from '#core/calls/lifecycle.ts';
+import type { MetaCallError } from '#core/meta/webhook.ts';
 import type { WorkerConfig } from '../config.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { CallMedia } from './call-media.ts';
@@ -20,6 +21,8 @@ export interface Ending {
   readonly by: 'whatsapp' | 'sip' | 'bridge';
   /** The final SIP status of the call's SIP side (received from or sent to the PBX) and its reason phrase. */
   readonly sip?: { readonly status: number; readonly reason?: string };
+  /** Meta's `errors[]` when Meta ended the call with them (M-TRB): the SIP side hears them in a Reason header. */
+  readonly metaErrors?: readonly MetaCallError[];
 }
 
 /** How one kind of call ends each side; the session decides when, and which sides. */
@@ -131,8 +134,8 @@ export class CallSession {
       .finally(() => this.#resolveEnded());
   }
 
-  /** Ends the call from the bridge (worker shutdown) and waits until it is released. */
-  async end(reason: EndReason = 'bridge-error'): Promise<void> {
+  /** Ends the call from the bridge (worker shutdown: `bridge-shutdown`) and waits until it is released. */
+  async end(reason: EndReason = 'bridge-shutdown'): Promise<void> {
     this.finish({ reason, by: 'bridge' });
     await this.done;
   }

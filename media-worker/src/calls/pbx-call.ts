@@ -23,7 +23,7 @@ import { applySipDialogEvent, CallMedia } from './call-media.ts';
 import { CallSession, type Ending, errorFields } from './call-session.ts';
 import type { PbxGate } from './pbx-gate.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
-import { refuse, sipStatusForMeta } from './sip-refusal.ts';
+import { refuse, sipEndForMetaErrors, sipStatusForMeta } from './sip-refusal.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** Collaborators of PBX-started calls. */
@@ -92,7 +92,8 @@ class PbxCall {
     const media = new CallMedia(deps.config, log);
     this.#wa = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
     this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
-      hangUpSip: (ending) => (this.#sipAnswered ? invite.hangUp() : this.#refuse(ending)),
+      hangUpSip: (ending) =>
+        this.#sipAnswered ? invite.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers) : this.#refuse(ending),
       endAtMeta: () => this.#wa.terminate(),
       recordIds: () => (this.#wa.callId ? [this.#wa.callId] : []),
       sipCallId: () => invite.callId,
@@ -155,13 +156,21 @@ class PbxCall {
         return;
       case 'terminated': {
         // Meta's terminate: the webhook function has already ended the record.
-        if (this.#wa.accepted) return session.finish({ reason: e.reason, by: 'whatsapp' });
+        const metaErrors = e.metaErrors ? { metaErrors: e.metaErrors } : {};
+        if (this.#wa.accepted) return session.finish({ reason: e.reason, by: 'whatsapp', ...metaErrors });
         // Answered or not is Meta's word, the terminate's start_time (§2.7): a user who picked up and
         // hung up before any audio reached us was still connected for the permission ledger.
         if (e.answered) await this.#d.outcomes?.connected(phoneNumberId, this.#user, this.#wa.callId);
-        else await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
-        const status = e.answered ? 480 : 408;
-        session.finish({ reason: e.reason, by: 'whatsapp', sip: { status, reason: reasonPhrase(status) } });
+        // A call that failed unanswered (errors[]: 138007, 138019/138020) was not the user's to answer.
+        else if (!e.metaErrors?.length) await this.#d.outcomes?.unanswered(phoneNumberId, this.#user, this.#wa.callId);
+        // Meta's error, if any, decides the PBX's status (the D8.3 table, M-TRB); else 480 or 408.
+        const status = sipEndForMetaErrors(e.metaErrors)?.status ?? (e.answered ? 480 : 408);
+        session.finish({
+          reason: e.reason,
+          by: 'whatsapp',
+          sip: { status, reason: reasonPhrase(status) },
+          ...metaErrors,
+        });
         return;
       }
     }
@@ -190,6 +199,11 @@ class PbxCall {
 
   /** The PBX's INVITE is still unanswered: refuse it with the call's SIP status (480 by default). */
   #refuse(ending: Ending): undefined {
+    const meta = sipEndForMetaErrors(ending.metaErrors);
+    if (meta) {
+      refuse(this.#invite, meta.status, meta.text, meta.headers);
+      return undefined;
+    }
     const status = ending.sip?.status ?? 480;
     const text =
       ending.reason === 'rejected-by-user'

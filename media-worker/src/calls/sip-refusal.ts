@@ -4,6 +4,7 @@
  * Meta's `connect` refusals (meta-calling-api.md §6, M-TRB).
  */
 import { metaRefusalOf } from '#core/calls/call-record.ts';
+import type { MetaCallError } from '#core/meta/webhook.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
 
@@ -58,6 +59,40 @@ export function sipStatusForMeta(error: unknown, now: number = Date.now()): SipR
     headers['Retry-After'] = String(Math.ceil((meta.nextAllowedAt - now) / 1000));
   }
   return { status: mapped.status, text, headers };
+}
+
+/**
+ * SIP status per error code of Meta's `terminate` (M-TRB): what the PBX hears when Meta ends the
+ * call with `errors[]`. 480: the WhatsApp user's client failed (set-up, relay, media), the user may
+ * be reachable later; 503: the bridge did not apply Meta's answer in time (138007), a retry may
+ * succeed; 500: WhatsApp received no media from the bridge (138021), the bridge's own failure.
+ */
+const META_TERMINATE_CODES: Readonly<Record<number, { status: number; text: string }>> = {
+  138007: { status: 503, text: 'meta-connect-timeout' },
+  138019: { status: 480, text: 'whatsapp-setup-failed' },
+  138020: { status: 480, text: 'whatsapp-relay-unreachable' },
+  138021: { status: 500, text: 'no-media-from-bridge' },
+  138022: { status: 480, text: 'whatsapp-media-failed' },
+  138023: { status: 480, text: 'whatsapp-no-media-signals' },
+};
+
+/**
+ * How the SIP side hears that Meta ended the call with `errors[]` (the first code decides): the
+ * final status for a PBX INVITE still unanswered, and a Reason header for that response or for the
+ * BYE/CANCEL (RFC 3326), e.g. `SIP;cause=480;text="whatsapp-setup-failed (Meta 138019: …)",
+ * WhatsApp;cause=138019;text="…"`. Undefined when Meta gave no error.
+ */
+export function sipEndForMetaErrors(errors: readonly MetaCallError[] | undefined): SipRefusal | undefined {
+  const error = errors?.[0];
+  if (!error) return undefined;
+  const mapped = META_TERMINATE_CODES[error.code] ?? { status: 480, text: 'meta-terminated' };
+  const metaText = error.details ?? error.message ?? '';
+  const text = `${mapped.text} (Meta ${error.code}: ${metaText})`;
+  return {
+    status: mapped.status,
+    text,
+    headers: { Reason: `${reasonValue('SIP', mapped.status, text)}, ${reasonValue('WhatsApp', error.code, metaText)}` },
+  };
 }
 
 /** The RFC 3326 Reason header explaining a refusal. */

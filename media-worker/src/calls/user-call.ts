@@ -31,6 +31,7 @@ import type { ActiveCall, CallRunner } from '../worker.ts';
 import { applySipDialogEvent, CallMedia } from './call-media.ts';
 import { CallSession, errorFields } from './call-session.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
+import { sipEndForMetaErrors } from './sip-refusal.ts';
 import { xHeaders } from './x-headers.ts';
 
 /** Collaborators of user-initiated calls. */
@@ -80,7 +81,8 @@ export class UserCall {
       { ...deps, logger: log, now: this.#now, startedAt: claimedAt },
       new CallMedia(deps.config, log, job.callId),
       {
-        hangUpSip: () => this.#sipCall?.hangUp(),
+        // Meta's error, if it ended the call with one, reaches the agent as a Reason on the BYE/CANCEL.
+        hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),
         endAtMeta: () => this.#endAtMeta(),
         recordIds: () => [job.callId],
         sipCallId: () => this.#sipCall?.callId,
@@ -112,12 +114,16 @@ export class UserCall {
   signal(signal: WorkerSignal): void {
     if (signal.type === 'call-terminated') {
       this.#session.log.info({ reason: signal.reason }, 'WhatsApp side ended the call');
-      this.#session.finish({ reason: signal.reason, by: 'whatsapp' });
+      this.#session.finish({
+        reason: signal.reason,
+        by: 'whatsapp',
+        ...(signal.metaErrors ? { metaErrors: signal.metaErrors } : {}),
+      });
     }
   }
 
   /** Ends the call from the bridge (worker shutdown). */
-  async end(reason: 'bridge-error'): Promise<void> {
+  async end(reason: 'bridge-shutdown'): Promise<void> {
     await this.#session.end(reason);
   }
 

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { CallOwner, CallPatch, CallRecord, CallStore, WorkerSignal } from '#core/calls/call-record.ts';
 import type { EndReason } from '#core/calls/call-state.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
-import type { WhatsAppUser } from '#core/meta/webhook.ts';
+import type { MetaCallError, WhatsAppUser } from '#core/meta/webhook.ts';
 import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall } from '../worker.ts';
 import { errorFields } from './call-session.ts';
@@ -29,7 +29,13 @@ export type WhatsAppOutboundEvent =
    * Meta ended the call. `answered`: the terminate carried `start_time`/`duration` (Meta counts the
    * call as connected), or, from a control plane that does not say, whether the user picked up here.
    */
-  | { readonly type: 'terminated'; readonly reason: EndReason; readonly answered: boolean };
+  | {
+      readonly type: 'terminated';
+      readonly reason: EndReason;
+      readonly answered: boolean;
+      /** Meta's `errors[]` on the terminate (M-TRB), if any. */
+      readonly metaErrors?: readonly MetaCallError[];
+    };
 
 /** What told the bridge the user picked up. */
 export type PickupSignal = 'first-audio' | 'accepted-status';
@@ -160,6 +166,7 @@ export class WhatsAppOutbound {
       type: 'terminated',
       reason: signal.reason,
       answered: signal.answered ?? this.#accepted,
+      ...(signal.metaErrors ? { metaErrors: signal.metaErrors } : {}),
     });
   }
 

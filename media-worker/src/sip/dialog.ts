@@ -255,9 +255,12 @@ export abstract class SipDialog {
     return rs;
   }
 
-  /** Send BYE (RFC 3261 §15.1.1). Never rejects: a lost BYE still ends the call locally. */
-  protected async sendBye(): Promise<void> {
-    const rs = await this.sendInDialog('BYE');
+  /**
+   * Send BYE (RFC 3261 §15.1.1), with `headers` (wire form, e.g. a Reason, RFC 3326). Never rejects:
+   * a lost BYE still ends the call locally.
+   */
+  protected async sendBye(headers: Record<string, string> = {}): Promise<void> {
+    const rs = await this.sendInDialog('BYE', headers);
     if (!rs || (rs.status ?? 0) >= 300)
       this.logger.warn({ status: rs?.status ?? 'timeout' }, 'BYE not confirmed by far end');
   }

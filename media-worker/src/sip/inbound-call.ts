@@ -27,6 +27,7 @@ import {
   copyNameAddr,
   extraHeaders,
   fromWire,
+  headerText,
   newTag,
   partyOf,
   responseTo,
@@ -215,19 +216,20 @@ export class InboundCall extends SipDialog implements InboundSipCall {
     this.#finalSent = true;
     this.logger.info('INVITE cancelled by caller');
     this.ctx.stack.send(this.#respondInvite(487, 'Request Terminated'));
-    this.#events.emit({ type: 'cancelled' });
+    const reason = headerText(cancel, 'reason');
+    this.#events.emit(reason === undefined ? { type: 'cancelled' } : { type: 'cancelled', reason });
     this.terminate('cancelled');
   }
 
-  hangUp(): Promise<void> {
-    this.#hangUp ??= this.#doHangUp();
+  hangUp(headers?: Readonly<Record<string, string>>): Promise<void> {
+    this.#hangUp ??= this.#doHangUp(headers);
     return this.#hangUp;
   }
 
-  async #doHangUp(): Promise<void> {
+  async #doHangUp(headers: Readonly<Record<string, string>> | undefined): Promise<void> {
     if (this.#terminated) return;
     if (!this.#finalSent) {
-      this.reject(480, 'Temporarily Unavailable');
+      this.reject(480, 'Temporarily Unavailable', headers);
       return;
     }
     // RFC 3261 §15: the callee must not send BYE before the ACK (or the 2xx timing out).
@@ -237,7 +239,7 @@ export class InboundCall extends SipDialog implements InboundSipCall {
     }
     this.logger.info('hanging up (BYE)');
     this.terminate('local hang-up');
-    await this.sendBye();
+    await this.sendBye(extraHeaders(headers));
   }
 
   /** Handler failure: answer 500 if nothing final went out yet. */

@@ -80,6 +80,8 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
   #ack: SipMessage | undefined;
   #answeredTarget: string | undefined;
   #hangUp: Promise<void> | undefined;
+  /** Headers of the caller's hang-up (a Reason), for the CANCEL it may send later (RFC 3326). */
+  #endHeaders: Record<string, string> = {};
   /** To tags of stray 2xx we already ACKed and BYEd (forks, CANCEL races). */
   readonly #strayTags = new Set<string>();
   readonly #onAbort = (): void => {
@@ -130,17 +132,18 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.#events.emit(e);
   }
 
-  hangUp(): Promise<void> {
-    this.#hangUp ??= this.#doHangUp();
+  hangUp(headers?: Readonly<Record<string, string>>): Promise<void> {
+    this.#hangUp ??= this.#doHangUp(headers);
     return this.#hangUp;
   }
 
-  async #doHangUp(): Promise<void> {
+  async #doHangUp(headers: Readonly<Record<string, string>> | undefined): Promise<void> {
     if (this.dialogState === 'terminated') return;
+    this.#endHeaders = extraHeaders(headers);
     if (this.dialogState === 'confirmed') {
       this.logger.info('hanging up (BYE)');
       this.terminate('local hang-up');
-      await this.sendBye();
+      await this.sendBye(this.#endHeaders);
       return;
     }
     this.logger.info({ state: this.dialogState }, 'hanging up (CANCEL)');
@@ -406,6 +409,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
         route: inv.headers.route,
         'max-forwards': 70,
         'user-agent': this.ctx.userAgent,
+        ...this.#endHeaders,
       },
     };
     this.logger.info({ target: att.target.uri }, 'sending CANCEL');

@@ -88,9 +88,11 @@ export interface OutboundSipCall {
   on(listener: (event: SipCallEvent) => void): () => void;
   /**
    * End the call: CANCEL while calling/early (sent once a provisional has arrived, RFC 3261 §9.1),
-   * BYE when confirmed. Idempotent; resolves when the far end responded or the request timed out.
+   * BYE when confirmed. `headers` go on the CANCEL or BYE (e.g. `Reason`, RFC 3326: why the call
+   * ended). Idempotent (the first call's headers count); resolves when the far end responded or the
+   * request timed out.
    */
-  hangUp(): Promise<void>;
+  hangUp(headers?: Readonly<Record<string, string>>): Promise<void>;
 }
 
 /** Where an inbound request came from. */
@@ -109,8 +111,11 @@ export interface SipParty {
 
 /** Events of a call placed to us. */
 export type InboundSipCallEvent =
-  /** CANCEL arrived before we sent a final response; we have answered 200 and 487. */
-  | { readonly type: 'cancelled' }
+  /**
+   * CANCEL arrived before we sent a final response; we have answered 200 and 487. `reason` is its
+   * Reason header, if any (RFC 3326).
+   */
+  | { readonly type: 'cancelled'; readonly reason?: string }
   /** We answered 200 but no ACK came within 64·T1 (RFC 3261 §13.3.1.4); we have sent BYE. */
   | { readonly type: 'failed'; readonly status: 408; readonly reason: string }
   | SipDialogEvent;
@@ -138,8 +143,11 @@ export interface InboundSipCall {
   answer(sdp: string): Promise<void>;
   /** Send a final 3xx–6xx response, e.g. `reject(403, 'Forbidden', { Reason: 'Q.850;cause=21' })`. */
   reject(status: number, reason?: string, headers?: Readonly<Record<string, string>>): void;
-  /** BYE when confirmed (after ACK, RFC 3261 §15), 480 when not yet answered. Idempotent. */
-  hangUp(): Promise<void>;
+  /**
+   * BYE when confirmed (after ACK, RFC 3261 §15), 480 when not yet answered; `headers` (e.g.
+   * `Reason`, RFC 3326) go on the BYE or the 480. Idempotent.
+   */
+  hangUp(headers?: Readonly<Record<string, string>>): Promise<void>;
   on(listener: (event: InboundSipCallEvent) => void): () => void;
 }
 

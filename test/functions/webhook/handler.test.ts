@@ -255,7 +255,7 @@ describe('POST /webhook — user-initiated connect', () => {
       duplicates: 2,
     });
     expect(res.outcome).toBe('delivered');
-    const replies = await stack.runtime.permissionReplies.list(business.phoneNumberId, caller.waId);
+    const replies = await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: caller.waId });
     expect(replies).toHaveLength(1);
     expect(replies[0]).toMatchObject({ response: 'accept', permanent: true, messageId: 'wamid.perm-1' });
   });
@@ -325,7 +325,8 @@ describe('POST /webhook — terminate', () => {
       string,
       unknown
     >;
-    expect(record).toMatchObject({ state: 'ended', endReason: 'meta-terminated', metaErrors: [{ code: 138021 }] });
+    // Before: `meta-terminated`, which says only that Meta ended it; 138021 says WhatsApp heard nothing from us.
+    expect(record).toMatchObject({ state: 'ended', endReason: 'no-media-from-bridge', metaErrors: [{ code: 138021 }] });
   });
 });
 
@@ -376,8 +377,12 @@ describe('POST /webhook — a batch with a bad item, and errors-only changes', (
     );
     expect(res.status).toBe(200);
     expect(await stack.jobCount()).toBe(before + 1);
-    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000077')).toHaveLength(1);
-    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, '4915100000078')).toHaveLength(0);
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: '4915100000077' })).toHaveLength(
+      1,
+    );
+    expect(await stack.runtime.permissionReplies.list(business.phoneNumberId, { phone: '4915100000078' })).toHaveLength(
+      0,
+    );
     expect(metrics.points.filter((p) => p.name === 'WebhookItemsMalformed')).toEqual([
       { name: 'WebhookItemsMalformed', value: 1, dimensions: {} },
     ]);
@@ -390,6 +395,31 @@ describe('POST /webhook — a batch with a bad item, and errors-only changes', (
     );
     // A bad signature still answers 401, whatever the body.
     expect((await invoke(metaJsonStringify(envelope([good])), 'sha256=00')).status).toBe(401);
+  });
+
+  it('counts the errors of a terminate by Meta code, once per call however often Meta delivers it', async () => {
+    // Before: only errors-only changes were counted; a terminate's 138019–138023 reached no metric.
+    const { metrics, invoke } = recordedHandler();
+    const callId = newCallId('client-failed');
+    await invoke(metaJsonStringify(envelope([userCallConnect({ business, user: caller, callId, sdp: offer })])));
+    const terminate = metaJsonStringify(
+      envelope([
+        callTerminate({
+          business,
+          user: caller,
+          callId,
+          direction: 'USER_INITIATED',
+          status: 'FAILED',
+          errors: [{ code: 138022, message: 'Client could not transmit media' }],
+        }),
+      ]),
+    );
+    expect((await invoke(terminate)).status).toBe(200);
+    expect((await invoke(terminate)).status).toBe(200); // Meta's redelivery
+    expect(metrics.points.filter((p) => p.name === 'MetaCallErrors')).toEqual([
+      { name: 'MetaCallErrors', value: 1, dimensions: { MetaCode: '138022' } },
+    ]);
+    expect(await stack.runtime.calls.get(callId)).toMatchObject({ endReason: 'whatsapp-media-failed' });
   });
 
   it('logs and counts an errors-only calls change by Meta code (D8.1, 131044 no payment method)', async () => {

@@ -325,3 +325,54 @@ describe('a PBX-started call whose PBX moves its media (re-INVITE, RFC 3264 §8)
     }
   });
 });
+
+/**
+ * Meta counts a business-initiated call the user did not pick up, whoever ended it (4 in a row
+ * revoke the permission, M-PERM §4.1), and says so in the `terminate` (no `start_time`). When the
+ * PBX gives up while the phone rings, the bridge ends the call at once and its worker stops
+ * listening; Meta's terminate comes after.
+ */
+describe('a PBX that CANCELs while the WhatsApp user’s phone rings', () => {
+  it('ends the call at Meta and the ledger counts one unanswered call, as Meta does', async () => {
+    const number = '5511900000028';
+    await grantPermission(stack, number);
+    const sim = stack.simulator!;
+    sim.users.setScript(number, { bicAnswer: 'no_answer' });
+    const pbx = await createSipPort({
+      address: '127.0.0.2',
+      port: await freePort('127.0.0.2'),
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      const abort = new AbortController();
+      const outcome = new Promise<{ status: number }>((resolve) => {
+        const call = pbx.placeCall({
+          targets: [{ uri: bridgeUri(number) }],
+          from: { user: '100' },
+          sdpOffer: sdp('127.0.0.2', 40_002),
+          answerTimeoutMs: 20_000,
+          signal: abort.signal,
+        });
+        call.on((e) => {
+          if (e.type === 'ringing') abort.abort(); // the PBX's caller gives up: CANCEL
+          if (e.type === 'failed') resolve(e);
+        });
+      });
+      expect((await outcome).status).toBe(487);
+    } finally {
+      await pbx.close();
+    }
+    const call = bicCalls().find((c) => c.user.waId === number)!;
+    await eventually(() => call.state === 'ended', 5000, 'the WhatsApp call to end');
+    expect(call.record.endReason).toBe('business_terminate');
+    expect(call.record.startedAt, 'never picked up').toBeUndefined();
+    expect(sim.permissions.consecutiveUnanswered(number), 'Meta counted it').toBe(1);
+    await eventually(
+      async () =>
+        ((await (await stack.api(`/v1/permissions/${number}`)).json()) as { consecutiveUnanswered: number })
+          .consecutiveUnanswered === 1,
+      5000,
+      'the bridge’s ledger to count the unanswered call',
+    );
+  });
+});
