@@ -7,7 +7,7 @@
  * Install (Debian 12): `sudo apt-get install -y rtpengine-daemon` (10.5; the package's own
  * systemd service is not used and may stay stopped). Bench only — never a dependency of `npm test`.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -54,11 +54,10 @@ export function procRssMb(pid: number): number | undefined {
 
 /** The version line of the rtpengine binary, or undefined when it is not installed. */
 export function rtpengineVersion(binary = 'rtpengine'): string | undefined {
-  try {
-    return execFileSync(binary, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch {
-    return undefined;
-  }
+  // rtpengine prints its version on stderr.
+  const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return undefined;
+  return `${r.stdout}${r.stderr}`.trim() || undefined;
 }
 
 /** Whether this rtpengine build can transcode between Opus and PCMU (`rtpengine --codecs`). */
