@@ -455,6 +455,8 @@ async function measureStep(ctx: Ctx, target: Target, n: number, setupMs: number)
     rssMbPerCall: round(((m!.rssMb as number) - base.rssMb) / n, 3),
     heapMbPerCall: round(((m!.heapUsedMb as number) - base.heapUsedMb) / n, 3),
     loopStallsInWindow: m!.loopStalls,
+    /** Busy-block time of --loop-stall in the window; it is not in cpuCoreFraction. */
+    loopStallMsInWindow: round(m!.loopStallMs as number),
     bridgeCounters: {
       paced: b.paced,
       overflowDropped: b.overflowDropped,

@@ -8,6 +8,7 @@
  * systemd service is not used and may stay stopped). Bench only — never a dependency of `npm test`.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +21,7 @@ export interface RtpengineOptions {
   binary?: string;
   /** Core to pin to with `taskset -c`; undefined: not pinned. */
   core?: number;
-  /** ng control port on 127.0.0.1. */
+  /** ng control port on 127.0.0.1; default a free one. */
   ngPort?: number;
   /** RTP port range. */
   portMin?: number;
@@ -70,6 +71,15 @@ export function rtpengineTranscodes(binary = 'rtpengine'): boolean {
   }
 }
 
+/** A loopback UDP port free right now (bound and released), so that two runs never share an ng port. */
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 /** A running rtpengine daemon owned by the bench. */
 export class Rtpengine {
   private exited = false;
@@ -89,7 +99,7 @@ export class Rtpengine {
   /** Starts rtpengine in the foreground and waits until its ng port answers `ping`. */
   static async start(opts: RtpengineOptions = {}): Promise<Rtpengine> {
     const dir = mkdtempSync(join(os.tmpdir(), 'bench-rtpengine-'));
-    const ngPort = opts.ngPort ?? 22_222;
+    const ngPort = opts.ngPort ?? (await freeUdpPort());
     const conf = join(dir, 'rtpengine.conf');
     // An empty config of our own, so that /etc/rtpengine/rtpengine.conf is never read.
     writeFileSync(conf, '[rtpengine]\n');

@@ -536,6 +536,9 @@ process.on('message', (raw: unknown) => {
   );
 });
 
+// The orchestrator is gone (crash, Ctrl-C): do not outlive it.
+process.on('disconnect', () => process.exit(0));
+
 send({
   type: 'ready',
   opusPayloadBytesMean: round(OPUS_CYCLE.reduce((a, b) => a + b.length, 0) / OPUS_CYCLE.length, 1),
