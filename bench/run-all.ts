@@ -9,12 +9,19 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { machine, progress } from './lib/common.ts';
+import { rtpengineVersion } from './lib/rtpengine.ts';
 
 const quick = process.argv.includes('--quick');
+/** media-bridge.ts runs rtpengine beside the bridge when it is installed (see bench/lib/rtpengine.ts). */
+const anchor = rtpengineVersion() ? [] : ['--no-rtpengine'];
+if (anchor.length)
+  progress(
+    'rtpengine not installed: media-bridge.ts runs without its anchor (sudo apt-get install -y rtpengine-daemon)',
+  );
 
 const BENCHES: Array<{ file: string; args: string[]; timeoutS: number }> = [
   { file: 'call-flow.ts', args: quick ? ['--calls', '5'] : [], timeoutS: 120 },
-  { file: 'media-bridge.ts', args: quick ? ['--quick'] : [], timeoutS: 420 },
+  { file: 'media-bridge.ts', args: [...(quick ? ['--quick'] : []), ...anchor], timeoutS: anchor.length ? 420 : 840 },
   { file: 'media-bridge.ts', args: ['--profile', ...(quick ? ['--quick'] : [])], timeoutS: 120 },
 ];
 

@@ -1,8 +1,9 @@
 /**
  * The process under test: the bridge side of N calls, exactly as the media worker wires them
  * (WhatsAppLeg ⇄ MediaBridge ⇄ RtpSession), and nothing else. Driven over IPC by
- * bench/media-bridge.ts, which runs the load generators (Meta relays, PBX RTP peers) in
- * another process so their CPU is not counted here.
+ * bench/media-bridge.ts (the orchestrator, which relays call setup from the load generator,
+ * bench/media/generator-process.ts, another process), so the generator's CPU is not counted
+ * here. The orchestrator pins this process to core 0 and the generator to core 1 (`taskset`).
  *
  * Messages in:  {type:'setup', id, offer, sipSdp} | {type:'measure-start'} | {type:'measure-end'}
  *               | {type:'close-all'} | {type:'exit'}
@@ -95,7 +96,14 @@ new PerformanceObserver((list) => {
 }).observe({ entryTypes: ['gc'] });
 
 let window:
-  | { cpu: NodeJS.CpuUsage; at: number; stats: ReturnType<typeof totals>; hold: Uint32Array; loopStalls: number }
+  | {
+      cpu: NodeJS.CpuUsage;
+      at: number;
+      stats: ReturnType<typeof totals>;
+      hold: Uint32Array;
+      loopStalls: number;
+      loopStallMs: number;
+    }
   | undefined;
 
 /** Every call's SIP→WhatsApp hold histogram, merged. */
@@ -110,14 +118,18 @@ function holdNow(): DelayHistogram {
  * with a busy wait of 100–200 ms every 3–5 s, as a GC pause or another call's DTLS handshake.
  */
 let loopStalls = 0;
+/** Time spent in those busy blocks, ms: taken out of the CPU figure (it is the stall, not the bridge's work). */
+let loopStallMs = 0;
 if (process.env.BENCH_LOOP_STALL === '1') {
   const between = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
   const stall = () => {
-    const until = performance.now() + between(100, 200);
+    const from = performance.now();
+    const until = from + between(100, 200);
     while (performance.now() < until) {
       // busy: the loop is blocked, sockets queue up
     }
     loopStalls++;
+    loopStallMs += performance.now() - from;
     setTimeout(stall, between(3000, 5000)).unref();
   };
   setTimeout(stall, between(3000, 5000)).unref();
@@ -191,6 +203,7 @@ process.on('message', (raw: unknown) => {
         stats: totals(),
         hold: holdNow().counts,
         loopStalls,
+        loopStallMs,
       };
       send({ type: 'measure-started' });
       return;
@@ -223,9 +236,11 @@ process.on('message', (raw: unknown) => {
             : undefined;
         })(),
         loopStalls: loopStalls - window.loopStalls,
+        loopStallMs: loopStallMs - window.loopStallMs,
         callsOnSrtpFastPath: [...calls.values()].filter((c) => c.leg.srtpFastPathProfile !== undefined).length,
         wallMs,
-        cpuCoreFraction: (cpu.user + cpu.system) / 1000 / wallMs,
+        // Without the injected busy blocks (--loop-stall): those are the stall, not the bridge's work.
+        cpuCoreFraction: Math.max(0, (cpu.user + cpu.system) / 1000 - (loopStallMs - window.loopStallMs)) / wallMs,
         lag,
         rssMb: mem.rss / 2 ** 20,
         heapUsedMb: mem.heapUsed / 2 ** 20,
@@ -277,6 +292,9 @@ process.on('message', (raw: unknown) => {
       process.exit(0);
   }
 });
+
+// The orchestrator is gone (crash, Ctrl-C): do not outlive it.
+process.on('disconnect', () => process.exit(0));
 
 // Baseline footprint before any call.
 globalThis.gc?.();
