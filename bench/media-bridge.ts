@@ -39,7 +39,9 @@
  *    3–5 s, as a GC pause or another call's DTLS handshake does.
  *  `--calls N` replaces every mode's ramp with the one step N and `--measure-ms M` sets the
  *  measured window. The bridge's drop counters (`overflowDropped`, `late`) and the receivers'
- *  RFC 3550 loss are in every bridge step.
+ *  RFC 3550 loss are in every bridge step. The bridge's SIP → WhatsApp loss counts what its own
+ *  counters saw dropped or lost before it as well: the WhatsApp leg numbers its own packets, so
+ *  the Meta-side receiver alone (`lossPctSipToWhatsappOnMetaLeg`) cannot see those.
  *
  * Recipe:
  *  1. Install the anchor once (Debian 12; bench only, never needed by `npm test`):
@@ -401,9 +403,20 @@ async function measureStep(ctx: Ctx, target: Target, n: number, setupMs: number)
   const lossWaToSip = (g.waExp as number)
     ? Math.max(0, ((g.waExp as number) - (g.waRx as number)) / (g.waExp as number))
     : 1;
-  const lossSipToWa = (g.sipExp as number)
+  const lossSipToWaOnMetaLeg = (g.sipExp as number)
     ? Math.max(0, ((g.sipExp as number) - (g.sipRx as number)) / (g.sipExp as number))
     : 1;
+  // The WhatsApp leg numbers its own packets (one sequence space for audio and its silence), so a
+  // frame the bridge drops — or one lost between the PBX peer and the bridge — leaves no gap in
+  // what the WhatsApp receiver sees. For the bridge, SIP → WhatsApp loss is therefore the Meta
+  // leg's sequence loss plus the PBX stream's loss as the bridge saw it (RFC 3550) plus the frames
+  // it dropped itself. rtpengine forwards the PBX's sequence numbers, so its receiver sees all.
+  const bridgeSide = target === 'bridge' ? (m!.bridge as Record<string, number>) : undefined;
+  const bridgeDropped = bridgeSide ? (bridgeSide.overflowDropped ?? 0) + Math.max(0, bridgeSide.sipLost ?? 0) : 0;
+  const bridgeSipExpected = bridgeSide ? (bridgeSide.sipIn ?? 0) + Math.max(0, bridgeSide.sipLost ?? 0) : 0;
+  const lossSipToWa = bridgeSide
+    ? Math.min(1, lossSipToWaOnMetaLeg + (bridgeSipExpected ? bridgeDropped / bridgeSipExpected : 0))
+    : lossSipToWaOnMetaLeg;
   const cpu =
     target === 'bridge'
       ? (m!.cpuCoreFraction as number)
@@ -420,6 +433,8 @@ async function measureStep(ctx: Ctx, target: Target, n: number, setupMs: number)
     setupMs: Math.round(setupMs),
     lossPctWhatsappToSip: round(lossWaToSip * 100, 3) as number,
     lossPctSipToWhatsapp: round(lossSipToWa * 100, 3) as number,
+    /** The Meta-side receiver's sequence loss alone (for the bridge it cannot see the bridge's own drops). */
+    lossPctSipToWhatsappOnMetaLeg: round(lossSipToWaOnMetaLeg * 100, 3) as number,
     packetsExpected: (g.waExp as number) + (g.sipExp as number),
     cpuCoreFraction: round(cpu, 3) as number,
     cpuPctPerCall: round((cpu * 100) / n, 3) as number,
