@@ -20,7 +20,9 @@ function synth(props: Partial<ConstructorParameters<typeof MediaWorkers>[2]> = {
   return Template.fromStack(stack);
 }
 
-describe('Construct: MediaWorkers', () => {
+// The first synth of a file loads most of aws-cdk-lib (≈ 3 s idle, 14 s on a loaded 2-core machine): CPU, not a
+// wall-clock rule, so the tests get room rather than the suite's 20 s default.
+describe('Construct: MediaWorkers', { timeout: 60_000 }, () => {
   it('opens no inbound port at all without PBX ranges (WebRTC rides on stateful answers)', () => {
     const sg = Object.values(synth().findResources('AWS::EC2::SecurityGroup'))[0] as {
       Properties: Record<string, unknown>;

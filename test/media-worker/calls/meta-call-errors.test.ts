@@ -60,7 +60,14 @@ describe('a bridged user-initiated call that Meta ends because the WhatsApp clie
     const next = stack.agent!.nextCall(10_000);
     const call = await stack.simulator!.placeUserCall({ user: { waId: `55119000${code}` } });
     const agentCall = await next;
-    await call.waitFor('accepted', 5000);
+    await call.waitFor('accepted', 5000).catch(async (error: Error) => {
+      // Say why the bridge ended it (seen once on a loaded CI machine: business_terminate before accepted).
+      const r = await stack.runtime.calls.get(call.id);
+      const lines = stack.logs.filter((l) => l.fields.callId === call.id).map((l) => `${l.level} ${l.message}`);
+      throw new Error(
+        `${error.message}; record: ${r?.endReason} ${JSON.stringify(r?.sip)}; logs: ${lines.join(' | ')}`,
+      );
+    });
 
     stack.simulator!.engine.failCall(call.id, code);
 
