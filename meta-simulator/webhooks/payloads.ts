@@ -399,13 +399,7 @@ export function permissionReply(input: PermissionReplyInput): WebhookChange {
   put(reply, 'is_permanent', input.isPermanent);
   if (input.expirationTimestamp !== undefined) reply.expiration_timestamp = String(input.expirationTimestamp);
   reply.response_source = input.source;
-  const message: Record<string, unknown> = {};
-  put(message, 'from', phoneOf(user));
-  put(message, 'from_user_id', user.userId);
-  put(message, 'from_parent_user_id', user.parentUserId);
-  message.id = input.messageId ?? newMessageId();
-  message.timestamp = ts(input.timestamp);
-  message.type = 'interactive';
+  const message = inboundMessage(user, input.messageId ?? newMessageId(), input.timestamp, 'interactive');
   if (input.contextId !== undefined) {
     const context: Record<string, unknown> = {};
     put(context, 'from', input.contextFrom ?? user.waId);
@@ -413,6 +407,28 @@ export function permissionReply(input: PermissionReplyInput): WebhookChange {
     message.context = context;
   }
   message.interactive = { type: 'call_permission_reply', call_permission_reply: reply };
+  return messagesChange(business, user, message);
+}
+
+/** The head every inbound `messages[]` item shares: the sender's identifiers, id, timestamp and type. */
+function inboundMessage(
+  user: SimUser,
+  id: string,
+  timestamp: UnixSeconds | undefined,
+  type: string,
+): Record<string, unknown> {
+  const message: Record<string, unknown> = {};
+  put(message, 'from', phoneOf(user));
+  put(message, 'from_user_id', user.userId);
+  put(message, 'from_parent_user_id', user.parentUserId);
+  message.id = id;
+  message.timestamp = ts(timestamp);
+  message.type = type;
+  return message;
+}
+
+/** One inbound message from `user` as a `field: "messages"` change, with the user in `contacts[]`. */
+function messagesChange(business: SimBusiness, user: SimUser, message: Record<string, unknown>): WebhookChange {
   const value = baseValue(business);
   value.contacts = [contact(user)];
   value.messages = [message];
@@ -473,18 +489,9 @@ export type UserTextMessageInput = {
  */
 export function userTextMessage(input: UserTextMessageInput): WebhookChange {
   const { business, user } = input;
-  const message: Record<string, unknown> = {};
-  put(message, 'from', phoneOf(user));
-  put(message, 'from_user_id', user.userId);
-  put(message, 'from_parent_user_id', user.parentUserId);
-  message.id = input.messageId ?? newMessageId();
-  message.timestamp = ts(input.timestamp);
-  message.type = 'text';
+  const message = inboundMessage(user, input.messageId ?? newMessageId(), input.timestamp, 'text');
   message.text = { body: input.text };
-  const value = baseValue(business);
-  value.contacts = [contact(user)];
-  value.messages = [message];
-  return remember({ field: 'messages', value }, business.wabaId);
+  return messagesChange(business, user, message);
 }
 
 // ---------------------------------------------------------------------------
@@ -652,18 +659,9 @@ export type VoicemailMessageInput = {
  */
 export function voicemailMessage(input: VoicemailMessageInput): WebhookChange {
   const { business, user } = input;
-  const message: Record<string, unknown> = {};
-  put(message, 'from', phoneOf(user));
-  put(message, 'from_user_id', user.userId);
-  put(message, 'from_parent_user_id', user.parentUserId);
-  message.id = input.callId;
-  message.timestamp = ts(input.timestamp);
-  message.type = 'audio';
+  const message = inboundMessage(user, input.callId, input.timestamp, 'audio');
   message.audio = { id: input.mediaId, mime_type: 'audio/ogg; codecs=opus', voice: true };
-  const value = baseValue(business);
-  value.contacts = [contact(user)];
-  value.messages = [message];
-  return remember({ field: 'messages', value }, business.wabaId);
+  return messagesChange(business, user, message);
 }
 
 /** Input of {@link accountUpdate}. */
