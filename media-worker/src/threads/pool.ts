@@ -22,6 +22,8 @@ import { MediaThreadLostError, MediaThreadTimeoutError, NoMediaThreadError } fro
 import {
   type FromThread,
   fromWire,
+  LAG_RESOLUTION_MS,
+  lagMs,
   type MediaCommand,
   type MediaRequestOp,
   type MediaThreadData,
@@ -77,10 +79,10 @@ export class MediaThreadPool {
   private constructor(options: MediaThreadPoolOptions) {
     this.#o = options;
     this.#capacity = threadCapacity(options.maxCalls, options.threads);
-    this.#mainLag = monitorEventLoopDelay({ resolution: 10 });
+    this.#mainLag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
     this.#mainLag.enable();
     this.#mainLagTimer = setInterval(() => {
-      this.#o.metrics?.emit({ EventLoopLag: this.#mainLag.percentile(99) / 1e6 }, { MediaThread: 'main' });
+      this.#o.metrics?.emit({ EventLoopLag: lagMs(this.#mainLag.percentile(99)) }, { MediaThread: 'main' });
       this.#mainLag.reset();
     }, options.lagIntervalMs ?? 5000);
     this.#mainLagTimer.unref();

@@ -75,6 +75,14 @@ export type FromThread =
   /** Event-loop delay over the last interval (`monitorEventLoopDelay`), milliseconds. */
   | { readonly t: 'lag'; readonly p99Ms: number; readonly maxMs: number; readonly meanMs: number };
 
+/** Sampling interval of the event-loop delay histograms (`monitorEventLoopDelay`), ms. */
+export const LAG_RESOLUTION_MS = 10;
+
+/** A delay histogram value (ns; the sampling timer's interval) as event-loop lag in ms: less the resolution. */
+export function lagMs(histogramNs: number): number {
+  return Number.isFinite(histogramNs) ? Math.max(0, histogramNs / 1e6 - LAG_RESOLUTION_MS) : 0;
+}
+
 /** An error as it crosses threads. */
 export interface WireError {
   readonly name: string;

@@ -8,7 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import { CallMedia } from '../calls/call-media.ts';
 import type { FromThread, MediaRequestOp, MediaThreadData, ThreadInspection, ToThread } from './protocol.ts';
-import { toWire } from './protocol.ts';
+import { LAG_RESOLUTION_MS, lagMs, toWire } from './protocol.ts';
 
 interface Hosted {
   readonly media: CallMedia;
@@ -134,10 +134,16 @@ function command(message: ToThread & { t: 'command' }): void {
 }
 
 // The event-loop delay of this thread: what a call pinned here waits behind (GC, DTLS, other calls).
-const delay = monitorEventLoopDelay({ resolution: 10 });
+// The histogram records each sampling timer's interval, so the lag is a value less the resolution.
+const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
 delay.enable();
 setInterval(() => {
-  post({ t: 'lag', p99Ms: delay.percentile(99) / 1e6, maxMs: delay.max / 1e6, meanMs: delay.mean / 1e6 });
+  post({
+    t: 'lag',
+    p99Ms: lagMs(delay.percentile(99)),
+    maxMs: lagMs(delay.max),
+    meanMs: lagMs(delay.mean),
+  });
   delay.reset();
 }, data.lagIntervalMs).unref();
 
