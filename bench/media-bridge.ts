@@ -87,6 +87,8 @@ const MEASURE_MS = flagNumber('--measure-ms');
 /** `--max-seconds S`: the whole run is bounded; children (rtpengine included) are killed after S. */
 const MAX_SECONDS = flagNumber('--max-seconds') ?? 1800;
 const RTPENGINE_THREADS = flagNumber('--rtpengine-threads');
+/** `--media-threads N`: the bridge runs the calls' media on N media threads (the worker's MEDIA_THREADS); pinned to cores 0…N−1. */
+const MEDIA_THREADS = flagNumber('--media-threads');
 const MODES: Mode[] = (
   args[args.indexOf('--modes') + 1] && args.includes('--modes')
     ? (args[args.indexOf('--modes') + 1] as string).split(',')
@@ -142,7 +144,7 @@ const PINNING = (() => {
 })();
 
 /** fork() options that start the child under `taskset -c <core>` (the pin holds from exec on, every thread). */
-function forkPinned(module: string, core: number | undefined, env: Record<string, string>): ChildProcess {
+function forkPinned(module: string, core: number | string | undefined, env: Record<string, string>): ChildProcess {
   const nodeArgs = ['--import', 'tsx', '--expose-gc'];
   return fork(fileURLToPath(new URL(module, import.meta.url)), [], {
     ...(core === undefined
@@ -164,8 +166,11 @@ class BridgeProcess {
   constructor() {
     this.child = forkPinned(
       './media/bridge-process.ts',
-      PINNING.pinned ? PINNING.bridgeCore : undefined,
-      LOOP_STALL ? { BENCH_LOOP_STALL: '1' } : {},
+      PINNING.pinned ? (MEDIA_THREADS ? `0-${MEDIA_THREADS - 1}` : PINNING.bridgeCore) : undefined,
+      {
+        ...(LOOP_STALL ? { BENCH_LOOP_STALL: '1' } : {}),
+        ...(MEDIA_THREADS ? { BENCH_MEDIA_THREADS: String(MEDIA_THREADS) } : {}),
+      },
     );
     this.child.on('message', (raw) => {
       const m = raw as Record<string, unknown>;
@@ -468,6 +473,9 @@ async function measureStep(ctx: Ctx, target: Target, n: number, setupMs: number)
     /** SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, inside the bridge (1 ms buckets, upper edges). */
     bridgeHoldMs: m!.holdMs,
     bridgeGc: { count: gc.count, totalMs: round(gc.totalMs), maxPauseMs: round(gc.maxMs) },
+    /** CPU of each busy thread of the bridge process and the core it last ran on (/proc/self/task). */
+    threadCpu: m!.threadCpu,
+    ...(m!.mediaThreads ? { mediaThreads: m!.mediaThreads } : {}),
   };
 }
 
