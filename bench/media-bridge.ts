@@ -741,7 +741,9 @@ async function main(): Promise<void> {
       note: 'three processes: a thin orchestrator, the load generator (Meta relays, PBX RTP peers, plain RTP peers for rtpengine, every receiver) and the bridge; CPU, lag and memory are the bridge process only (rtpengine: its /proc/<pid>/stat and VmRSS). Loopback UDP. Lag = monitorEventLoopDelay (10 ms resolution subtracted).',
       pinning: PINNING.pinned
         ? {
-            bridge: `core ${PINNING.bridgeCore} (taskset -c ${PINNING.bridgeCore})`,
+            bridge: MEDIA_THREADS
+              ? `cores 0-${MEDIA_THREADS - 1} (taskset -c 0-${MEDIA_THREADS - 1}), ${MEDIA_THREADS} media threads`
+              : `core ${PINNING.bridgeCore} (taskset -c ${PINNING.bridgeCore})`,
             rtpengine: engine ? `core ${PINNING.rtpengineCore} (taskset -c ${PINNING.rtpengineCore})` : 'not run',
             generator: `core ${PINNING.generatorCore} (taskset -c ${PINNING.generatorCore})`,
             orchestrator: 'not pinned (control only: IPC relay, ng commands, /proc reads)',

@@ -75,6 +75,7 @@ export async function startMediaWorker(
         })
       : undefined;
   const openMedia = mediaThreads ? { openMedia: mediaThreads.open } : {};
+  // A start-up that fails past here stops the threads too, or they would keep the process alive.
   const sip = await createSipPort({
     address: config.sip.bindAddress,
     port: config.sip.port,
@@ -92,6 +93,9 @@ export async function startMediaWorker(
     ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
     ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
     logger: logger.child({ component: 'sip' }),
+  }).catch(async (error: unknown) => {
+    await mediaThreads?.close();
+    throw error;
   });
   const meta = new MetaGraphClient({
     baseUrl: config.meta.graphUrl,
@@ -203,7 +207,11 @@ export async function startMediaWorker(
     receiveBatch: config.sqsReceiveBatch,
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
   });
-  await worker.start();
+  await worker.start().catch(async (error: unknown) => {
+    await sip.close();
+    await mediaThreads?.close();
+    throw error;
+  });
   // INVITEs from the PBX start business-initiated calls; without rules or a line, the gate refuses them.
   const gate = createPbxGate(config.line && rules ? config.pbxAllowedSources : []);
   const checkBusinessCall: CheckBusinessCall =
