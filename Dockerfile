@@ -12,9 +12,11 @@ COPY tsconfig.json ./
 COPY core ./core
 COPY adapters ./adapters
 COPY media-worker ./media-worker
-RUN node_modules/.bin/esbuild media-worker/image/entrypoint.ts \
+# Two bundles side by side: the worker, and the media thread it starts per vCPU (MEDIA_THREADS),
+# which the worker finds beside itself as dist/media-thread.mjs.
+RUN node_modules/.bin/esbuild worker=media-worker/image/entrypoint.ts media-thread=media-worker/src/threads/thread-main.ts \
       --bundle --platform=node --format=esm --target=node22 --packages=external \
-      --sourcemap --outfile=dist/worker.mjs
+      --sourcemap --outdir=dist --out-extension:.js=.mjs
 
 FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production

@@ -89,6 +89,8 @@ const MEASURE_MS = flagNumber('--measure-ms');
 /** `--max-seconds S`: the whole run is bounded; children (rtpengine included) are killed after S. */
 const MAX_SECONDS = flagNumber('--max-seconds') ?? 1800;
 const RTPENGINE_THREADS = flagNumber('--rtpengine-threads');
+/** `--media-threads N`: the bridge runs the calls' media on N media threads (the worker's MEDIA_THREADS); pinned to cores 0…N−1. */
+const MEDIA_THREADS = flagNumber('--media-threads');
 const MODES: Mode[] = (
   args[args.indexOf('--modes') + 1] && args.includes('--modes')
     ? (args[args.indexOf('--modes') + 1] as string).split(',')
@@ -144,7 +146,7 @@ const PINNING = (() => {
 })();
 
 /** fork() options that start the child under `taskset -c <core>` (the pin holds from exec on, every thread). */
-function forkPinned(module: string, core: number | undefined, env: Record<string, string>): ChildProcess {
+function forkPinned(module: string, core: number | string | undefined, env: Record<string, string>): ChildProcess {
   const nodeArgs = ['--import', 'tsx', '--expose-gc'];
   return fork(fileURLToPath(new URL(module, import.meta.url)), [], {
     ...(core === undefined
@@ -166,8 +168,11 @@ class BridgeProcess {
   constructor() {
     this.child = forkPinned(
       './media/bridge-process.ts',
-      PINNING.pinned ? PINNING.bridgeCore : undefined,
-      LOOP_STALL ? { BENCH_LOOP_STALL: '1' } : {},
+      PINNING.pinned ? (MEDIA_THREADS ? `0-${MEDIA_THREADS - 1}` : PINNING.bridgeCore) : undefined,
+      {
+        ...(LOOP_STALL ? { BENCH_LOOP_STALL: '1' } : {}),
+        ...(MEDIA_THREADS ? { BENCH_MEDIA_THREADS: String(MEDIA_THREADS) } : {}),
+      },
     );
     this.child.on('message', (raw) => {
       const m = raw as Record<string, unknown>;
@@ -483,6 +488,9 @@ async function measureStep(ctx: Ctx, target: Target, n: number, setupMs: number)
     /** SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, inside the bridge (1 ms buckets, upper edges). */
     bridgeHoldMs: m!.holdMs,
     bridgeGc: { count: gc.count, totalMs: round(gc.totalMs), maxPauseMs: round(gc.maxMs) },
+    /** CPU of each busy thread of the bridge process and the core it last ran on (/proc/self/task). */
+    threadCpu: m!.threadCpu,
+    ...(m!.mediaThreads ? { mediaThreads: m!.mediaThreads } : {}),
   };
 }
 
@@ -748,7 +756,9 @@ async function main(): Promise<void> {
       note: 'three processes: a thin orchestrator, the load generator (Meta relays, PBX RTP peers, plain RTP peers for rtpengine, every receiver) and the bridge; CPU, lag and memory are the bridge process only (rtpengine: its /proc/<pid>/stat and VmRSS). Loopback UDP. Lag = monitorEventLoopDelay (10 ms resolution subtracted).',
       pinning: PINNING.pinned
         ? {
-            bridge: `core ${PINNING.bridgeCore} (taskset -c ${PINNING.bridgeCore})`,
+            bridge: MEDIA_THREADS
+              ? `cores 0-${MEDIA_THREADS - 1} (taskset -c 0-${MEDIA_THREADS - 1}), ${MEDIA_THREADS} media threads`
+              : `core ${PINNING.bridgeCore} (taskset -c ${PINNING.bridgeCore})`,
             rtpengine: engine ? `core ${PINNING.rtpengineCore} (taskset -c ${PINNING.rtpengineCore})` : 'not run',
             generator: `core ${PINNING.generatorCore} (taskset -c ${PINNING.generatorCore})`,
             orchestrator: 'not pinned (control only: IPC relay, ng commands, /proc reads)',

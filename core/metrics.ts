@@ -18,6 +18,7 @@
  * | `MediaJitter` | Milliseconds | `Leg` | media worker | call ended: mean interarrival jitter on that leg |
  * | `ActiveCalls` | Count | – | media worker | every heartbeat (5 s): calls this worker bridges now |
  * | `WorkerLoad` | Percent | – | media worker | every heartbeat: `100 * ActiveCalls / MAX_CALLS_PER_WORKER` |
+ * | `EventLoopLag` | Milliseconds | `MediaThread` | media worker (`MEDIA_THREADS` ≥ 1) | every 5 s per media thread (`0`, `1`, …) and for the main thread (`main`, SIP and call scripts): p99 event-loop delay over those 5 s (`monitorEventLoopDelay`) — what a call's packets wait behind |
  * | `MetaCallErrors` | Count | `MetaCode` | webhook | Meta reported a calling error: an errors-only `calls` change (e.g. 131044 no payment method), or a call's `terminate` carrying `errors[]` (138007, 138019–138023; once per call), one per error |
  * | `WebhookItemsMalformed` | Count | – | webhook | an item of a POST did not have Meta's shape and was skipped (the rest was processed) |
  * | `MetaAccountAlerts` | Count | `AlertType` | webhook | an `account_update` ACCOUNT_VIOLATION (one, typed by `violation_type`) or ACCOUNT_RESTRICTION (one per `restriction_type`): calling quality warning or pause (§2.10, §4.6) |
@@ -49,6 +50,7 @@ export const METRIC = {
   metaCallErrors: 'MetaCallErrors',
   webhookItemsMalformed: 'WebhookItemsMalformed',
   metaAccountAlerts: 'MetaAccountAlerts',
+  eventLoopLag: 'EventLoopLag',
 } as const;
 
 /** Dimension names. */
@@ -58,6 +60,7 @@ export const DIMENSION = {
   leg: 'Leg',
   metaCode: 'MetaCode',
   alertType: 'AlertType',
+  mediaThread: 'MediaThread',
 } as const;
 
 /** Values of the `Leg` dimension. */
@@ -125,6 +128,7 @@ export const METRIC_UNIT = {
   MetaCallErrors: 'Count',
   WebhookItemsMalformed: 'Count',
   MetaAccountAlerts: 'Count',
+  EventLoopLag: 'Milliseconds',
 } as const satisfies Record<(typeof METRIC)[keyof typeof METRIC], string>;
 
 /** A metric name of {@link METRIC}. */
@@ -138,6 +142,8 @@ export interface MetricDimensions {
   readonly MetaCode?: string;
   /** An `account_update` alert: the violation or restriction type, e.g. `RESTRICTED_USER_INITIATED_CALLING`. */
   readonly AlertType?: string;
+  /** A media thread's index (`0`, `1`, …) or `main` (the worker's main thread). */
+  readonly MediaThread?: string;
 }
 
 /**

@@ -10,13 +10,61 @@
  * Messages out: {type:'ready'} | {type:'setup-ok', id, answer, rtpPort} | {type:'setup-failed', id, error}
  *               | {type:'measured', ...} | {type:'closed'}
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import pino from 'pino';
+import type { CallMediaPort } from '#worker/calls/media-port.ts';
 import { DelayHistogram } from '#worker/media/delay-histogram.ts';
 import { MediaBridge } from '#worker/media/media-bridge.ts';
 import { RtpSession } from '#worker/media/rtp-session.ts';
 import { parseSipAnswer } from '#worker/media/sip-sdp.ts';
+import { MediaThreadPool } from '#worker/threads/pool.ts';
 import { WhatsAppLeg } from '#worker/webrtc/whatsapp-leg.ts';
+
+/**
+ * `BENCH_MEDIA_THREADS=N` (bench/media-bridge.ts --media-threads N): the calls' media runs on N
+ * media threads as the worker runs it with MEDIA_THREADS=N (CallMedia per call, pinned by
+ * admission). The bridge's own counters (pacing, hold histogram) stay in the threads and are not
+ * reported; loss is the generator's count as always, CPU is the whole process, and each thread's
+ * CPU and last core are read from /proc (`threadCpu`).
+ */
+const MEDIA_THREADS = Number(process.env.BENCH_MEDIA_THREADS ?? 0);
+const pool =
+  MEDIA_THREADS > 0
+    ? await MediaThreadPool.start({
+        threads: MEDIA_THREADS,
+        maxCalls: 10_000,
+        media: {
+          codecs: ['opus', 'PCMU', 'PCMA'],
+          bindAddress: '127.0.0.1',
+          portMin: 10000,
+          portMax: 19999,
+          transcode: { opusComplexity: 1 },
+        },
+        logger: pino({ level: 'silent' }),
+        lagIntervalMs: 1000,
+      })
+    : undefined;
+const threaded = new Map<string, CallMediaPort>();
+
+/** CPU ticks (utime + stime) and the last core of each thread of this process (Linux /proc). */
+function threadTicks(): Map<string, { name: string; ticks: number; core: number }> {
+  const out = new Map<string, { name: string; ticks: number; core: number }>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields after the name: state is [0], utime [11], stime [12], processor [36] (proc(5), 1-based 3, 14, 15, 39).
+      out.set(tid, { name, ticks: Number(f[11]) + Number(f[12]), core: Number(f[36]) });
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
+}
+let ticksAtStart = threadTicks();
 
 interface Call {
   leg: WhatsAppLeg;
@@ -166,7 +214,23 @@ function totals() {
   return t;
 }
 
+async function setupThreaded(m: Extract<Msg, { type: 'setup' }>): Promise<void> {
+  const media = pool!.open(pino({ level: 'silent' }), m.id);
+  try {
+    const answer = await media.leg.answer(m.offer);
+    media.leg.startSilence();
+    const sdp = await media.openSip();
+    media.start(parseSipAnswer(m.sipSdp), m.id);
+    threaded.set(m.id, media);
+    send({ type: 'setup-ok', id: m.id, answer, rtpPort: sdp.port, mode: media.mode });
+  } catch (err) {
+    await media.close();
+    send({ type: 'setup-failed', id: m.id, error: String(err) });
+  }
+}
+
 async function setup(m: Extract<Msg, { type: 'setup' }>): Promise<void> {
+  if (pool) return setupThreaded(m);
   const leg = new WhatsAppLeg({ callId: m.id });
   try {
     const answer = await leg.answer(m.offer);
@@ -193,6 +257,7 @@ process.on('message', (raw: unknown) => {
       void setup(m);
       return;
     case 'measure-start':
+      ticksAtStart = threadTicks();
       eld.reset();
       gc.count = 0;
       gc.totalMs = 0;
@@ -216,14 +281,34 @@ process.on('message', (raw: unknown) => {
       const delta = Object.fromEntries(
         Object.entries(now).map(([k, v]) => [k, v - before[k as keyof typeof before]]),
       ) as typeof now;
-      const lag = { p50Ms: lagMs(50), p99Ms: lagMs(99), maxMs: Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS) };
+      // Threaded: the media threads' loops are what the calls wait on; their last 1 s reports, worst thread.
+      const threadLag = pool ? Math.max(...pool.threads().map((t) => t.lagP99Ms ?? 0)) : undefined;
+      const lag = {
+        p50Ms: lagMs(50),
+        p99Ms: threadLag ?? lagMs(99),
+        maxMs: Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS),
+        ...(threadLag === undefined ? {} : { mainThreadP99Ms: lagMs(99) }),
+      };
+      const ticksNow = threadTicks();
+      // Clock ticks are 1/100 s on Linux (USER_HZ).
+      const threadCpu = [...ticksNow.entries()]
+        .map(([tid, t]) => ({
+          tid,
+          name: t.name,
+          lastCore: t.core,
+          coreFraction: Math.round(((t.ticks - (ticksAtStart.get(tid)?.ticks ?? 0)) * 10 * 1000) / wallMs) / 1000,
+        }))
+        .filter((t) => t.coreFraction > 0.005)
+        .sort((a, b) => b.coreFraction - a.coreFraction);
       const gcWindow = { ...gc };
       globalThis.gc?.();
       const mem = process.memoryUsage();
       send({
         type: 'measured',
         gc: gcWindow,
-        calls: calls.size,
+        calls: calls.size + threaded.size,
+        threadCpu,
+        ...(pool ? { mediaThreads: pool.threads().map((t) => ({ index: t.index, calls: t.calls })) } : {}),
         // SIP packet arrival (RTP callback) → its frame handed to the WhatsApp leg, every call, this window.
         holdMs: (() => {
           const h = holdNow();
@@ -252,7 +337,10 @@ process.on('message', (raw: unknown) => {
     case 'close-all': {
       const all = [...calls.values()];
       calls.clear();
+      const media = [...threaded.values()];
+      threaded.clear();
       void (async () => {
+        await Promise.all(media.map((c) => c.close()));
         for (const c of all) {
           await c.bridge.close();
           await Promise.allSettled([c.leg.close(), c.rtp.close()]);

@@ -84,7 +84,14 @@ export interface MediaWorkersProps {
   readonly sipPort?: number;
   /** RTP port range of the SIP leg. @default [20000, 30000] */
   readonly rtpPorts?: readonly [number, number];
-  /** Calls one worker bridges at once (`MAX_CALLS_PER_WORKER`). @default 100 */
+  /**
+   * vCPUs of a worker task. The worker runs one media thread per vCPU (`MEDIA_THREADS`), so a task
+   * uses all of them; task memory is 2 GiB per vCPU (Fargate's minimum for the size). @default 2
+   */
+  readonly vcpus?: 1 | 2 | 4 | 8;
+  /** Calls one media thread (one vCPU) bridges at once. @default 100 */
+  readonly callsPerVcpu?: number;
+  /** Calls one worker bridges at once (`MAX_CALLS_PER_WORKER`). @default callsPerVcpu × vcpus */
   readonly maxCallsPerWorker?: number;
   /**
    * Average active calls per worker the service scales to hold. Headroom absorbs a burst while
@@ -96,9 +103,7 @@ export interface MediaWorkersProps {
   readonly minWorkers?: number;
   /** Most running workers. @default 10 */
   readonly maxWorkers?: number;
-  /** Task CPU units (1024 = 1 vCPU). @default 1024 */
-  readonly cpu?: number;
-  /** Task memory, MiB. @default 2048 */
+  /** Task memory, MiB. @default 2048 × vcpus */
   readonly memoryMiB?: number;
   /** Availability zones of the VPC. @default 2 */
   readonly maxAzs?: number;
@@ -125,7 +130,9 @@ export class MediaWorkers extends Construct {
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
     const sipPort = props.sipPort ?? 5060;
     const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
-    const maxCalls = props.maxCallsPerWorker ?? 100;
+    const vcpus = props.vcpus ?? 2;
+    // Admission is per core: each media thread takes its share of the task's calls.
+    const maxCalls = props.maxCallsPerWorker ?? (props.callsPerVcpu ?? 100) * vcpus;
     const target = props.targetCallsPerWorker ?? Math.max(1, Math.floor(maxCalls * 0.6));
     const signalling = props.pbxSignallingCidrs ?? [];
     const media = props.pbxMediaCidrs ?? signalling;
@@ -160,8 +167,8 @@ export class MediaWorkers extends Construct {
     this.cluster = new Cluster(this, 'Cluster', { vpc: this.vpc, containerInsightsV2: ContainerInsights.ENHANCED });
 
     this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
-      cpu: props.cpu ?? 1024,
-      memoryLimitMiB: props.memoryMiB ?? 2048,
+      cpu: 1024 * vcpus,
+      memoryLimitMiB: props.memoryMiB ?? 2048 * vcpus,
       runtimePlatform: { cpuArchitecture: CpuArchitecture.ARM64, operatingSystemFamily: OperatingSystemFamily.LINUX },
     });
     this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
@@ -186,6 +193,8 @@ export class MediaWorkers extends Construct {
         CALL_JOBS_QUEUE_URL: props.data.callJobs.queueUrl,
         CONTROL_QUEUE_PREFIX: props.controlQueuePrefix,
         MAX_CALLS_PER_WORKER: String(maxCalls),
+        // One media thread per vCPU: every core bridges calls (SIP stays on the main thread).
+        MEDIA_THREADS: String(vcpus),
         SIP_PORT: String(sipPort),
         SIP_TRANSPORTS: 'udp,tcp',
         RTP_PORT_MIN: String(rtpMin),

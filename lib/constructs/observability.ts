@@ -131,6 +131,12 @@ export class Observability extends Construct {
     const jitter = LEGS.map((leg) => bridge(METRIC.mediaJitter, 'Average', { [DIMENSION.leg]: leg }, FIVE_MINUTES));
     const activePerWorker = workers.activeCallsPerWorker;
     const workerLoad = bridge(METRIC.workerLoad, 'Average');
+    // p99 event-loop delay per media thread (0, 1, …) and the main thread, the worst worker's each minute.
+    const eventLoopLag = new MathExpression({
+      expression: `SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.mediaThread}} MetricName="${METRIC.eventLoopLag}" ${DIMENSION.stage}="${stage}"', 'Maximum', 60)`,
+      label: '',
+      period: Duration.minutes(1),
+    });
     const runningTasks = new Metric({
       namespace: 'ECS/ContainerInsights',
       metricName: 'RunningTaskCount',
@@ -259,6 +265,9 @@ export class Observability extends Construct {
     this.dashboard.addWidgets(
       new GraphWidget({ title: 'Worker load', left: [activePerWorker], right: [workerLoad], width: 12 }),
       new GraphWidget({ title: 'Running workers', left: [runningTasks], width: 12 }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: 'Event-loop lag p99 per media thread (ms)', left: [eventLoopLag], width: 12 }),
     );
     this.dashboard.addWidgets(
       new GraphWidget({

@@ -3,7 +3,7 @@
  * stack fills the task's environment from SSM; locally `npm start` does. Invalid settings fail at
  * start-up naming the key.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '#core/errors.ts';
 import { parseVoicemailSetting } from '#core/meta/call-settings.ts';
@@ -27,6 +27,11 @@ export const WORKER_SETTINGS = {
     schema: positiveInt.max(2000),
     doc: 'Calls this worker bridges at once; a full worker leaves jobs for others.',
     default: '100',
+  },
+  MEDIA_THREADS: {
+    schema: z.union([z.literal('auto'), z.coerce.number().int().min(0).max(64)]),
+    doc: "Media threads: each call's media (WhatsApp leg, RTP session, bridge) runs on one of this many worker threads, pinned there for the call, while SIP and the call logic stay on the main thread; a thread takes at most its share of MAX_CALLS_PER_WORKER (rounded up) and a new call goes to the thread with the fewest calls. One per vCPU uses every core: the stack sets it to the task's vCPUs; `auto` is the host's available parallelism. 0 runs the media on the main thread (local mode and tests).",
+    default: '0',
   },
   SIP_TARGET_URI: {
     schema: sipUri,
@@ -247,6 +252,8 @@ const DEFAULT_X_HEADERS: ReadonlyArray<[string, XHeaderField]> = [
 export interface WorkerConfig {
   readonly workerId: string;
   readonly maxCalls: number;
+  /** Media threads (MEDIA_THREADS); 0: media on the main thread. */
+  readonly mediaThreads: number;
   readonly sip: {
     readonly targets: ReadonlyArray<{ uri: string; auth?: { username: string; password: string } }>;
     readonly bindAddress: string;
@@ -352,6 +359,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     workerId:
       get<string | undefined>('WORKER_ID') ?? `${hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 64),
     maxCalls: get<number>('MAX_CALLS_PER_WORKER'),
+    mediaThreads:
+      get<number | 'auto'>('MEDIA_THREADS') === 'auto' ? availableParallelism() : get<number>('MEDIA_THREADS'),
     sip: {
       targets: uris.map((uri) => ({ uri, ...(auth ? { auth } : {}) })),
       bindAddress: get<string>('SIP_BIND_ADDRESS'),
@@ -481,6 +490,7 @@ function parseXHeaders(spec: string | undefined): ReadonlyArray<readonly [string
 export const WORKER_WIRED = [
   'WORKER_ID',
   'MAX_CALLS_PER_WORKER',
+  'MEDIA_THREADS',
   'SIP_BIND_ADDRESS',
   'SIP_PORT',
   'SIP_TRANSPORTS',

@@ -25,6 +25,7 @@ import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
+import { MediaThreadPool } from './threads/pool.ts';
 import { type CallRunner, MediaWorker } from './worker.ts';
 
 /** A running worker and its parts. */
@@ -32,6 +33,8 @@ export interface RunningWorker {
   readonly worker: MediaWorker;
   readonly sip: SipPort;
   readonly logger: Logger;
+  /** The media threads, when `MEDIA_THREADS` ≥ 1. */
+  readonly mediaThreads?: MediaThreadPool;
   /** Stops taking jobs, drains (or ends) calls, closes SIP and clients. Idempotent. */
   stop(options?: { drain?: boolean; timeoutMs?: number }): Promise<void>;
 }
@@ -47,6 +50,8 @@ export async function startMediaWorker(
     outcomes?: BusinessCallOutcomes;
     /** Where the worker's metrics go (default: EMF lines on stdout for `config.metricsStage`). */
     metrics?: WorkerMetrics;
+    /** How often each media thread reports its event-loop delay (default 5 s). */
+    lagIntervalMs?: number;
   } = {},
 ): Promise<RunningWorker> {
   const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
@@ -57,6 +62,20 @@ export async function startMediaWorker(
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
   // One writer for the worker's own series and every kind of call (user, API- and PBX-started).
   const metrics = overrides.metrics ?? workerMetrics(config.metricsStage);
+  // Each call's media on one of MEDIA_THREADS threads (one per vCPU), pinned for its life; 0: here.
+  const mediaThreads =
+    config.mediaThreads > 0
+      ? await MediaThreadPool.start({
+          threads: config.mediaThreads,
+          maxCalls: config.maxCalls,
+          media: config.media,
+          logger: logger.child({ component: 'media-threads' }),
+          metrics,
+          ...(overrides.lagIntervalMs === undefined ? {} : { lagIntervalMs: overrides.lagIntervalMs }),
+        })
+      : undefined;
+  const openMedia = mediaThreads ? { openMedia: mediaThreads.open } : {};
+  // A start-up that fails past here stops the threads too, or they would keep the process alive.
   const sip = await createSipPort({
     address: config.sip.bindAddress,
     port: config.sip.port,
@@ -74,6 +93,9 @@ export async function startMediaWorker(
     ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
     ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
     logger: logger.child({ component: 'sip' }),
+  }).catch(async (error: unknown) => {
+    await mediaThreads?.close();
+    throw error;
   });
   const meta = new MetaGraphClient({
     baseUrl: config.meta.graphUrl,
@@ -121,6 +143,7 @@ export async function startMediaWorker(
     logger,
     metrics,
     ...(outcomes ? { outcomes } : {}),
+    ...openMedia,
   });
   const runner: CallRunner = {
     start: (job, context) =>
@@ -146,6 +169,7 @@ export async function startMediaWorker(
               adopt: (callId, call) => worker!.alias(callId, call),
               logger,
               metrics,
+              ...openMedia,
             },
           ),
   };
@@ -179,10 +203,15 @@ export async function startMediaWorker(
     reapIntervalMs: Math.max(1000, config.deadAfterMs / 2),
     runner,
     logger,
+    ...(mediaThreads ? { mediaRoom: () => mediaThreads.room } : {}),
     receiveBatch: config.sqsReceiveBatch,
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
   });
-  await worker.start();
+  await worker.start().catch(async (error: unknown) => {
+    await sip.close();
+    await mediaThreads?.close();
+    throw error;
+  });
   // INVITEs from the PBX start business-initiated calls; without rules or a line, the gate refuses them.
   const gate = createPbxGate(config.line && rules ? config.pbxAllowedSources : []);
   const checkBusinessCall: CheckBusinessCall =
@@ -208,6 +237,7 @@ export async function startMediaWorker(
       full: () => running.full,
       logger,
       metrics,
+      ...openMedia,
     }),
   );
   let stopped: Promise<void> | undefined;
@@ -215,9 +245,11 @@ export async function startMediaWorker(
     worker: running,
     sip,
     logger,
+    ...(mediaThreads ? { mediaThreads } : {}),
     stop(options) {
       stopped ??= (async () => {
         await running.stop(options);
+        await mediaThreads?.close();
         await protection?.close();
         await sip.close();
         dynamo.destroy();

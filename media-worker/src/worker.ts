@@ -51,6 +51,11 @@ export interface MediaWorkerDeps {
   readonly reapIntervalMs?: number;
   /** Told the number of active calls whenever it changes (task protection). */
   readonly onLoadChange?: (activeCalls: number) => void;
+  /**
+   * Calls the media threads can still take (admission per core, `MEDIA_THREADS`); the worker
+   * takes no more than this besides its own `maxCalls`. Unset: media on the main thread.
+   */
+  readonly mediaRoom?: () => number;
   /** Told the load at every heartbeat (metrics). */
   readonly onHeartbeat?: (activeCalls: number, maxCalls: number) => void;
 }
@@ -89,7 +94,12 @@ export class MediaWorker {
 
   /** True when the worker takes no new calls (full or draining). */
   get full(): boolean {
-    return this.#draining || this.#active.size >= this.#d.maxCalls;
+    return this.#draining || this.#room() <= 0;
+  }
+
+  /** Calls this worker can take now: its own limit, and what its media threads can take. */
+  #room(): number {
+    return Math.min(this.#d.maxCalls - this.#active.size, this.#d.mediaRoom?.() ?? Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -194,7 +204,7 @@ export class MediaWorker {
   async #jobLoop(): Promise<void> {
     const jobs = new SqsQueueReader<CallJob>(this.#d.sqs, this.#d.jobsQueueUrl);
     while (!this.#draining) {
-      const room = this.#d.maxCalls - this.#active.size;
+      const room = this.#room();
       if (room <= 0) {
         // Full: receive nothing, so other workers take the jobs (admission control).
         await sleep(50);
@@ -232,7 +242,7 @@ export class MediaWorker {
       return;
     }
     const log = this.#d.logger.child({ callId: id });
-    if (this.#draining || this.#active.size >= this.#d.maxCalls) {
+    if (this.full) {
       await message.release();
       return;
     }

@@ -216,12 +216,21 @@ describe('BridgeStack: API', () => {
 });
 
 describe('BridgeStack: media workers', () => {
-  it('runs a Fargate arm64 task with the maximum stop timeout and an init process for SIGTERM', () => {
+  it('runs a 2-vCPU Fargate arm64 task with the maximum stop timeout and an init process for SIGTERM', () => {
     const task = only('AWS::ECS::TaskDefinition');
     expect(task.Properties).toMatchObject({
       RequiresCompatibilities: ['FARGATE'],
       NetworkMode: 'awsvpc',
       RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      Cpu: '2048',
+      Memory: '4096',
+    });
+    // One media thread per vCPU, each taking 100 calls (issue 13 item 2: every core used).
+    const env = (task.Properties.ContainerDefinitions[0] as { Environment: Array<{ Name: string; Value: string }> })
+      .Environment;
+    expect(Object.fromEntries(env.map((e) => [e.Name, e.Value]))).toMatchObject({
+      MEDIA_THREADS: '2',
+      MAX_CALLS_PER_WORKER: '200',
     });
     expect(task.Properties.ContainerDefinitions[0]).toMatchObject({
       StopTimeout: 120,
@@ -299,7 +308,7 @@ describe('BridgeStack: media workers', () => {
     );
   });
 
-  it('scales on the average active calls per worker, between 2 and 10 tasks', () => {
+  it('scales on the average active calls per worker (60 % of its 200), between 2 and 10 tasks', () => {
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
       MinCapacity: 2,
       MaxCapacity: 10,
@@ -308,7 +317,7 @@ describe('BridgeStack: media workers', () => {
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
       PolicyType: 'TargetTrackingScaling',
       TargetTrackingScalingPolicyConfiguration: {
-        TargetValue: 60,
+        TargetValue: 120,
         CustomizedMetricSpecification: {
           Namespace: 'WaSipBridge',
           MetricName: METRIC.activeCalls,

@@ -53,6 +53,28 @@ describe('Construct: MediaWorkers', { timeout: 60_000 }, () => {
     });
   });
 
+  it('sizes the task by its vCPUs: one media thread per vCPU, calls and memory per vCPU', () => {
+    const t = synth({ vcpus: 4, callsPerVcpu: 80 });
+
+    const task = Object.values(t.findResources('AWS::ECS::TaskDefinition'))[0] as {
+      Properties: {
+        Cpu: string;
+        Memory: string;
+        ContainerDefinitions: Array<{ Environment: Array<{ Name: string; Value: string }> }>;
+      };
+    };
+    expect(task.Properties).toMatchObject({ Cpu: '4096', Memory: '8192' });
+    expect(
+      Object.fromEntries(task.Properties.ContainerDefinitions[0]!.Environment.map((e) => [e.Name, e.Value])),
+    ).toMatchObject({
+      MEDIA_THREADS: '4',
+      MAX_CALLS_PER_WORKER: '320',
+    });
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: { TargetValue: 192 },
+    });
+  });
+
   it('scales to the target calls per worker derived from the per-worker maximum', () => {
     synth({ maxCallsPerWorker: 50, minWorkers: 1, maxWorkers: 4 }).hasResourceProperties(
       'AWS::ApplicationAutoScaling::ScalingPolicy',

@@ -24,8 +24,9 @@ import { createSipOffer, parseSipAnswer } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
-import { applySipDialogEvent, CallMedia } from './call-media.ts';
+import { applySipDialogEvent } from './call-media.ts';
 import { CallSession } from './call-session.ts';
+import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
 import { sipEndForMetaErrors } from './sip-refusal.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
@@ -53,6 +54,8 @@ export interface ApiBusinessCallDeps {
   /** CloudWatch metrics (answered, ended, handle time, media quality). */
   readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
+  /** Opens each call's media: in this thread, or on a media thread (MEDIA_THREADS). @default in this thread */
+  readonly openMedia?: CallMediaFactory;
 }
 
 /** Runs one API-started business call; the returned call settles when it is over. */
@@ -77,7 +80,7 @@ class ApiCall {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
     const log = deps.logger.child({ requestId: request.requestId, mode: request.mode });
-    const media = new CallMedia(deps.config, log);
+    const media = (deps.openMedia ?? inProcessMedia(deps.config))(log);
     this.whatsApp = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
     this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
       hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),

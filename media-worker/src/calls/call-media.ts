@@ -13,6 +13,7 @@ import type { RtpSession } from '../media/rtp-session.ts';
 import { parseSipAnswer, type SipCodecName, type SipMediaDescription, type SipSdpOptions } from '../media/sip-sdp.ts';
 import type { InboundSipCallEvent, SipCallEvent } from '../sip/sip-port.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import type { CallMediaPort } from './media-port.ts';
 import { collectMediaStats } from './media-stats.ts';
 import { openSipMedia } from './sip-media.ts';
 
@@ -24,11 +25,14 @@ export class CallMediaClosedError extends Error {
   }
 }
 
-/** The WhatsApp leg, the SIP-side RTP session and the bridge of one call. */
-export class CallMedia {
+/**
+ * The WhatsApp leg, the SIP-side RTP session and the bridge of one call, in this thread: the
+ * in-process {@link CallMediaPort}, and what each media thread runs per call.
+ */
+export class CallMedia implements CallMediaPort {
   /** The WhatsApp leg; created with the call, so it can answer or create Meta's offer at once. */
   readonly leg: WhatsAppLeg;
-  readonly #config: WorkerConfig;
+  readonly #config: Pick<WorkerConfig, 'media'>;
   readonly #log: Logger;
   readonly #callId: string | undefined;
   #rtp: RtpSession | undefined;
@@ -37,7 +41,7 @@ export class CallMedia {
   #closed: Promise<void> | undefined;
 
   /** `callId` labels the leg's and RTP session's logs when it is known up front (user-initiated calls). */
-  constructor(config: WorkerConfig, logger: Logger, callId?: string) {
+  constructor(config: Pick<WorkerConfig, 'media'>, logger: Logger, callId?: string) {
     this.#config = config;
     this.#log = logger;
     this.#callId = callId;
@@ -127,6 +131,11 @@ export class CallMedia {
     return collectMediaStats(this.#bridge, this.leg, this.#rtp);
   }
 
+  /** In this thread a failing step throws to its caller; nothing fails outside a call. */
+  onFailure(_cb: (error: Error) => void): () => void {
+    return () => undefined;
+  }
+
   /** Closes the bridge, then the RTP session and the WhatsApp leg. Idempotent; never rejects. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
@@ -147,7 +156,7 @@ export class CallMedia {
  */
 export function applySipDialogEvent(
   event: SipCallEvent | InboundSipCallEvent,
-  media: CallMedia,
+  media: CallMediaPort,
   codecs: readonly SipCodecName[],
 ): boolean {
   switch (event.type) {

@@ -13,7 +13,7 @@ import { endCall } from '#core/calls/lifecycle.ts';
 import type { MetaCallError } from '#core/meta/webhook.ts';
 import type { WorkerConfig } from '../config.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
-import type { CallMedia } from './call-media.ts';
+import type { CallMediaPort } from './media-port.ts';
 
 /** How a call ended: the reason on its record, the side that ended it, and the SIP status if SIP gave one. */
 export interface Ending {
@@ -59,8 +59,8 @@ export interface CallSessionDeps {
 
 /** The shared life of one call on this worker; see the module comment. */
 export class CallSession {
-  /** The call's media (WhatsApp leg, RTP session, bridge). */
-  readonly media: CallMedia;
+  /** The call's media (WhatsApp leg, RTP session, bridge), in this thread or a media thread. */
+  readonly media: CallMediaPort;
   readonly log: Logger;
   /** Settles once the call has ended and its media is released and recorded. Never rejects. */
   readonly done: Promise<void>;
@@ -76,13 +76,19 @@ export class CallSession {
     this.#resolveEnded = resolve;
   });
 
-  constructor(deps: CallSessionDeps, media: CallMedia, end: CallEnd) {
+  constructor(deps: CallSessionDeps, media: CallMediaPort, end: CallEnd) {
     this.#d = deps;
     this.media = media;
     this.log = deps.logger;
     this.#end = end;
     this.#startedAt = deps.startedAt ?? deps.now();
     this.done = this.#ended.then(() => this.#release());
+    // The media failed where no script step could catch it (its media thread died): the bridge's failure.
+    const stop = media.onFailure((error) => {
+      this.log.error({ err: errorFields(error) }, 'the call media failed');
+      this.finish({ reason: 'bridge-error', by: 'bridge' });
+    });
+    void this.done.finally(stop);
   }
 
   /** How the call ended, once it is ending. */

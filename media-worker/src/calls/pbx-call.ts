@@ -19,8 +19,9 @@ import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
 import type { ActiveCall } from '../worker.ts';
-import { applySipDialogEvent, CallMedia } from './call-media.ts';
+import { applySipDialogEvent } from './call-media.ts';
 import { CallSession, type Ending, errorFields } from './call-session.ts';
+import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { PbxGate } from './pbx-gate.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
 import { refuse, sipEndForMetaErrors, sipStatusForMeta } from './sip-refusal.ts';
@@ -42,6 +43,8 @@ export interface PbxCallDeps {
   /** CloudWatch metrics (answered, ended, handle time, media quality). */
   readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
+  /** Opens each call's media: in this thread, or on a media thread (MEDIA_THREADS). @default in this thread */
+  readonly openMedia?: CallMediaFactory;
 }
 
 /** Handles one INVITE from the PBX. Resolves once the call is set up or refused; the call then runs on. */
@@ -89,7 +92,7 @@ class PbxCall {
     this.#user = { phone };
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
-    const media = new CallMedia(deps.config, log);
+    const media = (deps.openMedia ?? inProcessMedia(deps.config))(log);
     this.#wa = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
     this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
       hangUpSip: (ending) =>

@@ -10,7 +10,7 @@ import type { SipSdpOptions } from '../media/sip-sdp.ts';
 
 /** Open the call's SIP-side RTP session; `sdp` is what `createSipOffer`/`answerSipOffer` advertise for it. */
 export async function openSipMedia(
-  config: WorkerConfig,
+  config: Pick<WorkerConfig, 'media'>,
   logger: Logger,
   callId?: string,
 ): Promise<{ rtp: RtpSession; sdp: SipSdpOptions }> {

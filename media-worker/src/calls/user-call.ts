@@ -28,8 +28,9 @@ import { createSipOffer, parseSipAnswer } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
-import { applySipDialogEvent, CallMedia } from './call-media.ts';
+import { applySipDialogEvent } from './call-media.ts';
 import { CallSession, errorFields } from './call-session.ts';
+import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
 import { sipEndForMetaErrors } from './sip-refusal.ts';
 import { xHeaders } from './x-headers.ts';
@@ -46,6 +47,8 @@ export interface UserCallDeps {
   /** CloudWatch metrics (setup latency, answered, ended, handle time, media quality). */
   readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
+  /** Opens each call's media: in this thread, or on a media thread (MEDIA_THREADS). @default in this thread */
+  readonly openMedia?: CallMediaFactory;
 }
 
 /** Starts a {@link UserCall} per claimed job. */
@@ -79,7 +82,7 @@ export class UserCall {
     const log = deps.logger.child({ callId: job.callId });
     this.#session = new CallSession(
       { ...deps, logger: log, now: this.#now, startedAt: claimedAt },
-      new CallMedia(deps.config, log, job.callId),
+      (deps.openMedia ?? inProcessMedia(deps.config))(log, job.callId),
       {
         // Meta's error, if it ended the call with one, reaches the agent as a Reason on the BYE/CANCEL.
         hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),

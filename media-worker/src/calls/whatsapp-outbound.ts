@@ -15,9 +15,9 @@ import type { CallOwner, CallPatch, CallRecord, CallStore, WorkerSignal } from '
 import type { EndReason } from '#core/calls/call-state.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { MetaCallError, WhatsAppUser } from '#core/meta/webhook.ts';
-import type { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { ActiveCall } from '../worker.ts';
 import { errorFields } from './call-session.ts';
+import type { WhatsAppLegPort } from './media-port.ts';
 
 /** What happened on the WhatsApp side. */
 export type WhatsAppOutboundEvent =
@@ -52,7 +52,7 @@ export interface WhatsAppOutboundDeps {
 
 /** Places the WhatsApp leg of a business-initiated call. */
 export class WhatsAppOutbound {
-  readonly leg: WhatsAppLeg;
+  readonly leg: WhatsAppLegPort;
   callId: string | undefined;
   #phoneNumberId = '';
   #log: Logger;
@@ -65,7 +65,7 @@ export class WhatsAppOutbound {
   #queue: Promise<void> = Promise.resolve();
 
   /** `leg` is the call's WhatsApp leg; its owner (the call's `CallMedia`) closes it. */
-  constructor(deps: WhatsAppOutboundDeps, leg: WhatsAppLeg) {
+  constructor(deps: WhatsAppOutboundDeps, leg: WhatsAppLegPort) {
     this.#d = deps;
     this.#log = deps.logger;
     this.leg = leg;
