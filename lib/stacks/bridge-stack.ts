@@ -35,7 +35,7 @@ export interface BridgeStackProps extends StackProps {
   readonly minWorkers?: number;
   /** Most media workers. @default 10 */
   readonly maxWorkers?: number;
-  /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 */
+  /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 per vCPU of the worker task (200) */
   readonly maxCallsPerWorker?: number;
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
