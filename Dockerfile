@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The media worker image (linux/arm64 in AWS; `cdk deploy` builds it from this repository).
-# Build stage: bundle the worker's TypeScript with esbuild (packages stay external).
+# Build stage: bundle the worker's TypeScript with esbuild (packages stay external). The source map
+# keeps only the mappings (no embedded sources): stack traces still name file:line, and the idle
+# worker's RSS is ~15 MB lower (--enable-source-maps parses and keeps the whole map; issue 13 item 3).
 # Runtime stage: Node 22, production dependencies only, non-root, no shell entrypoint.
 
 FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS build
@@ -16,7 +18,7 @@ COPY media-worker ./media-worker
 # which the worker finds beside itself as dist/media-thread.mjs.
 RUN node_modules/.bin/esbuild worker=media-worker/image/entrypoint.ts media-thread=media-worker/src/threads/thread-main.ts \
       --bundle --platform=node --format=esm --target=node22 --packages=external \
-      --sourcemap --outdir=dist --out-extension:.js=.mjs
+      --sourcemap --sources-content=false --outdir=dist --out-extension:.js=.mjs
 
 FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production

@@ -50,7 +50,7 @@
  *  2. Run, on an otherwise idle machine with ≥ 2 cores:
  *       node --import tsx bench/media-bridge.ts [--quick] [--modes passthrough,transcode]
  *         [--bursty] [--loop-stall] [--calls N] [--measure-ms M] [--no-pin] [--no-rtpengine]
- *         [--rtpengine-threads T] [--max-seconds S]
+ *         [--rtpengine-threads T] [--max-seconds S] [--bundled-bridge]
  *     e.g. stall run at 100 calls: `--modes passthrough --calls 100 --bursty --loop-stall`.
  *  3. Read the JSON (one object on stdout; progress on stderr): `setup.pinning` (what ran on
  *     which core), `results.<mode>.capacity.sideBySide[]` (per N: `rtpengine` and `bridge` loss
@@ -60,6 +60,7 @@
  *     `otherProcessesCpuCores` above ~0.25 was disturbed by something else on the machine.
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { aim, machine, machineCpuMs, progress, round, sleep } from './lib/common.ts';
@@ -76,6 +77,11 @@ const PROFILE_CALLS: Record<Mode, number> = { passthrough: 100, transcode: 60 };
 const BURSTY = args.includes('--bursty');
 /** `--loop-stall`: the bridge process blocks its loop for 100–200 ms every 3–5 s. */
 const LOOP_STALL = args.includes('--loop-stall');
+/**
+ * `--bundled-bridge`: the bridge process runs as the image runs the worker — an esbuild bundle
+ * (packages external) on plain node, without the tsx loader — so its RSS is the production figure.
+ */
+const BUNDLED_BRIDGE = args.includes('--bundled-bridge');
 /** `--no-rtpengine`: the bridge alone (no anchor). */
 const NO_RTPENGINE = args.includes('--no-rtpengine');
 const flagNumber = (name: string): number | undefined => {
@@ -147,14 +153,36 @@ const PINNING = (() => {
 
 /** fork() options that start the child under `taskset -c <core>` (the pin holds from exec on, every thread). */
 function forkPinned(module: string, core: number | string | undefined, env: Record<string, string>): ChildProcess {
-  const nodeArgs = ['--import', 'tsx', '--expose-gc'];
-  return fork(fileURLToPath(new URL(module, import.meta.url)), [], {
+  const bundle = module === './media/bridge-process.ts' && BUNDLED_BRIDGE ? bundleBridge() : undefined;
+  const nodeArgs = bundle ? ['--expose-gc'] : ['--import', 'tsx', '--expose-gc'];
+  return fork(bundle ?? fileURLToPath(new URL(module, import.meta.url)), [], {
     ...(core === undefined
       ? { execArgv: nodeArgs }
       : { execPath: 'taskset', execArgv: ['-c', String(core), process.execPath, ...nodeArgs] }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env },
   });
+}
+
+/**
+ * `--bundled-bridge`: bench/media/bridge-process.ts bundled like the image's worker (Dockerfile:
+ * esbuild, ESM, packages external) into bench/.build/ (inside the repository, so the external
+ * packages resolve from its node_modules). Returns the bundle's path.
+ */
+function bundleBridge(): string {
+  const outfile = fileURLToPath(new URL('./.build/bridge-process.mjs', import.meta.url));
+  const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
+  esbuild.buildSync({
+    entryPoints: [fileURLToPath(new URL('./media/bridge-process.ts', import.meta.url))],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    packages: 'external',
+    outfile,
+    logLevel: 'warning',
+  });
+  return outfile;
 }
 
 // ---------------------------------------------------------------- bridge process
@@ -777,6 +805,9 @@ async function main(): Promise<void> {
           }
         : { skipped: NO_RTPENGINE ? '--no-rtpengine' : PROFILE ? '--profile' : 'not installed' },
       quick: QUICK,
+      bridgeRuns: BUNDLED_BRIDGE
+        ? 'esbuild bundle on plain node (as the image runs the worker; --bundled-bridge)'
+        : 'TypeScript under the tsx loader (adds to its RSS; --bundled-bridge for the image figure)',
       stalls: {
         bursty: BURSTY
           ? 'PBX peers of rtpengine and bridge calls: 40–120 ms clumps, a 100–200 ms stall every 3–5 s'
