@@ -27,7 +27,6 @@ import { type Clock, realClock } from '#core/clock.ts';
 import { ReceptionStatistics } from '../media/reception-statistics.ts';
 import { ntpFromUnixMs } from '../media/rtcp.ts';
 import { createRtpView, type RtpView } from '../media/rtp.ts';
-import { AesGcm, GCM_TAG_BYTES } from './aes-gcm.ts';
 import { type SrtpDropReason, type SrtpProfile, SrtpStream, srtpProfileFromId } from './srtp.ts';
 
 /** The werift 0.25 objects this path touches (public fields unless marked). */
@@ -39,8 +38,6 @@ interface WeriftInternals {
         keys: Record<'localMasterKey' | 'localMasterSalt' | 'remoteMasterKey' | 'remoteMasterSalt', Buffer>;
       };
     };
-    /** werift's SRTCP session (sender and receiver reports stay with werift). */
-    srtcp?: { localContext?: { cipher?: WeriftSrtcpCipher } };
     packetsReceived: number;
     bytesReceived: number;
     packetsSent: number;
@@ -73,49 +70,6 @@ interface CandidatePairLike {
       closed: boolean;
     };
   };
-}
-
-/** werift 0.25's AES-GCM cipher object of an SRTCP context (`CipherAesGcm`). */
-interface WeriftSrtcpCipher {
-  aeadAuthTagLen?: number;
-  srtcpSessionKey?: Buffer;
-  rtcpInitializationVector?: (ssrc: number, srtcpIndex: number) => Buffer;
-  rtcpAdditionalAuthenticatedData?: (rtcpPacket: Buffer, srtcpIndex: number) => Buffer;
-  encryptRTCP: (rtcpPacket: Buffer, srtcpIndex: number) => Buffer;
-}
-
-/**
- * werift protects its RTCP (sender and receiver reports, each every 0.5–1.5 s) with a new
- * `aes-128-gcm` cipher per packet: about as much CPU per call as the SRTP of all its audio
- * packets in the profile. With the GCM profile, this swaps in {@link AesGcm} on the SRTCP key
- * (same IV and AAD, werift's own helpers; RFC 7714 §9: header ‖ ciphertext ‖ tag ‖ E+index).
- * Returns false (and changes nothing) when werift's objects are not as expected.
- */
-export function accelerateSrtcpEncryption(cipher: WeriftSrtcpCipher | undefined): boolean {
-  if (
-    !cipher ||
-    cipher.aeadAuthTagLen !== GCM_TAG_BYTES ||
-    !Buffer.isBuffer(cipher.srtcpSessionKey) ||
-    cipher.srtcpSessionKey.length !== 16 ||
-    typeof cipher.rtcpInitializationVector !== 'function' ||
-    typeof cipher.rtcpAdditionalAuthenticatedData !== 'function' ||
-    typeof cipher.encryptRTCP !== 'function'
-  ) {
-    return false;
-  }
-  const gcm = new AesGcm(cipher.srtcpSessionKey);
-  const iv = cipher.rtcpInitializationVector.bind(cipher);
-  const aadOf = cipher.rtcpAdditionalAuthenticatedData.bind(cipher);
-  cipher.encryptRTCP = (rtcpPacket, srtcpIndex) => {
-    const len = rtcpPacket.length;
-    const aad = aadOf(rtcpPacket, srtcpIndex); // first 8 bytes ‖ E-flag + SRTCP index
-    const out = Buffer.allocUnsafe(len + GCM_TAG_BYTES + 4);
-    rtcpPacket.copy(out, 0);
-    gcm.encrypt(iv(rtcpPacket.readUInt32BE(4), srtcpIndex), aad, out.subarray(8, len), out.subarray(len));
-    aad.copy(out, len + GCM_TAG_BYTES, 8, 12);
-    return out;
-  };
-  return true;
 }
 
 /** Packets this path dropped, by reason. */
@@ -210,7 +164,6 @@ export class SrtpMediaPath {
     transport.onData = (data, addr) => {
       if (!path.receive(data)) path.originalOnData(data, addr);
     };
-    accelerateSrtcpEncryption(w.dtls.srtcp?.localContext?.cipher);
     // werift starts these loops on its own first packet; ours never pass through it.
     w.sender.runRtcp().catch(() => undefined);
     w.receiver.runRtcp().catch(() => undefined);
