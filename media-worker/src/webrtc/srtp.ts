@@ -7,10 +7,7 @@
  * re-parses the header bit by bit for every packet, and it keeps no replay
  * list. Here the AES-CM keystream comes from one reused AES-ECB cipher
  * (the counter blocks are encrypted in one call), the HMAC-SHA1 tag comes
- * from pad states computed once per key (hmac-sha1.ts), GCM runs on one reused
- * ECB cipher and a GHASH table built once per key (aes-gcm.ts: Node's GCM
- * cipher cannot take a new IV, and a new one per packet was the largest
- * single cost of a passthrough call), the header is read with
+ * from pad states computed once per key (hmac-sha1.ts), the header is read with
  * plain byte arithmetic into a caller-owned {@link RtpView}, and the receiver
  * keeps RFC 3711 §3.3.2's replay window. RTCP stays with werift (SRTCP is a
  * few packets per second).
@@ -20,9 +17,8 @@
  *
  * @module
  */
-import { createCipheriv, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import { RTP_HEADER_BYTES, type RtpView } from '../media/rtp.ts';
-import { AesGcm } from './aes-gcm.ts';
 import { HmacSha1 } from './hmac-sha1.ts';
 
 /** DTLS-SRTP protection profile (IANA "DTLS-SRTP Protection Profiles" value in brackets). */
@@ -113,8 +109,6 @@ export class SrtpStream {
   private readonly keys: SrtpSessionKeys;
   /** AES-CM: one ECB cipher, reused for every packet's counter blocks. */
   private readonly ecb: ReturnType<typeof createCipheriv> | undefined;
-  /** GCM: one key schedule and GHASH table for every packet (see aes-gcm.ts). */
-  private readonly gcm: AesGcm | undefined;
   /** AES-CM: the auth key's HMAC-SHA1 with its pad states computed once (see hmac-sha1.ts). */
   private readonly hmac: HmacSha1 | undefined;
   private readonly tagScratch = Buffer.alloc(AES_CM_TAG);
@@ -138,7 +132,6 @@ export class SrtpStream {
       this.hmac = new HmacSha1(this.keys.authKey as Buffer);
     } else {
       this.tagLength = GCM_TAG;
-      this.gcm = new AesGcm(this.keys.encryptionKey);
     }
   }
 
@@ -171,16 +164,18 @@ export class SrtpStream {
     const out = Buffer.allocUnsafe(rtp.length + this.tagLength);
     out.set(rtp.subarray(0, headerLength), 0);
     const payload = rtp.subarray(headerLength);
-    out.set(payload, headerLength);
-    if (this.gcm) {
-      this.gcm.encrypt(
-        this.gcmNonce(ssrc, st.roc, seq),
-        out.subarray(0, headerLength),
-        out.subarray(headerLength, rtp.length),
-        out.subarray(rtp.length),
-      );
+    if (this.profile === 'AEAD_AES_128_GCM') {
+      const cipher = createCipheriv('aes-128-gcm', this.keys.encryptionKey, this.gcmNonce(ssrc, st.roc, seq), {
+        authTagLength: GCM_TAG,
+      });
+      cipher.setAAD(out.subarray(0, headerLength));
+      const enc = cipher.update(payload);
+      cipher.final();
+      enc.copy(out, headerLength);
+      cipher.getAuthTag().copy(out, headerLength + payload.length);
       return out;
     }
+    out.set(payload, headerLength);
     this.xorKeystream(out.subarray(headerLength, headerLength + payload.length), ssrc, st.roc, seq);
     this.hmacTag(out.subarray(0, rtp.length), st.roc, out.subarray(rtp.length, rtp.length + AES_CM_TAG));
     return out;
@@ -222,14 +217,19 @@ export class SrtpStream {
       if (st.seen[index & 127] === index) return 'replay';
     }
 
-    if (this.gcm) {
-      const ok = this.gcm.decrypt(
-        this.gcmNonce(ssrc, roc, seq),
-        srtp.subarray(0, headerLength),
-        srtp.subarray(headerLength, len),
-        srtp.subarray(len),
-      );
-      if (!ok) return 'authentication';
+    if (this.profile === 'AEAD_AES_128_GCM') {
+      const decipher = createDecipheriv('aes-128-gcm', this.keys.encryptionKey, this.gcmNonce(ssrc, roc, seq), {
+        authTagLength: GCM_TAG,
+      });
+      decipher.setAAD(srtp.subarray(0, headerLength));
+      decipher.setAuthTag(srtp.subarray(len));
+      const plain = decipher.update(srtp.subarray(headerLength, len));
+      try {
+        decipher.final();
+      } catch {
+        return 'authentication';
+      }
+      plain.copy(srtp, headerLength);
     } else {
       const tag = this.tagScratch;
       this.hmacTag(srtp.subarray(0, len), roc, tag);
