@@ -57,7 +57,7 @@ interface Attempt {
 }
 
 /** Final responses after which the next target is tried (RFC 3261 §16.7 gives the model). */
-function isFailoverStatus(status: number): boolean {
+export function isFailoverStatus(status: number): boolean {
   return status === 408 || (status >= 500 && status < 600);
 }
 
