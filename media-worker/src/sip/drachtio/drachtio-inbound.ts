@@ -153,43 +153,43 @@ export class DrachtioInboundCall implements InboundSipCall {
     this.#logger.info({ sdp: redactSdp(sdp) }, 'answering 200');
     this.#ackWait = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.#ackTimeoutMs);
-      this.#ctx.srf
-        .createUAS(this.#req, this.#res, {
+      const onDialog = (dialog: Srf.Dialog): void => {
+        this.#dialog = dialog;
+        dialog.once('ack', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+        attachDialog(this.#ctx, dialog, {
+          logger: this.#logger,
           localSdp: sdp,
-          headers: { 'Content-Type': 'application/sdp', Allow: ALLOW, Server: this.#ctx.userAgent },
-        })
-        .then(
-          (dialog) => {
-            this.#dialog = dialog;
-            dialog.once('ack', () => {
-              clearTimeout(timer);
-              resolve(true);
-            });
-            attachDialog(this.#ctx, dialog, {
-              logger: this.#logger,
-              localSdp: sdp,
-              localVersion: sessionVersion(sdp),
-              remoteSdp: this.#remoteSdp,
-              emit: (e) => this.#events.emit(e),
-              onRemoteBye: (_reason, fromServer) => {
-                if (fromServer) {
-                  // drachtio-server gave up waiting for the ACK and sent BYE itself.
-                  clearTimeout(timer);
-                  resolve(false);
-                  return;
-                }
-                clearTimeout(timer);
-                resolve(true);
-                this.#terminate('remote BYE');
-              },
-            });
+          localVersion: sessionVersion(sdp),
+          remoteSdp: this.#remoteSdp,
+          emit: (e) => this.#events.emit(e),
+          onRemoteBye: (_reason, fromServer) => {
+            clearTimeout(timer);
+            // drachtio-server gave up waiting for the ACK and sent BYE itself: treat as no ACK.
+            resolve(!fromServer);
+            if (!fromServer) this.#terminate('remote BYE');
           },
-          (err: unknown) => {
+        });
+      };
+      // The callback form on purpose: it runs in the same tick as drachtio's confirmation of our
+      // 200, so the dialog's listeners are on before a quick ACK/BYE in the same read is handled
+      // (a promise continuation would run after it).
+      this.#ctx.srf.createUAS(
+        this.#req,
+        this.#res,
+        { localSdp: sdp, headers: { 'Content-Type': 'application/sdp', Allow: ALLOW, Server: this.#ctx.userAgent } },
+        (err: unknown, dialog: Srf.Dialog) => {
+          if (err || !dialog) {
             clearTimeout(timer);
             this.#logger.warn({ err }, '200 not sent');
             resolve(false);
-          },
-        );
+            return;
+          }
+          onDialog(dialog);
+        },
+      );
     });
     return this.#ackWait.then(async (acked) => {
       if (acked) return;

@@ -148,7 +148,8 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     this.#earlySdp = undefined;
     att.silenceTimer = setTimeout(() => this.#onSilence(att), this.#opts.failoverTimeoutMs ?? 4000);
     this.#logger.info({ target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) }, 'sending INVITE');
-    const uac = this.#ctx.srf.createUAC(
+    // The callback form, so the dialog's listeners are on in the tick drachtio reports the 2xx.
+    this.#ctx.srf.createUAC(
       target.uri,
       {
         localSdp: this.#opts.sdpOffer,
@@ -170,10 +171,10 @@ export class DrachtioOutboundCall implements OutboundSipCall {
         },
         cbProvisional: (res: Srf.SrfResponse) => this.#onProvisional(att, res),
       },
-    );
-    uac.then(
-      (dialog) => this.#onAnswered(att, dialog),
-      (err: unknown) => this.#onFailure(att, err),
+      (err: unknown, dialog: Srf.Dialog) => {
+        if (err || !dialog) this.#onFailure(att, err);
+        else this.#onAnswered(att, dialog);
+      },
     );
   }
 
