@@ -23,6 +23,7 @@ import type { WorkerConfig } from './config.ts';
 import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
+import { createDrachtioSipPort } from './sip/drachtio/drachtio-adapter.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
 import { type CallRunner, MediaWorker } from './worker.ts';
@@ -57,24 +58,36 @@ export async function startMediaWorker(
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
   // One writer for the worker's own series and every kind of call (user, API- and PBX-started).
   const metrics = overrides.metrics ?? workerMetrics(config.metricsStage);
-  const sip = await createSipPort({
-    address: config.sip.bindAddress,
-    port: config.sip.port,
-    transports: config.sip.transports,
-    ...(config.sip.tls
-      ? {
-          tls: {
-            port: config.sip.tls.port,
-            cert: readFileSync(config.sip.tls.certFile),
-            key: readFileSync(config.sip.tls.keyFile),
-          },
-        }
-      : {}),
-    fromDomain: config.sip.fromDomain,
-    ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
-    ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
-    logger: logger.child({ component: 'sip' }),
-  });
+  const sipLogger = logger.child({ component: 'sip' });
+  const sip: SipPort =
+    config.sip.stack.kind === 'drachtio'
+      ? // SIP_STACK=drachtio: drachtio-server owns the SIP sockets; the worker is its application.
+        await createDrachtioSipPort({
+          host: config.sip.stack.host,
+          port: config.sip.stack.port,
+          secret: config.sip.stack.secret,
+          fromDomain: config.sip.fromDomain,
+          ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
+          logger: sipLogger,
+        })
+      : await createSipPort({
+        address: config.sip.bindAddress,
+        port: config.sip.port,
+        transports: config.sip.transports,
+        ...(config.sip.tls
+          ? {
+              tls: {
+                port: config.sip.tls.port,
+                cert: readFileSync(config.sip.tls.certFile),
+                key: readFileSync(config.sip.tls.keyFile),
+              },
+            }
+          : {}),
+        fromDomain: config.sip.fromDomain,
+        ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
+        ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
+        logger: sipLogger,
+      });
   const meta = new MetaGraphClient({
     baseUrl: config.meta.graphUrl,
     accessToken: config.meta.accessToken,
