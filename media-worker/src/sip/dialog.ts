@@ -31,6 +31,8 @@ export interface SipStackContext {
   readonly fromDomain: string;
   /** Host the package treats as itself (publicAddress ?? address): it cannot send requests there. */
   readonly localHost: string;
+  /** The port this stack listens on for `transport` (a target on our host at another port is not us). */
+  ownPort(transport: SipTransport): number;
   /** Bound on how long `hangUp()` and friends wait for a response (the transaction itself runs on). */
   readonly requestTimeoutMs: number;
   /** How long a 2xx we sent waits for its ACK (64·T1 in RFC 3261 §13.3.1.4). */

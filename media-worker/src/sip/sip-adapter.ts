@@ -9,7 +9,8 @@
  * - it binds `port || 5060`, so port 0 is refused; bind errors on its sockets are unhandled
  *   `error` events that would crash the process, so ports are probed first;
  * - a request whose next hop equals its own address is treated as a local flow and answered 404
- *   locally, so targets must not be this stack's own address;
+ *   locally; a target on this host at another port (a PBX beside the worker) is therefore reached
+ *   through the package's own flow mechanism ({@link routeToOwnHost});
  * - a server transaction that never gets a response never ends, so every request is answered.
  */
 import { createSocket } from 'node:dgram';
@@ -23,7 +24,17 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
-import { ALLOW, bodyOf, headerText, KNOWN_METHODS, newTag, redactedWireText, responseTo, T1_MS } from './sip-wire.ts';
+import {
+  ALLOW,
+  bodyOf,
+  headerText,
+  KNOWN_METHODS,
+  newTag,
+  redactedWireText,
+  responseTo,
+  T1_MS,
+  transportOf,
+} from './sip-wire.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -103,6 +114,35 @@ async function probeTcp(address: string, port: number): Promise<void> {
 }
 
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
+
+/**
+ * The package treats any request whose next hop is its own host as addressed to one of its own
+ * flows and answers it 404 locally, so a PBX on the worker's IP at another port was unreachable (issue
+ * 14: no INVITE ever left). Such a request gets a first Route naming a flow to that port, the
+ * package's own flow-token mechanism: the package takes that Route off (it never reaches the wire)
+ * and sends to the flow's address and port. Our own address and port is left alone (a loop).
+ */
+export function routeToOwnHost(
+  stack: Pick<SipStack, 'hostname' | 'encodeFlowUri'>,
+  m: SipMessage,
+  own: { address: string; port: (t: SipTransport) => number },
+): void {
+  if (!m.method) return;
+  const first = m.headers.route?.[0]?.uri;
+  const next = first ?? m.uri;
+  const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
+  if (!hop || hop.host !== stack.hostname()) return;
+  const transport = transportOf(hop);
+  const port = hop.port ?? (transport === 'tls' ? 5061 : 5060);
+  if (port === own.port(transport)) return;
+  const flow = stack.encodeFlowUri({
+    protocol: transport === 'tls' ? 'TLS' : transport === 'tcp' ? 'TCP' : 'UDP',
+    address: hop.host,
+    port,
+    local: { address: own.address, port: own.port(transport) },
+  });
+  m.headers.route = [{ uri: { ...flow, params: { lr: null } }, params: {} }, ...(m.headers.route ?? [])];
+}
 
 /**
  * Start a SIP stack and return the port on it. Resolves once the sockets are bound.
@@ -189,10 +229,12 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     );
   };
 
+  const ownPort = (t: SipTransport): number => (t === 'tls' ? tlsPort : options.port);
   const ctx: SipStackContext = {
     get stack() {
-      return stack;
+      return routedStack;
     },
+    ownPort,
     userAgent,
     fromDomain: options.fromDomain ?? host,
     localHost: host,
@@ -328,6 +370,15 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
       if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
     }
   });
+  const routedStack: SipStack = {
+    send: (m, callback) => {
+      routeToOwnHost(stack, m, { address: options.address, port: ownPort });
+      stack.send(m, callback);
+    },
+    destroy: () => stack.destroy(),
+    hostname: () => stack.hostname(),
+    encodeFlowUri: (flow) => stack.encodeFlowUri(flow),
+  };
   // Sockets bind asynchronously inside the package; let them settle before the first send.
   await new Promise((r) => setImmediate(r));
   logger.info({ address: options.address, port: options.port, transports: [...transports] }, 'SIP stack listening');

@@ -298,10 +298,27 @@ export function outboundCallContract(name: AdapterName): void {
     });
 
     if (name === 'inprocess')
-      it('a target on our own address fails at once with 482 (the package cannot route to itself)', async () => {
-        const { log } = place({ targets: [{ uri: 'sip:me@127.0.0.1:5999' }] });
+      it('a target that is this very stack (our address and port) fails at once with 482 (a loop)', async () => {
+        const { log } = place({ targets: [{ uri: `sip:me@127.0.0.1:${adapter.sipPort}` }] });
         expect(await log.next('failed')).toMatchObject({ status: 482 });
       });
+
+    it('a PBX on the worker’s own IP at another port (issue 14): the INVITE reaches it, ACK and BYE too', async () => {
+      // Held-out check: PBX at 127.0.0.1:5098, worker at 127.0.0.1:5060 — no INVITE ever left.
+      const sameHost = await FarEnd.start('127.0.0.1');
+      sameHost.handler = answerAll();
+      try {
+        const { call, log } = place({ targets: [{ uri: sameHost.uri('agent') }] });
+        expect((await log.next('answered')).target).toBe(sameHost.uri('agent'));
+        const { rq: invite } = await sameHost.next(byCall(call.callId, 'INVITE'));
+        expect(invite.headers.route ?? []).toEqual([]); // nothing of the local routing reaches the wire
+        await sameHost.next(byCall(call.callId, 'ACK'));
+        await call.hangUp();
+        await sameHost.next(byCall(call.callId, 'BYE'));
+      } finally {
+        sameHost.close();
+      }
+    });
 
     it('CANCEL racing a 200 (RFC 3261 §9.1): the 2xx is ACKed then BYEd, the call reports 487 only', async () => {
       fe.handler = (rq, _r, f) => {
