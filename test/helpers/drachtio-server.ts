@@ -7,12 +7,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
-import { sleep } from './async.ts';
 import { freePort } from '../media-worker/sip/helpers/far-end.ts';
+import { sleep } from './async.ts';
 
 /** Where the binary is: `DRACHTIO_SERVER_BIN`, else the shared test tool next to the project. */
 export function drachtioServerBin(): string {
-  return process.env.DRACHTIO_SERVER_BIN ?? resolve(import.meta.dirname, '../../../shared/tools/drachtio-server/bin/drachtio-server');
+  return (
+    process.env.DRACHTIO_SERVER_BIN ??
+    resolve(import.meta.dirname, '../../../shared/tools/drachtio-server/bin/drachtio-server')
+  );
 }
 
 /** A running drachtio-server. */
@@ -79,7 +82,14 @@ export async function startDrachtioServer(address = '127.0.0.1', fixedSipPort?: 
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  let stopping: Promise<void> | undefined;
+  const exited = new Promise<void>((res) =>
+    child.once('exit', (code, signal) => {
+      // An exit nobody asked for is a crash: say so with the server's own last words.
+      if (!stopping) console.error(`drachtio-server exited by itself (code ${code}, signal ${signal}):\n${out}`);
+      res();
+    }),
+  );
   let running = true;
   void exited.then(() => {
     running = false;
@@ -93,7 +103,6 @@ export async function startDrachtioServer(address = '127.0.0.1', fixedSipPort?: 
     }
     await sleep(20);
   }
-  let stopping: Promise<void> | undefined;
   return {
     host: address,
     port,

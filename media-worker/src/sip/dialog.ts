@@ -392,7 +392,10 @@ export abstract class SipDialog {
   #applyRemoteSdp(sdp: string): void {
     const event = this.#remoteSdp.apply(sdp);
     if (event?.type === 'hold' || event?.type === 'resume')
-      this.logger.info({ held: event.type === 'hold' }, event.type === 'hold' ? 'far end put the call on hold' : 'far end resumed the call');
+      this.logger.info(
+        { held: event.type === 'hold' },
+        event.type === 'hold' ? 'far end put the call on hold' : 'far end resumed the call',
+      );
     if (event) this.emitDialogEvent(event);
   }
 

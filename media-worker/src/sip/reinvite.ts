@@ -4,8 +4,9 @@
  * (`dialog.ts` on the `sip` package, `drachtio/` on drachtio-srf) use it, so they answer and report
  * a re-INVITE the same way.
  */
-import { isHold, mirrorDirection, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
+
 import type { SdpDirection } from '../sdp/sdp.ts';
+import { isHold, mirrorDirection, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
 import type { SipDialogEvent } from './sip-port.ts';
 
 /**

@@ -158,10 +158,17 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       }
     }
     let ringLimit: NodeJS.Timeout | undefined;
-    const call = new DrachtioInboundCall(ctx, logger, req, res, { ackTimeoutMs: options.ackTimeoutMs ?? 32_000 }, (c) => {
-      clearTimeout(ringLimit);
-      calls.delete(c);
-    });
+    const call = new DrachtioInboundCall(
+      ctx,
+      logger,
+      req,
+      res,
+      { ackTimeoutMs: options.ackTimeoutMs ?? 32_000 },
+      (c) => {
+        clearTimeout(ringLimit);
+        calls.delete(c);
+      },
+    );
     calls.add(call);
     ringLimit = setTimeout(() => {
       if (call.state === 'calling' || call.state === 'early') call.reject(480, 'Temporarily Unavailable');
@@ -197,6 +204,10 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     });
     // Reconnection attempts report here; they must not crash the process.
     srf.on('error', (err: Error) => logger.warn({ err: err.message }, 'drachtio connection error'));
+    // drachtio-srf reconnects by itself; until then no call can be placed or received.
+    srf.on('close', () => {
+      if (!closing) logger.error('lost the connection to drachtio-server');
+    });
     void srf.connect({ host: options.host, port: options.port ?? 9022, secret: options.secret });
   });
   const sipAt = firstHostPort(hostport);
@@ -222,7 +233,12 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       closing ??= (async () => {
         await bounded(Promise.allSettled([...calls].map((c) => c.hangUp())), 'hang up all', logger);
         await bounded(Promise.allSettled([...background]), 'background work', logger);
-        srf.disconnect();
+        try {
+          srf.disconnect();
+        } catch (err) {
+          // drachtio-srf asserts a live socket; a connection the server already closed is closed.
+          logger.debug({ err }, 'drachtio connection already gone');
+        }
         logger.info('drachtio connection closed');
       })();
       return closing;

@@ -78,7 +78,10 @@ export function attachDialog(_ctx: DrachtioContext, dialog: Srf.Dialog, hooks: D
     if (offer === undefined) return;
     const event = hooks.remoteSdp.apply(offer);
     if (event?.type === 'hold' || event?.type === 'resume')
-      hooks.logger.info({ held: event.type === 'hold' }, `far end ${event.type === 'hold' ? 'put the call on hold' : 'resumed the call'}`);
+      hooks.logger.info(
+        { held: event.type === 'hold' },
+        `far end ${event.type === 'hold' ? 'put the call on hold' : 'resumed the call'}`,
+      );
     if (event) hooks.emit(event);
   });
   dialog.on('options', (_req: Srf.SrfRequest, res: Srf.SrfResponse) => {

@@ -19,7 +19,7 @@ import type {
 } from '../sip-port.ts';
 import { SipError } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
-import { attachDialog, cancelInvite, type DrachtioContext, destroyDialog, plainHeaders } from './drachtio-dialog.ts';
+import { attachDialog, type DrachtioContext, destroyDialog, plainHeaders } from './drachtio-dialog.ts';
 
 /** Headers the SIP layer keeps (routing) or never exposes (credentials), as in the in-process adapter. */
 const KEPT_HEADERS: ReadonlySet<string> = new Set([
@@ -105,7 +105,8 @@ export class DrachtioInboundCall implements InboundSipCall {
     for (const [name, value] of Object.entries(req.headers ?? {})) {
       const lower = name.toLowerCase();
       if (KEPT_HEADERS.has(lower) || value === undefined) continue;
-      headers[lower] = lower === 'from' || lower === 'to' ? (lower === 'from' ? this.from.uri : this.to.uri) : String(value);
+      headers[lower] =
+        lower === 'from' || lower === 'to' ? (lower === 'from' ? this.from.uri : this.to.uri) : String(value);
     }
     this.headers = headers;
     this.source = {

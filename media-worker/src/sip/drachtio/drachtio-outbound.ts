@@ -24,7 +24,14 @@ import type {
   SipTarget,
 } from '../sip-port.ts';
 import { escapeUser, newCallId, reasonPhrase } from '../sip-wire.ts';
-import { attachDialog, cancelInvite, type DrachtioContext, destroyDialog, plainHeaders, quotedName } from './drachtio-dialog.ts';
+import {
+  attachDialog,
+  cancelInvite,
+  type DrachtioContext,
+  destroyDialog,
+  plainHeaders,
+  quotedName,
+} from './drachtio-dialog.ts';
 
 /** drachtio-srf's SipError (status and reason of a final response). */
 interface SrfSipError {
@@ -147,7 +154,10 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     this.#state = 'calling';
     this.#earlySdp = undefined;
     att.silenceTimer = setTimeout(() => this.#onSilence(att), this.#opts.failoverTimeoutMs ?? 4000);
-    this.#logger.info({ target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) }, 'sending INVITE');
+    this.#logger.info(
+      { target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) },
+      'sending INVITE',
+    );
     // The callback form, so the dialog's listeners are on in the tick drachtio reports the 2xx.
     this.#ctx.srf.createUAC(
       target.uri,
@@ -194,7 +204,11 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     if (att.abandoned || att !== this.#attempt || this.#finished) {
       // A 2xx racing our CANCEL or timeout: drachtio has ACKed it; end it with BYE (RFC 3261 §15).
       this.#logger.info('unwanted 2xx (race): BYE');
-      this.#ctx.background(this.#ctx.bounded(destroyDialog(dialog), 'BYE of unwanted 2xx', this.#logger), 'BYE', this.#logger);
+      this.#ctx.background(
+        this.#ctx.bounded(destroyDialog(dialog), 'BYE of unwanted 2xx', this.#logger),
+        'BYE',
+        this.#logger,
+      );
       return;
     }
     clearTimeout(att.silenceTimer);
@@ -227,7 +241,8 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     if (att.abandoned || att !== this.#attempt || this.#finished) return;
     const e = err as SrfSipError;
     const status = typeof e?.status === 'number' ? e.status : 503;
-    const reason = e?.reason || (err instanceof Error && typeof e?.status !== 'number' ? err.message : reasonPhrase(status));
+    const reason =
+      e?.reason || (err instanceof Error && typeof e?.status !== 'number' ? err.message : reasonPhrase(status));
     this.#onAttemptFailed(att, status, reason);
   }
 
