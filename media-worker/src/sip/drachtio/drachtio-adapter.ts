@@ -205,7 +205,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     // Reconnection attempts report here; they must not crash the process.
     srf.on('error', (err: Error) => logger.warn({ err: err.message }, 'drachtio connection error'));
     // drachtio-srf reconnects by itself; until then no call can be placed or received.
-    srf.on('close', () => {
+    (srf as unknown as NodeJS.EventEmitter).on('close', () => {
       if (!closing) logger.error('lost the connection to drachtio-server');
     });
     void srf.connect({ host: options.host, port: options.port ?? 9022, secret: options.secret });
