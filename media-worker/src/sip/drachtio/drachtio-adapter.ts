@@ -55,6 +55,31 @@ function firstHostPort(hostport: string): { host: string; port: number } {
   return { host: m?.[1] ?? '127.0.0.1', port: Number(m?.[2] ?? 5060) };
 }
 
+/** drachtio-srf's internals that stopping needs: its agent's wire protocol (reconnect timer, `closing`). */
+interface SrfInternals {
+  readonly _app?: {
+    readonly client?: { readonly wp?: { closing?: boolean; reconnectVars?: { retryTimer?: NodeJS.Timeout | null } } };
+  };
+}
+
+/**
+ * Drop the connection and stop drachtio-srf's reconnect attempts. `srf.disconnect()` asserts a live
+ * socket, so without one (server gone, never connected) it would throw; the retry timer is
+ * cleared by hand so nothing keeps trying (or keeps the process alive).
+ */
+function shutdown(srf: Srf, logger: Logger): void {
+  const wp = (srf as unknown as SrfInternals)._app?.client?.wp;
+  if (wp) {
+    wp.closing = true;
+    if (wp.reconnectVars?.retryTimer) clearTimeout(wp.reconnectVars.retryTimer);
+  }
+  try {
+    srf.disconnect();
+  } catch (err) {
+    logger.debug({ err }, 'no drachtio connection to close');
+  }
+}
+
 /**
  * Connect to drachtio-server and return the port on it. Resolves once authenticated.
  * @throws {SipStackError} when the server cannot be reached or refuses the secret in time.
@@ -188,7 +213,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
 
   const hostport = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
-      srf.disconnect();
+      shutdown(srf, logger);
       reject(
         new SipStackError(
           `drachtio-server at ${options.host}:${options.port ?? 9022} did not accept us within ${options.connectTimeoutMs ?? 10_000} ms`,
@@ -198,7 +223,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     srf.on('connect', (err: Error | null, hp: string) => {
       clearTimeout(timer);
       if (err) {
-        srf.disconnect();
+        shutdown(srf, logger);
         reject(new SipStackError(`drachtio-server refused the connection: ${err.message}`, { cause: err }));
       } else resolve(hp);
     });
@@ -233,12 +258,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       closing ??= (async () => {
         await bounded(Promise.allSettled([...calls].map((c) => c.hangUp())), 'hang up all', logger);
         await bounded(Promise.allSettled([...background]), 'background work', logger);
-        try {
-          srf.disconnect();
-        } catch (err) {
-          // drachtio-srf asserts a live socket; a connection the server already closed is closed.
-          logger.debug({ err }, 'drachtio connection already gone');
-        }
+        shutdown(srf, logger);
         logger.info('drachtio connection closed');
       })();
       return closing;
