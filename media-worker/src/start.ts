@@ -71,23 +71,23 @@ export async function startMediaWorker(
           logger: sipLogger,
         })
       : await createSipPort({
-        address: config.sip.bindAddress,
-        port: config.sip.port,
-        transports: config.sip.transports,
-        ...(config.sip.tls
-          ? {
-              tls: {
-                port: config.sip.tls.port,
-                cert: readFileSync(config.sip.tls.certFile),
-                key: readFileSync(config.sip.tls.keyFile),
-              },
-            }
-          : {}),
-        fromDomain: config.sip.fromDomain,
-        ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
-        ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
-        logger: sipLogger,
-      });
+          address: config.sip.bindAddress,
+          port: config.sip.port,
+          transports: config.sip.transports,
+          ...(config.sip.tls
+            ? {
+                tls: {
+                  port: config.sip.tls.port,
+                  cert: readFileSync(config.sip.tls.certFile),
+                  key: readFileSync(config.sip.tls.keyFile),
+                },
+              }
+            : {}),
+          fromDomain: config.sip.fromDomain,
+          ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
+          ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
+          logger: sipLogger,
+        });
   const meta = new MetaGraphClient({
     baseUrl: config.meta.graphUrl,
     accessToken: config.meta.accessToken,
