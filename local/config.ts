@@ -38,6 +38,8 @@ export interface LocalConfig {
   };
   /** Worker settings passed through unchanged (validated by the worker's config). */
   readonly worker: Record<string, string | undefined>;
+  /** With SIP_STACK=drachtio: the drachtio-server binary the local stack starts (DRACHTIO_SERVER_BIN). */
+  readonly drachtioServerBin?: string;
   /** The environment child processes inherit (PATH, HOME…). */
   readonly inheritedEnv: Record<string, string | undefined>;
 }
@@ -113,6 +115,10 @@ export const LOCAL_SETTINGS = {
       .optional(),
     doc: 'Where the media worker sends INVITEs (your PBX, a SIP phone). Unset: the built-in SIP agent.',
   },
+  DRACHTIO_SERVER_BIN: {
+    schema: z.string().min(1).optional(),
+    doc: "With SIP_STACK=drachtio: the drachtio-server binary the local stack starts on 127.0.0.1 (its SIP on the worker's SIP_PORT), e.g. the prebuilt test tool `../shared/tools/drachtio-server/bin/drachtio-server`. Unset: the worker connects to DRACHTIO_HOST/DRACHTIO_PORT with DRACHTIO_SECRET.",
+  },
   LOCAL_SIP_AGENT_PORT: {
     schema: z.coerce.number().int().min(1).max(65535),
     default: '5080',
@@ -127,6 +133,10 @@ export const LOCAL_SETTINGS = {
 
 /** Worker keys the local stack passes through when set. */
 const WORKER_PASS_THROUGH: readonly string[] = [
+  'SIP_STACK',
+  'DRACHTIO_HOST',
+  'DRACHTIO_PORT',
+  'DRACHTIO_SECRET',
   'SIP_FAILOVER_URIS',
   'SIP_USERNAME',
   'SIP_PASSWORD',
@@ -202,6 +212,7 @@ export function loadLocalConfig(env: Record<string, string | undefined> = proces
       workerPort: c.SIP_PORT,
     },
     worker: Object.fromEntries(WORKER_PASS_THROUGH.map((k) => [k, cleaned[k]])),
+    ...(c.DRACHTIO_SERVER_BIN ? { drachtioServerBin: c.DRACHTIO_SERVER_BIN } : {}),
     inheritedEnv: env,
   };
 }

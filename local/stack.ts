@@ -12,6 +12,7 @@ import { buildControlPlaneRuntime, type ControlPlaneRuntime } from '#functions/s
 import { createWebhookHandler } from '#functions/webhook/handler.ts';
 import type { MetaSimulator } from '#simulator/simulator.ts';
 import type { LocalConfig } from './config.ts';
+import { startDrachtioServer } from './drachtio-server.ts';
 import { type LocalAws, startLocalAws } from './emulators.ts';
 import { type HttpGateway, type LambdaHandler, startHttpGateway } from './http-gateway.ts';
 import { SipAgent, type SipAgentOptions } from './sip-agent.ts';
@@ -168,6 +169,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     let worker: WorkerHandle | undefined;
     if ((options.worker ?? 'child') !== 'none') {
+      // SIP_STACK=drachtio with DRACHTIO_SERVER_BIN: the SIP sockets belong to a drachtio-server we start.
+      let drachtioEnv: Record<string, string> = {};
+      if (config.worker.SIP_STACK === 'drachtio' && config.drachtioServerBin) {
+        const server = await startDrachtioServer('127.0.0.1', config.sip.workerPort, config.drachtioServerBin);
+        stoppers.push(() => server.stop());
+        drachtioEnv = {
+          DRACHTIO_HOST: server.host,
+          DRACHTIO_PORT: String(server.port),
+          DRACHTIO_SECRET: server.secret,
+        };
+      }
       worker = await startWorkerProcess(
         options.worker === 'in-process' ? 'in-process' : 'child',
         {
@@ -193,6 +205,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
           LOG_LEVEL: config.logLevel.toLowerCase(),
           // local-aws-sqs answers a long poll only with a full batch (AWS answers at the first message).
           SQS_RECEIVE_BATCH: '1',
+          ...drachtioEnv,
           ...(options.workerEnv ?? {}),
         },
         {

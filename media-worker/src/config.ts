@@ -68,6 +68,26 @@ export const WORKER_SETTINGS = {
     schema: z.string().optional(),
     doc: 'Domain of the From URI. Default: the SIP bind or public address.',
   },
+  SIP_STACK: {
+    schema: z.enum(['inprocess', 'drachtio']),
+    doc: 'SIP stack: `inprocess` (the `sip` package inside the worker, for local mode) or `drachtio` (drachtio-srf connected to a drachtio-server at DRACHTIO_HOST:DRACHTIO_PORT, which owns the SIP sockets; SIP_BIND_ADDRESS, SIP_PORT, SIP_TRANSPORTS and SIP_TLS_* then describe nothing the worker binds).',
+    default: 'inprocess',
+  },
+  DRACHTIO_HOST: {
+    schema: z.string().min(1),
+    doc: 'Address of the drachtio-server the worker connects to as an application (SIP_STACK=drachtio).',
+    default: '127.0.0.1',
+  },
+  DRACHTIO_PORT: {
+    schema: z.coerce.number().int().min(1).max(65535),
+    doc: "drachtio-server's application (admin) TCP port (SIP_STACK=drachtio).",
+    default: '9022',
+  },
+  DRACHTIO_SECRET: {
+    schema: z.string().min(1).optional(),
+    doc: 'Shared secret drachtio-server expects from applications; required with SIP_STACK=drachtio.',
+    secret: true,
+  },
   SIP_RING_TIMEOUT_SECONDS: {
     schema: positiveInt.max(300),
     doc: "How long the agent may ring before the bridge gives up. A user-initiated call never rings longer than what is left of Meta's answer window (30 s after Meta's connect, less 2 s for the accept), so the agent never answers a call Meta has already ended.",
@@ -261,6 +281,10 @@ export interface WorkerConfig {
     readonly transports: ReadonlyArray<'udp' | 'tcp' | 'tls'>;
     readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
     readonly fromDomain: string;
+    /** Which SipPort adapter runs the SIP leg (SIP_STACK). */
+    readonly stack:
+      | { readonly kind: 'inprocess' }
+      | { readonly kind: 'drachtio'; readonly host: string; readonly port: number; readonly secret: string };
     readonly ringTimeoutMs: number;
     /** Meta diverts an unaccepted user-initiated call to voicemail this long after its connect (VOICEMAIL TIMEOUT). */
     readonly voicemailTimeoutMs?: number;
@@ -327,6 +351,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   ) {
     throw new ConfigError('PBX_SIP_PASSWORD', 'PBX_SIP_USERNAME and PBX_SIP_PASSWORD go together');
   }
+  if (get<string>('SIP_STACK') === 'drachtio' && get<string | undefined>('DRACHTIO_SECRET') === undefined)
+    throw new ConfigError('DRACHTIO_SECRET', 'is required with SIP_STACK=drachtio');
   if (get<number>('RTP_PORT_MIN') >= get<number>('RTP_PORT_MAX'))
     throw new ConfigError('RTP_PORT_MAX', 'must be above RTP_PORT_MIN');
   const auth = get<string | undefined>('SIP_USERNAME')
@@ -376,6 +402,15 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
           }
         : {}),
       fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? publicAddress ?? get<string>('SIP_BIND_ADDRESS'),
+      stack:
+        get<string>('SIP_STACK') === 'drachtio'
+          ? {
+              kind: 'drachtio',
+              host: get<string>('DRACHTIO_HOST'),
+              port: get<number>('DRACHTIO_PORT'),
+              secret: get<string>('DRACHTIO_SECRET'),
+            }
+          : { kind: 'inprocess' },
       ringTimeoutMs: get<number>('SIP_RING_TIMEOUT_SECONDS') * 1000,
       ...voicemailTimeout(get<string | undefined>('VOICEMAIL')),
       earlyMediaAccept: get<boolean>('EARLY_MEDIA_ACCEPT'),

@@ -23,6 +23,7 @@ import type { WorkerConfig } from './config.ts';
 import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
+import { createDrachtioSipPort } from './sip/drachtio/drachtio-adapter.ts';
 import { createSipPort } from './sip/sip-adapter.ts';
 import type { SipPort } from './sip/sip-port.ts';
 import { MediaThreadPool } from './threads/pool.ts';
@@ -75,25 +76,37 @@ export async function startMediaWorker(
         })
       : undefined;
   const openMedia = mediaThreads ? { openMedia: mediaThreads.open } : {};
+  const sipLogger = logger.child({ component: 'sip' });
   // A start-up that fails past here stops the threads too, or they would keep the process alive.
-  const sip = await createSipPort({
-    address: config.sip.bindAddress,
-    port: config.sip.port,
-    transports: config.sip.transports,
-    ...(config.sip.tls
-      ? {
-          tls: {
-            port: config.sip.tls.port,
-            cert: readFileSync(config.sip.tls.certFile),
-            key: readFileSync(config.sip.tls.keyFile),
-          },
-        }
-      : {}),
-    fromDomain: config.sip.fromDomain,
-    ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
-    ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
-    logger: logger.child({ component: 'sip' }),
-  }).catch(async (error: unknown) => {
+  const sip: SipPort = await (config.sip.stack.kind === 'drachtio'
+    ? // SIP_STACK=drachtio: drachtio-server owns the SIP sockets; the worker is its application.
+      createDrachtioSipPort({
+        host: config.sip.stack.host,
+        port: config.sip.stack.port,
+        secret: config.sip.stack.secret,
+        fromDomain: config.sip.fromDomain,
+        ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
+        logger: sipLogger,
+      })
+    : createSipPort({
+        address: config.sip.bindAddress,
+        port: config.sip.port,
+        transports: config.sip.transports,
+        ...(config.sip.tls
+          ? {
+              tls: {
+                port: config.sip.tls.port,
+                cert: readFileSync(config.sip.tls.certFile),
+                key: readFileSync(config.sip.tls.keyFile),
+              },
+            }
+          : {}),
+        fromDomain: config.sip.fromDomain,
+        ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
+        ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
+        logger: sipLogger,
+      })
+  ).catch(async (error: unknown) => {
     await mediaThreads?.close();
     throw error;
   });

@@ -10,6 +10,7 @@ import { loadLocalConfig } from '#local/config.ts';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '#local/stack.ts';
 import { until } from './async.ts';
 import { captureLogger, type LogEntry } from './capture-logger.ts';
+import { type DrachtioServer, startDrachtioServer } from './drachtio-server.ts';
 import { freePort } from './free-port.ts';
 
 export const TEST_SECRET = 'test-app-secret';
@@ -37,16 +38,28 @@ export interface TestStack extends LocalStack {
 /**
  * Starts a stack; `env` overrides local settings (e.g. BUSINESS_HOURS). By default no media worker
  * runs (calls stay queued); `{ bridge: true }` adds an in-process worker and the SIP agent on free
- * loopback ports.
+ * loopback ports. `sipStack: 'drachtio'` runs the worker's SIP leg on drachtio-srf over a
+ * drachtio-server started here (DRACHTIO_SERVER_BIN) on the worker's SIP port.
  */
 export async function startTestStack(
   env: Record<string, string> = {},
-  options: Partial<LocalStackOptions> & { bridge?: boolean } = {},
+  options: Partial<LocalStackOptions> & { bridge?: boolean; sipStack?: 'inprocess' | 'drachtio' } = {},
 ): Promise<TestStack> {
-  const { bridge, ...stackOptions } = options;
+  const { bridge, sipStack, ...stackOptions } = options;
+  const workerSipPort = await freePort('127.0.0.1');
   const sipEnv: Record<string, string> = bridge
-    ? { SIP_PORT: String(await freePort('127.0.0.1')), LOCAL_SIP_AGENT_PORT: String(await freePort('127.0.0.2')) }
+    ? { SIP_PORT: String(workerSipPort), LOCAL_SIP_AGENT_PORT: String(await freePort('127.0.0.2')) }
     : { SIP_TARGET_URI: 'sip:nobody@127.0.0.3:5999' };
+  const drachtio: DrachtioServer | undefined =
+    bridge && sipStack === 'drachtio' ? await startDrachtioServer('127.0.0.1', workerSipPort) : undefined;
+  if (drachtio)
+    stackOptions.workerEnv = {
+      SIP_STACK: 'drachtio',
+      DRACHTIO_HOST: drachtio.host,
+      DRACHTIO_PORT: String(drachtio.port),
+      DRACHTIO_SECRET: drachtio.secret,
+      ...stackOptions.workerEnv,
+    };
   const logs: LogEntry[] = [];
   const config = loadLocalConfig({
     PORT: '0',
@@ -67,6 +80,9 @@ export async function startTestStack(
     worker: bridge ? 'in-process' : 'none',
     workerLogger: pino({ level: process.env.TEST_LOG ?? 'silent' }),
     ...stackOptions,
+  }).catch(async (err: unknown) => {
+    await drachtio?.stop();
+    throw err;
   });
   const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
   const doc = DynamoDBDocumentClient.from(
@@ -121,6 +137,7 @@ export async function startTestStack(
       doc.destroy();
       sqs.destroy();
       await stack.stop();
+      await drachtio?.stop();
     },
   };
 }

@@ -8,7 +8,8 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipNameAddr, SipRemote, SipStack } from 'sip';
 import digest from 'sip/digest.js';
-import { isHold, mirrorDirection, redactSdp, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
+import { redactSdp } from '../sdp/sdp.ts';
+import { RemoteSdpTracker, reinviteAnswer } from './reinvite.ts';
 import type { SipCredentials, SipDialogEvent, SipDialogState, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -30,6 +31,8 @@ export interface SipStackContext {
   readonly fromDomain: string;
   /** Host the package treats as itself (publicAddress ?? address): it cannot send requests there. */
   readonly localHost: string;
+  /** The port this stack listens on for `transport` (a target on our host at another port is not us). */
+  ownPort(transport: SipTransport): number;
   /** Bound on how long `hangUp()` and friends wait for a response (the transaction itself runs on). */
   readonly requestTimeoutMs: number;
   /** How long a 2xx we sent waits for its ACK (64·T1 in RFC 3261 §13.3.1.4). */
@@ -169,8 +172,7 @@ export abstract class SipDialog {
   /** The SDP we offered or answered; re-INVITE answers are this with a mirrored direction. */
   protected localSdp: string | undefined;
   protected localSdpVersion = 0;
-  #held = false;
-  #lastRemoteSdp: string | undefined;
+  readonly #remoteSdp = new RemoteSdpTracker();
   /** 2xx responses we sent, waiting for ACK, by CSeq number. */
   readonly #awaitingAck = new Map<number, { rt: TwoXxRetransmitter; offerless: boolean }>();
   protected dialogState: SipDialogState = 'calling';
@@ -201,8 +203,7 @@ export abstract class SipDialog {
 
   /** The remote SDP the dialog started with (the answer, or the offer for a UAS). */
   protected setInitialRemoteSdp(sdp: string | undefined): void {
-    this.#lastRemoteSdp = sdp;
-    this.#held = sdp !== undefined && isHold(sdp);
+    this.#remoteSdp.start(sdp);
   }
 
   /** Stop any pending 2xx retransmission (on termination). */
@@ -350,13 +351,8 @@ export abstract class SipDialog {
       this.ctx.respond(rq, 488, 'Not Acceptable Here');
       return;
     }
-    const direction = offer === undefined ? 'sendrecv' : mirrorDirection(remoteDirection(offer));
     this.localSdpVersion += 1;
-    const answer = withDirection(
-      offer === undefined ? this.localSdp : restrictToOffer(this.localSdp, offer),
-      direction,
-      this.localSdpVersion,
-    );
+    const { sdp: answer, direction } = reinviteAnswer(this.localSdp, offer, this.localSdpVersion);
     const rs = this.#response(rq, 200, 'OK', {
       contact: [{ uri: this.ctx.contactFor(this.transport), params: {} }],
       allow: ALLOW,
@@ -394,16 +390,13 @@ export abstract class SipDialog {
   }
 
   #applyRemoteSdp(sdp: string): void {
-    const held = isHold(sdp);
-    const changed = sdp !== this.#lastRemoteSdp;
-    this.#lastRemoteSdp = sdp;
-    if (held !== this.#held) {
-      this.#held = held;
-      this.logger.info({ held }, held ? 'far end put the call on hold' : 'far end resumed the call');
-      this.emitDialogEvent({ type: held ? 'hold' : 'resume', sdp });
-    } else if (changed) {
-      this.emitDialogEvent({ type: 'media-update', sdp });
-    }
+    const event = this.#remoteSdp.apply(sdp);
+    if (event?.type === 'hold' || event?.type === 'resume')
+      this.logger.info(
+        { held: event.type === 'hold' },
+        event.type === 'hold' ? 'far end put the call on hold' : 'far end resumed the call',
+      );
+    if (event) this.emitDialogEvent(event);
   }
 
   /** Route set from Record-Route: reversed for a UAC (§12.1.2), as received for a UAS (§12.1.1). */

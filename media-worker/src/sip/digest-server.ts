@@ -49,6 +49,14 @@ export class DigestVerifier {
     };
   }
 
+  /** The same challenge as header text, for stacks that take headers as text (drachtio). */
+  challengeText(stale = false): string {
+    const { scheme, ...params } = this.challenge(stale);
+    return `${scheme} ${Object.entries(params)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}`;
+  }
+
   /** Checks the `Authorization` headers of a request with method `method`. */
   verify(method: string, headers: readonly AuthorizationHeader[] | undefined): DigestVerdict {
     const auth = headers?.find((h) => /^digest$/i.test(h.scheme ?? '') && unquote(h.realm) === this.credentials.realm);
@@ -87,4 +95,18 @@ export class DigestVerifier {
     if (mac.length !== expected.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(expected))) return undefined;
     return this.#now() - Number.parseInt(t, 36);
   }
+}
+
+/**
+ * An `Authorization` header's text (RFC 2617 §3.2.2 `credentials`) in the shape the `sip` package
+ * parses it to (quoted values keep their quotes), so {@link DigestVerifier.verify} serves stacks
+ * that hand over headers as text. `undefined` when it is not a Digest credential.
+ */
+export function parseAuthorization(text: string): AuthorizationHeader | undefined {
+  const m = /^\s*(\S+)\s+(.*)$/s.exec(text);
+  if (!m?.[1] || !m[2]) return undefined;
+  const out: AuthorizationHeader = { scheme: m[1] };
+  const param = /([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)/g;
+  for (const p of m[2].matchAll(param)) if (p[1]) out[p[1].toLowerCase()] = p[2];
+  return out;
 }

@@ -57,7 +57,7 @@ interface Attempt {
 }
 
 /** Final responses after which the next target is tried (RFC 3261 §16.7 gives the model). */
-function isFailoverStatus(status: number): boolean {
+export function isFailoverStatus(status: number): boolean {
   return status === 408 || (status >= 500 && status < 600);
 }
 
@@ -192,8 +192,10 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.#earlySdp = undefined;
     this.transport = transport;
     this.credentials = target.auth;
-    if (uri.host === this.ctx.localHost || uri.host === this.ctx.stack.hostname()) {
-      // The package routes requests for its own host to a local "flow" and answers 404 itself.
+    const ownHost = uri.host === this.ctx.localHost || uri.host === this.ctx.stack.hostname();
+    if (ownHost && (uri.port ?? (transport === 'tls' ? 5061 : 5060)) === this.ctx.ownPort(transport)) {
+      // Our own address and port: the INVITE would come back to us. (Our host at another port is a
+      // PBX beside the worker; the adapter routes to it, see `routeToOwnHost` in sip-adapter.ts.)
       this.logger.warn({ target: target.uri }, 'target is this SIP stack’s own address');
       this.#onAttemptFailed(att, 482, 'Loop Detected (target is this SIP stack)');
       return;

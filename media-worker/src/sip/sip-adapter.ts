@@ -7,13 +7,16 @@
  *
  * Package traps handled here (see the report in the PR and `sip-package.d.ts`):
  * - it binds `port || 5060`, so port 0 is refused; bind errors on its sockets are unhandled
- *   `error` events that would crash the process, so ports are probed first;
+ *   `error` events that would crash the process, so its sockets are captured as it creates them
+ *   and their own bind outcome awaited ({@link withCapturedSockets}), with no probe before;
  * - a request whose next hop equals its own address is treated as a local flow and answered 404
- *   locally, so targets must not be this stack's own address;
+ *   locally; a target on this host at another port (a PBX beside the worker) is therefore reached
+ *   through the package's own flow mechanism ({@link routeToOwnHost});
  * - a server transaction that never gets a response never ends, so every request is answered.
  */
-import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import pino from 'pino';
 import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
@@ -23,7 +26,17 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
-import { ALLOW, bodyOf, headerText, KNOWN_METHODS, newTag, redactedWireText, responseTo, T1_MS } from './sip-wire.ts';
+import {
+  ALLOW,
+  bodyOf,
+  headerText,
+  KNOWN_METHODS,
+  newTag,
+  redactedWireText,
+  responseTo,
+  T1_MS,
+  transportOf,
+} from './sip-wire.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -81,28 +94,84 @@ export class SipStackError extends Error {
   override readonly name = 'SipStackError';
 }
 
-async function probeUdp(address: string, port: number): Promise<void> {
-  const s = createSocket(address.includes(':') ? 'udp6' : 'udp4');
+/** A listening socket of the package: a UDP socket or a TCP/TLS server. */
+type PackageSocket = dgram.Socket | net.Server;
+
+/**
+ * Run `create` (the package's `sip.create`) and capture the sockets it makes, so their own bind
+ * outcome is known: no probe first (a probe releases the port and leaves a gap before the real
+ * bind), and no unhandled `error` event on a failed bind (the package listens for none).
+ */
+function withCapturedSockets<T>(create: () => T): { result: T; sockets: PackageSocket[] } {
+  const sockets: PackageSocket[] = [];
+  const udp = dgram.createSocket;
+  const tcp = net.createServer;
+  const secure = tls.createServer;
+  const capture = <S extends PackageSocket>(s: S): S => {
+    sockets.push(s);
+    // Listen at once: the bind error comes asynchronously and must never be unhandled.
+    s.once('error', () => undefined);
+    return s;
+  };
+  dgram.createSocket = ((...a: Parameters<typeof udp>) => capture(udp(...a))) as typeof udp;
+  net.createServer = ((...a: Parameters<typeof tcp>) => capture(tcp(...a))) as typeof tcp;
+  tls.createServer = ((...a: Parameters<typeof secure>) => capture(secure(...a))) as typeof secure;
   try {
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.bind(port, address, () => resolve());
-    });
+    return { result: create(), sockets };
   } finally {
-    await new Promise<void>((resolve) => s.close(() => resolve())).catch(() => undefined);
+    dgram.createSocket = udp;
+    net.createServer = tcp;
+    tls.createServer = secure;
   }
 }
 
-async function probeTcp(address: string, port: number): Promise<void> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, address, () => resolve());
+/** Resolves once `s` listens; rejects with its bind error. */
+function listening(s: PackageSocket): Promise<void> {
+  if (s instanceof net.Server && s.listening) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const ok = () => {
+      s.off('error', fail);
+      resolve();
+    };
+    const fail = (err: Error) => {
+      s.off('listening', ok);
+      reject(err);
+    };
+    s.once('listening', ok);
+    s.once('error', fail);
   });
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
 }
 
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
+
+/**
+ * The package treats any request whose next hop is its own host as addressed to one of its own
+ * flows and answers it 404 locally, so a PBX on the worker's IP at another port was unreachable (issue
+ * 14: no INVITE ever left). Such a request gets a first Route naming a flow to that port, the
+ * package's own flow-token mechanism: the package takes that Route off (it never reaches the wire)
+ * and sends to the flow's address and port. Our own address and port is left alone (a loop).
+ */
+export function routeToOwnHost(
+  stack: Pick<SipStack, 'hostname' | 'encodeFlowUri'>,
+  m: SipMessage,
+  own: { address: string; port: (t: SipTransport) => number },
+): void {
+  if (!m.method) return;
+  const first = m.headers.route?.[0]?.uri;
+  const next = first ?? m.uri;
+  const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
+  if (!hop || hop.host !== stack.hostname()) return;
+  const transport = transportOf(hop);
+  const port = hop.port ?? (transport === 'tls' ? 5061 : 5060);
+  if (port === own.port(transport)) return;
+  const flow = stack.encodeFlowUri({
+    protocol: transport === 'tls' ? 'TLS' : transport === 'tcp' ? 'TCP' : 'UDP',
+    address: hop.host,
+    port,
+    local: { address: own.address, port: own.port(transport) },
+  });
+  m.headers.route = [{ uri: { ...flow, params: { lr: null } }, params: {} }, ...(m.headers.route ?? [])];
+}
 
 /**
  * Start a SIP stack and return the port on it. Resolves once the sockets are bound.
@@ -115,15 +184,6 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   if (transports.has('tls') && !options.tls) throw new SipStackError('transport tls needs tls key and cert');
   const logger = options.logger ?? pino({ level: 'silent' });
   const tlsPort = options.tls?.port ?? 5061;
-  try {
-    if (transports.has('udp')) await probeUdp(options.address, options.port);
-    if (transports.has('tcp')) await probeTcp(options.address, options.port);
-    if (transports.has('tls')) await probeTcp(options.address, tlsPort);
-  } catch (err) {
-    throw new SipStackError(`cannot bind SIP on ${options.address}:${options.port}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
 
   const host = options.publicAddress ?? options.address;
   const userAgent = options.userAgent ?? 'wa-sip-bridge';
@@ -189,10 +249,12 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     );
   };
 
+  const ownPort = (t: SipTransport): number => (t === 'tls' ? tlsPort : options.port);
   const ctx: SipStackContext = {
     get stack() {
-      return stack;
+      return routedStack;
     },
+    ownPort,
     userAgent,
     fromDomain: options.fromDomain ?? host,
     localHost: host,
@@ -320,16 +382,38 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     }
   }
 
-  const stack: SipStack = sip.create(stackOptions, (rq, remote) => {
+  const { result: stack, sockets } = withCapturedSockets(() =>
+    sip.create(stackOptions, (rq, remote) => {
+      try {
+        onRequest(rq, remote);
+      } catch (err) {
+        logger.error({ err, method: rq.method }, 'failed to handle SIP request');
+        if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
+      }
+    }),
+  );
+  // The package's own binds decide (issue 14: no probe-then-bind); a later socket error is logged.
+  const bound = await Promise.allSettled(sockets.map(listening));
+  for (const s of sockets) s.on('error', (err: Error) => logger.error({ err }, 'SIP socket error'));
+  const failed = bound.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
     try {
-      onRequest(rq, remote);
-    } catch (err) {
-      logger.error({ err, method: rq.method }, 'failed to handle SIP request');
-      if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
+      stack.destroy();
+    } catch {
+      // a socket whose bind failed is not running; closing the others is what matters
     }
-  });
-  // Sockets bind asynchronously inside the package; let them settle before the first send.
-  await new Promise((r) => setImmediate(r));
+    const err = failed.reason as Error;
+    throw new SipStackError(`cannot bind SIP on ${options.address}:${options.port}: ${err.message}`, { cause: err });
+  }
+  const routedStack: SipStack = {
+    send: (m, callback) => {
+      routeToOwnHost(stack, m, { address: options.address, port: ownPort });
+      stack.send(m, callback);
+    },
+    destroy: () => stack.destroy(),
+    hostname: () => stack.hostname(),
+    encodeFlowUri: (flow) => stack.encodeFlowUri(flow),
+  };
   logger.info({ address: options.address, port: options.port, transports: [...transports] }, 'SIP stack listening');
 
   const port: SipPort = {

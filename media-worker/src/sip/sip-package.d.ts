@@ -109,6 +109,20 @@ declare module 'sip' {
     send(m: SipMessage, callback?: (rs: SipMessage) => void): void;
     destroy(): void;
     hostname(): string;
+    /**
+     * A URI on this stack's own host naming `flow`. As the next hop (top Route) the package takes
+     * it off the message and sends to `flow.address:flow.port` over `flow.protocol` (`open`, so a
+     * new TCP/TLS connection is made when needed).
+     */
+    encodeFlowUri(flow: SipFlow): SipUri;
+  }
+
+  /** A transport flow as the package's flow tokens carry it. */
+  export interface SipFlow {
+    protocol: 'UDP' | 'TCP' | 'TLS';
+    address: string;
+    port: number;
+    local: { address: string; port: number };
   }
 
   interface SipModule {

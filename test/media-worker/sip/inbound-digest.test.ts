@@ -1,69 +1,15 @@
 /**
- * Digest authentication of inbound INVITEs (the PBX starting calls): without credentials or with
- * wrong ones the INVITE gets 401 and never reaches the handler; with the right ones it does.
+ * Digest authentication of inbound INVITEs on the in-process adapter (the contract stories), and
+ * the stateless-nonce verifier both adapters share.
  */
 import { createHash } from 'node:crypto';
-import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestVerifier } from '#worker/sip/digest-server.ts';
-import { createSipPort } from '#worker/sip/sip-adapter.ts';
-import type { InboundSipCall, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
-import { freePort } from '../../helpers/free-port.ts';
+import { describe, expect, it } from 'vitest';
+import { DigestVerifier, parseAuthorization } from '#worker/sip/digest-server.ts';
+import { inboundDigestContract } from './contract/inbound-digest.ts';
 
-const silent = pino({ level: 'silent' });
 const credentials = { realm: 'wa-sip-bridge', username: 'pbx-1', password: 'correct horse battery' };
-let bridge: SipPort;
-let pbx: SipPort;
-let bridgeUri: string;
-const reached: InboundSipCall[] = [];
 
-beforeAll(async () => {
-  const port = await freePort('127.0.0.1');
-  bridge = await createSipPort({ address: '127.0.0.1', port, inboundAuth: credentials, logger: silent });
-  bridge.onInvite((call) => {
-    reached.push(call);
-    call.reject(486, 'Busy Here');
-  });
-  bridgeUri = `sip:+5511987654321@127.0.0.1:${port}`;
-  pbx = await createSipPort({ address: '127.0.0.2', port: await freePort('127.0.0.2'), logger: silent });
-});
-afterAll(async () => {
-  await pbx?.close();
-  await bridge?.close();
-});
-
-function dial(auth?: { username: string; password: string }): Promise<Extract<SipCallEvent, { type: 'failed' }>> {
-  return new Promise((resolve) => {
-    const call = pbx.placeCall({
-      targets: [{ uri: bridgeUri, ...(auth ? { auth } : {}) }],
-      from: { user: '100' },
-      sdpOffer: 'v=0\r\n',
-      answerTimeoutMs: 5000,
-    });
-    call.on((e) => {
-      if (e.type === 'failed') resolve(e);
-    });
-  });
-}
-
-describe('inbound digest authentication', () => {
-  it('answers 401 to an INVITE without credentials and keeps it from the handler', async () => {
-    expect((await dial()).status).toBe(401);
-    expect(reached).toHaveLength(0);
-  });
-
-  it('answers 401 to wrong credentials and keeps the INVITE from the handler', async () => {
-    expect((await dial({ username: 'pbx-1', password: 'wrong password' })).status).toBe(401);
-    expect((await dial({ username: 'someone-else', password: credentials.password })).status).toBe(401);
-    expect(reached).toHaveLength(0);
-  });
-
-  it('lets the INVITE with the right credentials through to the handler', async () => {
-    expect((await dial({ username: 'pbx-1', password: credentials.password })).status).toBe(486);
-    expect(reached).toHaveLength(1);
-    expect(reached[0]!.headers.authorization).toBeUndefined(); // credentials never reach call logic
-  });
-});
+inboundDigestContract('inprocess');
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
 
@@ -95,5 +41,29 @@ describe('DigestVerifier', () => {
     now += 2000;
     expect(v.verify('INVITE', answer(nonce))).toBe('stale');
     expect(v.verify('INVITE', undefined)).toBe('missing');
+  });
+});
+
+describe('Function: parseAuthorization', () => {
+  it('reads an Authorization header text into the shape the verifier takes (quoted values keep their quotes)', () => {
+    const v = new DigestVerifier(credentials);
+    expect(v.challengeText()).toMatch(/^Digest realm="wa-sip-bridge", nonce="[^"]+", qop="auth", algorithm=MD5$/);
+    expect(v.challengeText(true)).toMatch(/, stale=true$/);
+    expect(
+      parseAuthorization(
+        'Digest username="pbx-1", realm="wa-sip-bridge", nonce="a.b", uri="sip:+1@127.0.0.1", response="0f", qop=auth, nc=00000001, cnonce="c, d"',
+      ),
+    ).toEqual({
+      scheme: 'Digest',
+      username: '"pbx-1"',
+      realm: '"wa-sip-bridge"',
+      nonce: '"a.b"',
+      uri: '"sip:+1@127.0.0.1"',
+      response: '"0f"',
+      qop: 'auth',
+      nc: '00000001',
+      cnonce: '"c, d"',
+    });
+    expect(parseAuthorization('Digest')).toBeUndefined();
   });
 });
