@@ -9,14 +9,6 @@
  * accept packets only from there. `setRemote()` (re-INVITE with a new
  * address) re-arms latching.
  *
- * Once latched, the RTP socket is `connect()`ed to the latched source: sends
- * then carry no address (no per-packet address parse and route lookup in
- * Node and the kernel), and the kernel itself drops datagrams from any other
- * source (so {@link RtpSessionStats.packetsFromOtherSources} counts only what
- * is refused before a latch). A media move (`setRemote` with a new address)
- * disconnects it, so the new source can be heard and latched, then connects
- * to that one.
- *
  * Garbage (non-RTP, truncated, RTCP-on-RTP) is counted and dropped; nothing
  * a remote sends can throw.
  *
@@ -94,10 +86,7 @@ export interface RtpSessionStats {
   bytesReceived: number;
   /** Datagrams that were not valid RTP. */
   packetsRejected: number;
-  /**
-   * Valid RTP refused for its source while not latched (strict mode, the retired source's grace
-   * time). Once latched the socket is connected and the kernel drops other sources unseen.
-   */
+  /** Valid RTP from a source other than the latched one (dropped). */
   packetsFromOtherSources: number;
   /** Datagrams received on the RTCP port. */
   rtcpPacketsReceived: number;
@@ -129,14 +118,6 @@ export class RtpSession {
   private latchedRemote: RtpSource | undefined;
   /** The source latched before a `setRemote` that moved the media, refused until `until` (clock time). */
   private retiredRemote: (RtpSource & { until: number }) | undefined;
-  /**
-   * The RTP socket's connection to the latched source: `connecting` from `connect()` until its
-   * callback (Node then refuses sends with an address, and sends without one until connected, so
-   * packets wait in {@link pendingSends}); `stale` when a media move came while connecting (the
-   * callback disconnects).
-   */
-  private socketState: 'unconnected' | 'connecting' | 'connected' | 'stale' = 'unconnected';
-  private pendingSends: Buffer[] = [];
   private seq = randomInt(0, 0x10000);
   private closing: Promise<void> | undefined;
   // RTCP state.
@@ -248,7 +229,6 @@ export class RtpSession {
         ? { ...old, until: this.clock.now() + RETIRED_SOURCE_GRACE_MS }
         : undefined;
     this.latchedRemote = undefined;
-    this.disconnectSocket();
   }
 
   /** RTP clock rate of the negotiated codec (for jitter and the SR's timestamp). @default 8000 */
@@ -283,76 +263,9 @@ export class RtpSession {
     this.lastSentAt = this.clock.now();
     this.sentSinceReport = true;
     this.scheduleRtcp();
-    this.sendDatagram(buf);
-  }
-
-  /** One datagram to the current remote: without an address once connected, queued while connecting. */
-  private sendDatagram(buf: Buffer): void {
-    const state = this.socketState;
-    if (state === 'connected') {
-      this.rtp.send(buf, this.onSent);
-      return;
-    }
-    if (state !== 'unconnected') {
-      this.pendingSends.push(buf);
-      return;
-    }
-    const remote = this.latchedRemote ?? this.sdpRemote;
-    if (!remote || remote.address === '0.0.0.0' || remote.port === 0) return;
-    this.rtp.send(buf, remote.port, remote.address, this.onSent);
-  }
-
-  private readonly onSent = (err: Error | null): void => {
-    if (err) this.log?.debug({ err }, 'RTP send failed');
-  };
-
-  /** Connect the RTP socket to the source just latched (see the module comment). */
-  private connectSocket(to: RtpSource): void {
-    if (this.closing || this.socketState !== 'unconnected') return;
-    this.socketState = 'connecting';
-    try {
-      this.rtp.connect(to.port, to.address, () => this.onConnected());
-    } catch (err) {
-      this.socketState = 'unconnected';
-      this.log?.debug({ err }, 'RTP connect failed; sending with addresses');
-      this.flushPending();
-    }
-  }
-
-  private onConnected(): void {
-    if (this.closing) return;
-    if (this.socketState === 'stale') {
-      // The media moved while connecting: back to unconnected, then connect to the new latch if any.
-      this.socketState = 'connected';
-      this.disconnectSocket();
-      this.flushPending();
-      if (this.latchedRemote) this.connectSocket(this.latchedRemote);
-      return;
-    }
-    this.socketState = 'connected';
-    this.flushPending();
-  }
-
-  /** Undo the connection (media move); while connecting, the connect callback does it. */
-  private disconnectSocket(): void {
-    if (this.socketState === 'connecting') {
-      this.socketState = 'stale';
-      return;
-    }
-    if (this.socketState !== 'connected') return;
-    this.socketState = 'unconnected';
-    try {
-      this.rtp.disconnect();
-    } catch (err) {
-      this.log?.debug({ err }, 'RTP disconnect failed');
-    }
-  }
-
-  private flushPending(): void {
-    const pending = this.pendingSends;
-    if (pending.length === 0) return;
-    this.pendingSends = [];
-    for (const buf of pending) this.sendDatagram(buf);
+    this.rtp.send(buf, remote.port, remote.address, (err) => {
+      if (err) this.log?.debug({ err }, 'RTP send failed');
+    });
   }
 
   /** Counter snapshot. */
@@ -496,7 +409,6 @@ export class RtpSession {
         this.retiredRemote = undefined;
       }
       this.latchedRemote = { address: rinfo.address, port: rinfo.port };
-      this.connectSocket(this.latchedRemote);
       const sdp = this.sdpRemote;
       if (sdp && (sdp.address !== rinfo.address || sdp.port !== rinfo.port)) {
         this.log?.info({ sdp, actual: this.latchedRemote }, 'latched RTP to a source other than the SDP (RFC 4961)');
