@@ -21,7 +21,7 @@
  * | `EventLoopLag` | Milliseconds | `MediaThread` | media worker (`MEDIA_THREADS` ≥ 1) | every 5 s per media thread (`0`, `1`, …) and for the main thread (`main`, SIP and call scripts): p99 event-loop delay over those 5 s (`monitorEventLoopDelay`) — what a call's packets wait behind |
  * | `MetaCallErrors` | Count | `MetaCode` | webhook | Meta reported a calling error: an errors-only `calls` change (e.g. 131044 no payment method), or a call's `terminate` carrying `errors[]` (138007, 138019–138023; once per call), one per error |
  * | `WebhookItemsMalformed` | Count | – | webhook | an item of a POST did not have Meta's shape and was skipped (the rest was processed) |
- * | `MetaAccountAlerts` | Count | `AlertType` | webhook | an `account_update` ACCOUNT_VIOLATION (one, typed by `violation_type`) or ACCOUNT_RESTRICTION (one per `restriction_type`): calling quality warning or pause (§2.10, §4.6) |
+ * | `MetaAccountAlerts` | Count | none (all alerts), and `AlertType` | webhook | an `account_update` ACCOUNT_VIOLATION (one, typed by `violation_type`) or ACCOUNT_RESTRICTION (one per `restriction_type`): calling quality warning or pause (§2.10, §4.6) |
  *
  * The media worker's series (`CallsAnswered`, `CallsEnded`, `HandleTime`, `Media*`) cover all three call
  * kinds (user-, PBX- and API-started); `SetupLatency` only user-initiated calls (it measures from the

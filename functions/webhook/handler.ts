@@ -185,6 +185,8 @@ async function dispatch(e: InboundEvent, deps: IntakeDeps, runtime: ControlPlane
           ...(r.expiresAt === undefined ? {} : { expiresAt: new Date(r.expiresAt).toISOString() }),
         })),
       });
+      // Once in all (the alarm's series: a CloudWatch alarm cannot SUM a SEARCH over the types) and once per type.
+      runtime.metrics.emit({ MetaAccountAlerts: types.length });
       for (const type of types) runtime.metrics.emit({ MetaAccountAlerts: 1 }, { AlertType: type });
       return { result: 'account-alert', event: e.event, types };
     }

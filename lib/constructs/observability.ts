@@ -113,12 +113,8 @@ export class Observability extends Construct {
       period: FIVE_MINUTES,
     });
     const malformedItems = bridge(METRIC.webhookItemsMalformed, 'Sum', {}, FIVE_MINUTES);
-    // Every AlertType summed: any calling quality warning or restriction from Meta (§2.10, §4.6).
-    const accountAlerts = new MathExpression({
-      expression: `SUM(SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.alertType}} MetricName="${METRIC.metaAccountAlerts}" ${DIMENSION.stage}="${stage}"', 'Sum', 300))`,
-      label: 'Meta account alerts',
-      period: FIVE_MINUTES,
-    });
+    // Every alert, from the series without AlertType the webhook also writes: an alarm cannot use SEARCH.
+    const accountAlerts = bridge(METRIC.metaAccountAlerts, 'Sum', {}, FIVE_MINUTES);
     const accountAlertsByType = new MathExpression({
       expression: `SEARCH('{${METRICS_NAMESPACE},${DIMENSION.stage},${DIMENSION.alertType}} MetricName="${METRIC.metaAccountAlerts}" ${DIMENSION.stage}="${stage}"', 'Sum', 300)`,
       label: '',

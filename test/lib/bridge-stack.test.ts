@@ -355,9 +355,15 @@ describe('BridgeStack: observability', () => {
     expect(dashboard).toContain('ApproximateAgeOfOldestMessage');
   });
 
+  it('builds no alarm on a SEARCH expression (CloudWatch refuses those: the deploy would fail)', () => {
+    const alarms = resources('AWS::CloudWatch::Alarm');
+    const searching = alarms.filter((a) => JSON.stringify(a.Properties.Metrics ?? []).includes('SEARCH('));
+    expect(searching.map((a) => a.Properties.AlarmDescription)).toEqual([]);
+  });
+
   it('alarms on any Meta account alert and on a failed settings sync', () => {
     const alarms = resources('AWS::CloudWatch::Alarm');
-    const accountAlarm = alarms.find((a) => JSON.stringify(a.Properties.Metrics ?? []).includes('MetaAccountAlerts'));
+    const accountAlarm = alarms.find((a) => JSON.stringify(a.Properties).includes('MetaAccountAlerts'));
     expect(accountAlarm?.Properties).toMatchObject({
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',

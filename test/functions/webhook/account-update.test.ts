@@ -30,7 +30,7 @@ describe('account_update becomes a metric and an error log', () => {
     expect(
       (await simControl({ event: 'ACCOUNT_VIOLATION', violationType: 'USER_INITIATED_CALLS_LOW_PICKUP_RATE' })).status,
     ).toBe(200);
-    await until(() => metrics.since(mark, 'MetaAccountAlerts').length === 1, 5000, { what: 'the violation metric' });
+    await until(() => metrics.since(mark, 'MetaAccountAlerts').length === 2, 5000, { what: 'the violation metric' });
     const expiration = 1_800_000_000;
     expect(
       (
@@ -40,9 +40,12 @@ describe('account_update becomes a metric and an error log', () => {
         })
       ).status,
     ).toBe(200);
-    await until(() => metrics.since(mark, 'MetaAccountAlerts').length === 2, 5000, { what: 'the restriction metric' });
+    await until(() => metrics.since(mark, 'MetaAccountAlerts').length === 4, 5000, { what: 'the restriction metric' });
+    // Each alert twice: in the total the alarm watches, and by type for the dashboard.
     expect(metrics.since(mark, 'MetaAccountAlerts')).toEqual([
+      { name: 'MetaAccountAlerts', value: 1, dimensions: {} },
       { name: 'MetaAccountAlerts', value: 1, dimensions: { AlertType: 'USER_INITIATED_CALLS_LOW_PICKUP_RATE' } },
+      { name: 'MetaAccountAlerts', value: 1, dimensions: {} },
       { name: 'MetaAccountAlerts', value: 1, dimensions: { AlertType: 'RESTRICTED_USER_INITIATED_CALLING' } },
     ]);
     const alerts = stack.logs.filter((l) => l.message === 'Meta calling account alert');
