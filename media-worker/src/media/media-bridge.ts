@@ -30,12 +30,11 @@ import { DelayHistogram } from './delay-histogram.ts';
 import { MediaError } from './errors.ts';
 import type { SipMedia, WhatsAppMedia } from './ports.ts';
 import type { RtpView } from './rtp.ts';
-import type { SipMediaDescription } from './sip-sdp.ts';
+import { type BridgeMode, bridgeModeOf, type SipMediaDescription } from './sip-sdp.ts';
 
 export type { BridgedDigit } from './bridge/dtmf-relay.ts';
 
-/** How audio crosses the bridge. */
-export type BridgeMode = 'passthrough' | 'transcode';
+export type { BridgeMode } from './sip-sdp.ts';
 
 /** Options for {@link MediaBridge}. */
 export interface MediaBridgeOptions {
@@ -164,7 +163,7 @@ export class MediaBridge {
 
   /** `passthrough` when the SIP side negotiated Opus, else `transcode`. */
   get mode(): BridgeMode {
-    return this.#sip.codec.name === 'opus' ? 'passthrough' : 'transcode';
+    return bridgeModeOf(this.#sip);
   }
 
   /** True while on hold ({@link hold} or a hold SDP in {@link updateSip}). */

@@ -74,6 +74,14 @@ export interface SipSdpOptions {
 }
 
 /** What {@link parseSipAnswer} and {@link answerSipOffer} negotiated. */
+/** How audio crosses the bridge. */
+export type BridgeMode = 'passthrough' | 'transcode';
+
+/** The bridge's rule: Opus at the PBX is relayed as is (`passthrough`), G.711 is transcoded. */
+export function bridgeModeOf(sip: SipMediaDescription): BridgeMode {
+  return sip.codec.name === 'opus' ? 'passthrough' : 'transcode';
+}
+
 export interface SipMediaDescription {
   /** Peer RTP address (media-level `c=` wins over session-level). */
   address: string;

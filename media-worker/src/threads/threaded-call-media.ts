@@ -6,8 +6,7 @@
 import type { CallMediaStats } from '#core/calls/call-record.ts';
 import { CallMediaClosedError } from '../calls/call-media.ts';
 import type { CallMediaPort, WhatsAppLegPort } from '../calls/media-port.ts';
-import type { BridgeMode } from '../media/media-bridge.ts';
-import type { SipMediaDescription, SipSdpOptions } from '../media/sip-sdp.ts';
+import { type BridgeMode, bridgeModeOf, type SipMediaDescription, type SipSdpOptions } from '../media/sip-sdp.ts';
 import type { RTCPeerConnectionState } from '../webrtc/whatsapp-leg.ts';
 import type { MediaCommand, MediaRequestOp } from './protocol.ts';
 
@@ -30,7 +29,8 @@ export class ThreadedCallMedia implements CallMediaPort {
   readonly #thread: ThreadChannel;
   readonly #callId: string | undefined;
   #sip: SipMediaDescription | undefined;
-  #mode: BridgeMode | undefined;
+  /** True once `start` was sent: the thread's bridge runs. */
+  #started = false;
   #sipOpen = false;
   #closed: Promise<void> | undefined;
   #failure: Error | undefined;
@@ -62,23 +62,23 @@ export class ThreadedCallMedia implements CallMediaPort {
   }
 
   get mode(): BridgeMode | undefined {
-    return this.#mode;
+    // Derived like MediaBridge.mode, so a re-INVITE that switches the codec switches it here too.
+    return this.#started && this.#sip ? bridgeModeOf(this.#sip) : undefined;
   }
 
   get bridged(): boolean {
-    return this.#mode !== undefined;
+    return this.#started;
   }
 
   start(sip: SipMediaDescription, callId: string): void {
-    if (this.#mode) {
+    if (this.#started) {
       this.updateSip(sip);
       return;
     }
     if (this.#closed) throw new CallMediaClosedError(callId);
     if (!this.#sipOpen) throw new Error('the SIP media of this call is not open');
     this.#sip = sip;
-    // MediaBridge's rule: Opus at the PBX is relayed as is, G.711 is transcoded.
-    this.#mode = sip.codec.name === 'opus' ? 'passthrough' : 'transcode';
+    this.#started = true;
     this.#thread.command(this.key, { op: 'start', sip, callId });
   }
 
