@@ -82,9 +82,12 @@ export class MetaApiError extends BridgeError {
 export class ConfigError extends BridgeError {
   override name = 'ConfigError';
   readonly key: string;
+  /** What is wrong, without the key (e.g. `is required but not set`). */
+  readonly problem: string;
 
   constructor(key: string, problem: string) {
     super(`configuration ${key}: ${problem}`);
     this.key = key;
+    this.problem = problem;
   }
 }

@@ -20,9 +20,9 @@ import { parseArgs } from 'node:util';
 export interface SmokeOptions {
   /** API base URL, e.g. `https://abc.execute-api.eu-west-1.amazonaws.com/` or `http://127.0.0.1:3000`. */
   readonly url: string;
-  /** Meta verify token; without it the right-token handshake is skipped. */
+  /** Meta verify token; without it the right-token handshake is skipped, and the report is not ok. */
   readonly verifyToken?: string;
-  /** Meta app secret; without it the correctly signed POST is skipped. */
+  /** Meta app secret; without it the correctly signed POST is skipped, and the report is not ok. */
   readonly appSecret?: string;
   /** Timeout of each request. @default 10000 */
   readonly timeoutMs?: number;
@@ -86,7 +86,9 @@ export async function runSmoke(options: SmokeOptions): Promise<SmokeReport> {
       });
     }
   };
-  const skip = (name: string, detail: string) => checks.push({ name, ok: true, skipped: true, detail });
+  // A check that did not run proves nothing: the report is not ok (issue 15: a pipeline must not
+  // pass a deploy whose handshake or signature was never checked).
+  const skip = (name: string, detail: string) => checks.push({ name, ok: false, skipped: true, detail });
   const handshake = (token: string, challenge: string) =>
     `/webhook?${new URLSearchParams({ 'hub.mode': 'subscribe', 'hub.challenge': challenge, 'hub.verify_token': token })}`;
   const post = (body: string, signature?: string): RequestInit => ({
