@@ -3,7 +3,12 @@
 # Build stage: bundle the worker's TypeScript with esbuild (packages stay external). The source map
 # keeps only the mappings (no embedded sources): stack traces still name file:line, and the idle
 # worker's RSS is ~15 MB lower (--enable-source-maps parses and keeps the whole map; issue 13 item 3).
-# Runtime stage: Node 22, production dependencies only, non-root, no shell entrypoint.
+# Deps stage: production dependencies, installed on the build platform too. None has an install
+# script or a per-platform package: werift, drachtio-srf and the rest are JavaScript, and @evan/opus
+# ships its prebuilt libopus addons for linux x64 and arm64 inside the one package (the worker refuses
+# to start if the addon does not load; OPUS_ALLOW_WASM). So `cdk deploy` builds the arm64 image on an
+# x86 machine without QEMU: no stage runs a command under emulation (issue 15 item 3).
+# Runtime stage: Node 22, files copied in, no RUN and no npm; non-root, no shell entrypoint.
 
 FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS build
 WORKDIR /src
@@ -20,12 +25,16 @@ RUN node_modules/.bin/esbuild worker=media-worker/image/entrypoint.ts media-thre
       --bundle --platform=node --format=esm --target=node22 --packages=external \
       --sourcemap --sources-content=false --outdir=dist --out-extension:.js=.mjs
 
+FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+
 FROM node:22-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
-# Production dependencies only; none of them has an install script (werift, @evan/opus ship JS/prebuilt binaries).
-RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+COPY package.json ./
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 USER node
 # ECS runs an init process (initProcessEnabled) as PID 1, which forwards SIGTERM to node: the worker drains.

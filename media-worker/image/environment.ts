@@ -9,7 +9,10 @@
  *    public subnet with a public IP egresses through the internet gateway's 1:1 NAT, so the
  *    address AWS's `checkip` service sees is exactly the one Meta's relay and the PBX must reach.
  *    Without a public address every call would fail ICE, so discovery failing stops the task.
- * 2. **Settings** (`SSM_PREFIX`): every worker parameter under the prefix, SecureStrings
+ * 2. **Identity** (in ECS): `WORKER_ID` is the ECS task id, from the task ARN in the container
+ *    metadata, so it is unique per task for the cluster's life (a `hostname-pid` id repeats when a
+ *    new task gets an old task's private address).
+ * 3. **Settings** (`SSM_PREFIX`): every worker parameter under the prefix, SecureStrings
  *    decrypted, fills the keys the environment does not set (the stack's wiring wins).
  */
 import { ssmSettings } from '#adapters/aws/ssm-parameters.ts';
@@ -44,11 +47,13 @@ export async function prepareWorkerEnvironment(
       set.push(key);
     }
   };
+  const metadataUri = env.ECS_CONTAINER_METADATA_URI_V4;
+  const metadata = metadataUri ? await containerMetadata(metadataUri, deps.fetch) : undefined;
+  if (metadataUri && metadata) fill('WORKER_ID', ecsTaskId(metadataUri, metadata));
   if (env.ADDRESS_DISCOVERY === 'ecs') {
-    const metadataUri = env.ECS_CONTAINER_METADATA_URI_V4;
-    if (!metadataUri)
+    if (!metadataUri || !metadata)
       throw new WorkerEnvironmentError('ADDRESS_DISCOVERY=ecs but ECS_CONTAINER_METADATA_URI_V4 is not set');
-    const privateAddress = await privateIpv4(metadataUri, deps.fetch);
+    const privateAddress = privateIpv4(metadataUri, metadata);
     fill('SIP_BIND_ADDRESS', privateAddress);
     fill('RTP_BIND_ADDRESS', privateAddress);
     if (!env.PUBLIC_ADDRESS) {
@@ -69,9 +74,28 @@ export async function prepareWorkerEnvironment(
   return set;
 }
 
-/** The task's private IPv4 (awsvpc ENI) from the container metadata endpoint v4. */
-async function privateIpv4(metadataUri: string, fetchFn: typeof fetch): Promise<string> {
-  const body = (await getJson(metadataUri, fetchFn)) as { Networks?: Array<{ IPv4Addresses?: string[] }> };
+/** What this module reads of the container metadata endpoint v4's answer. */
+interface ContainerMetadata {
+  Networks?: Array<{ IPv4Addresses?: string[] }>;
+  Labels?: Record<string, string>;
+}
+
+async function containerMetadata(metadataUri: string, fetchFn: typeof fetch): Promise<ContainerMetadata> {
+  return (await getJson(metadataUri, fetchFn)) as ContainerMetadata;
+}
+
+/** The ECS task id: the last segment of the task ARN the container metadata labels carry. */
+function ecsTaskId(metadataUri: string, metadata: ContainerMetadata): string {
+  const arn = metadata.Labels?.['com.amazonaws.ecs.task-arn'];
+  const id = arn?.split('/').at(-1);
+  if (!arn?.startsWith('arn:') || !id || !/^[\w-]{1,64}$/.test(id)) {
+    throw new WorkerEnvironmentError(`task metadata at ${metadataUri} names no task ARN`);
+  }
+  return id;
+}
+
+/** The task's private IPv4 (awsvpc ENI) from the container metadata. */
+function privateIpv4(metadataUri: string, body: ContainerMetadata): string {
   const address = body.Networks?.[0]?.IPv4Addresses?.[0];
   if (!address || !IPV4.test(address)) {
     throw new WorkerEnvironmentError(`task metadata at ${metadataUri} names no IPv4 address`);

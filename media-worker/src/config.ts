@@ -21,7 +21,7 @@ export const WORKER_SETTINGS = {
       .string()
       .regex(/^[\w.-]{1,64}$/)
       .optional(),
-    doc: 'Unique id of this worker. Default: host name and process id.',
+    doc: 'Unique id of this worker. In ECS the image sets the ECS task id; elsewhere the default is host name and process id.',
   },
   MAX_CALLS_PER_WORKER: {
     schema: positiveInt.max(2000),
@@ -126,6 +126,11 @@ export const WORKER_SETTINGS = {
     schema: z.coerce.number().int().min(0).max(10),
     doc: 'Transcoding: libopus encoder complexity 0–10 at 8 kHz. Higher costs more CPU per call (see README § Performance).',
     default: '1',
+  },
+  OPUS_ALLOW_WASM: {
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    doc: "Start even when libopus runs as WebAssembly (the native addon of @evan/opus did not load): transcoding then costs several times the CPU. By default the worker refuses to start, naming the addon's load error.",
+    default: 'false',
   },
   RTP_BIND_ADDRESS: { schema: z.ipv4(), doc: 'Address RTP and WebRTC sockets bind.', default: '127.0.0.1' },
   RTP_PORT_MIN: { schema: positiveInt.max(65534), doc: 'Lowest RTP port for the SIP leg.', default: '20000' },
@@ -301,6 +306,8 @@ export interface WorkerConfig {
     /** Options of the transcoding path, handed to every `MediaBridge`. */
     readonly transcode: { readonly opusComplexity: number };
   };
+  /** OPUS_ALLOW_WASM: start on libopus's WebAssembly build. */
+  readonly opusAllowWasm: boolean;
   readonly meta: {
     readonly graphUrl: string;
     readonly accessToken: string;
@@ -426,6 +433,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
         opusComplexity: get<number>('TRANSCODE_OPUS_COMPLEXITY'),
       },
     },
+    opusAllowWasm: get<boolean>('OPUS_ALLOW_WASM'),
     meta: {
       graphUrl: get<string>('META_GRAPH_URL'),
       accessToken: get<string>('META_ACCESS_TOKEN'),

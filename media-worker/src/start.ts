@@ -20,6 +20,7 @@ import { createPbxGate } from './calls/pbx-gate.ts';
 import type { BusinessCallOutcomes } from './calls/ports.ts';
 import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
+import { checkOpusBackend } from './media/opus-backend.ts';
 import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
@@ -58,6 +59,11 @@ export async function startMediaWorker(
   const logger = (overrides.logger ?? pino({ level: config.logLevel, base: { service: 'media-worker' } })).child({
     workerId: config.workerId,
   });
+  // Before anything starts: a worker on libopus's WebAssembly fallback would transcode at a
+  // fraction of its capacity without saying so.
+  const opus = checkOpusBackend(config.opusAllowWasm);
+  if (opus === 'wasm')
+    logger.warn('libopus runs as WebAssembly (OPUS_ALLOW_WASM=true): transcoding costs several times the CPU');
   // Long polls wait up to 20 s, so the SQS request timeout sits above that.
   const { dynamo, sqs } = createAwsClients({ ...config.aws, sqsRequestTimeoutMs: 25_000 });
   const calls = new DynamoCallStore(dynamo, config.tables.calls);

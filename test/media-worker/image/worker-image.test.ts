@@ -1,10 +1,18 @@
 /** The media worker image's start-up environment (`media-worker/image/environment.ts`). */
-import { describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { WORKER_PARAMETER_KEYS } from '#worker/config.ts';
 import { prepareWorkerEnvironment, WorkerEnvironmentError } from '../../../media-worker/image/environment.ts';
 
 const METADATA = 'http://169.254.170.2/v4/abc';
-const metadata = { Networks: [{ NetworkMode: 'awsvpc', IPv4Addresses: ['10.0.1.23'] }] };
+const TASK_ID = '8f0e2c7a1b3d4e5f9a6b7c8d9e0f1a2b';
+let metadata: Record<string, unknown>;
+const ecsMetadata = () => ({
+  Networks: [{ NetworkMode: 'awsvpc', IPv4Addresses: ['10.0.1.23'] }],
+  Labels: {
+    'com.amazonaws.ecs.cluster': 'arn:aws:ecs:eu-west-1:111122223333:cluster/wa-sip-bridge',
+    'com.amazonaws.ecs.task-arn': `arn:aws:ecs:eu-west-1:111122223333:task/wa-sip-bridge/${TASK_ID}`,
+  },
+});
 
 function fakeFetch(publicAnswer: () => Response) {
   return vi.fn(async (url: string | URL | Request) => {
@@ -16,6 +24,10 @@ function fakeFetch(publicAnswer: () => Response) {
 }
 
 describe('Function: prepareWorkerEnvironment', () => {
+  beforeEach(() => {
+    metadata = ecsMetadata();
+  });
+
   it('binds to the task ENI, advertises the public address, and fills settings under the stack wiring', async () => {
     // Prepare
     const env: Record<string, string | undefined> = {
@@ -40,6 +52,7 @@ describe('Function: prepareWorkerEnvironment', () => {
       SIP_TARGET_URI: 'sip:agent@pbx.example.com',
       SIP_PASSWORD: 's3cret',
       SIP_PORT: '5060',
+      WORKER_ID: TASK_ID,
     });
     expect(set.sort()).toEqual([
       'PUBLIC_ADDRESS',
@@ -47,8 +60,27 @@ describe('Function: prepareWorkerEnvironment', () => {
       'SIP_BIND_ADDRESS',
       'SIP_PASSWORD',
       'SIP_TARGET_URI',
+      'WORKER_ID',
     ]);
     expect(ssmSettings).toHaveBeenCalledWith('/wa-sip-bridge/prod', { keys: WORKER_PARAMETER_KEYS });
+  });
+
+  it('names the worker after its ECS task, unique for the cluster’s life (not hostname-pid, which repeats)', async () => {
+    const env: Record<string, string | undefined> = { ECS_CONTAINER_METADATA_URI_V4: METADATA };
+
+    expect(
+      await prepareWorkerEnvironment(env, { fetch: fakeFetch(() => new Response('')), ssmSettings: vi.fn() }),
+    ).toEqual(['WORKER_ID']);
+    expect(env.WORKER_ID).toBe(TASK_ID);
+  });
+
+  it('refuses to start in ECS when the metadata names no task ARN', async () => {
+    metadata = { Networks: ecsMetadata().Networks };
+    const env: Record<string, string | undefined> = { ECS_CONTAINER_METADATA_URI_V4: METADATA };
+
+    await expect(
+      prepareWorkerEnvironment(env, { fetch: fakeFetch(() => new Response('')), ssmSettings: vi.fn() }),
+    ).rejects.toThrow(/names no task ARN/);
   });
 
   it('never lets a parameter override what the environment already sets', async () => {

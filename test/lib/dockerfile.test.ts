@@ -1,0 +1,53 @@
+/**
+ * The worker image builds anywhere: the stack builds a linux/arm64 image, and on an x86 machine
+ * without QEMU any `RUN` in an arm64 stage fails. So every stage that runs a command runs on the
+ * build platform, and the final stage only copies files (issue 15 item 3, "The Dockerfile's final
+ * stage runs no npm").
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+interface Stage {
+  readonly from: string;
+  readonly name: string;
+  readonly instructions: string[];
+}
+
+/** Splits a Dockerfile into stages (continuation lines joined, comments dropped). */
+function stages(text: string): Stage[] {
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const out: Stage[] = [];
+  for (const line of lines) {
+    if (/^FROM\s/i.test(line)) {
+      out.push({ from: line, name: /\sAS\s+(\S+)$/i.exec(line)?.[1] ?? '', instructions: [] });
+    } else {
+      out.at(-1)?.instructions.push(line);
+    }
+  }
+  return out;
+}
+
+describe('the worker Dockerfile', () => {
+  const all = stages(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'));
+
+  it('runs every command on the build platform, never under emulation', () => {
+    const running = all.filter((s) => s.instructions.some((i) => /^RUN\s/i.test(i)));
+
+    expect(running.map((s) => s.name)).toEqual(['build', 'deps']);
+    for (const s of running) expect(s.from, s.name).toMatch(/--platform=\$BUILDPLATFORM/);
+  });
+
+  it('has a final stage that only copies files: no RUN, no npm', () => {
+    const final = all.at(-1)!;
+
+    expect(final.from).not.toMatch(/--platform/); // the target platform: linux/arm64 in AWS
+    expect(final.instructions.filter((i) => /^RUN\s/i.test(i))).toEqual([]);
+    expect(final.instructions.join('\n')).not.toMatch(/\bnpm\b/);
+    expect(final.instructions).toContain('COPY --from=deps /app/node_modules ./node_modules');
+    expect(final.instructions).toContain('USER node');
+  });
+});
