@@ -6,6 +6,7 @@
  * `algorithm` field and ties the nonce count to one context, so it is not used here.)
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Clock, realClock } from '#core/clock.ts';
 
 /** The credentials a PBX must present. Never logged. */
 export interface DigestCredentials {
@@ -27,14 +28,14 @@ const unquote = (s: string | undefined) => (s ?? '').replace(/^"(.*)"$/, '$1');
 export class DigestVerifier {
   readonly #secret = randomBytes(32);
   readonly #ttlMs: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
 
   constructor(
     private readonly credentials: DigestCredentials,
-    options: { nonceTtlMs?: number; now?: () => number } = {},
+    options: { nonceTtlMs?: number; clock?: Clock } = {},
   ) {
     this.#ttlMs = options.nonceTtlMs ?? 300_000;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** The `WWW-Authenticate` value of a 401, as the `sip` package stringifies it. */
@@ -83,7 +84,7 @@ export class DigestVerifier {
   }
 
   #nonce(): string {
-    const t = this.#now().toString(36);
+    const t = Math.floor(this.#clock.now()).toString(36);
     return `${t}.${createHmac('sha256', this.#secret).update(t).digest('base64url').slice(0, 22)}`;
   }
 
@@ -93,7 +94,7 @@ export class DigestVerifier {
     if (!t || !mac) return undefined;
     const expected = createHmac('sha256', this.#secret).update(t).digest('base64url').slice(0, 22);
     if (mac.length !== expected.length || !timingSafeEqual(Buffer.from(mac), Buffer.from(expected))) return undefined;
-    return this.#now() - Number.parseInt(t, 36);
+    return this.#clock.now() - Number.parseInt(t, 36);
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '#core/clock.ts';
 import { DigestVerifier, parseAuthorization } from '#worker/sip/digest-server.ts';
 import { inboundDigestContract } from './contract/inbound-digest.ts';
 
@@ -15,8 +16,8 @@ const md5 = (s: string) => createHash('md5').update(s).digest('hex');
 
 describe('DigestVerifier', () => {
   it('refuses nonces it did not issue and asks again (stale) after the nonce lifetime', () => {
-    let now = 1_000_000;
-    const v = new DigestVerifier(credentials, { nonceTtlMs: 1000, now: () => now });
+    const clock = new ManualClock(1_000_000);
+    const v = new DigestVerifier(credentials, { nonceTtlMs: 1000, clock });
     const nonce = v.challenge().nonce!.replace(/"/g, '');
     const answer = (n: string) => {
       // RFC 2617 qop=auth response, computed independently of the verifier.
@@ -38,7 +39,7 @@ describe('DigestVerifier', () => {
     };
     expect(v.verify('INVITE', answer(nonce))).toBe('ok');
     expect(v.verify('INVITE', answer(`${nonce.split('.')[0]}.forged0000000000000000`))).toBe('bad');
-    now += 2000;
+    clock.advance(2000);
     expect(v.verify('INVITE', answer(nonce))).toBe('stale');
     expect(v.verify('INVITE', undefined)).toBe('missing');
   });
