@@ -20,14 +20,6 @@ import type {
   SipTransport,
 } from './sip-port.ts';
 import {
-  ALL_COOLING_DOWN,
-  type FinalResponseInfo,
-  type PlannedTarget,
-  type RedirectContact,
-  type TargetCooldowns,
-  TargetPlan,
-} from './target-plan.ts';
-import {
   ALLOW,
   bodyOf,
   contactUri,
@@ -41,6 +33,14 @@ import {
   toWire,
   transportOf,
 } from './sip-wire.ts';
+import {
+  ALL_COOLING_DOWN,
+  type FinalResponseInfo,
+  type PlannedTarget,
+  type RedirectContact,
+  type TargetCooldowns,
+  TargetPlan,
+} from './target-plan.ts';
 
 /** Default time a target may stay silent before failover. */
 export const DEFAULT_FAILOVER_TIMEOUT_MS = 4000;

@@ -26,7 +26,6 @@ import type { SipDialog, SipStackContext } from './dialog.ts';
 import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
-import { TargetCooldowns } from './target-plan.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -39,6 +38,7 @@ import {
   T1_MS,
   transportOf,
 } from './sip-wire.ts';
+import { TargetCooldowns } from './target-plan.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -348,10 +348,21 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
       return;
     }
     if (verifier) {
-      const verdict = verifier.verify('INVITE', rq.headers.authorization as AuthorizationHeader[] | undefined);
+      const verdict = verifier.verify(
+        'INVITE',
+        rq.headers.authorization as AuthorizationHeader[] | undefined,
+        typeof rq.uri === 'string' ? rq.uri : sip.stringifyUri(rq.uri ?? ''),
+      );
+      if (verdict === 'uri-mismatch') {
+        // RFC 2617 §3.2.2.5: an answer for another resource is a bad request, not a credentials problem.
+        logger.warn({ source: remote.address }, 'INVITE whose digest uri is not its Request-URI');
+        respond(rq, 400, 'Bad Request');
+        return;
+      }
       if (verdict !== 'ok') {
         // 401 with a fresh challenge; the retried INVITE is a new transaction (RFC 3261 §22.2).
-        if (verdict === 'bad') logger.warn({ source: remote.address }, 'INVITE with wrong digest credentials');
+        if (verdict === 'bad' || verdict === 'replay')
+          logger.warn({ source: remote.address, verdict }, 'INVITE with wrong or replayed digest credentials');
         respond(rq, 401, 'Unauthorized', {
           headers: { 'www-authenticate': [verifier.challenge(verdict === 'stale')] },
         });

@@ -50,7 +50,10 @@ export interface FinalResponseInfo {
  * and angle brackets are dropped.
  */
 export function targetKey(uri: string): string {
-  const bare = uri.trim().replace(/^<(.*)>$/, '$1').replace(/\?.*$/, '');
+  const bare = uri
+    .trim()
+    .replace(/^<(.*)>$/, '$1')
+    .replace(/\?.*$/, '');
   const m = /^(sips?):(?:([^@]*)@)?(.*)$/i.exec(bare);
   if (!m) return bare;
   return `${m[1]?.toLowerCase()}:${m[2] === undefined ? '' : `${m[2]}@`}${m[3]?.toLowerCase()}`;
@@ -208,7 +211,14 @@ export class TargetPlan {
     const fromHost = hostOf(from.uri);
     const seen = new Set<string>();
     const usable = contacts
-      .map((c, order) => ({ uri: c.uri.trim().replace(/^<(.*)>$/, '$1').replace(/\?.*$/, ''), q: qOf(c.q), order }))
+      .map((c, order) => ({
+        uri: c.uri
+          .trim()
+          .replace(/^<(.*)>$/, '$1')
+          .replace(/\?.*$/, ''),
+        q: qOf(c.q),
+        order,
+      }))
       .filter((c) => {
         const key = targetKey(c.uri);
         if (!/^sips?:/i.test(c.uri) || this.#tried.has(key) || seen.has(key) || !this.#isValid(c.uri)) return false;

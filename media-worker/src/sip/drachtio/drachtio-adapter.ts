@@ -184,10 +184,17 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     }
     if (verifier) {
       const given = req.has('Authorization') ? parseAuthorization(req.get('Authorization')) : undefined;
-      const verdict = verifier.verify('INVITE', given ? [given] : undefined);
+      const verdict = verifier.verify('INVITE', given ? [given] : undefined, req.uri);
+      if (verdict === 'uri-mismatch') {
+        // RFC 2617 §3.2.2.5: an answer for another resource is a bad request, not a credentials problem.
+        logger.warn({ source: req.source_address }, 'INVITE whose digest uri is not its Request-URI');
+        res.send(400);
+        return;
+      }
       if (verdict !== 'ok') {
         // 401 with a fresh challenge; the retried INVITE is a new transaction (RFC 3261 §22.2).
-        if (verdict === 'bad') logger.warn({ source: req.source_address }, 'INVITE with wrong digest credentials');
+        if (verdict === 'bad' || verdict === 'replay')
+          logger.warn({ source: req.source_address, verdict }, 'INVITE with wrong or replayed digest credentials');
         res.send(401, { headers: { 'WWW-Authenticate': verifier.challengeText(verdict === 'stale') } });
         return;
       }

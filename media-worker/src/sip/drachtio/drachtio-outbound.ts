@@ -15,13 +15,8 @@ import type { Logger } from 'pino';
 import { Emitter } from '../../emitter.ts';
 import { redactSdp, sessionVersion } from '../../sdp/sdp.ts';
 import { RemoteSdpTracker } from '../reinvite.ts';
-import type {
-  OutboundSipCall,
-  PlaceCallOptions,
-  SipCallEvent,
-  SipDialogEvent,
-  SipDialogState,
-} from '../sip-port.ts';
+import type { OutboundSipCall, PlaceCallOptions, SipCallEvent, SipDialogEvent, SipDialogState } from '../sip-port.ts';
+import { escapeUser, newCallId, reasonPhrase } from '../sip-wire.ts';
 import {
   ALL_COOLING_DOWN,
   type FinalResponseInfo,
@@ -30,7 +25,6 @@ import {
   type TargetCooldowns,
   TargetPlan,
 } from '../target-plan.ts';
-import { escapeUser, newCallId, reasonPhrase } from '../sip-wire.ts';
 import {
   attachDialog,
   cancelInvite,
