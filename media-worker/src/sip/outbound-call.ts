@@ -33,14 +33,22 @@ import {
   toWire,
   transportOf,
 } from './sip-wire.ts';
+import {
+  ALL_COOLING_DOWN,
+  type FinalResponseInfo,
+  type PlannedTarget,
+  type RedirectContact,
+  type TargetCooldowns,
+  TargetPlan,
+} from './target-plan.ts';
 
 /** Default time a target may stay silent before failover. */
 export const DEFAULT_FAILOVER_TIMEOUT_MS = 4000;
 
 /** One INVITE transaction towards one target (re-created once for a digest retry). */
 interface Attempt {
-  readonly index: number;
-  readonly target: SipTarget;
+  readonly target: PlannedTarget;
+  readonly uri: SipUri;
   readonly transport: SipTransport;
   invite: SipMessage;
   authTried: boolean;
@@ -56,9 +64,25 @@ interface Attempt {
   tryingEmitted: boolean;
 }
 
-/** Final responses after which the next target is tried (RFC 3261 §16.7 gives the model). */
+/**
+ * Final responses after which the next target is tried (RFC 3261 §16.7 gives the model). 3xx is
+ * {@link TargetPlan}'s business (redirects), which applies this rule to the rest.
+ */
 export function isFailoverStatus(status: number): boolean {
   return status === 408 || (status >= 500 && status < 600);
+}
+
+/** The Contacts and Retry-After of a final response, for {@link TargetPlan.failed}. */
+function finalInfo(rs: SipMessage): FinalResponseInfo {
+  const contacts: RedirectContact[] = [];
+  const raw = rs.headers.contact;
+  if (Array.isArray(raw))
+    for (const c of raw) {
+      const uri = typeof c.uri === 'string' ? c.uri : sip.stringifyUri(c.uri);
+      contacts.push({ uri, q: c.params?.q ?? undefined });
+    }
+  const retryAfter = (rs.headers as Record<string, unknown>)['retry-after'];
+  return { contacts, retryAfter: retryAfter === undefined ? undefined : String(retryAfter) };
 }
 
 /** The To URI for a Request-URI: same user/host/port, without URI parameters other than `user`. */
@@ -71,7 +95,7 @@ function toUriOf(uri: SipUri): string {
 export class OutboundCall extends SipDialog implements OutboundSipCall {
   readonly #events: Emitter<SipCallEvent>;
   readonly #opts: PlaceCallOptions;
-  readonly #parsedTargets: (SipUri | undefined)[];
+  readonly #plan: TargetPlan;
   readonly #extra: Record<string, string>;
   #attempt: Attempt | undefined;
   #ringTimer: NodeJS.Timeout | undefined;
@@ -90,7 +114,13 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
   readonly #onEnd: (call: OutboundCall) => void;
 
   /** Validates options synchronously (`TypeError` on misuse) and sends the INVITE on the next tick. */
-  constructor(ctx: SipStackContext, logger: Logger, opts: PlaceCallOptions, onEnd: (call: OutboundCall) => void) {
+  constructor(
+    ctx: SipStackContext,
+    logger: Logger,
+    opts: PlaceCallOptions,
+    onEnd: (call: OutboundCall) => void,
+    cooldowns: TargetCooldowns,
+  ) {
     if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
     if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
     const parsedTargets = opts.targets.map((t) => sip.parseUri(t.uri));
@@ -108,7 +138,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     super(ctx, log, callId, localTag, from, 'udp', 1 + Math.floor(Math.random() * 10000));
     this.#events = new Emitter(log);
     this.#opts = opts;
-    this.#parsedTargets = parsedTargets;
+    this.#plan = new TargetPlan(opts.targets, cooldowns, { isValid: (uri) => sip.parseUri(uri) !== undefined });
     this.#extra = extra;
     this.#onEnd = onEnd;
     this.localSdp = opts.sdpOffer;
@@ -164,18 +194,24 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
       return;
     }
     this.#opts.signal?.addEventListener('abort', this.#onAbort, { once: true });
+    const first = this.#plan.next();
+    if (!first) {
+      // RFC 3261 §21.5.4: every target asked us to wait (503 Retry-After); send nothing.
+      this.logger.info({ targets: this.#opts.targets.length }, 'every target is cooling down');
+      this.#finish({ type: 'failed', ...ALL_COOLING_DOWN });
+      return;
+    }
     this.#ringTimer = setTimeout(() => this.#onRingTimeout(), this.#opts.answerTimeoutMs);
-    this.#tryTarget(0);
+    this.#tryTarget(first);
   }
 
-  #tryTarget(index: number): void {
-    const target = this.#opts.targets[index];
-    const uri = this.#parsedTargets[index];
-    if (!target || !uri) return;
+  #tryTarget(target: PlannedTarget): void {
+    const uri = sip.parseUri(target.uri);
+    if (!uri) return; // validated by the constructor and the plan
     const transport = transportOf(uri);
     const att: Attempt = {
-      index,
       target,
+      uri,
       transport,
       invite: this.#buildInvite(target, uri, transport),
       authTried: false,
@@ -205,7 +241,14 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
       this.#onAttemptFailed(att, 503, `transport ${transport} not enabled`);
       return;
     }
-    this.logger.info({ target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) }, 'sending INVITE');
+    this.logger.info(
+      {
+        target: target.uri,
+        ...(target.redirectedFrom ? { redirectedFrom: target.redirectedFrom } : {}),
+        sdp: redactSdp(this.#opts.sdpOffer),
+      },
+      'sending INVITE',
+    );
     this.#send(att);
   }
 
@@ -266,7 +309,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     if ((status === 401 || status === 407) && att.target.auth && !att.authTried) {
       att.authTried = true;
       // RFC 3261 §22.2: same Call-ID, From tag; new CSeq and branch; credentials added.
-      const retry = this.#buildInvite(att.target, this.#parsedTargets[att.index] as SipUri, att.transport);
+      const retry = this.#buildInvite(att.target, att.uri, att.transport);
       if (signWithChallenge(retry, rs, att.target.auth)) {
         this.logger.info({ status }, 'answering digest challenge');
         att.invite = retry;
@@ -278,7 +321,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
       }
       this.logger.warn({ status }, 'digest challenge not answerable (unsupported algorithm or no nonce)');
     }
-    this.#onAttemptFailed(att, status, rs.reason || reasonPhrase(status));
+    this.#onAttemptFailed(att, status, rs.reason || reasonPhrase(status), finalInfo(rs));
   }
 
   #onProvisional(att: Attempt, rs: SipMessage, status: number): void {
@@ -448,11 +491,11 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     if (att) this.ctx.background(this.#abandon(att), 'cancel on ring timeout', this.logger);
   }
 
-  #onAttemptFailed(att: Attempt, status: number, reason: string): void {
+  #onAttemptFailed(att: Attempt, status: number, reason: string, info: FinalResponseInfo = {}): void {
     if (this.#finished) return;
-    const next = att.index + 1;
-    if (isFailoverStatus(status) && next < this.#opts.targets.length) {
-      this.logger.info({ target: att.target.uri, status, reason }, 'target failed; trying next');
+    const next = this.#plan.failed(att.target, status, info) ? this.#plan.next() : undefined;
+    if (next) {
+      this.logger.info({ target: att.target.uri, status, reason, next: next.uri }, 'target failed; trying next');
       this.#tryTarget(next);
       return;
     }

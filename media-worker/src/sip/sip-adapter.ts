@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
 import sip from 'sip';
+import { type Clock, realClock } from '#core/clock.ts';
 import type { SipDialog, SipStackContext } from './dialog.ts';
 import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
@@ -37,6 +38,7 @@ import {
   T1_MS,
   transportOf,
 } from './sip-wire.ts';
+import { TargetCooldowns } from './target-plan.ts';
 
 /** TLS material for the `tls` transport. */
 export interface SipTlsOptions {
@@ -87,6 +89,11 @@ export interface SipPortOptions {
    * credentials gets 401 with a `WWW-Authenticate` challenge and never reaches the handler.
    */
   readonly inboundAuth?: DigestCredentials;
+  /**
+   * Time source of the 503 `Retry-After` cooldowns of targets and of the digest nonces' lifetime
+   * (tests pass a `ManualClock`). @default realClock
+   */
+  readonly clock?: Clock;
 }
 
 /** The stack could not start (bad options, port in use). */
@@ -145,6 +152,38 @@ function listening(s: PackageSocket): Promise<void> {
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
 
 /**
+ * The 503 responses as they arrived. The package's RFC 3263 address search answers a 503 by
+ * trying the next address and, with none left, hands the caller a 503 it makes itself from the
+ * request, without the far end's headers: the `Retry-After` (RFC 3261 §21.5.4) would be lost.
+ * The wire hook keeps each received 503 here, keyed by Call-ID and branch, and the send callback
+ * swaps the made-up 503 for it. Bounded: the oldest go first.
+ */
+class Received503s {
+  static readonly MAX = 64;
+  readonly #byKey = new Map<string, SipMessage>();
+
+  static #key(m: SipMessage): string {
+    return `${m.headers['call-id'] ?? ''}\n${m.headers.via?.[0]?.params.branch ?? ''}`;
+  }
+
+  keep(rs: SipMessage): void {
+    this.#byKey.set(Received503s.#key(rs), rs);
+    for (const key of this.#byKey.keys()) {
+      if (this.#byKey.size <= Received503s.MAX) break;
+      this.#byKey.delete(key);
+    }
+  }
+
+  /** The received 503 matching `rs` (the package's own), removed from the store. */
+  take(rs: SipMessage): SipMessage | undefined {
+    const key = Received503s.#key(rs);
+    const found = this.#byKey.get(key);
+    this.#byKey.delete(key);
+    return found;
+  }
+}
+
+/**
  * The package treats any request whose next hop is its own host as addressed to one of its own
  * flows and answers it 404 locally, so a PBX on the worker's IP at another port was unreachable (issue
  * 14: no INVITE ever left). Such a request gets a first Route naming a flow to that port, the
@@ -190,7 +229,11 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   const contactUser = options.contactUser ?? 'wa-sip-bridge';
   const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
   const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
-  const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth) : undefined;
+  const clock = options.clock ?? realClock;
+  const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth, { clock }) : undefined;
+  /** Targets that answered 503 with Retry-After, shared by every call of this stack (RFC 3261 §21.5.4). */
+  const cooldowns = new TargetCooldowns({ clock });
+  const received503s = new Received503s();
   const dialogs = new Map<string, SipDialog>();
   /** Unanswered inbound INVITEs by Call-ID and top Via branch, for CANCEL matching (RFC 3261 §9.2). */
   const pendingInvites = new Map<string, InboundCall>();
@@ -224,6 +267,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
         if (logger.isLevelEnabled('trace')) logger.trace({ wire: redactedWireText(m) }, 'SIP out');
       },
       recv: (m, remote) => {
+        if (m.status === 503) received503s.keep(m);
         if (logger.isLevelEnabled('trace'))
           logger.trace(
             { wire: redactedWireText(m), from: `${remote.protocol} ${remote.address}:${remote.port}` },
@@ -304,10 +348,21 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
       return;
     }
     if (verifier) {
-      const verdict = verifier.verify('INVITE', rq.headers.authorization as AuthorizationHeader[] | undefined);
+      const verdict = verifier.verify(
+        'INVITE',
+        rq.headers.authorization as AuthorizationHeader[] | undefined,
+        typeof rq.uri === 'string' ? rq.uri : sip.stringifyUri(rq.uri ?? ''),
+      );
+      if (verdict === 'uri-mismatch') {
+        // RFC 2617 §3.2.2.5: an answer for another resource is a bad request, not a credentials problem.
+        logger.warn({ source: remote.address }, 'INVITE whose digest uri is not its Request-URI');
+        respond(rq, 400, 'Bad Request');
+        return;
+      }
       if (verdict !== 'ok') {
         // 401 with a fresh challenge; the retried INVITE is a new transaction (RFC 3261 §22.2).
-        if (verdict === 'bad') logger.warn({ source: remote.address }, 'INVITE with wrong digest credentials');
+        if (verdict === 'bad' || verdict === 'replay')
+          logger.warn({ source: remote.address, verdict }, 'INVITE with wrong or replayed digest credentials');
         respond(rq, 401, 'Unauthorized', {
           headers: { 'www-authenticate': [verifier.challenge(verdict === 'stale')] },
         });
@@ -408,7 +463,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   const routedStack: SipStack = {
     send: (m, callback) => {
       routeToOwnHost(stack, m, { address: options.address, port: ownPort });
-      stack.send(m, callback);
+      stack.send(m, callback && ((rs) => callback(rs.status === 503 ? (received503s.take(rs) ?? rs) : rs)));
     },
     destroy: () => stack.destroy(),
     hostname: () => stack.hostname(),
@@ -423,7 +478,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     },
     placeCall(opts: PlaceCallOptions): OutboundSipCall {
       if (closing) throw new SipStackError('SIP port is closed');
-      const call = new OutboundCall(ctx, logger, opts, (c) => calls.delete(c));
+      const call = new OutboundCall(ctx, logger, opts, (c) => calls.delete(c), cooldowns);
       calls.add(call);
       return call;
     },

@@ -31,7 +31,10 @@ export interface PlaceCallOptions {
   /**
    * Ordered failover list. The next target is tried when the current one gives no response at
    * all within `failoverTimeoutMs`, answers 408 or any 5xx (RFC 3261 §16.7 style serial forking),
-   * or cannot be reached.
+   * or cannot be reached. A 300/301/302 puts its Contacts (highest q first) before the remaining
+   * targets (RFC 3261 §8.1.3.4; 5 redirects per call at most, no URI tried twice; 305/380 are not
+   * followed and move on); a 503 with `Retry-After` keeps its target from every call of this port
+   * for that long, and a call whose every target cools down fails 503 at once. See `target-plan.ts`.
    */
   readonly targets: readonly SipTarget[];
   /** The caller's identity, put in the From header (`"displayName" <sip:user@fromDomain>`). */

@@ -12,10 +12,12 @@
 import Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
 import pino from 'pino';
+import { type Clock, realClock } from '#core/clock.ts';
 import { type DigestCredentials, DigestVerifier, parseAuthorization } from '../digest-server.ts';
 import { SipStackError } from '../sip-adapter.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
+import { TargetCooldowns } from '../target-plan.ts';
 import type { DrachtioContext } from './drachtio-dialog.ts';
 import { DrachtioInboundCall } from './drachtio-inbound.ts';
 import { DrachtioOutboundCall } from './drachtio-outbound.ts';
@@ -44,6 +46,11 @@ export interface DrachtioPortOptions {
   readonly inboundRingLimitMs?: number;
   /** Challenge inbound INVITEs with digest authentication (RFC 3261 §22.2). */
   readonly inboundAuth?: DigestCredentials;
+  /**
+   * Time source of the 503 `Retry-After` cooldowns of targets and of the digest nonces' lifetime
+   * (tests pass a `ManualClock`). @default realClock
+   */
+  readonly clock?: Clock;
   /** How long to wait for drachtio-server to accept the connection. @default 10000 */
   readonly connectTimeoutMs?: number;
 }
@@ -89,7 +96,10 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
   const userAgent = options.userAgent ?? 'wa-sip-bridge';
   const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
   const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
-  const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth) : undefined;
+  const clock = options.clock ?? realClock;
+  const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth, { clock }) : undefined;
+  /** Targets that answered 503 with Retry-After, shared by every call of this port (RFC 3261 §21.5.4). */
+  const cooldowns = new TargetCooldowns({ clock });
   const srf = new Srf();
   const calls = new Set<DrachtioOutboundCall | DrachtioInboundCall>();
   const background = new Set<Promise<unknown>>();
@@ -174,10 +184,17 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     }
     if (verifier) {
       const given = req.has('Authorization') ? parseAuthorization(req.get('Authorization')) : undefined;
-      const verdict = verifier.verify('INVITE', given ? [given] : undefined);
+      const verdict = verifier.verify('INVITE', given ? [given] : undefined, req.uri);
+      if (verdict === 'uri-mismatch') {
+        // RFC 2617 §3.2.2.5: an answer for another resource is a bad request, not a credentials problem.
+        logger.warn({ source: req.source_address }, 'INVITE whose digest uri is not its Request-URI');
+        res.send(400);
+        return;
+      }
       if (verdict !== 'ok') {
         // 401 with a fresh challenge; the retried INVITE is a new transaction (RFC 3261 §22.2).
-        if (verdict === 'bad') logger.warn({ source: req.source_address }, 'INVITE with wrong digest credentials');
+        if (verdict === 'bad' || verdict === 'replay')
+          logger.warn({ source: req.source_address, verdict }, 'INVITE with wrong or replayed digest credentials');
         res.send(401, { headers: { 'WWW-Authenticate': verifier.challengeText(verdict === 'stale') } });
         return;
       }
@@ -247,7 +264,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     },
     placeCall(opts: PlaceCallOptions): OutboundSipCall {
       if (closing) throw new SipStackError('SIP port is closed');
-      const call = new DrachtioOutboundCall(ctx, logger, opts, (c) => calls.delete(c));
+      const call = new DrachtioOutboundCall(ctx, logger, opts, (c) => calls.delete(c), cooldowns);
       calls.add(call);
       return call;
     },

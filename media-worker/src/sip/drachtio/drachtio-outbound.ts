@@ -1,7 +1,8 @@
 /**
- * A call the worker places (UAC) through drachtio-server: one `createUAC` per target in order,
- * failing over on silence, 408 and 5xx (the same rule as the in-process adapter,
- * {@link isFailoverStatus}). drachtio-server owns the INVITE/CANCEL/ACK transactions, their
+ * A call the worker places (UAC) through drachtio-server: one `createUAC` per target in the order
+ * {@link TargetPlan} gives (the same rule as the in-process adapter: failover on silence, 408 and
+ * 5xx, 3xx Contacts followed, 503 Retry-After cooldowns; drachtio-srf's own `followRedirects`
+ * stays off, it would follow the first Contact only and outside the failover list). drachtio-server owns the INVITE/CANCEL/ACK transactions, their
  * retransmissions and the digest retry (drachtio-srf's `auth` option); this class maps its
  * results onto {@link SipCallEvent}s and keeps the ring budget.
  *
@@ -13,17 +14,17 @@ import type Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
 import { Emitter } from '../../emitter.ts';
 import { redactSdp, sessionVersion } from '../../sdp/sdp.ts';
-import { isFailoverStatus } from '../outbound-call.ts';
 import { RemoteSdpTracker } from '../reinvite.ts';
-import type {
-  OutboundSipCall,
-  PlaceCallOptions,
-  SipCallEvent,
-  SipDialogEvent,
-  SipDialogState,
-  SipTarget,
-} from '../sip-port.ts';
+import type { OutboundSipCall, PlaceCallOptions, SipCallEvent, SipDialogEvent, SipDialogState } from '../sip-port.ts';
 import { escapeUser, newCallId, reasonPhrase } from '../sip-wire.ts';
+import {
+  ALL_COOLING_DOWN,
+  type FinalResponseInfo,
+  type PlannedTarget,
+  type RedirectContact,
+  type TargetCooldowns,
+  TargetPlan,
+} from '../target-plan.ts';
 import {
   attachDialog,
   cancelInvite,
@@ -37,12 +38,25 @@ import {
 interface SrfSipError {
   readonly status?: number;
   readonly reason?: string;
+  /** The final response itself. */
+  readonly res?: Srf.SrfResponse;
+}
+
+/** The Contacts and Retry-After of a final response, for {@link TargetPlan.failed}. */
+function finalInfo(res: Srf.SrfResponse | undefined): FinalResponseInfo {
+  if (!res) return {};
+  const contacts: RedirectContact[] = [];
+  if (res.has('Contact')) {
+    const parsed = res.getParsedHeader('Contact') as unknown as { uri?: string; params?: Record<string, string> }[];
+    for (const c of Array.isArray(parsed) ? parsed : [])
+      if (typeof c?.uri === 'string') contacts.push({ uri: c.uri, q: c.params?.q });
+  }
+  return { contacts, retryAfter: res.has('Retry-After') ? res.get('Retry-After') : undefined };
 }
 
 /** One INVITE towards one target. */
 interface Attempt {
-  readonly index: number;
-  readonly target: SipTarget;
+  readonly target: PlannedTarget;
   /** The INVITE as drachtio sent it (needed to CANCEL). */
   req: Srf.SrfRequest | undefined;
   responded: boolean;
@@ -61,6 +75,7 @@ export class DrachtioOutboundCall implements OutboundSipCall {
   readonly #onEnd: (call: DrachtioOutboundCall) => void;
   readonly #remoteSdp = new RemoteSdpTracker();
   readonly #callId: string;
+  readonly #plan: TargetPlan;
   #state: SipDialogState = 'calling';
   #attempt: Attempt | undefined;
   #dialog: Srf.Dialog | undefined;
@@ -75,11 +90,19 @@ export class DrachtioOutboundCall implements OutboundSipCall {
   };
 
   /** Validates options synchronously (`TypeError` on misuse) and sends the INVITE on the next tick. */
-  constructor(ctx: DrachtioContext, logger: Logger, opts: PlaceCallOptions, onEnd: (c: DrachtioOutboundCall) => void) {
+  constructor(
+    ctx: DrachtioContext,
+    logger: Logger,
+    opts: PlaceCallOptions,
+    onEnd: (c: DrachtioOutboundCall) => void,
+    cooldowns: TargetCooldowns,
+  ) {
     if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
     if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
-    const bad = opts.targets.find((t) => !/^sips?:[^\s@]*@?[^\s]+$/.test(t.uri) || !ctx.parseUri(t.uri));
+    const isValid = (uri: string): boolean => /^sips?:[^\s@]*@?[^\s]+$/.test(uri) && !!ctx.parseUri(uri);
+    const bad = opts.targets.find((t) => !isValid(t.uri));
     if (bad) throw new TypeError(`invalid SIP target URI: ${bad.uri}`);
+    this.#plan = new TargetPlan(opts.targets, cooldowns, { isValid });
     this.#headers = plainHeaders(opts.headers);
     this.#ctx = ctx;
     this.#opts = opts;
@@ -142,20 +165,29 @@ export class DrachtioOutboundCall implements OutboundSipCall {
       return;
     }
     this.#opts.signal?.addEventListener('abort', this.#onAbort, { once: true });
+    const first = this.#plan.next();
+    if (!first) {
+      // RFC 3261 §21.5.4: every target asked us to wait (503 Retry-After); send nothing.
+      this.#logger.info({ targets: this.#opts.targets.length }, 'every target is cooling down');
+      this.#finish({ type: 'failed', ...ALL_COOLING_DOWN });
+      return;
+    }
     this.#ringTimer = setTimeout(() => this.#onRingTimeout(), this.#opts.answerTimeoutMs);
-    this.#tryTarget(0);
+    this.#tryTarget(first);
   }
 
-  #tryTarget(index: number): void {
-    const target = this.#opts.targets[index];
-    if (!target) return;
-    const att: Attempt = { index, target, req: undefined, responded: false, abandoned: false, silenceTimer: undefined };
+  #tryTarget(target: PlannedTarget): void {
+    const att: Attempt = { target, req: undefined, responded: false, abandoned: false, silenceTimer: undefined };
     this.#attempt = att;
     this.#state = 'calling';
     this.#earlySdp = undefined;
     att.silenceTimer = setTimeout(() => this.#onSilence(att), this.#opts.failoverTimeoutMs ?? 4000);
     this.#logger.info(
-      { target: target.uri, attempt: index + 1, sdp: redactSdp(this.#opts.sdpOffer) },
+      {
+        target: target.uri,
+        ...(target.redirectedFrom ? { redirectedFrom: target.redirectedFrom } : {}),
+        sdp: redactSdp(this.#opts.sdpOffer),
+      },
       'sending INVITE',
     );
     // The callback form, so the dialog's listeners are on in the tick drachtio reports the 2xx.
@@ -243,7 +275,7 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     const status = typeof e?.status === 'number' ? e.status : 503;
     const reason =
       e?.reason || (err instanceof Error && typeof e?.status !== 'number' ? err.message : reasonPhrase(status));
-    this.#onAttemptFailed(att, status, reason);
+    this.#onAttemptFailed(att, status, reason, finalInfo(e?.res));
   }
 
   #cancel(att: Attempt): void {
@@ -283,11 +315,11 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     if (att) this.#abandon(att);
   }
 
-  #onAttemptFailed(att: Attempt, status: number, reason: string): void {
+  #onAttemptFailed(att: Attempt, status: number, reason: string, info: FinalResponseInfo = {}): void {
     if (this.#finished) return;
-    const next = att.index + 1;
-    if (isFailoverStatus(status) && next < this.#opts.targets.length) {
-      this.#logger.info({ target: att.target.uri, status, reason }, 'target failed; trying next');
+    const next = this.#plan.failed(att.target, status, info) ? this.#plan.next() : undefined;
+    if (next) {
+      this.#logger.info({ target: att.target.uri, status, reason, next: next.uri }, 'target failed; trying next');
       this.#tryTarget(next);
       return;
     }

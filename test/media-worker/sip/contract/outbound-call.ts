@@ -10,6 +10,7 @@ import type { SipMessage } from 'sip';
 import sip from 'sip';
 import digest from 'sip/digest.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '#core/clock.ts';
 import { sleep } from '#test/helpers/async.ts';
 import type { SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { SipError, waitForAnswer } from '#worker/sip/sip-port.ts';
@@ -32,9 +33,11 @@ export function outboundCallContract(name: AdapterName): void {
   let port: SipPort;
   let fe: FarEnd;
   let fe3: FarEnd;
+  /** The adapter's time source for 503 Retry-After cooldowns; moved by hand. */
+  const clock = new ManualClock(1_000_000);
 
   beforeAll(async () => {
-    adapter = await startAdapter(name, { requestTimeoutMs: 2000 });
+    adapter = await startAdapter(name, { requestTimeoutMs: 2000, clock });
     port = adapter.port;
     fe = await FarEnd.start('127.0.0.2');
     fe3 = await FarEnd.start('127.0.0.3');
@@ -384,6 +387,146 @@ export function outboundCallContract(name: AdapterName): void {
         reason: 'Service Unavailable',
         target: fe3.uri('b'),
       });
+    });
+  });
+
+  describe('Class: OutboundCall (UAC) — redirects and Retry-After', () => {
+    /** User part of a request's Request-URI. */
+    const userOf = (rq: SipMessage): string | undefined => sip.parseUri(String(rq.uri))?.user;
+    const invitesTo = (f: FarEnd, callId: string) =>
+      f.received.filter((r) => r.rq.method === 'INVITE' && r.rq.headers['call-id'] === callId).map((r) => userOf(r.rq));
+
+    it('302 (RFC 3261 §8.1.3.4): its Contacts are tried highest q first, before the remaining targets; a Contact naming the redirecting target is not tried again; answeredTarget is the redirected target', async () => {
+      // Prepare: "moved" redirects to two agents on the other far end and to itself (a loop).
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 302, 'Moved Temporarily', {
+          headers: {
+            contact: [
+              { uri: fe3.uri('low'), params: { q: '0.2' } },
+              { uri: fe.uri('moved'), params: {} },
+              { uri: fe3.uri('high'), params: { q: '0.9' } },
+            ],
+          },
+        });
+        return true;
+      };
+      fe3.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        if (userOf(rq) === 'low') f.reply(rq, 200, 'OK', { content: ANSWER });
+        else f.reply(rq, 500, 'Server Internal Error');
+        return true;
+      };
+      // Act
+      const { call, log } = place({ targets: [{ uri: fe.uri('moved') }, { uri: fe3.uri('backup') }] });
+      const answered = await log.next('answered');
+      // Assess
+      expect(answered.target).toBe(fe3.uri('low'));
+      expect(call.answeredTarget).toBe(fe3.uri('low'));
+      expect(invitesTo(fe, call.callId)).toEqual(['moved']);
+      expect(invitesTo(fe3, call.callId)).toEqual(['high', 'low']);
+      await call.hangUp();
+    });
+
+    it('a chain of redirects is followed 5 times at most, then the next configured target is tried', async () => {
+      // Prepare: hop0 → hop1 → hop2 → … without end.
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        const hop = Number(userOf(rq)?.replace('hop', ''));
+        f.reply(rq, 301, 'Moved Permanently', { headers: { contact: [{ uri: fe.uri(`hop${hop + 1}`), params: {} }] } });
+        return true;
+      };
+      fe3.handler = answerAll();
+      // Act
+      const { call, log } = place({ targets: [{ uri: fe.uri('hop0') }, { uri: fe3.uri('backup') }] });
+      const answered = await log.next('answered');
+      // Assess: the INVITE to hop0 and one per followed redirect.
+      expect(invitesTo(fe, call.callId)).toEqual(['hop0', 'hop1', 'hop2', 'hop3', 'hop4', 'hop5']);
+      expect(answered.target).toBe(fe3.uri('backup'));
+      await call.hangUp();
+    });
+
+    it('305 Use Proxy and 380 Alternative Service are not followed: the next configured target is tried', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        const status = userOf(rq) === 'proxy' ? 305 : 380;
+        f.reply(rq, status, status === 305 ? 'Use Proxy' : 'Alternative Service', {
+          headers: { contact: [{ uri: fe3.uri('elsewhere'), params: {} }] },
+        });
+        return true;
+      };
+      fe3.handler = answerAll();
+      const { call, log } = place({
+        targets: [{ uri: fe.uri('proxy') }, { uri: fe.uri('alternative') }, { uri: fe3.uri('backup') }],
+      });
+      expect((await log.next('answered')).target).toBe(fe3.uri('backup'));
+      expect(invitesTo(fe3, call.callId)).toEqual(['backup']);
+      await call.hangUp();
+    });
+
+    it('a 302 whose only Contact is the last target: failed 302 with that target', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 302, 'Moved Temporarily', { headers: { contact: [{ uri: fe.uri('self'), params: {} }] } });
+        return true;
+      };
+      const { log } = place({ targets: [{ uri: fe.uri('self') }] });
+      expect(await log.next('failed')).toMatchObject({ status: 302, target: fe.uri('self') });
+    });
+
+    it('503 with Retry-After (RFC 3261 §21.5.4): next target now, and no call of this worker tries that target again until the time has passed; when every target cools down the call fails 503 at once, sending nothing', async () => {
+      // Prepare: "resting" is overloaded for 30 s; the agent answers.
+      fe3.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 503, 'Service Unavailable', { headers: { 'retry-after': '30 (overloaded)' } });
+        return true;
+      };
+      fe.handler = answerAll();
+      const targets = [{ uri: fe3.uri('resting') }, { uri: fe.uri('agent') }];
+      // Act + Assess: the first call fails over.
+      const first = place({ targets });
+      expect((await first.log.next('answered')).target).toBe(fe.uri('agent'));
+      expect(invitesTo(fe3, first.call.callId)).toEqual(['resting']);
+      await first.call.hangUp();
+      // 29.999 s later a second call goes straight to the agent.
+      clock.advance(29_999);
+      const second = place({ targets });
+      expect((await second.log.next('answered')).target).toBe(fe.uri('agent'));
+      expect(invitesTo(fe3, second.call.callId)).toEqual([]);
+      await second.call.hangUp();
+      // A call with only the resting target fails fast, naming why.
+      const third = place({ targets: [{ uri: fe3.uri('resting') }] });
+      expect(await third.log.next('failed')).toEqual({
+        type: 'failed',
+        status: 503,
+        reason: 'Service Unavailable (every target is cooling down after 503 Retry-After)',
+      });
+      // Once the 30 s are over, the target is tried again.
+      clock.advance(1);
+      const fourth = place({ targets });
+      expect((await fourth.log.next('answered')).target).toBe(fe.uri('agent'));
+      expect(invitesTo(fe3, fourth.call.callId)).toEqual(['resting']);
+      await sleep(QUIET_MS);
+      expect(invitesTo(fe3, third.call.callId)).toEqual([]);
+      await fourth.call.hangUp();
+    });
+
+    it('a 503 without Retry-After and other 5xx only move on; a 6xx ends the call without trying the next target', async () => {
+      fe3.handler = rejectInvites(503, 'Service Unavailable');
+      fe.handler = rejectInvites(603, 'Decline');
+      const targets = [{ uri: fe3.uri('plain') }, { uri: fe.uri('declines') }, { uri: fe3.uri('never') }];
+      const { call, log } = place({ targets });
+      expect(await log.next('failed')).toEqual({
+        type: 'failed',
+        status: 603,
+        reason: 'Decline',
+        target: fe.uri('declines'),
+      });
+      const again = place({ targets });
+      await again.log.next('failed');
+      await sleep(QUIET_MS);
+      expect(invitesTo(fe3, call.callId)).toEqual(['plain']);
+      expect(invitesTo(fe3, again.call.callId)).toEqual(['plain']); // no cooldown without Retry-After
     });
   });
 

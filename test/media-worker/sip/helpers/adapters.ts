@@ -4,6 +4,7 @@
  * (drachtio-srf over a drachtio-server the helper starts, `sip/drachtio/`).
  */
 import type { Logger } from 'pino';
+import type { Clock } from '#core/clock.ts';
 import { type DrachtioServer, startDrachtioServer } from '#test/helpers/drachtio-server.ts';
 import type { DigestCredentials } from '#worker/sip/digest-server.ts';
 import { createDrachtioSipPort } from '#worker/sip/drachtio/drachtio-adapter.ts';
@@ -24,6 +25,8 @@ export interface AdapterOptions {
   readonly t1Ms?: number;
   readonly inboundAuth?: DigestCredentials;
   readonly logger?: Logger;
+  /** Time source of the adapter's cooldowns and digest nonces (tests pass a ManualClock). */
+  readonly clock?: Clock;
 }
 
 /** A started adapter: the port plus where its SIP listens. */
@@ -52,6 +55,7 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.t1Ms === undefined ? {} : { t1Ms: options.t1Ms }),
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
     return { name, port, address, sipPort, server: undefined, close: () => port.close() };
   }
@@ -65,6 +69,7 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs }),
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
     return {
       name,
