@@ -37,16 +37,16 @@ import {
   AwsLogDriver,
   Cluster,
   ContainerDefinition,
-  ContainerImage,
   ContainerDependencyCondition,
+  ContainerImage,
   ContainerInsights,
   CpuArchitecture,
+  Secret as EcsSecret,
   FargateService,
   FargateTaskDefinition,
   LinuxParameters,
   OperatingSystemFamily,
   Protocol,
-  Secret as EcsSecret,
 } from 'aws-cdk-lib/aws-ecs';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -359,6 +359,11 @@ export class MediaWorkers extends Construct {
       this.taskDefinition,
       ['AwsSolutions::AwsSolutions-ECS2'],
       'The environment holds wiring only (table names, queue URL, ports, the SSM prefix); no secret. Settings, SecureStrings included, are read from SSM under the stage prefix by the image entrypoint, so optional settings may be absent and changes apply to new tasks without a deploy.',
+    );
+    acknowledge(
+      this.drachtioSecret,
+      ['AwsSolutions::AwsSolutions-SMG4'],
+      'The drachtio shared secret authenticates the worker to its sidecar on the task loopback only (drachtio-server listens on 127.0.0.1:9022); both containers read it at start, so a rotation would need a new deployment anyway.',
     );
     acknowledge(
       this.taskDefinition.obtainExecutionRole(),

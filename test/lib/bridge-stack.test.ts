@@ -565,6 +565,7 @@ describe('BridgeStack: cdk-nag AwsSolutions', () => {
       'AwsSolutions-ECS2',
       'AwsSolutions-IAM5',
       'AwsSolutions-L1',
+      'AwsSolutions-SMG4',
     ]);
     for (const v of nag.suppressedViolations) expect(v.reason.length).toBeGreaterThan(40);
   });
