@@ -9,6 +9,9 @@
  * - `alarmEmail` — e-mail address subscribed to the alarms
  * - `settingsKeyArn` — KMS key of the SecureString settings (default: `alias/aws/ssm`)
  * - `minWorkers`, `maxWorkers`, `maxCallsPerWorker` — worker fleet size
+ * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
+ *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
+ *   (default: no TLS listener)
  */
 import { Annotations, App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -38,6 +41,7 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
   ...(count('minWorkers') ? { minWorkers: count('minWorkers')! } : {}),
   ...(count('maxWorkers') ? { maxWorkers: count('maxWorkers')! } : {}),
   ...(count('maxCallsPerWorker') ? { maxCallsPerWorker: count('maxCallsPerWorker')! } : {}),
+  ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {
   Annotations.of(stack).addWarningV2(

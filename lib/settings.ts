@@ -64,3 +64,31 @@ export function operatorParameters(stage: string): ParameterSpec[] {
   add(WORKER_SETTINGS, WORKER_WIRED, 'media-worker');
   return [...byKey.values()];
 }
+
+/**
+ * Where the SIP-over-TLS certificate and key come from (the `sipTlsSecret` context key): one secret
+ * value holding the PEM certificate (and chain) followed by the PEM private key. ECS hands it to
+ * the drachtio-server sidecar as an environment secret; the sidecar's entrypoint writes the two
+ * files only its user can read.
+ */
+export type SipTlsSource =
+  | { readonly kind: 'secretsmanager'; readonly arn: string }
+  | { readonly kind: 'secretsmanager'; readonly name: string }
+  | { readonly kind: 'ssm'; readonly name: string };
+
+/**
+ * Reads the `sipTlsSecret` context value: a Secrets Manager secret ARN or name, or an SSM
+ * SecureString parameter name (starting with `/`) or ARN.
+ * @throws {TypeError} naming the context key when the value is neither
+ */
+export function sipTlsSource(value: string): SipTlsSource {
+  const ssmArn = /^arn:aws[\w-]*:ssm:[\w-]+:\d{12}:parameter(\/.+)$/.exec(value);
+  if (ssmArn) return { kind: 'ssm', name: ssmArn[1]! };
+  if (/^\/[\w.\-/]+$/.test(value)) return { kind: 'ssm', name: value };
+  if (/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:[\w/+=.@-]+$/.test(value))
+    return { kind: 'secretsmanager', arn: value };
+  if (/^[\w/+=.@-]{1,512}$/.test(value) && !value.startsWith('arn:')) return { kind: 'secretsmanager', name: value };
+  throw new TypeError(
+    `sipTlsSecret must be a Secrets Manager secret ARN or name, or an SSM SecureString name (/…) or ARN; got ${JSON.stringify(value)}`,
+  );
+}

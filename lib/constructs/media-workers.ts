@@ -9,6 +9,12 @@
  * sends every connectivity check and the DTLS ClientHello first, and the stateful security group
  * admits the relay's answers and media on that same 5-tuple.
  *
+ * SIP runs through a drachtio-server sidecar (issue 14): a second essential container in the task,
+ * built from `media-worker/drachtio/Dockerfile` (a pinned drachtio-server release), owns the SIP
+ * sockets (5060 UDP/TCP, and TLS on 5061 when a certificate is given); the worker connects to it
+ * as a drachtio-srf application on the task's loopback (awsvpc: one network namespace), with a
+ * shared secret the stack generates, and starts only once the sidecar is healthy.
+ *
  * Scaling tracks the average number of active calls per worker; a worker with calls protects its
  * task from scale-in through the ECS agent (`$ECS_AGENT_URI/task-protection/v1/state`), and on
  * SIGTERM drains within the 120 s Fargate stop timeout.
@@ -31,9 +37,11 @@ import {
   AwsLogDriver,
   Cluster,
   ContainerDefinition,
+  ContainerDependencyCondition,
   ContainerImage,
   ContainerInsights,
   CpuArchitecture,
+  Secret as EcsSecret,
   FargateService,
   FargateTaskDefinition,
   LinuxParameters,
@@ -42,6 +50,8 @@ import {
 } from 'aws-cdk-lib/aws-ecs';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { DIMENSION, METRIC, METRICS_NAMESPACE } from '#core/metrics.ts';
 import {
@@ -54,9 +64,15 @@ import {
   settingsWildcardFindings,
 } from '../grants.ts';
 import { acknowledge } from '../nag.ts';
+import type { SipTlsSource } from '../settings.ts';
 import type { CallData } from './call-data.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DRACHTIO_CONTEXT = fileURLToPath(new URL('../../media-worker/drachtio', import.meta.url));
+/** drachtio-server's application (admin) port, bound to the task's loopback. */
+const DRACHTIO_ADMIN_PORT = 9022;
+/** Memory reserved for the sidecar (soft limit), MiB, out of the task's memory. */
+const DRACHTIO_MEMORY_RESERVATION_MIB = 256;
 
 /** Properties of {@link MediaWorkers}. */
 export interface MediaWorkersProps {
@@ -109,6 +125,15 @@ export interface MediaWorkersProps {
   readonly maxAzs?: number;
   /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
   readonly image?: ContainerImage;
+  /** The drachtio-server sidecar image. @default built from media-worker/drachtio/Dockerfile (linux/arm64) */
+  readonly drachtioImage?: ContainerImage;
+  /**
+   * Certificate and key for SIP over TLS (one PEM value: certificate chain, then private key).
+   * @default none — no TLS listener, no 5061 port or security-group rule
+   */
+  readonly sipTls?: SipTlsSource;
+  /** SIP over TLS port (with {@link sipTls}). @default 5061 */
+  readonly sipTlsPort?: number;
   /** Retention of the worker and flow logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
 }
@@ -123,12 +148,15 @@ export class MediaWorkers extends Construct {
   public readonly logs: LogGroup;
   /** Average active calls per worker (the scaling signal). */
   public readonly activeCallsPerWorker: Metric;
+  /** The generated shared secret between the worker and its drachtio-server sidecar. */
+  public readonly drachtioSecret: Secret;
 
   constructor(scope: Construct, id: string, props: MediaWorkersProps) {
     super(scope, id);
     const stack = Stack.of(this);
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
     const sipPort = props.sipPort ?? 5060;
+    const sipTlsPort = props.sipTlsPort ?? 5061;
     const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
     const vcpus = props.vcpus ?? 2;
     // Admission is per core: each media thread takes its share of the task's calls.
@@ -159,6 +187,8 @@ export class MediaWorkers extends Construct {
     for (const cidr of signalling) {
       this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.udp(sipPort), 'SIP over UDP from the PBX');
       this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.tcp(sipPort), 'SIP over TCP from the PBX');
+      if (props.sipTls)
+        this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.tcp(sipTlsPort), 'SIP over TLS from the PBX');
     }
     for (const cidr of media) {
       this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.udpRange(rtpMin, rtpMax), 'RTP from the PBX');
@@ -174,7 +204,14 @@ export class MediaWorkers extends Construct {
     this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
     const image =
       props.image ?? ContainerImage.fromAsset(REPO_ROOT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 });
-    this.taskDefinition.addContainer('worker', {
+    // The shared secret drachtio-server expects from its application (the worker). It never leaves
+    // the task's loopback; ECS hands it to both containers as a secret, never as plain environment.
+    this.drachtioSecret = new Secret(this, 'DrachtioSecret', {
+      description: 'wa-sip-bridge: shared secret between the media worker and its drachtio-server sidecar',
+      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+    });
+    const drachtioSecret = EcsSecret.fromSecretsManager(this.drachtioSecret);
+    const worker = this.taskDefinition.addContainer('worker', {
       image,
       essential: true,
       logging: new AwsLogDriver({ streamPrefix: 'worker', logGroup: this.logs }),
@@ -197,15 +234,18 @@ export class MediaWorkers extends Construct {
         MEDIA_THREADS: String(vcpus),
         SIP_PORT: String(sipPort),
         SIP_TRANSPORTS: 'udp,tcp',
+        // The drachtio-server sidecar owns the SIP sockets; the worker is its application.
+        SIP_STACK: 'drachtio',
+        DRACHTIO_HOST: '127.0.0.1',
+        DRACHTIO_PORT: String(DRACHTIO_ADMIN_PORT),
         RTP_PORT_MIN: String(rtpMin),
         RTP_PORT_MAX: String(rtpMax),
         METRICS_STAGE: props.stage,
         // Minutes each scale-in protection lasts (the worker sets it while it has calls).
         TASK_PROTECTION_MINUTES: '120',
       },
+      secrets: { DRACHTIO_SECRET: drachtioSecret },
       portMappings: [
-        { name: 'sip-udp', containerPort: sipPort, protocol: Protocol.UDP },
-        { name: 'sip-tcp', containerPort: sipPort, protocol: Protocol.TCP },
         {
           containerPort: ContainerDefinition.CONTAINER_PORT_USE_RANGE,
           containerPortRange: `${rtpMin}-${rtpMax}`,
@@ -213,6 +253,44 @@ export class MediaWorkers extends Construct {
         },
       ],
     });
+
+    const drachtio = this.taskDefinition.addContainer('drachtio', {
+      image:
+        props.drachtioImage ??
+        ContainerImage.fromAsset(DRACHTIO_CONTEXT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 }),
+      essential: true,
+      // A soft reservation out of the task's memory; the worker keeps the rest (the task size is unchanged).
+      memoryReservationMiB: DRACHTIO_MEMORY_RESERVATION_MIB,
+      logging: new AwsLogDriver({ streamPrefix: 'drachtio', logGroup: this.logs }),
+      // ECS stops containers in reverse dependency order: the worker drains first, its calls' BYEs
+      // still go out through drachtio-server, which stops after it.
+      stopTimeout: Duration.seconds(120),
+      environment: {
+        // The entrypoint binds SIP to the task's private address and advertises its public one
+        // (drachtio's --external-ip) in Via and Contact, as the worker does in SDP.
+        ADDRESS_DISCOVERY: 'ecs',
+        DRACHTIO_SIP_PORT: String(sipPort),
+        ...(props.sipTls ? { DRACHTIO_TLS_PORT: String(sipTlsPort) } : {}),
+      },
+      secrets: {
+        DRACHTIO_SECRET: drachtioSecret,
+        ...(props.sipTls ? { DRACHTIO_TLS_PEM: this.tlsSecret(props.sipTls) } : {}),
+      },
+      // Serving means the application port accepts connections (bash's /dev/tcp; no curl in the image).
+      healthCheck: {
+        command: ['CMD', 'bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${DRACHTIO_ADMIN_PORT}`],
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(30),
+      },
+      portMappings: [
+        { name: 'sip-udp', containerPort: sipPort, protocol: Protocol.UDP },
+        { name: 'sip-tcp', containerPort: sipPort, protocol: Protocol.TCP },
+        ...(props.sipTls ? [{ name: 'sip-tls', containerPort: sipTlsPort, protocol: Protocol.TCP }] : []),
+      ],
+    });
+    worker.addContainerDependencies({ container: drachtio, condition: ContainerDependencyCondition.HEALTHY });
 
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,
@@ -283,6 +361,11 @@ export class MediaWorkers extends Construct {
       'The environment holds wiring only (table names, queue URL, ports, the SSM prefix); no secret. Settings, SecureStrings included, are read from SSM under the stage prefix by the image entrypoint, so optional settings may be absent and changes apply to new tasks without a deploy.',
     );
     acknowledge(
+      this.drachtioSecret,
+      ['AwsSolutions::AwsSolutions-SMG4'],
+      'The drachtio shared secret authenticates the worker to its sidecar on the task loopback only (drachtio-server listens on 127.0.0.1:9022); both containers read it at start, so a rotation would need a new deployment anyway.',
+    );
+    acknowledge(
       this.taskDefinition.obtainExecutionRole(),
       [ANY_RESOURCE_FINDING],
       'ecr:GetAuthorizationToken, which pulls the image, has no resource-level permissions.',
@@ -302,5 +385,20 @@ export class MediaWorkers extends Construct {
       [clusterTasksWildcardFinding(stack.getLogicalId(this.cluster.node.defaultChild as CfnElement))],
       'Task scale-in protection: a task protects itself while it has calls; task ids are only known at run time, so the grant covers the tasks of this cluster.',
     );
+  }
+
+  /** The ECS secret carrying the TLS PEM, from Secrets Manager or an SSM SecureString. */
+  private tlsSecret(source: SipTlsSource): EcsSecret {
+    if (source.kind === 'ssm')
+      return EcsSecret.fromSsmParameter(
+        StringParameter.fromSecureStringParameterAttributes(this, 'SipTlsParameter', { parameterName: source.name }),
+      );
+    const secret: ISecret =
+      'arn' in source
+        ? /-[A-Za-z0-9]{6}$/.test(source.arn)
+          ? Secret.fromSecretCompleteArn(this, 'SipTlsSecret', source.arn)
+          : Secret.fromSecretPartialArn(this, 'SipTlsSecret', source.arn)
+        : Secret.fromSecretNameV2(this, 'SipTlsSecret', source.name);
+    return EcsSecret.fromSecretsManager(secret);
   }
 }

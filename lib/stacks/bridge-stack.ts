@@ -11,7 +11,7 @@ import { CallData } from '../constructs/call-data.ts';
 import { MediaWorkers } from '../constructs/media-workers.ts';
 import { Observability } from '../constructs/observability.ts';
 import { SettingsSync } from '../constructs/settings-sync.ts';
-import { parameterPrefix } from '../settings.ts';
+import { parameterPrefix, sipTlsSource } from '../settings.ts';
 
 /** Properties of {@link BridgeStack}. */
 export interface BridgeStackProps extends StackProps {
@@ -39,6 +39,12 @@ export interface BridgeStackProps extends StackProps {
   readonly maxCallsPerWorker?: number;
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
+  /**
+   * SIP over TLS (5061) on the drachtio-server sidecar: a Secrets Manager secret ARN or name, or an
+   * SSM SecureString name (`/…`) or ARN, holding the PEM certificate chain followed by the PEM key.
+   * @default none — no TLS listener and no 5061 rule
+   */
+  readonly sipTlsSecret?: string;
 }
 
 /** The whole bridge in one stack. */
@@ -82,6 +88,7 @@ export class BridgeStack extends Stack {
       ...(props.maxWorkers ? { maxWorkers: props.maxWorkers } : {}),
       ...(props.maxCallsPerWorker ? { maxCallsPerWorker: props.maxCallsPerWorker } : {}),
       ...(props.workerImage ? { image: props.workerImage } : {}),
+      ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
     });
     this.settingsSync = new SettingsSync(this, 'SettingsSync', {
       settingsPrefix: this.settingsPrefix,

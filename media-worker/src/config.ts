@@ -527,8 +527,9 @@ function parseXHeaders(spec: string | undefined): ReadonlyArray<readonly [string
 /**
  * Worker settings the stack sets on the task (or deliberately leaves unset). Ports and transports
  * must match the security group; addresses are discovered per task; `WORKER_ID` must differ per
- * task (one parameter would give every task the same id); SIP over TLS needs certificate files,
- * which the image does not carry yet.
+ * task (one parameter would give every task the same id). In AWS the SIP leg runs through the
+ * task's drachtio-server sidecar (`SIP_STACK=drachtio` on 127.0.0.1:9022 with a secret the stack
+ * generates), which also terminates SIP over TLS, so the worker's own TLS files stay unset.
  */
 export const WORKER_WIRED = [
   'WORKER_ID',
@@ -540,6 +541,10 @@ export const WORKER_WIRED = [
   'SIP_TLS_PORT',
   'SIP_TLS_CERT_FILE',
   'SIP_TLS_KEY_FILE',
+  'SIP_STACK',
+  'DRACHTIO_HOST',
+  'DRACHTIO_PORT',
+  'DRACHTIO_SECRET',
   'RTP_BIND_ADDRESS',
   'RTP_PORT_MIN',
   'RTP_PORT_MAX',

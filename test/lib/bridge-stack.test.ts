@@ -48,6 +48,28 @@ const statementsOf = (roleLogicalIdPrefix: string) =>
     .filter(([id]) => id.startsWith(roleLogicalIdPrefix))
     .flatMap(([, p]) => (p as Resource).Properties.PolicyDocument.Statement as Array<Record<string, Cfn>>);
 const actionsOf = (s: Record<string, Cfn>) => [s.Action].flat() as string[];
+type ContainerDef = {
+  Name: string;
+  Essential?: boolean;
+  Image: Cfn;
+  Environment?: Array<{ Name: string; Value: unknown }>;
+  Secrets?: Array<{ Name: string; ValueFrom: Cfn }>;
+  PortMappings?: Array<{ ContainerPort?: number; Protocol: string; Name?: string }>;
+  DependsOn?: Array<{ ContainerName: string; Condition: string }>;
+  HealthCheck?: { Command: string[]; Interval?: number; Retries?: number; StartPeriod?: number; Timeout?: number };
+  MemoryReservation?: number;
+  User?: string;
+};
+const container = (name: string) =>
+  (only('AWS::ECS::TaskDefinition').Properties.ContainerDefinitions as ContainerDef[]).find((c) => c.Name === name)!;
+const dockerImages = () =>
+  Object.values(
+    (
+      JSON.parse(readFileSync(join(outdir, 'Test.assets.json'), 'utf8')) as {
+        dockerImages: Record<string, { source: { directory: string; dockerFile?: string; platform?: string } }>;
+      }
+    ).dockerImages,
+  );
 const workerEnv = () =>
   Object.fromEntries(
     (
@@ -240,13 +262,11 @@ describe('BridgeStack: media workers', () => {
   });
 
   it('builds the image from the repository Dockerfile for linux/arm64', () => {
-    const assets = JSON.parse(readFileSync(join(outdir, 'Test.assets.json'), 'utf8')) as {
-      dockerImages: Record<string, { source: { directory: string; dockerFile?: string; platform?: string } }>;
-    };
-    const images = Object.values(assets.dockerImages);
-    expect(images).toHaveLength(1);
-    expect(images[0]!.source).toMatchObject({ dockerFile: 'Dockerfile', platform: 'linux/arm64' });
-    const staged = join(outdir, images[0]!.source.directory);
+    const images = dockerImages();
+    expect(images).toHaveLength(2);
+    const worker = images.find((i) => existsSync(join(outdir, i.source.directory, 'media-worker/src/main.ts')))!;
+    expect(worker.source).toMatchObject({ dockerFile: 'Dockerfile', platform: 'linux/arm64' });
+    const staged = join(outdir, worker.source.directory);
     expect(existsSync(join(staged, 'Dockerfile'))).toBe(true);
     // .dockerignore keeps the context small: no node_modules, tests or CDK output.
     expect(existsSync(join(staged, 'node_modules'))).toBe(false);
@@ -287,7 +307,8 @@ describe('BridgeStack: media workers', () => {
       expect(env).not.toHaveProperty(key);
     }
     for (const key of WORKER_PARAMETER_KEYS) expect(env).not.toHaveProperty(key);
-    expect(only('AWS::ECS::TaskDefinition').Properties.ContainerDefinitions[0].Secrets).toBeUndefined();
+    // The one secret a task gets from ECS is drachtio's shared secret (see the sidecar's stories below).
+    expect(container('worker').Secrets?.map((s) => s.Name)).toEqual(['DRACHTIO_SECRET']);
   });
 
   it('admits SIP only from the PBX signalling ranges and RTP only from its media ranges', () => {
@@ -340,6 +361,59 @@ describe('BridgeStack: media workers', () => {
     expect(scans).toHaveLength(1);
     expect(JSON.stringify(scans[0]!.Resource)).toContain('WorkersTable');
     expect(statements.flatMap(actionsOf).filter((a) => a.includes('*'))).toEqual([]);
+  });
+});
+
+describe('BridgeStack: SIP through a drachtio-server sidecar', () => {
+  it('runs drachtio-server as a second essential container, built from its own Dockerfile for linux/arm64', () => {
+    const drachtio = container('drachtio');
+    expect(drachtio.Essential).toBe(true);
+    const image = dockerImages().find((i) => existsSync(join(outdir, i.source.directory, 'entrypoint.sh')))!;
+    expect(image.source).toMatchObject({ dockerFile: 'Dockerfile', platform: 'linux/arm64' });
+    const dockerfile = readFileSync(join(outdir, image.source.directory, 'Dockerfile'), 'utf8');
+    // A pinned release, its commit checked, cross-compiled on the build platform.
+    expect(dockerfile).toMatch(/DRACHTIO_VERSION=v0\.9\.4\b/);
+    expect(dockerfile).toMatch(/DRACHTIO_COMMIT=a0ce11fe47c4109eaa3fec3ab4a47256cc4ab2df\b/);
+    expect(dockerfile).toMatch(/FROM --platform=\$BUILDPLATFORM/);
+    // The sidecar's image is not the worker's.
+    expect(JSON.stringify(drachtio.Image)).not.toBe(JSON.stringify(container('worker').Image));
+    // A small, stated reservation of the task's memory; logs in the worker's log group.
+    expect(drachtio.MemoryReservation).toBe(256);
+  });
+
+  it('starts the worker only once drachtio-server is healthy: its admin port accepts a TCP connection', () => {
+    expect(container('worker').DependsOn).toEqual([{ ContainerName: 'drachtio', Condition: 'HEALTHY' }]);
+    const check = container('drachtio').HealthCheck!;
+    expect(check.Command).toEqual(['CMD', 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/9022']);
+    expect(check).toMatchObject({ Interval: 10, Timeout: 5, Retries: 3, StartPeriod: 30 });
+  });
+
+  it('points the worker at drachtio-server on the task loopback (awsvpc), with SIP_STACK=drachtio', () => {
+    expect(workerEnv()).toMatchObject({ SIP_STACK: 'drachtio', DRACHTIO_HOST: '127.0.0.1', DRACHTIO_PORT: '9022' });
+  });
+
+  it('hands both containers the same generated shared secret as an ECS secret, never as plain environment', () => {
+    const secretArn = (c: ContainerDef) => c.Secrets?.find((s) => s.Name === 'DRACHTIO_SECRET')?.ValueFrom;
+    expect(secretArn(container('worker'))).toEqual({ Ref: expect.stringMatching(/DrachtioSecret/) });
+    expect(secretArn(container('drachtio'))).toEqual(secretArn(container('worker')));
+    for (const c of [container('worker'), container('drachtio')])
+      expect(c.Environment?.map((e) => e.Name)).not.toContain('DRACHTIO_SECRET');
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      GenerateSecretString: Match.objectLike({ PasswordLength: 32, ExcludePunctuation: true }),
+    });
+  });
+
+  it('moves the SIP ports to the sidecar, which owns the sockets; without a TLS certificate there is no 5061', () => {
+    const drachtio = container('drachtio');
+    expect(drachtio.PortMappings?.map((p) => [p.ContainerPort, p.Protocol])).toEqual([
+      [5060, 'udp'],
+      [5060, 'tcp'],
+    ]);
+    expect(container('worker').PortMappings?.some((p) => p.ContainerPort === 5060)).toBe(false);
+    expect(drachtio.Secrets?.map((s) => s.Name)).toEqual(['DRACHTIO_SECRET']);
+    expect(drachtio.Environment?.map((e) => e.Name)).not.toContain('DRACHTIO_TLS_PORT');
+    const ingress = only('AWS::EC2::SecurityGroup').Properties.SecurityGroupIngress as Array<{ FromPort: number }>;
+    expect(ingress.some((r) => r.FromPort === 5061)).toBe(false);
   });
 });
 
@@ -458,6 +532,7 @@ describe('BridgeStack: settings', () => {
             'SIP_TLS_CERT_FILE',
             'SIP_TLS_KEY_FILE',
             'ECS_AGENT_URI', // set by ECS itself in every task
+            'DRACHTIO_SECRET', // an ECS secret of the task, generated by the stack
           ].includes(key),
       ).toBe(true);
     }
@@ -490,6 +565,7 @@ describe('BridgeStack: cdk-nag AwsSolutions', () => {
       'AwsSolutions-ECS2',
       'AwsSolutions-IAM5',
       'AwsSolutions-L1',
+      'AwsSolutions-SMG4',
     ]);
     for (const v of nag.suppressedViolations) expect(v.reason.length).toBeGreaterThan(40);
   });

@@ -5,6 +5,7 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { describe, expect, it } from 'vitest';
 import { CallData } from '../../lib/constructs/call-data.ts';
 import { MediaWorkers } from '../../lib/constructs/media-workers.ts';
+import { sipTlsSource } from '../../lib/settings.ts';
 import { BridgeStack } from '../../lib/stacks/bridge-stack.ts';
 
 function synth(props: Partial<ConstructorParameters<typeof MediaWorkers>[2]> = {}) {
@@ -80,6 +81,68 @@ describe('Construct: MediaWorkers', { timeout: 60_000 }, () => {
       'AWS::ApplicationAutoScaling::ScalingPolicy',
       { TargetTrackingScalingPolicyConfiguration: { TargetValue: 30 } },
     );
+  });
+});
+
+type Container = {
+  Name: string;
+  Environment?: Array<{ Name: string; Value: unknown }>;
+  Secrets?: Array<{ Name: string; ValueFrom: unknown }>;
+  PortMappings?: Array<{ ContainerPort?: number; Protocol: string }>;
+};
+const containerOf = (t: Template, name: string) =>
+  (
+    Object.values(t.findResources('AWS::ECS::TaskDefinition'))[0] as {
+      Properties: { ContainerDefinitions: Container[] };
+    }
+  ).Properties.ContainerDefinitions.find((c) => c.Name === name)!;
+const tlsRules = (t: Template) =>
+  (
+    (
+      Object.values(t.findResources('AWS::EC2::SecurityGroup'))[0] as {
+        Properties: { SecurityGroupIngress?: Array<{ IpProtocol: string; FromPort: number; CidrIp: string }> };
+      }
+    ).Properties.SecurityGroupIngress ?? []
+  )
+    .filter((r) => r.FromPort === 5061)
+    .map((r) => [r.IpProtocol, r.FromPort, r.CidrIp]);
+
+describe('Construct: MediaWorkers, SIP over TLS on the drachtio sidecar', { timeout: 60_000 }, () => {
+  const pem = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:wa-sip-tls-AbCdEf';
+
+  it('listens on 5061/tcp with the certificate from a Secrets Manager secret, open only to the PBX signalling ranges', () => {
+    const t = synth({
+      pbxSignallingCidrs: ['192.0.2.10/32', '192.0.2.11/32'],
+      pbxMediaCidrs: ['203.0.113.0/24'],
+      sipTls: sipTlsSource(pem),
+    });
+
+    const drachtio = containerOf(t, 'drachtio');
+    expect(drachtio.PortMappings?.map((p) => [p.ContainerPort, p.Protocol])).toContainEqual([5061, 'tcp']);
+    expect(drachtio.Secrets).toContainEqual({ Name: 'DRACHTIO_TLS_PEM', ValueFrom: pem });
+    expect(drachtio.Environment).toContainEqual({ Name: 'DRACHTIO_TLS_PORT', Value: '5061' });
+    expect(tlsRules(t)).toEqual([
+      ['tcp', 5061, '192.0.2.10/32'],
+      ['tcp', 5061, '192.0.2.11/32'],
+    ]);
+    // The PEM is the sidecar's alone: the worker never sees the private key.
+    expect(containerOf(t, 'worker').Secrets?.map((s) => s.Name)).toEqual(['DRACHTIO_SECRET']);
+  });
+
+  it('takes the certificate from an SSM SecureString parameter as well', () => {
+    const t = synth({ pbxSignallingCidrs: ['192.0.2.10/32'], sipTls: sipTlsSource('/pki/wa-sip-bridge/tls.pem') });
+
+    const from = containerOf(t, 'drachtio').Secrets?.find((s) => s.Name === 'DRACHTIO_TLS_PEM')?.ValueFrom;
+    expect(JSON.stringify(from)).toContain(':parameter/pki/wa-sip-bridge/tls.pem');
+    expect(tlsRules(t)).toEqual([['tcp', 5061, '192.0.2.10/32']]);
+  });
+
+  it('opens no 5061 and maps no TLS port without a certificate', () => {
+    const t = synth({ pbxSignallingCidrs: ['192.0.2.10/32'] });
+
+    expect(tlsRules(t)).toEqual([]);
+    expect(containerOf(t, 'drachtio').PortMappings?.map((p) => p.ContainerPort)).not.toContain(5061);
+    expect(containerOf(t, 'drachtio').Secrets?.map((s) => s.Name)).toEqual(['DRACHTIO_SECRET']);
   });
 });
 

@@ -3,7 +3,13 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
 import { WORKER_SETTINGS } from '#worker/config.ts';
-import { CONTROL_PLANE_WIRED, operatorParameters, parameterPrefix, WORKER_WIRED } from '../../lib/settings.ts';
+import {
+  CONTROL_PLANE_WIRED,
+  operatorParameters,
+  parameterPrefix,
+  sipTlsSource,
+  WORKER_WIRED,
+} from '../../lib/settings.ts';
 
 describe('Function: operatorParameters', () => {
   const params = operatorParameters('prod');
@@ -69,5 +75,26 @@ describe('README: Deploy to AWS', () => {
     expect(start).toBeGreaterThan(0);
     const listed = new Set([...readme.slice(start, end).matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]));
     expect(listed).toEqual(new Set([...CONTROL_PLANE_WIRED, ...WORKER_WIRED]));
+  });
+});
+
+describe('Function: sipTlsSource (the sipTlsSecret context key)', () => {
+  it('reads a Secrets Manager secret from its ARN or its name', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:wa-sip-tls-AbCdEf';
+    expect(sipTlsSource(arn)).toEqual({ kind: 'secretsmanager', arn });
+    expect(sipTlsSource('wa-sip-tls')).toEqual({ kind: 'secretsmanager', name: 'wa-sip-tls' });
+  });
+
+  it('reads an SSM SecureString from its name (a leading slash) or its ARN', () => {
+    expect(sipTlsSource('/pki/tls.pem')).toEqual({ kind: 'ssm', name: '/pki/tls.pem' });
+    expect(sipTlsSource('arn:aws:ssm:eu-west-1:123456789012:parameter/pki/tls.pem')).toEqual({
+      kind: 'ssm',
+      name: '/pki/tls.pem',
+    });
+  });
+
+  it('refuses what is neither, naming the context key', () => {
+    expect(() => sipTlsSource('arn:aws:s3:::bucket/tls.pem')).toThrow(/sipTlsSecret/);
+    expect(() => sipTlsSource('has space')).toThrow(/sipTlsSecret/);
   });
 });
