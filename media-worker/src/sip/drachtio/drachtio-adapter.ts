@@ -55,10 +55,16 @@ export interface DrachtioPortOptions {
   readonly connectTimeoutMs?: number;
 }
 
-/** `udp/127.0.0.1:5080,tcp/127.0.0.1:5080` (drachtio's hostport list) → first host and port. */
-function firstHostPort(hostport: string): { host: string; port: number } {
-  const first = hostport.split(',')[0] ?? '';
-  const m = /^[a-z]+\/(\[[^\]]+\]|[^:]+):(\d+)$/i.exec(first.trim());
+/**
+ * `udp/127.0.0.1:5080,tcp/127.0.0.1:5080` (drachtio's hostport list) → the SIP address our
+ * Contact names: drachtio's first UDP or TCP contact (`tls/…` only if it has no other).
+ */
+export function firstHostPort(hostport: string): { host: string; port: number } {
+  // drachtio lists its contacts in its own order (TLS first when configured): the plain contact is
+  // the one our Contact and From domain use, as the in-process adapter does.
+  const all = hostport.split(',').map((h) => h.trim());
+  const first = all.find((h) => /^(udp|tcp)\//i.test(h)) ?? all[0] ?? '';
+  const m = /^[a-z]+\/(\[[^\]]+\]|[^:]+):(\d+)$/i.exec(first);
   return { host: m?.[1] ?? '127.0.0.1', port: Number(m?.[2] ?? 5060) };
 }
 
