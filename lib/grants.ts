@@ -106,3 +106,8 @@ export const ANY_RESOURCE_FINDING = 'AwsSolutions::AwsSolutions-IAM5[Resource::*
 export function clusterTasksWildcardFinding(clusterLogicalId: string): string {
   return iam5('ecs', `task/<${clusterLogicalId}>/*`);
 }
+
+/** cdk-nag IAM5 finding of an ECS service-ARN pattern in the cluster with this logical id. */
+export function clusterServicesWildcardFinding(clusterLogicalId: string): string {
+  return iam5('ecs', `service/<${clusterLogicalId}>/*`);
+}

@@ -14,6 +14,8 @@ export interface WorkerInfo {
   readonly callIds: readonly string[];
   readonly maxCalls: number;
   readonly draining: boolean;
+  /** The worker's task definition (`family:revision`), in ECS. */
+  readonly deployment?: string;
   readonly heartbeatAt: number;
   readonly startedAt: number;
 }

@@ -58,6 +58,7 @@ import {
   ANY_RESOURCE_FINDING,
   bindSettings,
   bindTable,
+  clusterServicesWildcardFinding,
   clusterTasksWildcardFinding,
   controlQueueArnPattern,
   controlQueueWildcardFinding,
@@ -329,9 +330,20 @@ export class MediaWorkers extends Construct {
     // Task scale-in protection through the ECS agent endpoint uses the task role's credentials.
     role.addToPrincipalPolicy(
       new PolicyStatement({
-        actions: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection'],
+        actions: ['ecs:UpdateTaskProtection', 'ecs:GetTaskProtection', 'ecs:DescribeTasks'],
         resources: [
           stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${this.cluster.clusterName}/*` }),
+        ],
+      }),
+    );
+    // Retirement (media-worker/src/ops/retirement.ts): the worker reads its own task's service and
+    // that service's primary deployment and desired count. (The service's own ARN would make the
+    // task role's policy depend on the service: the cluster's services instead.)
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['ecs:DescribeServices'],
+        resources: [
+          stack.formatArn({ service: 'ecs', resource: 'service', resourceName: `${this.cluster.clusterName}/*` }),
         ],
       }),
     );
@@ -383,7 +395,12 @@ export class MediaWorkers extends Construct {
     acknowledge(
       role,
       [clusterTasksWildcardFinding(stack.getLogicalId(this.cluster.node.defaultChild as CfnElement))],
-      'Task scale-in protection: a task protects itself while it has calls; task ids are only known at run time, so the grant covers the tasks of this cluster.',
+      'Task scale-in protection and retirement: a task protects itself while it has calls and reads its own task to find its service; task ids are only known at run time, so the grant covers the tasks of this cluster.',
+    );
+    acknowledge(
+      role,
+      [clusterServicesWildcardFinding(stack.getLogicalId(this.cluster.node.defaultChild as CfnElement))],
+      "Retirement: a worker reads its service's primary deployment and desired count (ecs:DescribeServices, read only); naming the service's own ARN would make the task role depend on the service, so the grant covers this cluster's services.",
     );
   }
 

@@ -49,7 +49,19 @@ export async function prepareWorkerEnvironment(
   };
   const metadataUri = env.ECS_CONTAINER_METADATA_URI_V4;
   const metadata = metadataUri ? await containerMetadata(metadataUri, deps.fetch) : undefined;
-  if (metadataUri && metadata) fill('WORKER_ID', ecsTaskId(metadataUri, metadata));
+  if (metadataUri && metadata) {
+    fill('WORKER_ID', ecsTaskId(metadataUri, metadata));
+    // What the retirement check reads (ops/retirement.ts): the task, its cluster and its deployment.
+    const labels = metadata.Labels ?? {};
+    const [arn, cluster] = [labels['com.amazonaws.ecs.task-arn'], labels['com.amazonaws.ecs.cluster']];
+    const [family, revision] = [
+      labels['com.amazonaws.ecs.task-definition-family'],
+      labels['com.amazonaws.ecs.task-definition-version'],
+    ];
+    if (arn) fill('ECS_TASK_ARN', arn);
+    if (cluster?.startsWith('arn:')) fill('ECS_CLUSTER', cluster);
+    if (family && revision && /^\d+$/.test(revision)) fill('WORKER_DEPLOYMENT', `${family}:${revision}`);
+  }
   if (env.ADDRESS_DISCOVERY === 'ecs') {
     if (!metadataUri || !metadata)
       throw new WorkerEnvironmentError('ADDRESS_DISCOVERY=ecs but ECS_CONTAINER_METADATA_URI_V4 is not set');

@@ -240,6 +240,26 @@ export const WORKER_SETTINGS = {
     default: '120',
   },
   ECS_AGENT_URI: { schema: z.url().optional(), doc: 'Set by ECS: the agent endpoint for task scale-in protection.' },
+  ECS_TASK_ARN: {
+    schema: z.string().startsWith('arn:').optional(),
+    doc: "Set by the image in ECS (task metadata): this worker's task, for the retirement check. Unset: no retirement check.",
+  },
+  ECS_CLUSTER: {
+    schema: z.string().startsWith('arn:').optional(),
+    doc: "Set by the image in ECS (task metadata): the task's cluster ARN.",
+  },
+  WORKER_DEPLOYMENT: {
+    schema: z
+      .string()
+      .regex(/^[\w-]{1,255}:\d+$/)
+      .optional(),
+    doc: "Set by the image in ECS (task metadata): the task definition as `family:revision`, in the worker's heartbeat.",
+  },
+  RETIREMENT_CHECK_SECONDS: {
+    schema: positiveInt.min(5).max(3600),
+    doc: 'In ECS, how often the worker checks whether it should retire (superseded by a new deployment, or surplus after scale-in): it then takes no new calls, finishes its calls, and its scale-in protection drops with the last one so ECS can stop it.',
+    default: '30',
+  },
   FINISHED_CALL_RETENTION_DAYS: { schema: positiveInt, doc: 'Days finished call records are kept.', default: '30' },
   LOG_LEVEL: {
     schema: z.enum(['debug', 'info', 'warn', 'error', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
@@ -322,6 +342,13 @@ export interface WorkerConfig {
   readonly deadAfterMs: number;
   readonly metricsStage?: string;
   readonly taskProtection?: { readonly agentUri: string; readonly minutes: number };
+  /** In ECS: what the retirement check reads (ops/retirement.ts). */
+  readonly ecs?: {
+    readonly taskArn: string;
+    readonly cluster: string;
+    readonly deployment?: string;
+    readonly retirementCheckMs: number;
+  };
   /** The business line PBX-started calls use. */
   readonly line?: { readonly phoneNumberId: string; readonly businessNumber: string };
   readonly pbxAllowedSources: readonly string[];
@@ -453,6 +480,16 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),
     deadAfterMs: get<number>('WORKER_DEAD_AFTER_SECONDS') * 1000,
     ...(get<string | undefined>('METRICS_STAGE') ? { metricsStage: get<string>('METRICS_STAGE') } : {}),
+    ...(get<string | undefined>('ECS_TASK_ARN') && get<string | undefined>('ECS_CLUSTER')
+      ? {
+          ecs: {
+            taskArn: get<string>('ECS_TASK_ARN'),
+            cluster: get<string>('ECS_CLUSTER'),
+            ...(get<string | undefined>('WORKER_DEPLOYMENT') ? { deployment: get<string>('WORKER_DEPLOYMENT') } : {}),
+            retirementCheckMs: get<number>('RETIREMENT_CHECK_SECONDS') * 1000,
+          },
+        }
+      : {}),
     ...(get<string | undefined>('ECS_AGENT_URI')
       ? { taskProtection: { agentUri: get<string>('ECS_AGENT_URI'), minutes: get<number>('TASK_PROTECTION_MINUTES') } }
       : {}),
@@ -560,6 +597,9 @@ export const WORKER_WIRED = [
   'METRICS_STAGE',
   'TASK_PROTECTION_MINUTES',
   'ECS_AGENT_URI',
+  'ECS_TASK_ARN',
+  'ECS_CLUSTER',
+  'WORKER_DEPLOYMENT',
 ] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** Keys the media worker reads from SSM. */

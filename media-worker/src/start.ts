@@ -9,6 +9,7 @@ import { createAwsClients } from '#adapters/aws/aws-clients.ts';
 import { DynamoCallStore } from '#adapters/aws/dynamo-call-store.ts';
 import { DynamoPermissionStore } from '#adapters/aws/dynamo-permission-store.ts';
 import { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import { wallClock } from '#core/clock.ts';
 import { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import { createBusinessCallRules, DEFAULT_BIC_BLOCKED_COUNTRIES } from '#core/outbound/rules.ts';
@@ -22,6 +23,7 @@ import { UserCallRunner } from './calls/user-call.ts';
 import type { WorkerConfig } from './config.ts';
 import { checkOpusBackend } from './media/opus-backend.ts';
 import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
+import { RetirementWatch } from './ops/retirement.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createDrachtioSipPort } from './sip/drachtio/drachtio-adapter.ts';
@@ -225,6 +227,7 @@ export async function startMediaWorker(
     ...(mediaThreads ? { mediaRoom: () => mediaThreads.room } : {}),
     receiveBatch: config.sqsReceiveBatch,
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
+    ...(config.ecs?.deployment ? { deployment: config.ecs.deployment } : {}),
   });
   await worker.start().catch(async (error: unknown) => {
     await sip.close();
@@ -259,6 +262,10 @@ export async function startMediaWorker(
       ...openMedia,
     }),
   );
+  // In ECS: retire instead of stall when a deployment supersedes this task or scale-in leaves it surplus.
+  const retirement = config.ecs
+    ? await startRetirementWatch(config.ecs, config.aws.region, config.workerId, running, registry, logger)
+    : undefined;
   let stopped: Promise<void> | undefined;
   return {
     worker: running,
@@ -267,6 +274,7 @@ export async function startMediaWorker(
     ...(mediaThreads ? { mediaThreads } : {}),
     stop(options) {
       stopped ??= (async () => {
+        await retirement?.close();
         await running.stop(options);
         await mediaThreads?.close();
         await protection?.close();
@@ -277,4 +285,39 @@ export async function startMediaWorker(
       return stopped;
     },
   };
+}
+
+/**
+ * The retirement check of a worker in ECS (ops/retirement.ts): the ECS client is imported here, only
+ * in ECS, so local mode and tests do not load it.
+ */
+async function startRetirementWatch(
+  ecs: NonNullable<WorkerConfig['ecs']>,
+  region: string,
+  workerId: string,
+  worker: MediaWorker,
+  registry: DynamoWorkerRegistry,
+  logger: Logger,
+): Promise<RetirementWatch> {
+  const [{ ECSClient }, { EcsServiceReader }] = await Promise.all([
+    import('@aws-sdk/client-ecs'),
+    import('#adapters/aws/ecs-service.ts'),
+  ]);
+  const reader = new EcsServiceReader(new ECSClient({ region, maxAttempts: 2 }), ecs.cluster, ecs.taskArn);
+  const watch = new RetirementWatch({
+    workerId,
+    service: () => reader.view(),
+    workers: () => registry.list(),
+    retire: (reason, detail) => {
+      logger.info({ reason, ...detail }, 'retiring');
+      worker.retire(reason);
+    },
+    intervalMs: ecs.retirementCheckMs,
+    // Two missed heartbeats (5 s each) and a worker no longer counts as live.
+    freshMs: 15_000,
+    logger: logger.child({ component: 'retirement' }),
+    clock: wallClock,
+  });
+  watch.start();
+  return watch;
 }

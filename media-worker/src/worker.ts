@@ -58,6 +58,8 @@ export interface MediaWorkerDeps {
   readonly mediaRoom?: () => number;
   /** Told the load at every heartbeat (metrics). */
   readonly onHeartbeat?: (activeCalls: number, maxCalls: number) => void;
+  /** The task definition this worker runs (`family:revision`), in its heartbeat for the retirement rule. */
+  readonly deployment?: string;
 }
 
 /** The worker. */
@@ -77,6 +79,7 @@ export class MediaWorker {
   #reaper: NodeJS.Timeout | undefined;
   #startedAt = 0;
   #stopped: Promise<void> | undefined;
+  #retired: string | undefined;
 
   constructor(deps: MediaWorkerDeps) {
     this.#d = deps;
@@ -156,6 +159,24 @@ export class MediaWorker {
     );
   }
 
+  /** Why the worker retired, if it did (see {@link MediaWorker.retire}). */
+  get retired(): string | undefined {
+    return this.#retired;
+  }
+
+  /**
+   * Retire (ops/retirement.ts): take no more jobs or PBX calls, keep serving the calls in progress
+   * and their in-call signals. With the last call the task's scale-in protection drops, so ECS can
+   * stop the task (its SIGTERM then finds nothing to drain). Idempotent.
+   */
+  retire(reason: string): void {
+    if (this.#retired || this.#draining) return;
+    this.#retired = reason;
+    this.#draining = true;
+    this.#d.logger.info({ reason, activeCalls: this.#active.size }, 'media worker retiring: no new calls');
+    this.#beat().catch((error: unknown) => this.#d.logger.warn({ err: error }, 'heartbeat failed'));
+  }
+
   /**
    * Stops taking jobs. With `drain`, waits (up to `timeoutMs`) for active calls to end; calls still
    * up after that, or all of them without `drain`, are ended by the bridge.
@@ -196,6 +217,7 @@ export class MediaWorker {
       callIds: [...this.#active.keys()],
       maxCalls: this.#d.maxCalls,
       draining: this.#draining,
+      ...(this.#d.deployment ? { deployment: this.#d.deployment } : {}),
       heartbeatAt: this.#now(),
       startedAt: this.#startedAt,
     });

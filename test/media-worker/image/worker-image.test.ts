@@ -11,6 +11,8 @@ const ecsMetadata = () => ({
   Labels: {
     'com.amazonaws.ecs.cluster': 'arn:aws:ecs:eu-west-1:111122223333:cluster/wa-sip-bridge',
     'com.amazonaws.ecs.task-arn': `arn:aws:ecs:eu-west-1:111122223333:task/wa-sip-bridge/${TASK_ID}`,
+    'com.amazonaws.ecs.task-definition-family': 'WaSipBridgeWorkers',
+    'com.amazonaws.ecs.task-definition-version': '7',
   },
 });
 
@@ -55,11 +57,14 @@ describe('Function: prepareWorkerEnvironment', () => {
       WORKER_ID: TASK_ID,
     });
     expect(set.sort()).toEqual([
+      'ECS_CLUSTER',
+      'ECS_TASK_ARN',
       'PUBLIC_ADDRESS',
       'RTP_BIND_ADDRESS',
       'SIP_BIND_ADDRESS',
       'SIP_PASSWORD',
       'SIP_TARGET_URI',
+      'WORKER_DEPLOYMENT',
       'WORKER_ID',
     ]);
     expect(ssmSettings).toHaveBeenCalledWith('/wa-sip-bridge/prod', { keys: WORKER_PARAMETER_KEYS });
@@ -70,8 +75,14 @@ describe('Function: prepareWorkerEnvironment', () => {
 
     expect(
       await prepareWorkerEnvironment(env, { fetch: fakeFetch(() => new Response('')), ssmSettings: vi.fn() }),
-    ).toEqual(['WORKER_ID']);
-    expect(env.WORKER_ID).toBe(TASK_ID);
+    ).toEqual(['WORKER_ID', 'ECS_TASK_ARN', 'ECS_CLUSTER', 'WORKER_DEPLOYMENT']);
+    // …and knows its task, cluster and deployment, which the retirement check reads.
+    expect(env).toMatchObject({
+      WORKER_ID: TASK_ID,
+      ECS_TASK_ARN: `arn:aws:ecs:eu-west-1:111122223333:task/wa-sip-bridge/${TASK_ID}`,
+      ECS_CLUSTER: 'arn:aws:ecs:eu-west-1:111122223333:cluster/wa-sip-bridge',
+      WORKER_DEPLOYMENT: 'WaSipBridgeWorkers:7',
+    });
   });
 
   it('refuses to start in ECS when the metadata names no task ARN', async () => {
