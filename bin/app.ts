@@ -8,7 +8,10 @@
  * - `pbxMediaCidrs` — comma-separated IPv4 CIDRs the PBX sends RTP from (default: `pbxCidrs`)
  * - `alarmEmail` — e-mail address subscribed to the alarms
  * - `settingsKeyArn` — KMS key of the SecureString settings (default: `alias/aws/ssm`)
- * - `minWorkers`, `maxWorkers`, `maxCallsPerWorker` — worker fleet size
+ * - `minWorkers` (0 allowed), `maxWorkers`, `maxCallsPerWorker` — worker fleet size (integers;
+ *   anything else stops the synth naming the key)
+ * - `vcpus` — vCPUs of a worker task, 1, 2, 4 or 8 (one media thread each; default 2)
+ * - `vpcCidr` — the VPC's IPv4 range, /16 to /24 (default 10.0.0.0/16)
  * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
  *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
  *   (default: no TLS listener)
@@ -27,7 +30,13 @@ const list = (key: string) =>
     ?.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-const count = (key: string) => (context(key) === undefined ? undefined : Number(context(key)));
+/** An integer context value; anything else stops the synth, naming the key. */
+const count = (key: string): number | undefined => {
+  const raw = context(key);
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new TypeError(`context ${key} must be a whole number, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+};
 
 const stage = context('stage') ?? 'prod';
 const pbxCidrs = list('pbxCidrs');
@@ -38,9 +47,11 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
   ...(list('pbxMediaCidrs') ? { pbxMediaCidrs: list('pbxMediaCidrs')! } : {}),
   ...(context('alarmEmail') ? { alarmEmail: context('alarmEmail')! } : {}),
   ...(context('settingsKeyArn') ? { settingsKeyArn: context('settingsKeyArn')! } : {}),
-  ...(count('minWorkers') ? { minWorkers: count('minWorkers')! } : {}),
-  ...(count('maxWorkers') ? { maxWorkers: count('maxWorkers')! } : {}),
-  ...(count('maxCallsPerWorker') ? { maxCallsPerWorker: count('maxCallsPerWorker')! } : {}),
+  ...(count('minWorkers') === undefined ? {} : { minWorkers: count('minWorkers')! }),
+  ...(count('maxWorkers') === undefined ? {} : { maxWorkers: count('maxWorkers')! }),
+  ...(count('maxCallsPerWorker') === undefined ? {} : { maxCallsPerWorker: count('maxCallsPerWorker')! }),
+  ...(count('vcpus') === undefined ? {} : { vcpus: count('vcpus') as 1 | 2 | 4 | 8 }),
+  ...(context('vpcCidr') ? { vpcCidr: context('vpcCidr')! } : {}),
   ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {

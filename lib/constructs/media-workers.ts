@@ -20,12 +20,13 @@
  * SIGTERM drains within the 120 s Fargate stop timeout.
  */
 import { fileURLToPath } from 'node:url';
-import { type CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { type CfnElement, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   FlowLogDestination,
   type FlowLogOptions,
   FlowLogTrafficType,
+  IpAddresses,
   Peer,
   Port,
   SecurityGroup,
@@ -35,6 +36,8 @@ import {
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import {
   AwsLogDriver,
+  AwsLogDriverMode,
+  type CfnService,
   Cluster,
   ContainerDefinition,
   ContainerDependencyCondition,
@@ -69,6 +72,10 @@ import type { SipTlsSource } from '../settings.ts';
 import type { CallData } from './call-data.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** Where the worker touches its heartbeat (HEALTH_FILE) in the container. */
+export const WORKER_HEALTH_FILE = '/tmp/worker-heartbeat';
+/** The container health check: the heartbeat file changed within the last 30 s (six heartbeats). */
+export const WORKER_HEALTH_SCRIPT = `process.exit(Date.now()-require('fs').statSync('${WORKER_HEALTH_FILE}').mtimeMs<30000?0:1)`;
 const DRACHTIO_CONTEXT = fileURLToPath(new URL('../../media-worker/drachtio', import.meta.url));
 /** drachtio-server's application (admin) port, bound to the task's loopback. */
 const DRACHTIO_ADMIN_PORT = 9022;
@@ -124,6 +131,8 @@ export interface MediaWorkersProps {
   readonly memoryMiB?: number;
   /** Availability zones of the VPC. @default 2 */
   readonly maxAzs?: number;
+  /** IPv4 range of the VPC, /16 to /24 (one /24-or-smaller public subnet per zone). @default 10.0.0.0/16 */
+  readonly vpcCidr?: string;
   /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
   readonly image?: ContainerImage;
   /** The drachtio-server sidecar image. @default built from media-worker/drachtio/Dockerfile (linux/arm64) */
@@ -151,6 +160,8 @@ export class MediaWorkers extends Construct {
   public readonly activeCallsPerWorker: Metric;
   /** The generated shared secret between the worker and its drachtio-server sidecar. */
   public readonly drachtioSecret: Secret;
+  /** vCPUs of a task, and so its media threads (`MEDIA_THREADS`: `0` … `vcpus − 1`). */
+  public readonly vcpus: number;
 
   constructor(scope: Construct, id: string, props: MediaWorkersProps) {
     super(scope, id);
@@ -159,7 +170,9 @@ export class MediaWorkers extends Construct {
     const sipPort = props.sipPort ?? 5060;
     const sipTlsPort = props.sipTlsPort ?? 5061;
     const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
+    validateFleet(props);
     const vcpus = props.vcpus ?? 2;
+    this.vcpus = vcpus;
     // Admission is per core: each media thread takes its share of the task's calls.
     const maxCalls = props.maxCallsPerWorker ?? (props.callsPerVcpu ?? 100) * vcpus;
     const target = props.targetCallsPerWorker ?? Math.max(1, Math.floor(maxCalls * 0.6));
@@ -174,9 +187,10 @@ export class MediaWorkers extends Construct {
       trafficType: FlowLogTrafficType.REJECT,
     };
     this.vpc = new Vpc(this, 'Vpc', {
+      ...(props.vpcCidr ? { ipAddresses: IpAddresses.cidr(props.vpcCidr) } : {}),
       maxAzs: props.maxAzs ?? 2,
       natGateways: 0,
-      subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 }],
+      subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: subnetMask(props.vpcCidr) }],
       flowLogs: { rejected },
     });
 
@@ -202,7 +216,9 @@ export class MediaWorkers extends Construct {
       memoryLimitMiB: props.memoryMiB ?? 2048 * vcpus,
       runtimePlatform: { cpuArchitecture: CpuArchitecture.ARM64, operatingSystemFamily: OperatingSystemFamily.LINUX },
     });
-    this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    // Retained: when a first deploy fails (a missing setting stops the tasks and the circuit breaker
+    // rolls the stack back), this log is where the reason is; DESTROY deleted it with the rollback.
+    this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.RETAIN });
     const image =
       props.image ?? ContainerImage.fromAsset(REPO_ROOT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 });
     // The shared secret drachtio-server expects from its application (the worker). It never leaves
@@ -215,7 +231,22 @@ export class MediaWorkers extends Construct {
     const worker = this.taskDefinition.addContainer('worker', {
       image,
       essential: true,
-      logging: new AwsLogDriver({ streamPrefix: 'worker', logGroup: this.logs }),
+      // Non-blocking: a slow CloudWatch Logs must never block stdout, and so the media path's loop.
+      logging: new AwsLogDriver({
+        streamPrefix: 'worker',
+        logGroup: this.logs,
+        mode: AwsLogDriverMode.NON_BLOCKING,
+        maxBufferSize: Size.mebibytes(25),
+      }),
+      // Healthy while the worker's heartbeat file is fresh: the heartbeat (every 5 s) runs on the
+      // main loop and writes the registry, so a wedged loop or lost DynamoDB shows here.
+      healthCheck: {
+        command: ['CMD', 'node', '-e', WORKER_HEALTH_SCRIPT],
+        interval: Duration.seconds(15),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(60),
+      },
       // Fargate's maximum: SIGTERM, then at most 120 s before SIGKILL. The worker drains for up to
       // 110 s; calls longer than that are protected from scale-in and deployments instead.
       stopTimeout: Duration.seconds(120),
@@ -244,6 +275,8 @@ export class MediaWorkers extends Construct {
         METRICS_STAGE: props.stage,
         // Minutes each scale-in protection lasts (the worker sets it while it has calls).
         TASK_PROTECTION_MINUTES: '120',
+        // Touched at every heartbeat the registry accepted; the container health check reads it.
+        HEALTH_FILE: WORKER_HEALTH_FILE,
       },
       secrets: { DRACHTIO_SECRET: drachtioSecret },
       portMappings: [
@@ -262,7 +295,12 @@ export class MediaWorkers extends Construct {
       essential: true,
       // A soft reservation out of the task's memory; the worker keeps the rest (the task size is unchanged).
       memoryReservationMiB: DRACHTIO_MEMORY_RESERVATION_MIB,
-      logging: new AwsLogDriver({ streamPrefix: 'drachtio', logGroup: this.logs }),
+      logging: new AwsLogDriver({
+        streamPrefix: 'drachtio',
+        logGroup: this.logs,
+        mode: AwsLogDriverMode.NON_BLOCKING,
+        maxBufferSize: Size.mebibytes(5),
+      }),
       // ECS stops containers in reverse dependency order: the worker drains first, its calls' BYEs
       // still go out through drachtio-server, which stops after it.
       stopTimeout: Duration.seconds(120),
@@ -305,6 +343,9 @@ export class MediaWorkers extends Construct {
       maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },
     });
+    // AZ rebalancing, on by default for new services, stops tasks to even out zones: mid-call.
+    // Off, stated: scale-out already places tasks across zones, and retirement thins them.
+    (this.service.node.defaultChild as CfnService).availabilityZoneRebalancing = 'DISABLED';
 
     const role = this.taskDefinition.taskRole;
     bindTable(role, props.data.tables.calls, 'readWrite');
@@ -357,7 +398,7 @@ export class MediaWorkers extends Construct {
     });
     const scaling = this.service.autoScaleTaskCount({
       minCapacity: props.minWorkers ?? 2,
-      maxCapacity: props.maxWorkers ?? 10,
+      maxCapacity: Math.max(props.maxWorkers ?? 10, props.minWorkers ?? 0, 1),
     });
     scaling.scaleToTrackCustomMetric('ActiveCallsPerWorker', {
       metric: this.activeCallsPerWorker,
@@ -418,4 +459,35 @@ export class MediaWorkers extends Construct {
         : Secret.fromSecretNameV2(this, 'SipTlsSecret', source.name);
     return EcsSecret.fromSecretsManager(secret);
   }
+}
+
+/** Refuses fleet sizes that cannot work, naming the prop (and so the context key). */
+function validateFleet(props: MediaWorkersProps): void {
+  const int = (key: string, value: number | undefined, min: number) => {
+    if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+      throw new TypeError(`${key} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
+    }
+  };
+  int('minWorkers', props.minWorkers, 0);
+  int('maxWorkers', props.maxWorkers, 1);
+  int('maxCallsPerWorker', props.maxCallsPerWorker, 1);
+  int('callsPerVcpu', props.callsPerVcpu, 1);
+  if (props.minWorkers !== undefined && props.maxWorkers !== undefined && props.maxWorkers < props.minWorkers) {
+    throw new TypeError(`maxWorkers (${props.maxWorkers}) must be at least minWorkers (${props.minWorkers})`);
+  }
+  if (props.vcpus !== undefined && ![1, 2, 4, 8].includes(props.vcpus)) {
+    throw new TypeError(`vcpus must be 1, 2, 4 or 8 (a Fargate task size), got ${JSON.stringify(props.vcpus)}`);
+  }
+  subnetMask(props.vpcCidr);
+}
+
+/** The public subnets' mask: /24 in a /16–/22 VPC, half the VPC in a /23 or /24. */
+function subnetMask(vpcCidr: string | undefined): number {
+  if (vpcCidr === undefined) return 24;
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(vpcCidr);
+  const prefix = Number(m?.[5]);
+  if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || prefix < 16 || prefix > 24) {
+    throw new TypeError(`vpcCidr must be an IPv4 CIDR from /16 to /24, got ${JSON.stringify(vpcCidr)}`);
+  }
+  return prefix <= 22 ? 24 : prefix + 1;
 }

@@ -16,6 +16,9 @@
  * - **Setup latency** (p90 ≥ 3 s for 3 × 5 min): callers hear ringing late; Meta's own budget is
  *   tight (pre-accept before the user gives up).
  * - **Media loss** (average ≥ 5 % for 3 × 5 min): audible degradation on one of the legs.
+ * - **Event-loop lag** (the worst thread's p99 ≥ 50 ms for 5 min): packets wait behind a busy
+ *   loop; stalls that long are what the pacer rides out, not what a thread should live with.
+ * - **Worker CPU** (the busiest task ≥ 85 % for 5 min): the media threads are near saturation.
  */
 import { CfnOutput, Duration } from 'aws-cdk-lib';
 import {
@@ -217,6 +220,31 @@ export class Observability extends Construct {
       );
     }
     alarm('SetupLatencyHigh', setupP90, 3000, 3, 'p90 call setup (webhook to INVITE) at 3 s or more');
+    // The worst p99 event-loop delay of any worker's main thread or media thread (an alarm cannot
+    // SEARCH: the threads are named, main and 0 … vcpus − 1). Packets wait behind a blocked loop.
+    const lagThreads = ['main', ...Array.from({ length: workers.vcpus }, (_, i) => String(i))];
+    const worstLag = new MathExpression({
+      expression: `MAX([${lagThreads.map((_, i) => `lag${i}`).join(', ')}])`,
+      usingMetrics: Object.fromEntries(
+        lagThreads.map((t, i) => [`lag${i}`, bridge(METRIC.eventLoopLag, 'Maximum', { [DIMENSION.mediaThread]: t })]),
+      ),
+      label: 'worst event-loop lag p99 (ms)',
+      period: Duration.minutes(1),
+    });
+    alarm(
+      'EventLoopLagHigh',
+      worstLag,
+      50,
+      5,
+      "a worker thread's p99 event-loop delay at 50 ms or more for 5 min: audio waits behind it (too many calls per vCPU, or a hot loop)",
+    );
+    alarm(
+      'WorkerCpuHigh',
+      workers.service.metricCpuUtilization({ period: Duration.minutes(1), statistic: 'Maximum' }),
+      85,
+      5,
+      'a worker task at 85 % CPU or more for 5 min: media threads are near saturation (scaling too slow, or MAX_CALLS_PER_WORKER too high)',
+    );
     loss.forEach((m, i) => {
       const leg = LEGS[i]!;
       alarm(

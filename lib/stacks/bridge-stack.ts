@@ -31,12 +31,16 @@ export interface BridgeStackProps extends StackProps {
   readonly settingsKeyArn?: string;
   /** Removal policy of the tables. @default RemovalPolicy.RETAIN */
   readonly dataRemovalPolicy?: RemovalPolicy;
-  /** Fewest media workers. @default 2 */
+  /** Fewest media workers (0: none while idle; the first call then waits for a task). @default 2 */
   readonly minWorkers?: number;
   /** Most media workers. @default 10 */
   readonly maxWorkers?: number;
   /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 per vCPU of the worker task (200) */
   readonly maxCallsPerWorker?: number;
+  /** vCPUs of a worker task (one media thread each). @default 2 */
+  readonly vcpus?: 1 | 2 | 4 | 8;
+  /** IPv4 range of the VPC (pick one that does not overlap your networks). @default 10.0.0.0/16 */
+  readonly vpcCidr?: string;
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
   /**
@@ -84,9 +88,11 @@ export class BridgeStack extends Stack {
       ...(props.settingsKeyArn ? { settingsKeyArn: props.settingsKeyArn } : {}),
       ...(props.pbxSignallingCidrs ? { pbxSignallingCidrs: props.pbxSignallingCidrs } : {}),
       ...(props.pbxMediaCidrs ? { pbxMediaCidrs: props.pbxMediaCidrs } : {}),
-      ...(props.minWorkers ? { minWorkers: props.minWorkers } : {}),
-      ...(props.maxWorkers ? { maxWorkers: props.maxWorkers } : {}),
-      ...(props.maxCallsPerWorker ? { maxCallsPerWorker: props.maxCallsPerWorker } : {}),
+      ...(props.minWorkers === undefined ? {} : { minWorkers: props.minWorkers }),
+      ...(props.maxWorkers === undefined ? {} : { maxWorkers: props.maxWorkers }),
+      ...(props.maxCallsPerWorker === undefined ? {} : { maxCallsPerWorker: props.maxCallsPerWorker }),
+      ...(props.vcpus === undefined ? {} : { vcpus: props.vcpus }),
+      ...(props.vpcCidr === undefined ? {} : { vpcCidr: props.vpcCidr }),
       ...(props.workerImage ? { image: props.workerImage } : {}),
       ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
     });

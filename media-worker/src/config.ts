@@ -255,6 +255,10 @@ export const WORKER_SETTINGS = {
       .optional(),
     doc: "Set by the image in ECS (task metadata): the task definition as `family:revision`, in the worker's heartbeat.",
   },
+  HEALTH_FILE: {
+    schema: z.string().startsWith('/').optional(),
+    doc: "A file the worker touches after every heartbeat the workers table accepted (every 5 s); the ECS container health check fails when it is 30 s old. Unset: none.",
+  },
   RETIREMENT_CHECK_SECONDS: {
     schema: positiveInt.min(5).max(3600),
     doc: 'In ECS, how often the worker checks whether it should retire (superseded by a new deployment, or surplus after scale-in): it then takes no new calls, finishes its calls, and its scale-in protection drops with the last one so ECS can stop it.',
@@ -342,6 +346,8 @@ export interface WorkerConfig {
   readonly deadAfterMs: number;
   readonly metricsStage?: string;
   readonly taskProtection?: { readonly agentUri: string; readonly minutes: number };
+  /** HEALTH_FILE: touched after every accepted heartbeat. */
+  readonly healthFile?: string;
   /** In ECS: what the retirement check reads (ops/retirement.ts). */
   readonly ecs?: {
     readonly taskArn: string;
@@ -480,6 +486,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     sqsReceiveBatch: get<number>('SQS_RECEIVE_BATCH'),
     deadAfterMs: get<number>('WORKER_DEAD_AFTER_SECONDS') * 1000,
     ...(get<string | undefined>('METRICS_STAGE') ? { metricsStage: get<string>('METRICS_STAGE') } : {}),
+    ...(get<string | undefined>('HEALTH_FILE') ? { healthFile: get<string>('HEALTH_FILE') } : {}),
     ...(get<string | undefined>('ECS_TASK_ARN') && get<string | undefined>('ECS_CLUSTER')
       ? {
           ecs: {
@@ -600,6 +607,7 @@ export const WORKER_WIRED = [
   'ECS_TASK_ARN',
   'ECS_CLUSTER',
   'WORKER_DEPLOYMENT',
+  'HEALTH_FILE',
 ] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** Keys the media worker reads from SSM. */

@@ -4,6 +4,7 @@
  * and the tests use it.
  */
 import { readFileSync } from 'node:fs';
+import { utimes, writeFile } from 'node:fs/promises';
 import pino, { type Logger } from 'pino';
 import { createAwsClients } from '#adapters/aws/aws-clients.ts';
 import { DynamoCallStore } from '#adapters/aws/dynamo-call-store.ts';
@@ -228,6 +229,7 @@ export async function startMediaWorker(
     receiveBatch: config.sqsReceiveBatch,
     ...(overrides.pollSeconds === undefined ? {} : { pollSeconds: overrides.pollSeconds }),
     ...(config.ecs?.deployment ? { deployment: config.ecs.deployment } : {}),
+    ...(config.healthFile ? { onHeartbeatWritten: healthFileToucher(config.healthFile) } : {}),
   });
   await worker.start().catch(async (error: unknown) => {
     await sip.close();
@@ -320,4 +322,12 @@ async function startRetirementWatch(
   });
   watch.start();
   return watch;
+}
+
+/** Touches `path` (creating it): the container health check reads its age. Never throws. */
+function healthFileToucher(path: string): () => Promise<void> {
+  return async () => {
+    const now = new Date();
+    await utimes(path, now, now).catch(() => writeFile(path, '').catch(() => undefined));
+  };
 }

@@ -58,6 +58,8 @@ export interface MediaWorkerDeps {
   readonly mediaRoom?: () => number;
   /** Told the load at every heartbeat (metrics). */
   readonly onHeartbeat?: (activeCalls: number, maxCalls: number) => void;
+  /** Told after every heartbeat the registry accepted (the container health check's file). */
+  readonly onHeartbeatWritten?: () => Promise<void>;
   /** The task definition this worker runs (`family:revision`), in its heartbeat for the retirement rule. */
   readonly deployment?: string;
 }
@@ -221,6 +223,7 @@ export class MediaWorker {
       heartbeatAt: this.#now(),
       startedAt: this.#startedAt,
     });
+    await this.#d.onHeartbeatWritten?.();
   }
 
   async #jobLoop(): Promise<void> {

@@ -13,6 +13,7 @@ import { TABLES } from '#adapters/aws/tables.ts';
 import { METRIC } from '#core/metrics.ts';
 import { CONTROL_PLANE_SETTINGS } from '#functions/shared/config.ts';
 import { WORKER_SETTINGS } from '#worker/config.ts';
+import { WORKER_HEALTH_FILE, WORKER_HEALTH_SCRIPT } from '../../lib/constructs/media-workers.ts';
 import { CONTROL_PLANE_PARAMETER_KEYS, WORKER_PARAMETER_KEYS } from '../../lib/settings.ts';
 import { BridgeStack } from '../../lib/stacks/bridge-stack.ts';
 
@@ -495,6 +496,49 @@ describe('BridgeStack: observability', () => {
       MetricName: 'ApproximateAgeOfOldestMessage',
       Threshold: 10,
     });
+  });
+
+  it('alarms on the worst worker thread event-loop lag (main and each media thread, no SEARCH) and on task CPU', () => {
+    const lag = Object.values(template.findResources('AWS::CloudWatch::Alarm')).find((a) =>
+      String((a as Resource).Properties.AlarmDescription).includes('event-loop delay'),
+    ) as Resource;
+    const metrics = lag.Properties.Metrics as Array<{ Id: string; Expression?: string; MetricStat?: Cfn }>;
+    expect(metrics.find((m) => m.Expression)?.Expression).toBe('MAX([lag0, lag1, lag2])');
+    const threads = metrics
+      .filter((m) => m.MetricStat)
+      .map((m) => JSON.stringify(m.MetricStat).match(/"MediaThread","Value":"(\w+)"/)?.[1]);
+    expect(threads).toEqual(['main', '0', '1']);
+    expect(lag.Properties).toMatchObject({ Threshold: 50, EvaluationPeriods: 5 });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/ECS',
+      MetricName: 'CPUUtilization',
+      Statistic: 'Maximum',
+      Threshold: 85,
+    });
+  });
+
+  it('keeps the worker log group through a rollback, logs without blocking, and never rebalances zones mid-call', () => {
+    const workerLogs = Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) =>
+      id.startsWith('WorkersLogs'),
+    )!;
+    expect(template.toJSON().Resources[workerLogs]).toMatchObject({
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+    for (const name of ['worker', 'drachtio']) {
+      expect(
+        (container(name) as { LogConfiguration?: { Options: Record<string, string> } }).LogConfiguration?.Options,
+      ).toMatchObject({
+        mode: 'non-blocking',
+      });
+    }
+    template.hasResourceProperties('AWS::ECS::Service', { AvailabilityZoneRebalancing: 'DISABLED' });
+  });
+
+  it('checks the worker container’s health on its heartbeat file', () => {
+    const worker = container('worker');
+    expect(worker.HealthCheck?.Command).toEqual(['CMD', 'node', '-e', WORKER_HEALTH_SCRIPT]);
+    expect(workerEnv()).toMatchObject({ HEALTH_FILE: WORKER_HEALTH_FILE });
   });
 
   it('alarms when no worker runs, treating missing data as breaching', () => {

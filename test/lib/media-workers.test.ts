@@ -151,3 +151,36 @@ describe('Stack: BridgeStack props', () => {
     expect(() => new BridgeStack(new App(), 'Bad', { stage })).toThrow(/stage must be/);
   });
 });
+
+describe('Construct: MediaWorkers fleet settings (context keys minWorkers, maxWorkers, vcpus, vpcCidr)', {
+  timeout: 60_000,
+}, () => {
+  it('honours minWorkers=0: no worker runs while idle', () => {
+    synth({ minWorkers: 0, maxWorkers: 4 }).hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 0,
+      MaxCapacity: 4,
+    });
+  });
+
+  it.each([
+    [{ minWorkers: -1 }, /minWorkers must be an integer ≥ 0/],
+    [{ maxWorkers: 0 }, /maxWorkers must be an integer ≥ 1/],
+    [{ minWorkers: 5, maxWorkers: 2 }, /maxWorkers \(2\) must be at least minWorkers \(5\)/],
+    [{ maxCallsPerWorker: 1.5 }, /maxCallsPerWorker must be an integer/],
+    [{ vcpus: 3 as 2 }, /vcpus must be 1, 2, 4 or 8/],
+    [{ vpcCidr: '10.0.0.0/8' }, /vpcCidr must be an IPv4 CIDR from \/16 to \/24/],
+    [{ vpcCidr: '10.300.0.0/16' }, /vpcCidr/],
+  ])('refuses %j, naming the key', (props, message) => {
+    expect(() => synth(props)).toThrow(message);
+  });
+
+  it('puts the VPC in the range given (one that does not overlap the contact centre’s networks)', () => {
+    const t = synth({ vpcCidr: '172.31.200.0/23' });
+
+    t.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '172.31.200.0/23' });
+    const subnets = Object.values(t.findResources('AWS::EC2::Subnet')).map(
+      (r) => (r as { Properties: { CidrBlock: string } }).Properties.CidrBlock,
+    );
+    expect(subnets).toEqual(['172.31.200.0/24', '172.31.201.0/24']);
+  });
+});
