@@ -50,7 +50,7 @@
  *  2. Run, on an otherwise idle machine with ≥ 2 cores:
  *       node --import tsx bench/media-bridge.ts [--quick] [--modes passthrough,transcode]
  *         [--bursty] [--loop-stall] [--calls N] [--measure-ms M] [--no-pin] [--no-rtpengine]
- *         [--rtpengine-threads T] [--max-seconds S] [--bundled-bridge]
+ *         [--rtpengine-threads T] [--max-seconds S] [--bundled-bridge] [--anchor node-relay]
  *     e.g. stall run at 100 calls: `--modes passthrough --calls 100 --bursty --loop-stall`.
  *  3. Read the JSON (one object on stdout; progress on stderr): `setup.pinning` (what ran on
  *     which core), `results.<mode>.capacity.sideBySide[]` (per N: `rtpengine` and `bridge` loss
@@ -84,6 +84,11 @@ const LOOP_STALL = args.includes('--loop-stall');
 const BUNDLED_BRIDGE = args.includes('--bundled-bridge');
 /** `--no-rtpengine`: the bridge alone (no anchor). */
 const NO_RTPENGINE = args.includes('--no-rtpengine');
+/**
+ * `--anchor node-relay`: in rtpengine's place, the thinnest Node relay (bench/media/node-relay.ts:
+ * receive and send, nothing else), driven the same way: the floor any Node media path pays.
+ */
+const NODE_RELAY_ANCHOR = args.includes('--anchor') && args[args.indexOf('--anchor') + 1] === 'node-relay';
 const flagNumber = (name: string): number | undefined => {
   const i = args.indexOf(name);
   const v = i >= 0 ? Number(args[i + 1]) : Number.NaN;
@@ -641,9 +646,14 @@ const RTPENGINE_INSTALL =
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const version = NO_RTPENGINE || PROFILE ? undefined : rtpengineVersion();
+  const version =
+    NO_RTPENGINE || PROFILE
+      ? undefined
+      : NODE_RELAY_ANCHOR
+        ? `node-relay (the thinnest Node relay, Node ${process.version})`
+        : rtpengineVersion();
   if (!NO_RTPENGINE && !PROFILE && !version) throw new Error(`rtpengine is not installed: ${RTPENGINE_INSTALL}`);
-  const transcodes = version ? rtpengineTranscodes() : false;
+  const transcodes = version && !NODE_RELAY_ANCHOR ? rtpengineTranscodes() : false;
   let engine: Rtpengine | undefined;
   const bridge = new BridgeProcess();
   const gen = new GeneratorProcess(async (m) => {
@@ -673,10 +683,12 @@ async function main(): Promise<void> {
   });
   await Promise.all([bridge.ready(), gen.ready()]);
   if (version) {
-    engine = await Rtpengine.start({
-      core: PINNING.pinned ? PINNING.rtpengineCore : undefined,
-      threads: RTPENGINE_THREADS,
-    });
+    engine = NODE_RELAY_ANCHOR
+      ? await Rtpengine.startNodeRelay({ core: PINNING.pinned ? PINNING.rtpengineCore : undefined })
+      : await Rtpengine.start({
+          core: PINNING.pinned ? PINNING.rtpengineCore : undefined,
+          threads: RTPENGINE_THREADS,
+        });
   }
   const ctx: Ctx = { gen, bridge, engine, engineBaseRssMb: engine?.rssMb() };
   // Unpinned (one core, --no-pin): the generator yields to the relay under test in capacity steps,
@@ -796,7 +808,9 @@ async function main(): Promise<void> {
         ? {
             rtpengine: version,
             command: engine.command.join(' '),
-            forwarding: 'userspace (--table=-1, no kernel module)',
+            forwarding: NODE_RELAY_ANCHOR
+              ? 'Node dgram: one socket per side per call, each datagram re-sent as it arrives (unconnected send, no callback); passthrough only'
+              : 'userspace (--table=-1, no kernel module)',
             legs: 'rtpengine forwards plain RTP/AVP on both legs (no SRTP, no ICE/DTLS): the anchor issue 13 uses. The bridge’s WhatsApp leg is ICE-lite + DTLS-SRTP, its SIP leg plain RTP.',
             transcode: transcodes
               ? 'Opus ⇄ PCMU by rtpengine (codec mask opus, transcode PCMU on the offer)'

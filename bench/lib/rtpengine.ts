@@ -96,6 +96,23 @@ export class Rtpengine {
     });
   }
 
+  /**
+   * Starts the thinnest Node relay (bench/media/node-relay.ts) in rtpengine's place: same ng
+   * control, same pinning, same /proc CPU and RSS (`--anchor node-relay`).
+   */
+  static async startNodeRelay(opts: RtpengineOptions = {}): Promise<Rtpengine> {
+    const script = new URL('../media/node-relay.ts', import.meta.url).pathname;
+    const args = [
+      '--import',
+      'tsx',
+      script,
+      String(opts.ngPort ?? (await freeUdpPort())),
+      String(opts.portMin ?? 20_000),
+      String(opts.portMax ?? 29_999),
+    ];
+    return Rtpengine.launch([process.execPath, ...args], opts, Number(args[3]));
+  }
+
   /** Starts rtpengine in the foreground and waits until its ng port answers `ping`. */
   static async start(opts: RtpengineOptions = {}): Promise<Rtpengine> {
     const dir = mkdtempSync(join(os.tmpdir(), 'bench-rtpengine-'));
@@ -118,8 +135,17 @@ export class Rtpengine {
       ...(opts.threads ? [`--num-threads=${opts.threads}`] : []),
     ];
     const binary = opts.binary ?? 'rtpengine';
-    const command =
-      opts.core === undefined ? [binary, ...rtpArgs] : ['taskset', '-c', String(opts.core), binary, ...rtpArgs];
+    return Rtpengine.launch([binary, ...rtpArgs], opts, ngPort, dir);
+  }
+
+  /** Spawns `argv` (pinned when `opts.core` is set) and waits until its ng port answers `ping`. */
+  private static async launch(
+    argv: string[],
+    opts: RtpengineOptions,
+    ngPort: number,
+    dir = mkdtempSync(join(os.tmpdir(), 'bench-anchor-')),
+  ): Promise<Rtpengine> {
+    const command = opts.core === undefined ? argv : ['taskset', '-c', String(opts.core), ...argv];
     const child = spawn(command[0] as string, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     const tail: string[] = [];
     child.stderr?.on('data', (d: Buffer) => {
@@ -140,7 +166,7 @@ export class Rtpengine {
       } catch (err) {
         if (engine.exited || performance.now() > deadline) {
           await engine.stop();
-          throw new Error(`rtpengine did not start (${String(err)}); its stderr: ${tail.join(' | ')}`);
+          throw new Error(`${argv[0]} did not start (${String(err)}); its stderr: ${tail.join(' | ')}`);
         }
         await sleep(100);
       }
