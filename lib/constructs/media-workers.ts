@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { type CfnElement, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
+  CfnRoute,
   FlowLogDestination,
   type FlowLogOptions,
   FlowLogTrafficType,
@@ -131,6 +132,18 @@ export interface MediaWorkersProps {
   readonly memoryMiB?: number;
   /** Availability zones of the VPC. @default 2 */
   readonly maxAzs?: number;
+  /**
+   * What the SIP leg advertises (`SIP_ADVERTISED_ADDRESS` of worker and sidecar): `public` (the
+   * task's public IPv4), `private` (its VPC address: a PBX over VPN / Direct Connect), or an IPv4.
+   * @default 'public'
+   */
+  readonly sipAdvertisedAddress?: string;
+  /**
+   * A Transit Gateway (`tgw-…`) or virtual private gateway (`vgw-…`) that reaches the PBX's ranges
+   * (`pbxSignallingCidrs` and `pbxMediaCidrs`): the workers' subnets route those ranges there.
+   * @default none — the PBX is reached over the internet
+   */
+  readonly pbxRouteTarget?: string;
   /** IPv4 range of the VPC, /16 to /24 (one /24-or-smaller public subnet per zone). @default 10.0.0.0/16 */
   readonly vpcCidr?: string;
   /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
@@ -171,6 +184,17 @@ export class MediaWorkers extends Construct {
     const sipTlsPort = props.sipTlsPort ?? 5061;
     const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
     validateFleet(props);
+    const sipAdvertised = props.sipAdvertisedAddress ?? 'public';
+    if (!/^(public|private|(\d{1,3}\.){3}\d{1,3})$/.test(sipAdvertised)) {
+      throw new TypeError(
+        `sipAdvertisedAddress must be public, private or an IPv4, got ${JSON.stringify(sipAdvertised)}`,
+      );
+    }
+    if (props.pbxRouteTarget !== undefined && !/^(tgw|vgw)-[0-9a-f]{8,17}$/.test(props.pbxRouteTarget)) {
+      throw new TypeError(
+        `pbxRouteTarget must be a Transit Gateway (tgw-…) or virtual private gateway (vgw-…) id, got ${JSON.stringify(props.pbxRouteTarget)}`,
+      );
+    }
     const vcpus = props.vcpus ?? 2;
     this.vcpus = vcpus;
     // Admission is per core: each media thread takes its share of the task's calls.
@@ -207,6 +231,22 @@ export class MediaWorkers extends Construct {
     }
     for (const cidr of media) {
       this.securityGroup.addIngressRule(Peer.ipv4(cidr), Port.udpRange(rtpMin, rtpMax), 'RTP from the PBX');
+    }
+
+    // Private connectivity: the PBX's ranges through a Transit or virtual private gateway, from every
+    // subnet the workers run in (the WhatsApp leg keeps the internet gateway).
+    if (props.pbxRouteTarget) {
+      const target = props.pbxRouteTarget;
+      const ranges = [...new Set([...signalling, ...media])];
+      this.vpc.publicSubnets.forEach((subnet, i) => {
+        ranges.forEach((cidr, j) => {
+          new CfnRoute(this, `PbxRoute${i}x${j}`, {
+            routeTableId: subnet.routeTable.routeTableId,
+            destinationCidrBlock: cidr,
+            ...(target.startsWith('tgw-') ? { transitGatewayId: target } : { gatewayId: target }),
+          });
+        });
+      });
     }
 
     this.cluster = new Cluster(this, 'Cluster', { vpc: this.vpc, containerInsightsV2: ContainerInsights.ENHANCED });
@@ -277,6 +317,8 @@ export class MediaWorkers extends Construct {
         TASK_PROTECTION_MINUTES: '120',
         // Touched at every heartbeat the registry accepted; the container health check reads it.
         HEALTH_FILE: WORKER_HEALTH_FILE,
+        // Public or private on the SIP leg; the WhatsApp leg always advertises the public address.
+        SIP_ADVERTISED_ADDRESS: sipAdvertised,
       },
       secrets: { DRACHTIO_SECRET: drachtioSecret },
       portMappings: [
@@ -308,6 +350,7 @@ export class MediaWorkers extends Construct {
         // The entrypoint binds SIP to the task's private address and advertises its public one
         // (drachtio's --external-ip) in Via and Contact, as the worker does in SDP.
         ADDRESS_DISCOVERY: 'ecs',
+        SIP_ADVERTISED_ADDRESS: sipAdvertised,
         DRACHTIO_SIP_PORT: String(sipPort),
         ...(props.sipTls ? { DRACHTIO_TLS_PORT: String(sipTlsPort) } : {}),
       },

@@ -41,6 +41,10 @@ export interface BridgeStackProps extends StackProps {
   readonly vcpus?: 1 | 2 | 4 | 8;
   /** IPv4 range of the VPC (pick one that does not overlap your networks). @default 10.0.0.0/16 */
   readonly vpcCidr?: string;
+  /** What the SIP leg advertises: `public`, `private` (PBX over VPN/Direct Connect) or an IPv4. @default 'public' */
+  readonly sipAdvertisedAddress?: string;
+  /** Transit Gateway or virtual private gateway id routing to the PBX's ranges. @default none */
+  readonly pbxRouteTarget?: string;
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
   /**
@@ -93,6 +97,8 @@ export class BridgeStack extends Stack {
       ...(props.maxCallsPerWorker === undefined ? {} : { maxCallsPerWorker: props.maxCallsPerWorker }),
       ...(props.vcpus === undefined ? {} : { vcpus: props.vcpus }),
       ...(props.vpcCidr === undefined ? {} : { vpcCidr: props.vpcCidr }),
+      ...(props.sipAdvertisedAddress === undefined ? {} : { sipAdvertisedAddress: props.sipAdvertisedAddress }),
+      ...(props.pbxRouteTarget === undefined ? {} : { pbxRouteTarget: props.pbxRouteTarget }),
       ...(props.workerImage ? { image: props.workerImage } : {}),
       ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
     });

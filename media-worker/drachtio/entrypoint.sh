@@ -6,6 +6,8 @@
 #    and drachtio writes the task's public IPv4 (checkip.amazonaws.com; the internet gateway's 1:1
 #    NAT) into Via and Contact (--external-ip), so the PBX's answers and in-dialog requests reach
 #    the task. The worker discovers the same two addresses for SDP. No address, no start.
+#    SIP_ADVERTISED_ADDRESS (as the worker's setting): `public` (default) as above, `private` (no
+#    --external-ip: a PBX over VPN/Direct Connect reaches the private address), or an IPv4 to write.
 # 2. TLS (DRACHTIO_TLS_PORT with DRACHTIO_TLS_PEM, the certificate chain then the private key, as
 #    ECS injects the secret): written to files only this user can read; a sips contact on the port.
 # 3. drachtio-server: applications on 127.0.0.1:9022; it reads DRACHTIO_SECRET from the environment
@@ -24,7 +26,8 @@ fail() {
 http_get() {
   local rest=${1#http://} hostport path host port
   hostport=${rest%%/*}
-  path=/${rest#"$hostport"}
+  # One leading slash: "//v4/…" would meet the ECS agent's path cleaning (a 301 this client does not follow).
+  path=${rest#"$hostport"}
   path=/${path#/}
   host=${hostport%:*}
   port=80
@@ -51,6 +54,15 @@ if [[ ${ADDRESS_DISCOVERY:-} == ecs ]]; then
   [[ $public =~ $ipv4 ]] || fail "public address discovery failed (got '${public:0:40}'); is the task's public IP assigned?"
 fi
 
+case ${SIP_ADVERTISED_ADDRESS:-public} in
+  public) ;;
+  private) public= ;;
+  *)
+    [[ $SIP_ADVERTISED_ADDRESS =~ $ipv4 ]] || fail "SIP_ADVERTISED_ADDRESS must be public, private or an IPv4, got '$SIP_ADVERTISED_ADDRESS'"
+    public=$SIP_ADVERTISED_ADDRESS
+    ;;
+esac
+
 contact_host=${private:-*}
 args=(--address 127.0.0.1 --port 9022 --contact "sip:${contact_host}:${sip_port};transport=udp,tcp")
 [[ -n $public ]] && args+=(--external-ip "$public")
@@ -71,4 +83,4 @@ if [[ -n ${DRACHTIO_TLS_PORT:-} ]]; then
 fi
 
 echo "drachtio entrypoint: sip ${contact_host}:${sip_port}${DRACHTIO_TLS_PORT:+, tls ${DRACHTIO_TLS_PORT}}, advertised ${public:-as bound}" >&2
-exec /opt/drachtio/bin/drachtio "${args[@]}" "$@"
+exec "${DRACHTIO_BIN:-/opt/drachtio/bin/drachtio}" "${args[@]}" "$@"

@@ -136,6 +136,11 @@ export const WORKER_SETTINGS = {
   RTP_PORT_MIN: { schema: positiveInt.max(65534), doc: 'Lowest RTP port for the SIP leg.', default: '20000' },
   RTP_PORT_MAX: { schema: positiveInt.max(65535), doc: 'Highest RTP port for the SIP leg.', default: '30000' },
   PUBLIC_ADDRESS: { schema: z.ipv4().optional(), doc: 'Public IPv4 advertised in SDP and ICE (behind cloud NAT).' },
+  SIP_ADVERTISED_ADDRESS: {
+    schema: z.union([z.enum(['public', 'private']), z.ipv4()]),
+    doc: "The address the SIP leg advertises (Via, Contact, From domain and the SIP SDP's `c=`): `public` (PUBLIC_ADDRESS, else the bind address), `private` (the bind addresses: a PBX over VPN or Direct Connect), or an IPv4 (e.g. behind your own NAT). The WhatsApp leg always advertises PUBLIC_ADDRESS: ICE towards Meta must be public.",
+    default: 'public',
+  },
   META_PHONE_NUMBER_ID: {
     schema: z.string().regex(/^\d+$/, 'digits').optional(),
     doc: "Meta's phone number id of the business number; needed for calls the PBX starts.",
@@ -257,7 +262,7 @@ export const WORKER_SETTINGS = {
   },
   HEALTH_FILE: {
     schema: z.string().startsWith('/').optional(),
-    doc: "A file the worker touches after every heartbeat the workers table accepted (every 5 s); the ECS container health check fails when it is 30 s old. Unset: none.",
+    doc: 'A file the worker touches after every heartbeat the workers table accepted (every 5 s); the ECS container health check fails when it is 30 s old. Unset: none.',
   },
   RETIREMENT_CHECK_SECONDS: {
     schema: positiveInt.min(5).max(3600),
@@ -310,6 +315,8 @@ export interface WorkerConfig {
     readonly transports: ReadonlyArray<'udp' | 'tcp' | 'tls'>;
     readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
     readonly fromDomain: string;
+    /** Host of our Via and Contact (SIP_ADVERTISED_ADDRESS); unset: the bind address. */
+    readonly advertisedAddress?: string;
     /** Which SipPort adapter runs the SIP leg (SIP_STACK). */
     readonly stack:
       | { readonly kind: 'inprocess' }
@@ -327,6 +334,8 @@ export interface WorkerConfig {
     readonly portMin: number;
     readonly portMax: number;
     readonly publicAddress?: string;
+    /** The SIP leg's RTP address in its SDP (SIP_ADVERTISED_ADDRESS); unset: the RTP socket's bind address. */
+    readonly sipAddress?: string;
     /** Options of the transcoding path, handed to every `MediaBridge`. */
     readonly transcode: { readonly opusComplexity: number };
   };
@@ -421,6 +430,9 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const recording = parseOptIn('META_RECORDING', get<string | undefined>('META_RECORDING'));
   const transcription = parseOptIn('META_TRANSCRIPTION', get<string | undefined>('META_TRANSCRIPTION'));
   const publicAddress = get<string | undefined>('PUBLIC_ADDRESS');
+  // The SIP leg's advertised address, apart from the WhatsApp leg's (ICE must be public).
+  const advertise = get<string>('SIP_ADVERTISED_ADDRESS');
+  const sipAddress = advertise === 'public' ? publicAddress : advertise === 'private' ? undefined : advertise;
   return {
     workerId:
       get<string | undefined>('WORKER_ID') ?? `${hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 64),
@@ -441,7 +453,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
             },
           }
         : {}),
-      fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? publicAddress ?? get<string>('SIP_BIND_ADDRESS'),
+      fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? sipAddress ?? get<string>('SIP_BIND_ADDRESS'),
+      ...(sipAddress ? { advertisedAddress: sipAddress } : {}),
       stack:
         get<string>('SIP_STACK') === 'drachtio'
           ? {
@@ -462,6 +475,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       portMin: get<number>('RTP_PORT_MIN'),
       portMax: get<number>('RTP_PORT_MAX'),
       ...(publicAddress ? { publicAddress } : {}),
+      ...(sipAddress ? { sipAddress } : {}),
       transcode: {
         opusComplexity: get<number>('TRANSCODE_OPUS_COMPLEXITY'),
       },
@@ -608,6 +622,7 @@ export const WORKER_WIRED = [
   'ECS_CLUSTER',
   'WORKER_DEPLOYMENT',
   'HEALTH_FILE',
+  'SIP_ADVERTISED_ADDRESS',
 ] as const satisfies ReadonlyArray<keyof typeof WORKER_SETTINGS>;
 
 /** Keys the media worker reads from SSM. */

@@ -112,7 +112,7 @@ export async function startMediaWorker(
           : {}),
         fromDomain: config.sip.fromDomain,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
-        ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
+        ...(config.sip.advertisedAddress ? { publicAddress: config.sip.advertisedAddress } : {}),
         logger: sipLogger,
       })
   ).catch(async (error: unknown) => {

@@ -184,3 +184,55 @@ describe('Construct: MediaWorkers fleet settings (context keys minWorkers, maxWo
     expect(subnets).toEqual(['172.31.200.0/24', '172.31.201.0/24']);
   });
 });
+
+describe('Construct: MediaWorkers on a private path to the PBX (context keys sipAdvertisedAddress, pbxRouteTarget)', {
+  timeout: 60_000,
+}, () => {
+  const env = (t: ReturnType<typeof synth>, name: string) => {
+    const defs = (
+      Object.values(t.findResources('AWS::ECS::TaskDefinition'))[0] as {
+        Properties: {
+          ContainerDefinitions: Array<{ Name: string; Environment: Array<{ Name: string; Value: string }> }>;
+        };
+      }
+    ).Properties.ContainerDefinitions;
+    return Object.fromEntries(defs.find((d) => d.Name === name)!.Environment.map((e) => [e.Name, e.Value]));
+  };
+
+  it('advertises the public address on the SIP leg by default, in the worker and the sidecar alike', () => {
+    const t = synth();
+    expect(env(t, 'worker').SIP_ADVERTISED_ADDRESS).toBe('public');
+    expect(env(t, 'drachtio').SIP_ADVERTISED_ADDRESS).toBe('public');
+    expect(Object.keys(t.findResources('AWS::EC2::Route')).filter((id) => id.includes('PbxRoute'))).toEqual([]);
+  });
+
+  it('routes the PBX ranges to a Transit Gateway from every worker subnet and advertises the private address', () => {
+    const t = synth({
+      pbxSignallingCidrs: ['10.20.0.0/24'],
+      pbxMediaCidrs: ['10.20.0.0/24', '10.21.0.0/24'],
+      sipAdvertisedAddress: 'private',
+      pbxRouteTarget: 'tgw-0123456789abcdef0',
+    });
+
+    expect(env(t, 'worker').SIP_ADVERTISED_ADDRESS).toBe('private');
+    expect(env(t, 'drachtio').SIP_ADVERTISED_ADDRESS).toBe('private');
+    const routes = Object.values(t.findResources('AWS::EC2::Route'))
+      .map((r) => (r as { Properties: Record<string, unknown> }).Properties)
+      .filter((p) => p.TransitGatewayId);
+    expect(routes.map((p) => p.DestinationCidrBlock).sort()).toEqual([
+      '10.20.0.0/24',
+      '10.20.0.0/24',
+      '10.21.0.0/24',
+      '10.21.0.0/24',
+    ]);
+    expect(new Set(routes.map((p) => p.TransitGatewayId))).toEqual(new Set(['tgw-0123456789abcdef0']));
+  });
+
+  it('routes through a virtual private gateway too, and refuses what is neither', () => {
+    const t = synth({ pbxSignallingCidrs: ['192.168.50.0/24'], pbxRouteTarget: 'vgw-0abc1234' });
+    t.hasResourceProperties('AWS::EC2::Route', { DestinationCidrBlock: '192.168.50.0/24', GatewayId: 'vgw-0abc1234' });
+
+    expect(() => synth({ pbxRouteTarget: 'igw-0abc1234' })).toThrow(/pbxRouteTarget must be a Transit Gateway/);
+    expect(() => synth({ sipAdvertisedAddress: 'pbx.example' })).toThrow(/sipAdvertisedAddress must be public/);
+  });
+});

@@ -22,6 +22,6 @@ export async function openSipMedia(
   });
   return {
     rtp,
-    sdp: { address: config.media.publicAddress ?? rtp.address, port: rtp.port, codecs: [...config.media.codecs] },
+    sdp: { address: config.media.sipAddress ?? rtp.address, port: rtp.port, codecs: [...config.media.codecs] },
   };
 }

@@ -115,7 +115,7 @@ export class RetirementWatch {
       freshMs: this.#o.freshMs,
     });
     if (!reason) return false;
-    this.close();
+    this.#stop(); // not close(): that waits for the check in flight, which is this one
     this.#o.retire(reason, {
       ownDeployment: service.ownDeployment,
       primaryDeployment: service.primaryDeployment,
@@ -126,10 +126,14 @@ export class RetirementWatch {
 
   /** Stops checking; waits for a check in flight. Idempotent. */
   async close(): Promise<void> {
+    this.#stop();
+    await this.#running;
+  }
+
+  #stop(): void {
     this.#closed = true;
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#running;
   }
 
   #schedule(): void {
