@@ -14,6 +14,8 @@
  * - `vpcCidr` — the VPC's IPv4 range, /16 to /24 (default 10.0.0.0/16)
  * - `sipAdvertisedAddress` — `public` (default), `private` (a PBX over VPN/Direct Connect) or an IPv4
  * - `pbxRouteTarget` — a `tgw-…` or `vgw-…` id the PBX's ranges are routed to
+ * - `existingVpcId`, `existingSubnetIds`, `existingSubnetAzs` — run in an existing VPC: its public
+ *   subnets (comma-separated) and their zones in the same order (synth stays offline: no lookup)
  * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
  *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
  *   (default: no TLS listener)
@@ -56,6 +58,15 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
   ...(context('vpcCidr') ? { vpcCidr: context('vpcCidr')! } : {}),
   ...(context('sipAdvertisedAddress') ? { sipAdvertisedAddress: context('sipAdvertisedAddress')! } : {}),
   ...(context('pbxRouteTarget') ? { pbxRouteTarget: context('pbxRouteTarget')! } : {}),
+  ...(context('existingVpcId')
+    ? {
+        existingVpc: {
+          vpcId: context('existingVpcId')!,
+          publicSubnetIds: list('existingSubnetIds') ?? [],
+          availabilityZones: list('existingSubnetAzs') ?? [],
+        },
+      }
+    : {}),
   ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {

@@ -24,10 +24,13 @@ import { type CfnElement, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-l
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   CfnRoute,
+  FlowLog,
   FlowLogDestination,
   type FlowLogOptions,
+  FlowLogResourceType,
   FlowLogTrafficType,
   IpAddresses,
+  type IVpc,
   Peer,
   Port,
   SecurityGroup,
@@ -144,6 +147,16 @@ export interface MediaWorkersProps {
    * @default none — the PBX is reached over the internet
    */
   readonly pbxRouteTarget?: string;
+  /**
+   * Run in an existing VPC instead of creating one: its id, the public subnets the workers use (a
+   * route to an internet gateway: the WhatsApp leg needs a public IPv4) and their zones, in order.
+   * Routing to the PBX is then yours (no `pbxRouteTarget`). @default a new VPC
+   */
+  readonly existingVpc?: {
+    readonly vpcId: string;
+    readonly publicSubnetIds: readonly string[];
+    readonly availabilityZones: readonly string[];
+  };
   /** IPv4 range of the VPC, /16 to /24 (one /24-or-smaller public subnet per zone). @default 10.0.0.0/16 */
   readonly vpcCidr?: string;
   /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
@@ -163,7 +176,7 @@ export interface MediaWorkersProps {
 
 /** VPC, cluster, task definition, service, security group and scaling of the media workers. */
 export class MediaWorkers extends Construct {
-  public readonly vpc: Vpc;
+  public readonly vpc: IVpc;
   public readonly cluster: Cluster;
   public readonly securityGroup: SecurityGroup;
   public readonly taskDefinition: FargateTaskDefinition;
@@ -190,6 +203,7 @@ export class MediaWorkers extends Construct {
         `sipAdvertisedAddress must be public, private or an IPv4, got ${JSON.stringify(sipAdvertised)}`,
       );
     }
+    if (props.existingVpc) validateExistingVpc(props);
     if (props.pbxRouteTarget !== undefined && !/^(tgw|vgw)-[0-9a-f]{8,17}$/.test(props.pbxRouteTarget)) {
       throw new TypeError(
         `pbxRouteTarget must be a Transit Gateway (tgw-…) or virtual private gateway (vgw-…) id, got ${JSON.stringify(props.pbxRouteTarget)}`,
@@ -210,13 +224,23 @@ export class MediaWorkers extends Construct {
       // would be a record per call per minute for nothing.
       trafficType: FlowLogTrafficType.REJECT,
     };
-    this.vpc = new Vpc(this, 'Vpc', {
-      ...(props.vpcCidr ? { ipAddresses: IpAddresses.cidr(props.vpcCidr) } : {}),
-      maxAzs: props.maxAzs ?? 2,
-      natGateways: 0,
-      subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: subnetMask(props.vpcCidr) }],
-      flowLogs: { rejected },
-    });
+    const existing = props.existingVpc;
+    if (existing) {
+      this.vpc = Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: existing.vpcId,
+        availabilityZones: [...existing.availabilityZones],
+        publicSubnetIds: [...existing.publicSubnetIds],
+      });
+      new FlowLog(this, 'RejectedFlows', { resourceType: FlowLogResourceType.fromVpc(this.vpc), ...rejected });
+    } else {
+      this.vpc = new Vpc(this, 'Vpc', {
+        ...(props.vpcCidr ? { ipAddresses: IpAddresses.cidr(props.vpcCidr) } : {}),
+        maxAzs: props.maxAzs ?? 2,
+        natGateways: 0,
+        subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: subnetMask(props.vpcCidr) }],
+        flowLogs: { rejected },
+      });
+    }
 
     this.securityGroup = new SecurityGroup(this, 'SecurityGroup', {
       vpc: this.vpc,
@@ -533,4 +557,22 @@ function subnetMask(vpcCidr: string | undefined): number {
     throw new TypeError(`vpcCidr must be an IPv4 CIDR from /16 to /24, got ${JSON.stringify(vpcCidr)}`);
   }
   return prefix <= 22 ? 24 : prefix + 1;
+}
+
+/** An existing VPC needs its subnets and zones, one zone per subnet, and leaves routing and range to its owner. */
+function validateExistingVpc(props: MediaWorkersProps): void {
+  const v = props.existingVpc!;
+  if (!/^vpc-[0-9a-f]{8,17}$/.test(v.vpcId))
+    throw new TypeError(`existingVpcId must be a VPC id, got ${JSON.stringify(v.vpcId)}`);
+  if (v.publicSubnetIds.length === 0 || v.publicSubnetIds.some((id) => !/^subnet-[0-9a-f]{8,17}$/.test(id))) {
+    throw new TypeError(`existingSubnetIds must be subnet ids, got ${JSON.stringify(v.publicSubnetIds)}`);
+  }
+  if (v.availabilityZones.length !== v.publicSubnetIds.length) {
+    throw new TypeError('existingSubnetAzs must name one availability zone per subnet of existingSubnetIds, in order');
+  }
+  if (props.vpcCidr !== undefined)
+    throw new TypeError('vpcCidr cannot be set with an existing VPC (its range is its own)');
+  if (props.pbxRouteTarget !== undefined) {
+    throw new TypeError('pbxRouteTarget cannot be set with an existing VPC: route the PBX ranges in its route tables');
+  }
 }

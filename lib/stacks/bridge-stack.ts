@@ -45,6 +45,12 @@ export interface BridgeStackProps extends StackProps {
   readonly sipAdvertisedAddress?: string;
   /** Transit Gateway or virtual private gateway id routing to the PBX's ranges. @default none */
   readonly pbxRouteTarget?: string;
+  /** An existing VPC: id, public subnets for the workers and their zones. @default a new VPC */
+  readonly existingVpc?: {
+    readonly vpcId: string;
+    readonly publicSubnetIds: readonly string[];
+    readonly availabilityZones: readonly string[];
+  };
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
   /**
@@ -99,6 +105,7 @@ export class BridgeStack extends Stack {
       ...(props.vpcCidr === undefined ? {} : { vpcCidr: props.vpcCidr }),
       ...(props.sipAdvertisedAddress === undefined ? {} : { sipAdvertisedAddress: props.sipAdvertisedAddress }),
       ...(props.pbxRouteTarget === undefined ? {} : { pbxRouteTarget: props.pbxRouteTarget }),
+      ...(props.existingVpc === undefined ? {} : { existingVpc: props.existingVpc }),
       ...(props.workerImage ? { image: props.workerImage } : {}),
       ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
     });

@@ -236,3 +236,35 @@ describe('Construct: MediaWorkers on a private path to the PBX (context keys sip
     expect(() => synth({ sipAdvertisedAddress: 'pbx.example' })).toThrow(/sipAdvertisedAddress must be public/);
   });
 });
+
+describe('Construct: MediaWorkers in an existing VPC (context keys existingVpcId, existingSubnetIds, existingSubnetAzs)', {
+  timeout: 60_000,
+}, () => {
+  const existingVpc = {
+    vpcId: 'vpc-0123456789abcdef0',
+    publicSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'],
+    availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+  };
+
+  it('creates no VPC, runs the service in the given subnets, and still logs rejected flows', () => {
+    const t = synth({ existingVpc });
+
+    expect(Object.keys(t.findResources('AWS::EC2::VPC'))).toEqual([]);
+    t.hasResourceProperties('AWS::ECS::Service', {
+      NetworkConfiguration: {
+        AwsvpcConfiguration: Match.objectLike({ Subnets: existingVpc.publicSubnetIds, AssignPublicIp: 'ENABLED' }),
+      },
+    });
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', { VpcId: existingVpc.vpcId });
+    t.hasResourceProperties('AWS::EC2::FlowLog', { ResourceId: existingVpc.vpcId, TrafficType: 'REJECT' });
+  });
+
+  it.each([
+    [{ existingVpc: { ...existingVpc, vpcId: 'my-vpc' } }, /existingVpcId must be a VPC id/],
+    [{ existingVpc: { ...existingVpc, availabilityZones: ['eu-west-1a'] } }, /one availability zone per subnet/],
+    [{ existingVpc, vpcCidr: '10.9.0.0/16' }, /vpcCidr cannot be set with an existing VPC/],
+    [{ existingVpc, pbxRouteTarget: 'tgw-0123456789abcdef0' }, /route the PBX ranges in its route tables/],
+  ])('refuses %j', (props, message) => {
+    expect(() => synth(props)).toThrow(message);
+  });
+});
