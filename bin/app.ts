@@ -10,6 +10,8 @@
  * - `settingsKeyArn` — KMS key of the SecureString settings (default: `alias/aws/ssm`)
  * - `minWorkers` (0 allowed), `maxWorkers`, `maxCallsPerWorker` — worker fleet size (integers;
  *   anything else stops the synth naming the key)
+ * - `peakMinWorkers`, `peakStart`, `peakEnd` — contact-centre hours: at least `peakMinWorkers` between
+ *   the two schedules, e.g. `cron(0 7 ? * MON-FRI *)` and `cron(0 19 ? * MON-FRI *)` (UTC)
  * - `vcpus` — vCPUs of a worker task, 1, 2, 4 or 8 (one media thread each; default 2)
  * - `vpcCidr` — the VPC's IPv4 range, /16 to /24 (default 10.0.0.0/16)
  * - `sipAdvertisedAddress` — `public` (default), `private` (a PBX over VPN/Direct Connect) or an IPv4
@@ -53,6 +55,15 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
   ...(context('settingsKeyArn') ? { settingsKeyArn: context('settingsKeyArn')! } : {}),
   ...(count('minWorkers') === undefined ? {} : { minWorkers: count('minWorkers')! }),
   ...(count('maxWorkers') === undefined ? {} : { maxWorkers: count('maxWorkers')! }),
+  ...(count('peakMinWorkers') === undefined
+    ? {}
+    : {
+        peakHours: {
+          minWorkers: count('peakMinWorkers')!,
+          start: context('peakStart') ?? 'cron(0 7 ? * MON-FRI *)',
+          end: context('peakEnd') ?? 'cron(0 19 ? * MON-FRI *)',
+        },
+      }),
   ...(count('maxCallsPerWorker') === undefined ? {} : { maxCallsPerWorker: count('maxCallsPerWorker')! }),
   ...(count('vcpus') === undefined ? {} : { vcpus: count('vcpus') as 1 | 2 | 4 | 8 }),
   ...(context('vpcCidr') ? { vpcCidr: context('vpcCidr')! } : {}),

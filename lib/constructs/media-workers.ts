@@ -21,6 +21,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { type CfnElement, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Schedule } from 'aws-cdk-lib/aws-applicationautoscaling';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   CfnRoute,
@@ -131,6 +132,12 @@ export interface MediaWorkersProps {
   readonly minWorkers?: number;
   /** Most running workers. @default 10 */
   readonly maxWorkers?: number;
+  /**
+   * Contact-centre hours: from `start` to `end` (cron expressions, UTC, e.g. `cron(0 7 ? * MON-FRI *)`)
+   * at least `minWorkers` run, so the morning's first calls find warm workers; outside, the fleet's
+   * own `minWorkers`. @default none
+   */
+  readonly peakHours?: { readonly minWorkers: number; readonly start: string; readonly end: string };
   /** Task memory, MiB. @default 2048 × vcpus */
   readonly memoryMiB?: number;
   /** Availability zones of the VPC. @default 2 */
@@ -474,6 +481,23 @@ export class MediaWorkers extends Construct {
       // Scale-in only removes unprotected (idle) tasks; wait so a lull between calls does not churn.
       scaleInCooldown: Duration.minutes(5),
     });
+    if (props.peakHours) {
+      const { minWorkers, start, end } = props.peakHours;
+      const max = Math.max(props.maxWorkers ?? 10, props.minWorkers ?? 0, 1);
+      if (!Number.isInteger(minWorkers) || minWorkers < 0 || minWorkers > max) {
+        throw new TypeError(`peakMinWorkers must be an integer from 0 to maxWorkers (${max}), got ${minWorkers}`);
+      }
+      const cron = (key: string, expression: string) => {
+        const m = /^cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)$/.exec(expression);
+        if (!m)
+          throw new TypeError(
+            `${key} must be cron(minute hour day month weekday year), got ${JSON.stringify(expression)}`,
+          );
+        return Schedule.expression(expression);
+      };
+      scaling.scaleOnSchedule('PeakStart', { schedule: cron('peakStart', start), minCapacity: minWorkers });
+      scaling.scaleOnSchedule('PeakEnd', { schedule: cron('peakEnd', end), minCapacity: props.minWorkers ?? 2 });
+    }
 
     acknowledge(
       this.taskDefinition,

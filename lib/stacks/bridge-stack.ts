@@ -35,6 +35,8 @@ export interface BridgeStackProps extends StackProps {
   readonly minWorkers?: number;
   /** Most media workers. @default 10 */
   readonly maxWorkers?: number;
+  /** Contact-centre hours: at least `minWorkers` between the `start` and `end` cron schedules (UTC). @default none */
+  readonly peakHours?: { readonly minWorkers: number; readonly start: string; readonly end: string };
   /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 per vCPU of the worker task (200) */
   readonly maxCallsPerWorker?: number;
   /** vCPUs of a worker task (one media thread each). @default 2 */
@@ -100,6 +102,7 @@ export class BridgeStack extends Stack {
       ...(props.pbxMediaCidrs ? { pbxMediaCidrs: props.pbxMediaCidrs } : {}),
       ...(props.minWorkers === undefined ? {} : { minWorkers: props.minWorkers }),
       ...(props.maxWorkers === undefined ? {} : { maxWorkers: props.maxWorkers }),
+      ...(props.peakHours === undefined ? {} : { peakHours: props.peakHours }),
       ...(props.maxCallsPerWorker === undefined ? {} : { maxCallsPerWorker: props.maxCallsPerWorker }),
       ...(props.vcpus === undefined ? {} : { vcpus: props.vcpus }),
       ...(props.vpcCidr === undefined ? {} : { vpcCidr: props.vpcCidr }),

@@ -268,3 +268,32 @@ describe('Construct: MediaWorkers in an existing VPC (context keys existingVpcId
     expect(() => synth(props)).toThrow(message);
   });
 });
+
+describe('Construct: MediaWorkers contact-centre hours (context keys peakMinWorkers, peakStart, peakEnd)', {
+  timeout: 60_000,
+}, () => {
+  it('keeps at least peakMinWorkers warm between the two schedules, the fleet minimum outside', () => {
+    const t = synth({
+      minWorkers: 1,
+      maxWorkers: 12,
+      peakHours: { minWorkers: 6, start: 'cron(0 7 ? * MON-FRI *)', end: 'cron(0 19 ? * MON-FRI *)' },
+    });
+
+    const target = Object.values(t.findResources('AWS::ApplicationAutoScaling::ScalableTarget'))[0] as {
+      Properties: { ScheduledActions: Array<{ Schedule: string; ScalableTargetAction: { MinCapacity: number } }> };
+    };
+    expect(target.Properties.ScheduledActions.map((a) => [a.Schedule, a.ScalableTargetAction.MinCapacity])).toEqual([
+      ['cron(0 7 ? * MON-FRI *)', 6],
+      ['cron(0 19 ? * MON-FRI *)', 1],
+    ]);
+  });
+
+  it('refuses a peak above maxWorkers and a schedule that is not cron(…)', () => {
+    expect(() =>
+      synth({ maxWorkers: 4, peakHours: { minWorkers: 5, start: 'cron(0 7 ? * * *)', end: 'cron(0 19 ? * * *)' } }),
+    ).toThrow(/peakMinWorkers must be an integer from 0 to maxWorkers \(4\)/);
+    expect(() => synth({ peakHours: { minWorkers: 2, start: '07:00', end: 'cron(0 19 ? * * *)' } })).toThrow(
+      /peakStart must be cron/,
+    );
+  });
+});
