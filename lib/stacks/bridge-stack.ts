@@ -8,7 +8,7 @@ import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import type { Construct } from 'constructs';
 import { BridgeApi } from '../constructs/bridge-api.ts';
 import { CallData } from '../constructs/call-data.ts';
-import { MediaWorkers } from '../constructs/media-workers.ts';
+import { MediaWorkers, type MediaWorkersProps } from '../constructs/media-workers.ts';
 import { Observability } from '../constructs/observability.ts';
 import { SettingsSync } from '../constructs/settings-sync.ts';
 import { parameterPrefix, sipTlsSource } from '../settings.ts';
@@ -36,7 +36,7 @@ export interface BridgeStackProps extends StackProps {
   /** Most media workers. @default 10 */
   readonly maxWorkers?: number;
   /** Contact-centre hours: at least `minWorkers` between the `start` and `end` cron schedules (UTC). @default none */
-  readonly peakHours?: { readonly minWorkers: number; readonly start: string; readonly end: string };
+  readonly peakHours?: MediaWorkersProps['peakHours'];
   /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 per vCPU of the worker task (200) */
   readonly maxCallsPerWorker?: number;
   /** vCPUs of a worker task (one media thread each). @default 2 */
@@ -48,11 +48,7 @@ export interface BridgeStackProps extends StackProps {
   /** Transit Gateway or virtual private gateway id routing to the PBX's ranges. @default none */
   readonly pbxRouteTarget?: string;
   /** An existing VPC: id, public subnets for the workers and their zones. @default a new VPC */
-  readonly existingVpc?: {
-    readonly vpcId: string;
-    readonly publicSubnetIds: readonly string[];
-    readonly availabilityZones: readonly string[];
-  };
+  readonly existingVpc?: MediaWorkersProps['existingVpc'];
   /** The worker image. @default built from the repository's Dockerfile */
   readonly workerImage?: ContainerImage;
   /**

@@ -49,6 +49,11 @@ const statementsOf = (roleLogicalIdPrefix: string) =>
     .filter(([id]) => id.startsWith(roleLogicalIdPrefix))
     .flatMap(([, p]) => (p as Resource).Properties.PolicyDocument.Statement as Array<Record<string, Cfn>>);
 const actionsOf = (s: Record<string, Cfn>) => [s.Action].flat() as string[];
+/** Every statement of the worker task role's policies. */
+const workerTaskStatements = () =>
+  Object.values(template.findResources('AWS::IAM::Policy'))
+    .filter((p) => JSON.stringify((p as Resource).Properties.Roles).includes('WorkersTaskTaskRole'))
+    .flatMap((p) => (p as Resource).Properties.PolicyDocument.Statement as Array<Record<string, Cfn>>);
 type ContainerDef = {
   Name: string;
   Essential?: boolean;
@@ -351,9 +356,7 @@ describe('BridgeStack: media workers', () => {
   });
 
   it('lets a task protect itself from scale-in, and touch only its stage queues and tables', () => {
-    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
-      .filter((p) => JSON.stringify((p as Resource).Properties.Roles).includes('WorkersTaskTaskRole'))
-      .flatMap((p) => (p as Resource).Properties.PolicyDocument.Statement as Array<Record<string, Cfn>>);
+    const statements = workerTaskStatements();
     const protection = statements.find((s) => actionsOf(s).includes('ecs:UpdateTaskProtection'))!;
     expect(JSON.stringify(protection.Resource)).toContain(':task/');
     const control = statements.find((s) => actionsOf(s).includes('sqs:CreateQueue'))!;
@@ -365,9 +368,7 @@ describe('BridgeStack: media workers', () => {
   });
 
   it('lets a worker read its own task and its service, read only, in its cluster (retire instead of stall)', () => {
-    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
-      .filter((p) => JSON.stringify((p as Resource).Properties.Roles).includes('WorkersTaskTaskRole'))
-      .flatMap((p) => (p as Resource).Properties.PolicyDocument.Statement as Array<Record<string, Cfn>>);
+    const statements = workerTaskStatements();
     const tasks = statements.find((s) => actionsOf(s).includes('ecs:DescribeTasks'))!;
     expect(JSON.stringify(tasks.Resource)).toContain(':task/');
     const services = statements.find((s) => actionsOf(s).includes('ecs:DescribeServices'))!;
