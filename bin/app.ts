@@ -12,6 +12,8 @@
  *   anything else stops the synth naming the key)
  * - `vcpus` — vCPUs of a worker task, 1, 2, 4 or 8 (one media thread each; default 2)
  * - `vpcCidr` — the VPC's IPv4 range, /16 to /24 (default 10.0.0.0/16)
+ * - `staticAddresses` — fixed-address mode: a pool of this many Elastic IPs the workers claim, at
+ *   least maxWorkers × 2; output `PbxAllowList` (default: none, each task's public IP changes)
  * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
  *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
  *   (default: no TLS listener)
@@ -52,6 +54,7 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
   ...(count('maxCallsPerWorker') === undefined ? {} : { maxCallsPerWorker: count('maxCallsPerWorker')! }),
   ...(count('vcpus') === undefined ? {} : { vcpus: count('vcpus') as 1 | 2 | 4 | 8 }),
   ...(context('vpcCidr') ? { vpcCidr: context('vpcCidr')! } : {}),
+  ...(count('staticAddresses') === undefined ? {} : { staticAddresses: count('staticAddresses')! }),
   ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {

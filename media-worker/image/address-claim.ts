@@ -13,11 +13,8 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { Ec2AddressPool } from '#adapters/aws/ec2-address-pool.ts';
 import type { Clock } from '#core/clock.ts';
-import { AddressClaimError, type ClaimedAddress, claimAddress } from '../src/ops/address-claim.ts';
+import { ADDRESS_POOL_TAG, AddressClaimError, type ClaimedAddress, claimAddress } from '../src/ops/address-claim.ts';
 import { containerMetadata, DEFAULT_PUBLIC_ADDRESS_URL, ecsTaskId, IPV4, privateIpv4 } from './environment.ts';
-
-/** The pool tag's key (the stack tags every pool address with it, value = stage). */
-export const POOL_TAG_KEY = 'wa-sip-bridge:pool';
 
 /** Collaborators, replaceable in tests. */
 export interface AddressClaimDeps {
@@ -44,7 +41,7 @@ export async function claimPoolAddress(
   const checkip = env.PUBLIC_ADDRESS_URL ?? DEFAULT_PUBLIC_ADDRESS_URL;
   return claimAddress(
     new Ec2AddressPool(deps.ec2, {
-      tagKey: env.ADDRESS_POOL_TAG ?? POOL_TAG_KEY,
+      tagKey: env.ADDRESS_POOL_TAG ?? ADDRESS_POOL_TAG,
       tagValue: pool,
       ...(env.ADDRESS_POOL_VPC ? { vpcId: env.ADDRESS_POOL_VPC } : {}),
     }),

@@ -21,6 +21,9 @@
 import { createHash } from 'node:crypto';
 import { type Clock, realClock } from '#core/clock.ts';
 
+/** Tag key of the pool's addresses (the value is the stage); the stack tags, the claim filters. */
+export const ADDRESS_POOL_TAG = 'wa-sip-bridge:pool';
+
 /** One address of the pool as EC2 describes it. */
 export interface PoolAddress {
   readonly allocationId: string;
