@@ -19,9 +19,10 @@ COPY tsconfig.json ./
 COPY core ./core
 COPY adapters ./adapters
 COPY media-worker ./media-worker
-# Two bundles side by side: the worker, and the media thread it starts per vCPU (MEDIA_THREADS),
-# which the worker finds beside itself as dist/media-thread.mjs.
-RUN node_modules/.bin/esbuild worker=media-worker/image/entrypoint.ts media-thread=media-worker/src/threads/thread-main.ts \
+# Three bundles side by side: the worker, the media thread it starts per vCPU (MEDIA_THREADS),
+# which the worker finds beside itself as dist/media-thread.mjs, and the address claim the
+# `address-claim` container runs in fixed-address mode (node dist/claim-address.mjs).
+RUN node_modules/.bin/esbuild worker=media-worker/image/entrypoint.ts media-thread=media-worker/src/threads/thread-main.ts claim-address=media-worker/image/claim-address.ts \
       --bundle --platform=node --format=esm --target=node22 --packages=external \
       --sourcemap --sources-content=false --outdir=dist --out-extension:.js=.mjs
 

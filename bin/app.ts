@@ -18,6 +18,8 @@
  * - `pbxRouteTarget` — a `tgw-…` or `vgw-…` id the PBX's ranges are routed to
  * - `existingVpcId`, `existingSubnetIds`, `existingSubnetAzs` — run in an existing VPC: its public
  *   subnets (comma-separated) and their zones in the same order (synth stays offline: no lookup)
+ * - `staticAddresses` — fixed-address mode: a pool of this many Elastic IPs the workers claim, at
+ *   least maxWorkers × 2; output `PbxAllowList` (default: none, each task's public IP changes)
  * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
  *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
  *   (default: no TLS listener)
@@ -78,6 +80,7 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
         },
       }
     : {}),
+  ...(count('staticAddresses') === undefined ? {} : { staticAddresses: count('staticAddresses')! }),
   ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {

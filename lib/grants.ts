@@ -85,6 +85,40 @@ export function bindSettings(grantee: IGrantable, scope: Construct, prefix: stri
   );
 }
 
+/**
+ * Grants claiming an address of the stage's Elastic IP pool (fixed-address mode): associating only
+ * allocations tagged `<tagKey>` = `<tagValue>`, only with network interfaces in `vpcArn`, and the
+ * two reads the claim needs (`ec2:DescribeAddresses`, `ec2:DescribeNetworkInterfaces`), which have
+ * no resource-level permissions. No release, allocation or disassociation: the pool is the stack's.
+ */
+export function bindAddressPool(
+  grantee: IGrantable,
+  scope: Construct,
+  tagKey: string,
+  tagValue: string,
+  vpcArn: string,
+): void {
+  const stack = Stack.of(scope);
+  const ec2Arn = (resource: string) => Arn.format({ service: 'ec2', resource, resourceName: '*' }, stack);
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({
+      actions: ['ec2:AssociateAddress'],
+      resources: [ec2Arn('elastic-ip')],
+      conditions: { StringEquals: { [`aws:ResourceTag/${tagKey}`]: tagValue } },
+    }),
+  );
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({
+      actions: ['ec2:AssociateAddress'],
+      resources: [ec2Arn('network-interface')],
+      conditions: { StringEquals: { 'ec2:Vpc': vpcArn } },
+    }),
+  );
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({ actions: ['ec2:DescribeAddresses', 'ec2:DescribeNetworkInterfaces'], resources: ['*'] }),
+  );
+}
+
 const ACCOUNT_ARN = 'arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:';
 const iam5 = (service: string, resource: string) =>
   `AwsSolutions::AwsSolutions-IAM5[Resource::${ACCOUNT_ARN.replace('{service}', service)}${resource}]`;
@@ -92,6 +126,11 @@ const iam5 = (service: string, resource: string) =>
 /** cdk-nag IAM5 findings {@link bindSettings} causes, for acknowledgement beside the grant. */
 export function settingsWildcardFindings(prefix: string, keyArn?: string): string[] {
   return [iam5('ssm', `parameter${prefix}/*`), ...(keyArn ? [] : [iam5('kms', 'key/*')])];
+}
+
+/** cdk-nag IAM5 findings {@link bindAddressPool} causes (the tag and VPC conditions narrow them). */
+export function addressPoolWildcardFindings(): string[] {
+  return [iam5('ec2', 'elastic-ip/*'), iam5('ec2', 'network-interface/*')];
 }
 
 /** cdk-nag IAM5 finding of the control-queue pattern. */

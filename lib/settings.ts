@@ -27,6 +27,14 @@ export function parameterPrefix(stage: string): string {
   return `/wa-sip-bridge/${stage}`;
 }
 
+/**
+ * The stack-owned String parameter listing the fixed addresses (fixed-address mode), one level
+ * below the settings prefix so that the settings read (not recursive) never takes it for a setting.
+ */
+export function pbxAllowListParameterName(stage: string): string {
+  return `${parameterPrefix(stage)}/stack/pbx-allow-list`;
+}
+
 /** One operator-managed SSM parameter. */
 export interface ParameterSpec {
   /** The setting's key, also the last segment of the parameter name. */

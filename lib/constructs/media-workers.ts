@@ -15,15 +15,22 @@
  * as a drachtio-srf application on the task's loopback (awsvpc: one network namespace), with a
  * shared secret the stack generates, and starts only once the sidecar is healthy.
  *
+ * Fixed addresses (`staticAddresses`, issue 15 item 1): the stack allocates a pool of Elastic IPs
+ * tagged `wa-sip-bridge:pool` = stage, and a third, non-essential container (`address-claim`, the
+ * worker image) associates a free one with the task's ENI and waits until checkip sees it; drachtio
+ * and the worker start only after it exited 0, so they discover the pool address as their public
+ * one, and a task that got none never serves. The PBX allow-lists the pool (`pbxAllowList`).
+ *
  * Scaling tracks the average number of active calls per worker; a worker with calls protects its
  * task from scale-in through the ECS agent (`$ECS_AGENT_URI/task-protection/v1/state`), and on
  * SIGTERM drains within the 120 s Fargate stop timeout.
  */
 import { fileURLToPath } from 'node:url';
-import { type CfnElement, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { type CfnElement, Duration, RemovalPolicy, Size, Stack, Tags } from 'aws-cdk-lib';
 import { Schedule } from 'aws-cdk-lib/aws-applicationautoscaling';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
+  CfnEIP,
   CfnRoute,
   FlowLog,
   FlowLogDestination,
@@ -62,8 +69,11 @@ import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { DIMENSION, METRIC, METRICS_NAMESPACE } from '#core/metrics.ts';
+import { ADDRESS_POOL_TAG } from '#worker/ops/address-claim.ts';
 import {
   ANY_RESOURCE_FINDING,
+  addressPoolWildcardFindings,
+  bindAddressPool,
   bindSettings,
   bindTable,
   clusterServicesWildcardFinding,
@@ -179,6 +189,12 @@ export interface MediaWorkersProps {
   readonly sipTlsPort?: number;
   /** Retention of the worker and flow logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
+  /**
+   * Fixed-address mode: the number of Elastic IPs in the pool the tasks claim from, at least
+   * maxWorkers × 2 (a deployment runs the new tasks beside the old: maxHealthyPercent 200).
+   * @default none — each task keeps the public IP Fargate gives it (it changes with every task)
+   */
+  readonly staticAddresses?: number;
 }
 
 /** VPC, cluster, task definition, service, security group and scaling of the media workers. */
@@ -195,6 +211,10 @@ export class MediaWorkers extends Construct {
   public readonly drachtioSecret: Secret;
   /** vCPUs of a task, and so its media threads (`MEDIA_THREADS`: `0` … `vcpus − 1`). */
   public readonly vcpus: number;
+  /** Fixed-address mode: the pool's Elastic IPs. @default [] */
+  public readonly addressPool: readonly CfnEIP[] = [];
+  /** Fixed-address mode: the pool's public addresses (tokens), what the PBX allow-lists. @default [] */
+  public readonly pbxAllowList: readonly string[] = [];
 
   constructor(scope: Construct, id: string, props: MediaWorkersProps) {
     super(scope, id);
@@ -404,6 +424,10 @@ export class MediaWorkers extends Construct {
       ],
     });
     worker.addContainerDependencies({ container: drachtio, condition: ContainerDependencyCondition.HEALTHY });
+    if (props.staticAddresses !== undefined) {
+      this.addressPool = this.claimFromPool(props.staticAddresses, props.stage, image, [drachtio, worker]);
+      this.pbxAllowList = this.addressPool.map((eip) => eip.ref);
+    }
 
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,
@@ -417,6 +441,9 @@ export class MediaWorkers extends Construct {
       maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },
     });
+    // The service's tasks hold pool addresses: delete the service (its tasks, their ENIs and so the
+    // associations) before the addresses, or releasing an associated address fails the delete.
+    for (const eip of this.addressPool) this.service.node.addDependency(eip);
     // AZ rebalancing, on by default for new services, stops tasks to even out zones: mid-call.
     // Off, stated: scale-out already places tasks across zones, and retirement thins them.
     (this.service.node.defaultChild as CfnService).availabilityZoneRebalancing = 'DISABLED';
@@ -536,6 +563,67 @@ export class MediaWorkers extends Construct {
     );
   }
 
+  /**
+   * Fixed-address mode: allocates the pool and adds the `address-claim` container, which the
+   * `dependents` wait on (SUCCESS). No release step: when a task stops, Fargate deletes its ENI and
+   * the address's association goes with it, so the address is free for the next task.
+   */
+  private claimFromPool(
+    count: number,
+    stage: string,
+    image: ContainerImage,
+    dependents: readonly ContainerDefinition[],
+  ): CfnEIP[] {
+    const pool = Array.from({ length: count }, (_, i) => {
+      const eip = new CfnEIP(this, `PoolAddress${i + 1}`, { domain: 'vpc' });
+      Tags.of(eip).add(ADDRESS_POOL_TAG, stage);
+      Tags.of(eip).add('Name', `wa-sip-bridge-${stage}-pool-${i + 1}`);
+      return eip;
+    });
+    const claim = this.taskDefinition.addContainer('address-claim', {
+      image,
+      // Runs to completion; its exit code, not its life, is what the other containers wait on.
+      essential: false,
+      // The image's entrypoint runs the worker; this container runs the claim bundle beside it.
+      entryPoint: ['node', '--enable-source-maps', 'dist/claim-address.mjs'],
+      memoryReservationMiB: 64,
+      logging: new AwsLogDriver({
+        streamPrefix: 'address-claim',
+        logGroup: this.logs,
+        mode: AwsLogDriverMode.NON_BLOCKING,
+        maxBufferSize: Size.mebibytes(1),
+      }),
+      environment: {
+        ADDRESS_POOL: stage,
+        ADDRESS_POOL_TAG,
+        ADDRESS_POOL_VPC: this.vpc.vpcId,
+      },
+    });
+    for (const container of dependents) {
+      container.addContainerDependencies({ container: claim, condition: ContainerDependencyCondition.SUCCESS });
+    }
+    const role = this.taskDefinition.taskRole;
+    const stack = Stack.of(this);
+    bindAddressPool(
+      role,
+      this,
+      ADDRESS_POOL_TAG,
+      stage,
+      stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: this.vpc.vpcId }),
+    );
+    acknowledge(
+      role,
+      addressPoolWildcardFindings(),
+      "Address claim: ec2:AssociateAddress on any Elastic IP tagged with this stage's pool (aws:ResourceTag condition) and any network interface in this stack's VPC (ec2:Vpc condition); the task's ENI and the free address are only known at run time.",
+    );
+    acknowledge(
+      role,
+      [ANY_RESOURCE_FINDING],
+      'Address claim: ec2:DescribeAddresses and ec2:DescribeNetworkInterfaces have no resource-level permissions (read only); the claim filters by the pool tag and by its own private address.',
+    );
+    return pool;
+  }
+
   /** The ECS secret carrying the TLS PEM, from Secrets Manager or an SSM SecureString. */
   private tlsSecret(source: SipTlsSource): EcsSecret {
     if (source.kind === 'ssm')
@@ -565,6 +653,13 @@ function validateFleet(props: MediaWorkersProps): void {
   int('callsPerVcpu', props.callsPerVcpu, 1);
   if (props.minWorkers !== undefined && props.maxWorkers !== undefined && props.maxWorkers < props.minWorkers) {
     throw new TypeError(`maxWorkers (${props.maxWorkers}) must be at least minWorkers (${props.minWorkers})`);
+  }
+  int('staticAddresses', props.staticAddresses, 1);
+  const surge = (props.maxWorkers ?? 10) * 2;
+  if (props.staticAddresses !== undefined && props.staticAddresses < surge) {
+    throw new TypeError(
+      `staticAddresses (${props.staticAddresses}) must be at least maxWorkers × 2 = ${surge}: every task holds one address, and a deployment starts the new tasks before it stops the old (maxHealthyPercent 200)`,
+    );
   }
   if (props.vcpus !== undefined && ![1, 2, 4, 8].includes(props.vcpus)) {
     throw new TypeError(`vcpus must be 1, 2, 4 or 8 (a Fargate task size), got ${JSON.stringify(props.vcpus)}`);

@@ -3,15 +3,16 @@
  * media workers (ECS Fargate) and observability, for one stage. Env-agnostic: it needs no lookups,
  * so `cdk synth` runs offline without credentials.
  */
-import { CfnOutput, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import type { ContainerImage } from 'aws-cdk-lib/aws-ecs';
+import { ParameterTier, StringParameter } from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { BridgeApi } from '../constructs/bridge-api.ts';
 import { CallData } from '../constructs/call-data.ts';
 import { MediaWorkers, type MediaWorkersProps } from '../constructs/media-workers.ts';
 import { Observability } from '../constructs/observability.ts';
 import { SettingsSync } from '../constructs/settings-sync.ts';
-import { parameterPrefix, sipTlsSource } from '../settings.ts';
+import { parameterPrefix, pbxAllowListParameterName, sipTlsSource } from '../settings.ts';
 
 /** Properties of {@link BridgeStack}. */
 export interface BridgeStackProps extends StackProps {
@@ -57,6 +58,13 @@ export interface BridgeStackProps extends StackProps {
    * @default none — no TLS listener and no 5061 rule
    */
   readonly sipTlsSecret?: string;
+  /**
+   * Fixed-address mode (`-c staticAddresses=<n>`): a pool of n Elastic IPs the workers claim at
+   * start, at least maxWorkers × 2, published as the output `PbxAllowList` and the SSM String
+   * `/wa-sip-bridge/<stage>/stack/pbx-allow-list` for the PBX's allow-list.
+   * @default none — each task has a changing public IP that no PBX can allow-list
+   */
+  readonly staticAddresses?: number;
 }
 
 /** The whole bridge in one stack. */
@@ -107,6 +115,7 @@ export class BridgeStack extends Stack {
       ...(props.existingVpc === undefined ? {} : { existingVpc: props.existingVpc }),
       ...(props.workerImage ? { image: props.workerImage } : {}),
       ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
+      ...(props.staticAddresses === undefined ? {} : { staticAddresses: props.staticAddresses }),
     });
     this.settingsSync = new SettingsSync(this, 'SettingsSync', {
       settingsPrefix: this.settingsPrefix,
@@ -132,5 +141,21 @@ export class BridgeStack extends Stack {
     });
     new CfnOutput(this, 'Dashboard', { value: this.observability.dashboard.dashboardName });
     new CfnOutput(this, 'WorkerLogGroup', { value: this.workers.logs.logGroupName });
+    if (this.workers.pbxAllowList.length > 0) {
+      const allowList = Fn.join(',', [...this.workers.pbxAllowList]);
+      new CfnOutput(this, 'PbxAllowList', {
+        value: allowList,
+        description:
+          'The media workers’ fixed addresses (SIP and RTP, both ways): allow these on the PBX, SBC or firewall',
+      });
+      // Below the prefix, one level down: the settings read (GetParametersByPath, not recursive)
+      // and preflight never take it for a setting, yet it sits with the stage's parameters.
+      new StringParameter(this, 'PbxAllowListParameter', {
+        parameterName: pbxAllowListParameterName(stage),
+        stringValue: allowList,
+        description: `wa-sip-bridge (${stage}): the media workers' fixed addresses, comma-separated (stack-owned)`,
+        tier: ParameterTier.STANDARD,
+      });
+    }
   }
 }

@@ -29,8 +29,10 @@ export class WorkerEnvironmentError extends Error {
   override readonly name = 'WorkerEnvironmentError';
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const DEFAULT_PUBLIC_ADDRESS_URL = 'https://checkip.amazonaws.com';
+/** A dotted-quad IPv4 address. */
+export const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** AWS's checkip service: the address the internet sees the task at. */
+export const DEFAULT_PUBLIC_ADDRESS_URL = 'https://checkip.amazonaws.com';
 
 /**
  * Fills `env` in place (addresses, then settings) and returns the keys it set.
@@ -87,17 +89,18 @@ export async function prepareWorkerEnvironment(
 }
 
 /** What this module reads of the container metadata endpoint v4's answer. */
-interface ContainerMetadata {
+export interface ContainerMetadata {
   Networks?: Array<{ IPv4Addresses?: string[] }>;
   Labels?: Record<string, string>;
 }
 
-async function containerMetadata(metadataUri: string, fetchFn: typeof fetch): Promise<ContainerMetadata> {
+/** The container metadata endpoint v4's answer (3 s). */
+export async function containerMetadata(metadataUri: string, fetchFn: typeof fetch): Promise<ContainerMetadata> {
   return (await getJson(metadataUri, fetchFn)) as ContainerMetadata;
 }
 
 /** The ECS task id: the last segment of the task ARN the container metadata labels carry. */
-function ecsTaskId(metadataUri: string, metadata: ContainerMetadata): string {
+export function ecsTaskId(metadataUri: string, metadata: ContainerMetadata): string {
   const arn = metadata.Labels?.['com.amazonaws.ecs.task-arn'];
   const id = arn?.split('/').at(-1);
   if (!arn?.startsWith('arn:') || !id || !/^[\w-]{1,64}$/.test(id)) {
@@ -107,7 +110,7 @@ function ecsTaskId(metadataUri: string, metadata: ContainerMetadata): string {
 }
 
 /** The task's private IPv4 (awsvpc ENI) from the container metadata. */
-function privateIpv4(metadataUri: string, body: ContainerMetadata): string {
+export function privateIpv4(metadataUri: string, body: ContainerMetadata): string {
   const address = body.Networks?.[0]?.IPv4Addresses?.[0];
   if (!address || !IPV4.test(address)) {
     throw new WorkerEnvironmentError(`task metadata at ${metadataUri} names no IPv4 address`);

@@ -41,6 +41,14 @@ describe('the worker Dockerfile', () => {
     for (const s of running) expect(s.from, s.name).toMatch(/--platform=\$BUILDPLATFORM/);
   });
 
+  it('bundles the address claim beside the worker (the address-claim container runs dist/claim-address.mjs)', () => {
+    const build = all.find((s) => s.name === 'build')!;
+    const esbuild = build.instructions.find((i) => /^RUN .*esbuild\s/.test(i))!;
+
+    expect(esbuild).toMatch(/\sclaim-address=media-worker\/image\/claim-address\.ts\s/);
+    expect(esbuild).toMatch(/--outdir=dist .*--out-extension:\.js=\.mjs/);
+  });
+
   it('has a final stage that only copies files: no RUN, no npm', () => {
     const final = all.at(-1)!;
 
