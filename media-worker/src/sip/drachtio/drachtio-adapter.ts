@@ -53,6 +53,15 @@ export interface DrachtioPortOptions {
   readonly clock?: Clock;
   /** How long to wait for drachtio-server to accept the connection. @default 10000 */
   readonly connectTimeoutMs?: number;
+  /**
+   * SIP_TLS_VERIFY. drachtio-server 0.9.4 sends no SNI on outgoing TLS and cannot verify a
+   * server certificate by name (its sofia-sip verifies peers only with
+   * DRACHTIO_TLS_VERIFY_CLIENT_CERT=1, which also demands client certificates from every inbound
+   * TLS peer, against its chain file alone), so while this is `true` a TLS target (`sips:` or
+   * `;transport=tls`) fails as 503 "TLS failed" and the next target is tried. `false` sends
+   * over drachtio's TLS unverified (a lab), logged as a warning at start. @default true
+   */
+  readonly tlsVerify?: boolean;
 }
 
 /**
@@ -107,6 +116,10 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
   /** Targets that answered 503 with Retry-After, shared by every call of this port (RFC 3261 §21.5.4). */
   const cooldowns = new TargetCooldowns({ clock });
   const srf = new Srf();
+  if (options.tlsVerify === false)
+    logger.warn(
+      'SIP_TLS_VERIFY=false: TLS targets go through drachtio-server without SNI and without any check of the PBX certificate. For a lab only.',
+    );
   const calls = new Set<DrachtioOutboundCall | DrachtioInboundCall>();
   const background = new Set<Promise<unknown>>();
   let inviteHandler: InboundInviteHandler | undefined;
@@ -137,6 +150,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       return fromDomain;
     },
     requestTimeoutMs,
+    tlsVerify: options.tlsVerify !== false,
     parseUri: (uri) => Srf.parseUri(uri),
     background: (p, what, log) => {
       const tracked = p.then(
