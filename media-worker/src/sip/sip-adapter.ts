@@ -15,7 +15,6 @@
  * - a server transaction that never gets a response never ends, so every request is answered.
  */
 import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -28,7 +27,7 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
-import { loadSipPackage, SipTlsClient } from './sip-tls.ts';
+import { loadSipPackage, resolveTlsNextHop, SipTlsClient, type SipTlsDns, systemDns } from './sip-tls.ts';
 import {
   ALLOW,
   bodyOf,
@@ -102,6 +101,8 @@ export interface SipPortOptions {
    * (tests pass a `ManualClock`). @default realClock
    */
   readonly clock?: Clock;
+  /** DNS for TLS next hops named by host name (A/AAAA through the system, SRV). @default the system's */
+  readonly dns?: SipTlsDns;
 }
 
 /** The stack could not start (bad options, port in use). */
@@ -157,6 +158,10 @@ function listening(s: PackageSocket): Promise<void> {
   });
 }
 
+/** The port a URI names, if any (the package parses a missing port as `NaN`). */
+const explicitPort = (uri: { port?: number }): number | undefined =>
+  Number.isInteger(uri.port) && (uri.port ?? 0) > 0 ? uri.port : undefined;
+
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
 
 /**
@@ -209,7 +214,7 @@ export function routeToOwnHost(
   const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
   if (!hop || hop.host !== stack.hostname()) return;
   const transport = transportOf(hop);
-  const port = hop.port ?? (transport === 'tls' ? 5061 : 5060);
+  const port = explicitPort(hop) ?? (transport === 'tls' ? 5061 : 5060);
   if (port === own.port(transport)) return;
   const flow = stack.encodeFlowUri({
     protocol: transport === 'tls' ? 'TLS' : transport === 'tcp' ? 'TCP' : 'UDP',
@@ -227,13 +232,14 @@ export function routeToOwnHost(
 export function tlsNextHop(
   stack: Pick<SipStack, 'hostname'>,
   m: SipMessage,
-): { host: string; port: number } | undefined {
+): { host: string; port?: number } | undefined {
   if (!m.method) return undefined;
   const first = m.headers.route?.[0]?.uri;
   const next = first ?? m.uri;
   const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
   if (!hop || hop.host === stack.hostname() || transportOf(hop) !== 'tls') return undefined;
-  return { host: hop.host, port: hop.port ?? 5061 };
+  const port = explicitPort(hop);
+  return port === undefined ? { host: hop.host } : { host: hop.host, port };
 }
 
 /**
@@ -516,19 +522,18 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
         return;
       }
       if (net.isIP(hop.host)) {
-        sendOverTls(m, { address: hop.host, port: hop.port }, callback);
+        sendOverTls(m, { address: hop.host, port: hop.port ?? 5061 }, callback);
         return;
       }
-      // A host name: resolved here (hosts file included) and remembered for SNI and verification.
-      const resolved = lookup(hop.host).then(
-        ({ address }) => {
-          tlsClient?.remember(address, hop.port, hop.host);
-          sendOverTls(m, { address, port: hop.port }, callback);
+      // A host name: resolved here (RFC 3263, hosts file included) and remembered for SNI and verification.
+      const resolved = resolveTlsNextHop(hop, options.dns ?? systemDns).then(
+        (next) => {
+          tlsClient?.remember(next.address, next.port, next.name);
+          sendOverTls(m, next, callback);
         },
-        (err: NodeJS.ErrnoException) => {
-          const why = `TLS failed: cannot resolve ${hop.host}: ${err.code ?? err.message}`;
-          logger.warn({ host: hop.host, code: err.code }, 'SIP TLS target not resolved');
-          callback?.(sip.makeResponse(m, 503, why));
+        (err: Error) => {
+          logger.warn({ host: hop.host, reason: err.message }, 'SIP TLS target not resolved');
+          callback?.(sip.makeResponse(m, 503, `TLS failed: ${err.message}`));
         },
       );
       ctx.background(resolved, 'TLS next hop', logger);

@@ -13,6 +13,7 @@
  * host name itself (`dns.lookup`, hosts file included), remembers the name for that address and
  * port, and routes the request to the address through the package's own flow mechanism.
  */
+import { lookup, resolveSrv } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -32,6 +33,58 @@ export interface SipTlsClientOptions {
   /** Verify the server's certificate chain and name. @default true */
   readonly verify?: boolean;
   readonly logger: Logger;
+}
+
+/** The DNS queries a TLS next hop needs (tests give their own). */
+export interface SipTlsDns {
+  /** An address of `host` as the system resolves it (hosts file included). */
+  lookup(host: string): Promise<string>;
+  resolveSrv(name: string): Promise<readonly { name: string; port: number; priority: number; weight: number }[]>;
+}
+
+/** The system's resolver. */
+export const systemDns: SipTlsDns = {
+  lookup: async (host) => (await lookup(host)).address,
+  resolveSrv: (name) => resolveSrv(name),
+};
+
+/** Where a TLS request goes, and the name its certificate must carry. */
+export interface TlsNextHop {
+  readonly address: string;
+  readonly port: number;
+  /** The host of the URI: SNI and the identity checked (RFC 5922 §4.1), also when SRV points elsewhere. */
+  readonly name: string;
+}
+
+/**
+ * RFC 3263 §4.2 for a TLS next hop named by host name: an explicit port is used as is; without one
+ * the `_sips._tcp` SRV records (RFC 5630), then the older `_sip._tls` ones, pick the server (lowest
+ * priority, then highest weight: one server, no weighted lottery), else the name itself on 5061.
+ * Only the first address is tried.
+ * @throws Error naming the host when it does not resolve.
+ */
+export async function resolveTlsNextHop(hop: { host: string; port?: number }, dns: SipTlsDns): Promise<TlsNextHop> {
+  let target = hop.host;
+  let port = hop.port;
+  if (port === undefined) {
+    for (const service of ['_sips._tcp', '_sip._tls']) {
+      const records = await dns.resolveSrv(`${service}.${hop.host}`).catch(() => []);
+      const best = [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight)[0];
+      if (best) {
+        target = best.name;
+        port = best.port;
+        break;
+      }
+    }
+  }
+  try {
+    return { address: await dns.lookup(target), port: port ?? 5061, name: hop.host };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new Error(`cannot resolve ${target}${target === hop.host ? '' : ` (SRV of ${hop.host})`}: ${code}`, {
+      cause: err,
+    });
+  }
 }
 
 const addressKey = (address: string, port: number): string => `${address}:${port}`;

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSipPort, type SipTlsOptions } from '#worker/sip/sip-adapter.ts';
 import type { SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
+import { resolveTlsNextHop } from '#worker/sip/sip-tls.ts';
 import { record } from './helpers/events.ts';
 import { freePort, sdp } from './helpers/far-end.ts';
 import { makePki, startTlsPbx, type TestPki, type TlsPbx } from './helpers/tls-pbx.ts';
@@ -135,5 +136,95 @@ describe('SIP over TLS to a host name (in-process adapter)', () => {
     );
     expect(failed.status).toBe(486);
     expect(untrusted.requests[0]).toMatch(/^INVITE /);
+  });
+});
+
+describe('Function: resolveTlsNextHop (RFC 3263 §4.2, RFC 5922 §4.1)', () => {
+  const dns = (srv: Record<string, { name: string; port: number; priority: number; weight: number }[]>) => {
+    const asked: string[] = [];
+    return {
+      asked,
+      lookup: async (host: string) => {
+        asked.push(`A ${host}`);
+        if (host === 'nowhere.test') throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+        return host === 'sbc2.example.com' ? '192.0.2.2' : '192.0.2.1';
+      },
+      resolveSrv: async (name: string) => {
+        asked.push(`SRV ${name}`);
+        const found = srv[name];
+        if (!found) throw Object.assign(new Error('no SRV'), { code: 'ENODATA' });
+        return found;
+      },
+    };
+  };
+
+  it('an explicit port: the address of the name, no SRV query, verified as that name', async () => {
+    const d = dns({});
+    expect(await resolveTlsNextHop({ host: 'pbx.example.com', port: 5062 }, d)).toEqual({
+      address: '192.0.2.1',
+      port: 5062,
+      name: 'pbx.example.com',
+    });
+    expect(d.asked).toEqual(['A pbx.example.com']);
+  });
+
+  it('no port: the best _sips._tcp SRV record, still verified as the domain of the URI', async () => {
+    const d = dns({
+      '_sips._tcp.example.com': [
+        { name: 'sbc1.example.com', port: 5071, priority: 20, weight: 0 },
+        { name: 'sbc2.example.com', port: 5072, priority: 10, weight: 5 },
+      ],
+    });
+    expect(await resolveTlsNextHop({ host: 'example.com' }, d)).toEqual({
+      address: '192.0.2.2',
+      port: 5072,
+      name: 'example.com',
+    });
+  });
+
+  it('no port and no SRV record: the name itself on 5061', async () => {
+    const d = dns({});
+    expect(await resolveTlsNextHop({ host: 'example.com' }, d)).toEqual({
+      address: '192.0.2.1',
+      port: 5061,
+      name: 'example.com',
+    });
+    expect(d.asked).toEqual(['SRV _sips._tcp.example.com', 'SRV _sip._tls.example.com', 'A example.com']);
+  });
+
+  it('a name that does not resolve is an error naming it', async () => {
+    await expect(resolveTlsNextHop({ host: 'nowhere.test', port: 5061 }, dns({}))).rejects.toThrow(
+      /nowhere\.test.*ENOTFOUND/,
+    );
+  });
+});
+
+describe('SIP over TLS to a domain with an SRV record', () => {
+  it('sips:agent@pbx.example.com follows _sips._tcp SRV to the PBX and sends and verifies the domain name', async () => {
+    const srvPki = makePki('SRV test CA');
+    const domainPbx = await startTlsPbx({ ...srvPki.leaf('pbx', 'DNS:pbx.example.com'), inviteStatus: 486 });
+    try {
+      const port = await createSipPort({
+        address: '127.0.0.3',
+        port: await freePort(['127.0.0.3']),
+        transports: ['udp', 'tls'],
+        tls: { ...ours, port: await freePort(['127.0.0.3']), ca: srvPki.caCert },
+        dns: {
+          lookup: async (host) => (host === 'sbc.example.net' ? '127.0.0.1' : Promise.reject(new Error(host))),
+          resolveSrv: async (name) =>
+            name === '_sips._tcp.pbx.example.com'
+              ? [{ name: 'sbc.example.net', port: domainPbx.port, priority: 0, weight: 0 }]
+              : Promise.reject(new Error(name)),
+        },
+      });
+      ports.push(port);
+      const failed = await record<SipCallEvent>(call(port, 'sips:agent@pbx.example.com')).next('failed', 10_000);
+      expect(failed.status).toBe(486);
+      expect(domainPbx.servernames).toEqual(['pbx.example.com']);
+      expect(domainPbx.requests[0]).toMatch(/^INVITE sips:agent@pbx\.example\.com SIP\/2\.0/);
+    } finally {
+      await domainPbx.close();
+      srvPki.remove();
+    }
   });
 });
