@@ -52,7 +52,10 @@ describe('SIP over TLS to baresip by host name', () => {
     const answered = await log.next('answered', 10_000);
     expect(answered.target).toBe(target);
     expect(answered.sdp).toMatch(/m=audio \d+ RTP\/AVP 0/);
-    await baresip.waitForOutput(/INVITE sip:echo@localhost:\d+;transport=tls SIP\/2\.0[^]*?Via: SIP\/2\.0\/TLS /, 5000);
+    await baresip.waitForOutput(
+      /INVITE sip:echo@localhost:\d+;transport=tls SIP\/2\.0[\s\S]*?Via: SIP\/2\.0\/TLS /,
+      5000,
+    );
     const mark = baresip.mark();
     await call.hangUp();
     await baresip.waitForOutput(/BYE sip:/, 5000, mark);
