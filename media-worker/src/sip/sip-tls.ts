@@ -32,6 +32,7 @@ export interface SipTlsClientOptions {
   readonly ca?: string | Buffer | readonly (string | Buffer)[];
   /** Verify the server's certificate chain and name. @default true */
   readonly verify?: boolean;
+  /** Also receives what the package itself prints (at `debug`). */
   readonly logger: Logger;
 }
 
@@ -99,10 +100,13 @@ export class SipTlsClient {
   readonly #names = new Map<string, string>();
   readonly #failures = new Map<string, string>();
   readonly #options: SipTlsClientOptions;
+  /** The stack's logger. */
+  readonly logger: Logger;
   readonly #ca: string[] | undefined;
 
   constructor(options: SipTlsClientOptions) {
     this.#options = options;
+    this.logger = options.logger;
     const extra = options.ca === undefined ? [] : Array.isArray(options.ca) ? options.ca : [options.ca];
     this.#ca =
       extra.length === 0
@@ -162,14 +166,26 @@ export function loadSipPackage(client: SipTlsClient): typeof sip {
   const façade = Object.create(tls, {
     connect: { value: (...args: Parameters<SipTlsClient['connect']>) => client.connect(...args) },
   }) as typeof tls;
+  // The package prints transport errors with console.log ("err: …"); here they go to the logger.
+  const quiet = {
+    ...console,
+    log: (...args: unknown[]) => client.logger.debug({ printed: args.map(String).join(' ') }, 'sip package'),
+  };
   const load = vm.compileFunction(
     readFileSync(file, 'utf8'),
-    ['exports', 'require', 'module', '__filename', '__dirname'],
+    ['exports', 'require', 'module', '__filename', '__dirname', 'console'],
     {
       filename: file,
     },
   );
   const module: { exports: unknown } = { exports: {} };
-  load(module.exports, (id: string) => (id === 'tls' ? façade : packageRequire(id)), module, file, dirname(file));
+  load(
+    module.exports,
+    (id: string) => (id === 'tls' ? façade : packageRequire(id)),
+    module,
+    file,
+    dirname(file),
+    quiet,
+  );
   return module.exports as typeof sip;
 }

@@ -8,6 +8,12 @@
  * Out of dialog, this adapter decides what the in-process one decides: OPTIONS 200, INVITEs with
  * `Require` 420, non-SDP bodies 415, no handler 480, closing 503, and the digest challenge of
  * PBX-started calls with the same stateless-nonce {@link DigestVerifier}.
+ *
+ * SIP over TLS to the PBX: drachtio-server 0.9.4's sofia-sip sends no SNI and has no way to verify
+ * a server certificate against the target's name on its own (its only peer verification,
+ * DRACHTIO_TLS_VERIFY_CLIENT_CERT=1, also demands client certificates from every inbound TLS peer
+ * and trusts its chain file alone). This adapter does not pretend otherwise: while SIP_TLS_VERIFY
+ * is on, a TLS target fails as 503 "TLS failed" before anything is sent (see `tlsVerify`).
  */
 import Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
