@@ -3,13 +3,25 @@
  * local mode with SIP_STACK=drachtio (`npm start`, `npm run demo`) and the drachtio runs of the SIP
  * contract suite: started on loopback with free ports, waited for, stopped with a bounded wait.
  * Missing binary → a clear error naming DRACHTIO_SERVER_BIN, never a silent fallback.
+ *
+ * Ready means its SIP stack is up, not just its application port: drachtio-server 0.9.4 opens the
+ * application port first and, when its SIP port is taken, then exits with code 0 and no error
+ * line. So start-up waits for both the application port and the log line sofia-sip's event loop
+ * starts with (printed only after the SIP sockets are bound), and an exit before that is a
+ * {@link SipStackError} carrying the server's log.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SipStackError } from '#worker/sip/sip-adapter.ts';
 import { freePort } from './ports.ts';
+
+/** drachtio-server's notice once its SIP transports are bound and sofia-sip runs. */
+const SIP_STACK_UP = 'Starting sofia event loop';
+/** Log levels that still print {@link SIP_STACK_UP} (a notice). */
+const VERBOSE_ENOUGH = new Set(['notice', 'info', 'debug']);
 
 /** Where the binary is: `DRACHTIO_SERVER_BIN`, else the shared test tool next to the project. */
 export function drachtioServerBin(): string {
@@ -46,8 +58,11 @@ function accepts(host: string, port: number): Promise<boolean> {
 }
 
 /**
- * Start drachtio-server on `address` (default 127.0.0.1) with free application and SIP ports.
- * @throws Error naming `DRACHTIO_SERVER_BIN` when the binary is missing or does not come up in 10 s.
+ * Start drachtio-server on `address` (default 127.0.0.1) with free application and SIP ports (or
+ * `fixedSipPort`). Resolves once its application port accepts and its SIP stack is up.
+ * @throws Error naming `DRACHTIO_SERVER_BIN` when the binary is missing.
+ * @throws {SipStackError} when it exits during start-up (`SIP port … busy` when it got as far as
+ *   starting its SIP stack) or is not up within 10 s; the message ends with its log.
  */
 export async function startDrachtioServer(
   address = '127.0.0.1',
@@ -62,6 +77,8 @@ export async function startDrachtioServer(
   let sipPort = fixedSipPort ?? (await freePort(address));
   while (sipPort === port) sipPort = await freePort(address);
   const secret = `s${Math.random().toString(36).slice(2)}`;
+  // Start-up is read from a notice, so the level never goes quieter than that.
+  const level = process.env.DRACHTIO_LOGLEVEL ?? 'notice';
   const child: ChildProcess = spawn(
     bin,
     [
@@ -74,7 +91,7 @@ export async function startDrachtioServer(
       '--contact',
       `sip:${address}:${sipPort};transport=udp,tcp`,
       '--loglevel',
-      process.env.DRACHTIO_LOGLEVEL ?? 'notice',
+      VERBOSE_ENOUGH.has(level) ? level : 'notice',
       '--sofia-loglevel',
       '0',
     ],
@@ -87,26 +104,38 @@ export async function startDrachtioServer(
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let stopping: Promise<void> | undefined;
+  let starting = true;
+  let exit: string | undefined;
   const exited = new Promise<void>((res) =>
     child.once('exit', (code, signal) => {
-      // An exit nobody asked for is a crash: say so with the server's own last words.
-      if (!stopping) console.error(`drachtio-server exited by itself (code ${code}, signal ${signal}):\n${out}`);
+      exit = signal ? `signal ${signal}` : `code ${code}`;
+      // An exit nobody asked for after start-up is a crash: say so with the server's own last words.
+      if (!stopping && !starting) console.error(`drachtio-server exited by itself (${exit}):\n${out}`);
       res();
     }),
   );
-  let running = true;
-  void exited.then(() => {
-    running = false;
-  });
   const started = Date.now();
-  while (!(await accepts(address, port))) {
-    if (!running) throw new Error(`drachtio-server (${bin}) exited at start:\n${out}`);
+  let adminUp = false;
+  while (!(adminUp && out.includes(SIP_STACK_UP))) {
+    if (exit !== undefined) {
+      const sip = `${address}:${sipPort}`;
+      throw new SipStackError(
+        out.includes('starting sip stack')
+          ? `SIP port ${sip} busy: drachtio-server exited at start (${exit}) after starting its SIP stack; its log:\n${out}`
+          : `drachtio-server (${bin}) exited at start (${exit}); its log:\n${out}`,
+      );
+    }
     if (Date.now() - started > 10_000) {
       child.kill('SIGKILL');
-      throw new Error(`drachtio-server (${bin}) did not listen on ${address}:${port} within 10 s:\n${out}`);
+      throw new SipStackError(
+        `drachtio-server (${bin}) was not up on ${address}:${port} (application) and ${address}:${sipPort} (SIP) within 10 s; its log:\n${out}`,
+      );
     }
-    await sleep(20);
+    adminUp ||= await accepts(address, port);
+    if (!(adminUp && out.includes(SIP_STACK_UP))) await sleep(20);
   }
+  starting = false;
+  const running = (): boolean => exit === undefined;
   return {
     host: address,
     port,
@@ -116,7 +145,7 @@ export async function startDrachtioServer(
     log: () => out,
     stop() {
       stopping ??= (async () => {
-        if (!running) return;
+        if (!running()) return;
         child.kill('SIGTERM');
         const t = setTimeout(() => child.kill('SIGKILL'), 5000);
         await exited;

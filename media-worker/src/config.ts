@@ -64,6 +64,15 @@ export const WORKER_SETTINGS = {
     doc: 'PEM private key file for SIP over TLS (required with `tls`).',
     secret: true,
   },
+  SIP_TLS_CA_FILE: {
+    schema: z.string().optional(),
+    doc: "PEM file of CAs trusted for the PBX's TLS certificate, in addition to the default ones (Node's bundle and NODE_EXTRA_CA_CERTS); for a PBX certificate from a private CA. In-process stack only: drachtio-server reads its own trust store.",
+  },
+  SIP_TLS_VERIFY: {
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    doc: "Outgoing SIP over TLS (a `sips:` target or `;transport=tls`): `true` sends the target's host name as SNI and refuses a PBX whose certificate does not chain to a trusted CA or is not for that name (the target fails with 503 `TLS failed: …` and the next one is tried). With SIP_STACK=drachtio, drachtio-server 0.9.4 can neither send SNI nor verify a server certificate by name, so TLS targets are refused unless this is `false`. `false` is for a lab only: the PBX is not authenticated, and a warning is logged at start.",
+    default: 'true',
+  },
   SIP_FROM_DOMAIN: {
     schema: z.string().optional(),
     doc: 'Domain of the From URI. Default: the SIP bind or public address.',
@@ -313,7 +322,15 @@ export interface WorkerConfig {
     readonly bindAddress: string;
     readonly port: number;
     readonly transports: ReadonlyArray<'udp' | 'tcp' | 'tls'>;
-    readonly tls?: { readonly port: number; readonly certFile: string; readonly keyFile: string };
+    readonly tls?: {
+      readonly port: number;
+      readonly certFile: string;
+      readonly keyFile: string;
+      /** Extra CAs for outgoing TLS (SIP_TLS_CA_FILE). */
+      readonly caFile?: string;
+    };
+    /** Verify the PBX's certificate chain and name on outgoing TLS (SIP_TLS_VERIFY). */
+    readonly tlsVerify: boolean;
     readonly fromDomain: string;
     /** Host of our Via and Contact (SIP_ADVERTISED_ADDRESS); unset: the bind address. */
     readonly advertisedAddress?: string;
@@ -450,9 +467,11 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
               port: get<number>('SIP_TLS_PORT'),
               certFile: get<string>('SIP_TLS_CERT_FILE'),
               keyFile: get<string>('SIP_TLS_KEY_FILE'),
+              ...(get<string | undefined>('SIP_TLS_CA_FILE') ? { caFile: get<string>('SIP_TLS_CA_FILE') } : {}),
             },
           }
         : {}),
+      tlsVerify: get<boolean>('SIP_TLS_VERIFY'),
       fromDomain: get<string | undefined>('SIP_FROM_DOMAIN') ?? sipAddress ?? get<string>('SIP_BIND_ADDRESS'),
       ...(sipAddress ? { advertisedAddress: sipAddress } : {}),
       stack:

@@ -94,6 +94,7 @@ export async function startMediaWorker(
         port: config.sip.stack.port,
         secret: config.sip.stack.secret,
         fromDomain: config.sip.fromDomain,
+        tlsVerify: config.sip.tlsVerify,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
         logger: sipLogger,
       })
@@ -107,6 +108,8 @@ export async function startMediaWorker(
                 port: config.sip.tls.port,
                 cert: readFileSync(config.sip.tls.certFile),
                 key: readFileSync(config.sip.tls.keyFile),
+                ...(config.sip.tls.caFile ? { ca: readFileSync(config.sip.tls.caFile) } : {}),
+                rejectUnauthorized: config.sip.tlsVerify,
               },
             }
           : {}),

@@ -41,3 +41,23 @@ describe('Setting: SIP_STACK', () => {
     expect(() => loadWorkerConfig(env({ SIP_STACK: 'pjsip' }))).toThrow(/SIP_STACK/);
   });
 });
+
+describe('Settings: SIP_TLS_VERIFY and SIP_TLS_CA_FILE', () => {
+  const withTls = { SIP_TRANSPORTS: 'udp,tls', SIP_TLS_CERT_FILE: '/c.pem', SIP_TLS_KEY_FILE: '/k.pem' };
+
+  it('verification is on unless SIP_TLS_VERIFY=false, and anything else is refused naming the setting', () => {
+    expect(loadWorkerConfig(env({})).sip.tlsVerify).toBe(true);
+    expect(loadWorkerConfig(env({ SIP_TLS_VERIFY: 'false' })).sip.tlsVerify).toBe(false);
+    expect(() => loadWorkerConfig(env({ SIP_TLS_VERIFY: 'no' }))).toThrow(/SIP_TLS_VERIFY/);
+  });
+
+  it('the CA file joins the TLS files of the in-process stack', () => {
+    expect(loadWorkerConfig(env({ ...withTls, SIP_TLS_CA_FILE: '/pbx-ca.pem' })).sip.tls).toEqual({
+      port: 5061,
+      certFile: '/c.pem',
+      keyFile: '/k.pem',
+      caFile: '/pbx-ca.pem',
+    });
+    expect(loadWorkerConfig(env(withTls)).sip.tls).not.toHaveProperty('caFile');
+  });
+});

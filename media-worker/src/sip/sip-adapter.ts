@@ -27,6 +27,7 @@ import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
+import { loadSipPackage, resolveTlsNextHop, SipTlsClient, type SipTlsDns, systemDns } from './sip-tls.ts';
 import {
   ALLOW,
   bodyOf,
@@ -40,15 +41,21 @@ import {
 } from './sip-wire.ts';
 import { TargetCooldowns } from './target-plan.ts';
 
-/** TLS material for the `tls` transport. */
+/**
+ * TLS material for the `tls` transport. Outgoing TLS (a `sips:` target or `;transport=tls`) sends
+ * the target's host name as SNI and verifies the server certificate against it (see `sip-tls.ts`).
+ */
 export interface SipTlsOptions {
   readonly key: string | Buffer;
   readonly cert: string | Buffer;
   /** @default 5061 */
   readonly port?: number;
-  /** CAs trusted when we connect out over TLS (default: Node's bundle). */
+  /** CAs trusted when we connect out over TLS, in addition to the default ones (SIP_TLS_CA_FILE). */
   readonly ca?: string | Buffer | readonly (string | Buffer)[];
-  /** Verify peers' certificates on outgoing TLS. Meta validates ours; we validate theirs. @default true */
+  /**
+   * Verify servers' certificates (chain and name) on outgoing TLS. `false` is for a lab only and is
+   * logged as a warning at start (SIP_TLS_VERIFY). @default true
+   */
   readonly rejectUnauthorized?: boolean;
 }
 
@@ -94,6 +101,8 @@ export interface SipPortOptions {
    * (tests pass a `ManualClock`). @default realClock
    */
   readonly clock?: Clock;
+  /** DNS for TLS next hops named by host name (A/AAAA through the system, SRV). @default the system's */
+  readonly dns?: SipTlsDns;
 }
 
 /** The stack could not start (bad options, port in use). */
@@ -149,6 +158,10 @@ function listening(s: PackageSocket): Promise<void> {
   });
 }
 
+/** The port a URI names, if any (the package parses a missing port as `NaN`). */
+const explicitPort = (uri: { port?: number }): number | undefined =>
+  Number.isInteger(uri.port) && (uri.port ?? 0) > 0 ? uri.port : undefined;
+
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
 
 /**
@@ -201,7 +214,7 @@ export function routeToOwnHost(
   const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
   if (!hop || hop.host !== stack.hostname()) return;
   const transport = transportOf(hop);
-  const port = hop.port ?? (transport === 'tls' ? 5061 : 5060);
+  const port = explicitPort(hop) ?? (transport === 'tls' ? 5061 : 5060);
   if (port === own.port(transport)) return;
   const flow = stack.encodeFlowUri({
     protocol: transport === 'tls' ? 'TLS' : transport === 'tcp' ? 'TCP' : 'UDP',
@@ -210,6 +223,23 @@ export function routeToOwnHost(
     local: { address: own.address, port: own.port(transport) },
   });
   m.headers.route = [{ uri: { ...flow, params: { lr: null } }, params: {} }, ...(m.headers.route ?? [])];
+}
+
+/**
+ * The next hop of request `m` when it goes over TLS (`sips:` or `;transport=tls`, RFC 3261 §26.2),
+ * unless it is already one of the package's flows on our own host.
+ */
+export function tlsNextHop(
+  stack: Pick<SipStack, 'hostname'>,
+  m: SipMessage,
+): { host: string; port?: number } | undefined {
+  if (!m.method) return undefined;
+  const first = m.headers.route?.[0]?.uri;
+  const next = first ?? m.uri;
+  const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
+  if (!hop || hop.host === stack.hostname() || transportOf(hop) !== 'tls') return undefined;
+  const port = explicitPort(hop);
+  return port === undefined ? { host: hop.host } : { host: hop.host, port };
 }
 
 /**
@@ -242,24 +272,32 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   let inviteHandler: InboundInviteHandler | undefined;
   let closing: Promise<void> | undefined;
 
+  // Outgoing TLS goes through our client (SNI and verification by name, `sip-tls.ts`) inside a
+  // private instance of the package; without TLS the shared module does.
+  const tlsClient =
+    transports.has('tls') && options.tls
+      ? new SipTlsClient({
+          key: options.tls.key,
+          cert: options.tls.cert,
+          ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca }),
+          verify: options.tls.rejectUnauthorized !== false,
+          logger,
+        })
+      : undefined;
+  if (tlsClient && options.tls?.rejectUnauthorized === false)
+    logger.warn(
+      'SIP_TLS_VERIFY=false: certificates of TLS peers are NOT verified; anyone on the path can impersonate the PBX. For a lab only.',
+    );
+  const sipPackage = tlsClient ? loadSipPackage(tlsClient) : sip;
+
   const stackOptions: SipStackOptions = {
     address: options.address,
     port: options.port,
     udp: transports.has('udp'),
     tcp: transports.has('tcp'),
-    // One TLS options object serves the package's server and its client connections. No client
-    // certificate is requested (Meta: no mTLS). Note: the package connects to the resolved IP
-    // without SNI/servername, so peer verification only passes for certificates with IP SANs.
+    // The package's TLS server uses these; no client certificate is requested (Meta: no mTLS).
     ...(transports.has('tls') && options.tls
-      ? {
-          tls: {
-            key: options.tls.key,
-            cert: options.tls.cert,
-            ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca as string | Buffer | (string | Buffer)[] }),
-            rejectUnauthorized: options.tls.rejectUnauthorized ?? true,
-          },
-          tls_port: tlsPort,
-        }
+      ? { tls: { key: options.tls.key, cert: options.tls.cert }, tls_port: tlsPort }
       : {}),
     ...(options.publicAddress ? { publicAddress: options.publicAddress } : {}),
     logger: {
@@ -438,7 +476,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   }
 
   const { result: stack, sockets } = withCapturedSockets(() =>
-    sip.create(stackOptions, (rq, remote) => {
+    sipPackage.create(stackOptions, (rq, remote) => {
       try {
         onRequest(rq, remote);
       } catch (err) {
@@ -460,10 +498,45 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     const err = failed.reason as Error;
     throw new SipStackError(`cannot bind SIP on ${options.address}:${options.port}: ${err.message}`, { cause: err });
   }
+  /** Send `m` to `flow` (a TLS next hop); a 503 the package makes up says why the connection failed. */
+  const sendOverTls = (m: SipMessage, flow: { address: string; port: number }, callback?: (rs: SipMessage) => void) => {
+    const via = stack.encodeFlowUri({ protocol: 'TLS', ...flow, local: { address: options.address, port: tlsPort } });
+    m.headers.route = [{ uri: { ...via, params: { lr: null } }, params: {} }, ...(m.headers.route ?? [])];
+    stack.send(
+      m,
+      callback &&
+        ((rs) => {
+          if (rs.status !== 503) return callback(rs);
+          const received = received503s.take(rs);
+          const why = received ? undefined : tlsClient?.failure(flow.address, flow.port);
+          callback(received ?? (why ? { ...rs, reason: why } : rs));
+        }),
+    );
+  };
   const routedStack: SipStack = {
     send: (m, callback) => {
       routeToOwnHost(stack, m, { address: options.address, port: ownPort });
-      stack.send(m, callback && ((rs) => callback(rs.status === 503 ? (received503s.take(rs) ?? rs) : rs)));
+      const hop = tlsClient ? tlsNextHop(stack, m) : undefined;
+      if (!hop) {
+        stack.send(m, callback && ((rs) => callback(rs.status === 503 ? (received503s.take(rs) ?? rs) : rs)));
+        return;
+      }
+      if (net.isIP(hop.host)) {
+        sendOverTls(m, { address: hop.host, port: hop.port ?? 5061 }, callback);
+        return;
+      }
+      // A host name: resolved here (RFC 3263, hosts file included) and remembered for SNI and verification.
+      const resolved = resolveTlsNextHop(hop, options.dns ?? systemDns).then(
+        (next) => {
+          tlsClient?.remember(next.address, next.port, next.name);
+          sendOverTls(m, next, callback);
+        },
+        (err: Error) => {
+          logger.warn({ host: hop.host, reason: err.message }, 'SIP TLS target not resolved');
+          callback?.(sip.makeResponse(m, 503, `TLS failed: ${err.message}`));
+        },
+      );
+      ctx.background(resolved, 'TLS next hop', logger);
     },
     destroy: () => stack.destroy(),
     hostname: () => stack.hostname(),

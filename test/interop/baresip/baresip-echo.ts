@@ -5,7 +5,7 @@
  * temporary directory. Everything baresip prints is kept for assertions and failure diagnostics.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../helpers/free-port.ts';
@@ -36,6 +36,11 @@ export interface BaresipEchoOptions {
   readonly rtpPorts?: string;
   /** How long to wait for "baresip is ready.". @default 5000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * PEM file with the certificate and its key (`sip_certificate`): baresip then also listens for
+   * SIP over TLS, on the SIP port + 1 (libre's rule).
+   */
+  readonly tlsCertificate?: string;
 }
 
 /** A running baresip echo far end. */
@@ -106,6 +111,8 @@ export async function startBaresipEcho(options: BaresipEchoOptions = {}): Promis
   for (const name of ['config', 'accounts']) {
     writeFileSync(join(configDir, name), fill(readFileSync(join(FIXTURES, `${name}.template`), 'utf8'), values));
   }
+  if (options.tlsCertificate !== undefined)
+    appendFileSync(join(configDir, 'config'), `sip_certificate\t\t${options.tlsCertificate}\n`);
 
   // `-n` makes baresip put this address (not eth0's) in its Contact and SDP; `-s` adds a SIP trace
   // to the output (for the assertions on our BYE and for failure diagnostics).

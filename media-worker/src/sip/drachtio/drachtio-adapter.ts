@@ -8,6 +8,12 @@
  * Out of dialog, this adapter decides what the in-process one decides: OPTIONS 200, INVITEs with
  * `Require` 420, non-SDP bodies 415, no handler 480, closing 503, and the digest challenge of
  * PBX-started calls with the same stateless-nonce {@link DigestVerifier}.
+ *
+ * SIP over TLS to the PBX: drachtio-server 0.9.4's sofia-sip sends no SNI and has no way to verify
+ * a server certificate against the target's name on its own (its only peer verification,
+ * DRACHTIO_TLS_VERIFY_CLIENT_CERT=1, also demands client certificates from every inbound TLS peer
+ * and trusts its chain file alone). This adapter does not pretend otherwise: while SIP_TLS_VERIFY
+ * is on, a TLS target fails as 503 "TLS failed" before anything is sent (see `tlsVerify`).
  */
 import Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
@@ -53,6 +59,15 @@ export interface DrachtioPortOptions {
   readonly clock?: Clock;
   /** How long to wait for drachtio-server to accept the connection. @default 10000 */
   readonly connectTimeoutMs?: number;
+  /**
+   * SIP_TLS_VERIFY. drachtio-server 0.9.4 sends no SNI on outgoing TLS and cannot verify a
+   * server certificate by name (its sofia-sip verifies peers only with
+   * DRACHTIO_TLS_VERIFY_CLIENT_CERT=1, which also demands client certificates from every inbound
+   * TLS peer, against its chain file alone), so while this is `true` a TLS target (`sips:` or
+   * `;transport=tls`) fails as 503 "TLS failed" and the next target is tried. `false` sends
+   * over drachtio's TLS unverified (a lab), logged as a warning at start. @default true
+   */
+  readonly tlsVerify?: boolean;
 }
 
 /**
@@ -107,6 +122,10 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
   /** Targets that answered 503 with Retry-After, shared by every call of this port (RFC 3261 §21.5.4). */
   const cooldowns = new TargetCooldowns({ clock });
   const srf = new Srf();
+  if (options.tlsVerify === false)
+    logger.warn(
+      'SIP_TLS_VERIFY=false: TLS targets go through drachtio-server without SNI and without any check of the PBX certificate. For a lab only.',
+    );
   const calls = new Set<DrachtioOutboundCall | DrachtioInboundCall>();
   const background = new Set<Promise<unknown>>();
   let inviteHandler: InboundInviteHandler | undefined;
@@ -137,6 +156,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       return fromDomain;
     },
     requestTimeoutMs,
+    tlsVerify: options.tlsVerify !== false,
     parseUri: (uri) => Srf.parseUri(uri),
     background: (p, what, log) => {
       const tracked = p.then(

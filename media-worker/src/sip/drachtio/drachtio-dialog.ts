@@ -18,6 +18,8 @@ export interface DrachtioContext {
   readonly fromDomain: string;
   /** Bound on waiting for BYE/CANCEL outcomes. */
   readonly requestTimeoutMs: number;
+  /** SIP_TLS_VERIFY: TLS targets must be verified by name, which drachtio-server 0.9.4 cannot do. */
+  readonly tlsVerify: boolean;
   parseUri(uri: string): unknown;
   /** Run a promise in the background, logging failures; `close()` waits for it. */
   background(p: Promise<unknown>, what: string, logger: Logger): void;

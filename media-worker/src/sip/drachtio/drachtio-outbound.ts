@@ -65,6 +65,15 @@ interface Attempt {
 }
 
 /** {@link OutboundSipCall} on drachtio-srf. */
+/** Why a TLS target fails on this adapter while SIP_TLS_VERIFY is on. */
+export const TLS_UNVERIFIABLE =
+  'TLS failed: drachtio-server cannot verify a TLS peer by name (no SNI, no server-name check); set SIP_TLS_VERIFY=false to send unverified';
+
+/** `sips:` or `;transport=tls` (RFC 3261 §26.2, §19.1.1). */
+export function isTlsTarget(uri: string): boolean {
+  return /^sips:/i.test(uri) || /;transport=tls(?=[;?]|$)/i.test(uri.split('?')[0] ?? '');
+}
+
 export class DrachtioOutboundCall implements OutboundSipCall {
   readonly #ctx: DrachtioContext;
   readonly #logger: Logger;
@@ -181,6 +190,13 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     this.#attempt = att;
     this.#state = 'calling';
     this.#earlySdp = undefined;
+    if (this.#ctx.tlsVerify && isTlsTarget(target.uri)) {
+      // Fail closed: drachtio-server 0.9.4 (sofia-sip) sends no SNI and cannot check the PBX's
+      // certificate against its name (RFC 5922 §7.2), so a TLS target is never reached unverified.
+      this.#logger.warn({ target: target.uri }, 'TLS target refused: drachtio-server cannot verify it by name');
+      this.#onAttemptFailed(att, 503, TLS_UNVERIFIABLE);
+      return;
+    }
     att.silenceTimer = setTimeout(() => this.#onSilence(att), this.#opts.failoverTimeoutMs ?? 4000);
     this.#logger.info(
       {
