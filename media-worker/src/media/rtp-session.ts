@@ -428,7 +428,8 @@ export class RtpSession {
     if (this.srtp) {
       const plain = this.srtp.rtcpIn.unprotectRtcp(msg);
       if (typeof plain === 'string') {
-        this.srtpRejected.rtcp++;
+        if (this.srtpRejected.rtcp++ === 0)
+          this.log?.debug({ why: plain, bytes: msg.length }, 'first SRTCP packet refused');
         return;
       }
       rtcp = plain;
@@ -478,7 +479,8 @@ export class RtpSession {
         return;
       }
       if (dropped) {
-        this.srtpRejected.rtp++;
+        if (this.srtpRejected.rtp++ === 0)
+          this.log?.debug({ why: dropped, bytes: msg.length }, 'first SRTP packet refused');
         return;
       }
     } else if (!parseRtp(msg, this.view)) {
