@@ -18,11 +18,15 @@ import { eventually, startTestStack, type TestStack } from '../../../helpers/tes
 import { FarEnd } from '../../sip/helpers/far-end.ts';
 import { ack2xx, finalResponse, mediaAddress, pbxInvite, uacRequest } from '../helpers/pbx.ts';
 
-/** A PBX offer: PCMU on `port`, the profile and crypto lines given. */
+/** A PBX offer (session version 1, or `version` in a re-offer): PCMU on `port`, the profile and crypto lines given. */
 function offer(port: number, profile: string, ...crypto: string[]): string {
+  return reoffer(1, port, profile, ...crypto);
+}
+
+function reoffer(version: number, port: number, profile: string, ...crypto: string[]): string {
   return [
     'v=0',
-    'o=- 4242 1 IN IP4 127.0.0.2',
+    `o=- 4242 ${version} IN IP4 127.0.0.2`,
     's=-',
     'c=IN IP4 127.0.0.2',
     't=0 0',
@@ -137,7 +141,7 @@ export function sdesCallContract(name: 'inprocess' | 'drachtio'): void {
       expect(stack.simulator!.calls.filter((c) => c.user.waId === number)).toHaveLength(0);
     });
 
-    it('answers RTP/SAVP with its own key, and the tone crosses both ways as SRTP; no key is logged or recorded', async () => {
+    it('answers RTP/SAVP with its own key, the tone crosses both ways as SRTP, a rekeying re-INVITE is followed; no key is logged or recorded', async () => {
       const number = '5511900000082';
       await grantPermission(stack, number);
       const pbx = await FarEnd.start('127.0.0.2');
@@ -173,15 +177,43 @@ export function sdesCallContract(name: 'inprocess' | 'drachtio'): void {
         expect(Math.abs(atPbx.hz - 440), 'WhatsApp’s tone reaches the PBX as SRTP it decrypts').toBeLessThan(10);
         expect(media.undecryptable, 'every packet to the PBX is SRTP under the answered key').toBe(0);
 
-        expect((await finalResponse(pbx, uacRequest(invite, ok, 'BYE', 2))).status).toBe(200);
+        // The PBX rekeys in a re-INVITE (RFC 4568 §7.1.4), under another tag: the answer keeps our
+        // key with the new tag, and the PBX's audio under its new key still reaches WhatsApp.
+        const newKey = randomBytes(30);
+        const rekey = uacRequest(
+          invite,
+          ok,
+          'INVITE',
+          2,
+          reoffer(2, media.port, 'RTP/SAVP', `a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:${newKey.toString('base64')}`),
+        );
+        const rekeyed = await finalResponse(pbx, rekey);
+        expect(rekeyed.status).toBe(200);
+        ack2xx(pbx, rekey, rekeyed);
+        const reanswer = /^a=crypto:(\d+) AES_CM_128_HMAC_SHA1_80 inline:(\S+)\r?$/m.exec(String(rekeyed.content));
+        expect(reanswer?.[1], 'the re-answer takes the tag of the new line').toBe('5');
+        expect(reanswer?.[2], 'and keeps our key').toBe(bridgeKey.toString('base64'));
+        media.key(newKey, bridgeKey);
+        const heardBefore = media.received;
+        await until(() => media.received > heardBefore + 25, 5000);
+        call.relay.startRecording();
+        await sleep(1000); // the measurement window
+        const afterRekey = measureTone(call.relay.stopRecording(), 48_000);
+        expect(Math.abs(afterRekey.hz - 1000), 'the PBX’s tone under its new key reaches WhatsApp').toBeLessThan(10);
+
+        expect((await finalResponse(pbx, uacRequest(invite, ok, 'BYE', 3))).status).toBe(200);
         const record = await eventually(async () => {
           const r = await stack.runtime.calls.get(call.id);
           return r?.state === 'ended' && r.media && r;
         });
-        expect(record).toMatchObject({ endReason: 'agent-hung-up', media: { sip: { srtpRejected: 0 } } });
+        // SRTP ran on the SIP leg (a packet or two under the new key may beat the re-answer's rekey).
+        expect(record).toMatchObject({
+          endReason: 'agent-hung-up',
+          media: { sip: { srtpRejected: expect.any(Number) } },
+        });
 
         // Keys are secrets: not in any log line (at trace level) nor in the call record.
-        const keys = [pbxKey.toString('base64'), bridgeKey.toString('base64')];
+        const keys = [pbxKey, bridgeKey, newKey].map((k) => k.toString('base64'));
         const logged = workerLog.join('\n');
         expect(logged).toContain('a=crypto:<redacted>'); // the SDP was logged, redacted
         for (const key of keys) {
