@@ -33,9 +33,9 @@ function withOfferedCryptoTag(local: string, offer: string): string {
   if (!('key' in picked)) return local;
   const session = sdpTransform.parse(local);
   const audio = session.media.find((m) => m.type === 'audio');
-  const ours = audio?.crypto;
-  if (!ours || ours.length !== 1 || (ours[0] as { id: number }).id === picked.key.tag) return local;
-  (ours[0] as { id: number }).id = picked.key.tag;
+  const ours = audio?.crypto?.length === 1 ? audio.crypto[0] : undefined;
+  if (!ours || ours.id === picked.key.tag) return local;
+  ours.id = picked.key.tag;
   return sdpTransform.write(session);
 }
 
