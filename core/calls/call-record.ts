@@ -145,6 +145,8 @@ export interface CallMediaStats {
     readonly rtcpReportsReceived: number;
     readonly roundTripTimeMs?: number;
     readonly lostReportedByPbx?: number;
+    /** SDES-SRTP ran on the SIP leg (SIP_SRTP): SRTP and SRTCP packets refused (authentication, replay). */
+    readonly srtpRejected?: number;
   };
 }
 

@@ -120,6 +120,11 @@ export const WORKER_SETTINGS = {
     doc: 'Codecs offered to the SIP endpoint, in order.',
     default: 'opus,PCMU,PCMA',
   },
+  SIP_SRTP: {
+    schema: z.enum(['off', 'optional', 'required']),
+    doc: "SRTP on the PBX leg, keyed by SDES (RFC 4568: `a=crypto` in the SDP, suite AES_CM_128_HMAC_SHA1_80, a fresh key per call; RTCP too). `off`: plain RTP; a PBX's `RTP/SAVP` offer is refused 488. `required`: we offer `RTP/SAVP` and an answer without a usable key ends the call; a PBX's offer without one (`RTP/AVP` without `a=crypto`, or keys we cannot use) is refused 488. `optional`: best effort, as Asterisk's `media_encryption_optimistic` and baresip's `mediaenc=srtp` do it (RFC 4568 itself has no \"SRTP if you can\"): we offer `RTP/AVP` with `a=crypto`, and the PBX's answer decides (a key: SRTP; none: plain RTP); a PBX's offer with a usable key gets SRTP, one without plain RTP. Only meaningful over SIP TLS: over UDP or TCP the key crosses the network in clear text.",
+    default: 'off',
+  },
   TRANSCODE_JITTER_MS: {
     schema: z.coerce
       .number()
@@ -347,6 +352,8 @@ export interface WorkerConfig {
   };
   readonly media: {
     readonly codecs: ReadonlyArray<'opus' | 'PCMU' | 'PCMA'>;
+    /** SDES-SRTP on the PBX leg (SIP_SRTP); absent: `off`. */
+    readonly srtp?: 'off' | 'optional' | 'required';
     readonly bindAddress: string;
     readonly portMin: number;
     readonly portMax: number;
@@ -490,6 +497,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     },
     media: {
       codecs: get<string>('CODEC_ORDER').split(',') as Array<'opus' | 'PCMU' | 'PCMA'>,
+      srtp: get<'off' | 'optional' | 'required'>('SIP_SRTP'),
       bindAddress: get<string>('RTP_BIND_ADDRESS'),
       portMin: get<number>('RTP_PORT_MIN'),
       portMax: get<number>('RTP_PORT_MAX'),

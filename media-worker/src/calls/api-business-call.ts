@@ -20,15 +20,15 @@ import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WhatsAppUser } from '#core/meta/webhook.ts';
 import { linkBusinessCall } from '#core/outbound/requests.ts';
 import type { WorkerConfig } from '../config.ts';
-import { createSipOffer, parseSipAnswer } from '../media/sip-sdp.ts';
+import { createSipOffer, parseSipAnswer, type SipSrtpPolicy } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
 import { applySipDialogEvent } from './call-media.ts';
-import { CallSession } from './call-session.ts';
+import { CallSession, errorFields } from './call-session.ts';
 import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
-import { sipEndForMetaErrors } from './sip-refusal.ts';
+import { sdesAnswerFailure, sipEndForMetaErrors } from './sip-refusal.ts';
 import { WhatsAppOutbound, type WhatsAppOutboundEvent } from './whatsapp-outbound.ts';
 
 /** What the control API queued. */
@@ -71,6 +71,10 @@ class ApiCall {
   readonly #now: () => number;
   readonly #session: CallSession;
   #sipCall: OutboundSipCall | undefined;
+  /** The SDES policy our offer was made with (SIP_SRTP). */
+  #srtp: SipSrtpPolicy = 'off';
+  /** The Reason our BYE gives when the bridge ends the call over the PBX's SDP. */
+  #byeHeaders: Record<string, string> | undefined;
   #placedAtMeta = false;
   #startedAt = 0;
   #answeredAt = 0;
@@ -83,7 +87,7 @@ class ApiCall {
     const media = (deps.openMedia ?? inProcessMedia(deps.config))(log);
     this.whatsApp = new WhatsAppOutbound({ ...deps, logger: log }, media.leg);
     this.#session = new CallSession({ ...deps, logger: log, now: this.#now }, media, {
-      hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),
+      hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers ?? this.#byeHeaders),
       endAtMeta: () => (this.#placedAtMeta ? this.whatsApp.terminate() : undefined),
       // The request record ends too; before the link it still holds the slot, which endCall returns.
       recordIds: () => [...(this.whatsApp.callId ? [this.whatsApp.callId] : []), request.requestId],
@@ -128,7 +132,9 @@ class ApiCall {
 
   async #ringAgent(): Promise<void> {
     const config = this.#d.config;
-    const sdpOffer = createSipOffer(await this.#session.media.openSip());
+    const offer = await this.#session.media.openSip();
+    this.#srtp = offer.srtp?.policy ?? 'off';
+    const sdpOffer = createSipOffer(offer);
     const user = this.#r.user;
     const sipCall = this.#d.sip.placeCall({
       targets: this.#r.sipTarget ? [{ uri: this.#r.sipTarget }] : config.sip.targets,
@@ -153,14 +159,23 @@ class ApiCall {
     if (session.ending) return;
     const codecs = this.#d.config.media.codecs;
     if (e.type === 'answered') {
-      session.media.updateSip(parseSipAnswer(e.sdp, [...codecs]));
+      try {
+        session.media.updateSip(parseSipAnswer(e.sdp, [...codecs], this.#srtp));
+      } catch (error) {
+        const failure = sdesAnswerFailure(error);
+        if (!failure) throw error;
+        session.log.warn({ err: errorFields(error) }, "the PBX's SDP answer does not fit our SDES-SRTP offer");
+        this.#byeHeaders = failure.byeHeaders;
+        session.finish(failure.ending);
+        return;
+      }
       if (this.#r.mode === 'agent-first') await this.#placeWhatsApp();
       else await this.#connect();
     } else if (e.type === 'failed') {
       session.finish({ reason: 'sip-rejected', by: 'sip', sip: { status: e.status, reason: e.reason } });
     } else if (e.type === 'remote-hangup') {
       session.finish({ reason: 'agent-hung-up', by: 'sip' });
-    } else applySipDialogEvent(e, session.media, codecs);
+    } else applySipDialogEvent(e, session.media, codecs, this.#srtp);
   }
 
   async #onWhatsApp(e: WhatsAppOutboundEvent): Promise<void> {

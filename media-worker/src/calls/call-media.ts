@@ -10,7 +10,13 @@ import type { CallMediaStats } from '#core/calls/call-record.ts';
 import type { WorkerConfig } from '../config.ts';
 import { type BridgeMode, MediaBridge } from '../media/media-bridge.ts';
 import type { RtpSession } from '../media/rtp-session.ts';
-import { parseSipAnswer, type SipCodecName, type SipMediaDescription, type SipSdpOptions } from '../media/sip-sdp.ts';
+import {
+  parseSipOffer,
+  type SipCodecName,
+  type SipMediaDescription,
+  type SipSdpOptions,
+  type SipSrtpPolicy,
+} from '../media/sip-sdp.ts';
 import type { InboundSipCallEvent, SipCallEvent } from '../sip/sip-port.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
 import type { CallMediaPort } from './media-port.ts';
@@ -38,6 +44,8 @@ export class CallMedia implements CallMediaPort {
   #rtp: RtpSession | undefined;
   #bridge: MediaBridge | undefined;
   #sip: SipMediaDescription | undefined;
+  /** Our SDES master key ‖ salt (base64) when `SIP_SRTP` is on; the SIP side's SRTP uses it once keyed. */
+  #localKey: string | undefined;
   #closed: Promise<void> | undefined;
 
   /** `callId` labels the leg's and RTP session's logs when it is known up front (user-initiated calls). */
@@ -66,6 +74,7 @@ export class CallMedia implements CallMediaPort {
       throw new CallMediaClosedError(this.#callId);
     }
     this.#rtp = rtp;
+    this.#localKey = sdp.srtp?.keySalt;
     return sdp;
   }
 
@@ -96,6 +105,7 @@ export class CallMedia implements CallMediaPort {
     if (this.#closed) throw new CallMediaClosedError(callId);
     if (!this.#rtp) throw new Error('the SIP media of this call is not open');
     this.#sip = sip;
+    this.#keySrtp(sip);
     this.#bridge = new MediaBridge({
       whatsapp: this.leg,
       rtp: this.#rtp,
@@ -113,7 +123,22 @@ export class CallMedia implements CallMediaPort {
    */
   updateSip(sip: SipMediaDescription): void {
     this.#sip = sip;
+    this.#keySrtp(sip);
     this.#bridge?.updateSip(sip);
+  }
+
+  /** SDES-SRTP on the RTP session when the SIP side gave a key (RFC 4568), plain RTP otherwise. */
+  #keySrtp(sip: SipMediaDescription): void {
+    if (!this.#rtp) return;
+    if (!sip.srtp) {
+      this.#rtp.useSrtp(undefined);
+      return;
+    }
+    if (this.#localKey === undefined) throw new Error('the SIP side keyed SRTP but this call offered no SDES key');
+    this.#rtp.useSrtp({
+      local: Buffer.from(this.#localKey, 'base64'),
+      remote: Buffer.from(sip.srtp.keySalt, 'base64'),
+    });
   }
 
   /** The SIP side put the call on hold (RFC 3264 §8.4); no-op before the bridge runs. */
@@ -151,13 +176,16 @@ export class CallMedia implements CallMediaPort {
  * and restart the bridge; `media-update` (a re-INVITE moving the far end's media to another
  * address, port or codec, RFC 3264 §8) points the bridge at the new description. `codecs` are the
  * codecs the re-offer may pick from: what we offered for calls we place, what we answered for
- * calls placed to us (our answer in the dialog keeps only that codec). Returns false for events
- * that are not the media's.
+ * calls placed to us (our answer in the dialog keeps only that codec). The far end's new SDP is an
+ * offer, read under the call's SDES policy `srtp`: a new key rekeys what we receive (RFC 4568
+ * §7.1.4), a re-offer that drops SRTP the policy requires fails. Returns false for events that are
+ * not the media's.
  */
 export function applySipDialogEvent(
   event: SipCallEvent | InboundSipCallEvent,
   media: CallMediaPort,
   codecs: readonly SipCodecName[],
+  srtp: SipSrtpPolicy = 'off',
 ): boolean {
   switch (event.type) {
     case 'hold':
@@ -167,7 +195,7 @@ export function applySipDialogEvent(
       media.resume();
       return true;
     case 'media-update':
-      media.updateSip(parseSipAnswer(event.sdp, [...codecs]));
+      media.updateSip(parseSipOffer(event.sdp, [...codecs], srtp));
       return true;
     default:
       return false;

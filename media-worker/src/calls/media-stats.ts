@@ -16,7 +16,9 @@ export async function collectMediaStats(
   if (!bridge || !leg) return undefined;
   const b = bridge.stats();
   const w = await leg.stats();
-  const rtcp = rtp?.stats().rtcp;
+  const rtpStats = rtp?.stats();
+  const rtcp = rtpStats?.rtcp;
+  const srtp = rtpStats?.srtp;
   return {
     mode: b.mode,
     codec: b.mode === 'passthrough' ? 'opus' : 'g711',
@@ -47,6 +49,7 @@ export async function collectMediaStats(
             rtcpReportsReceived: rtcp.reportsReceived,
             ...(rtcp.roundTripTimeMs === undefined ? {} : { roundTripTimeMs: rtcp.roundTripTimeMs }),
             ...(rtcp.remote ? { lostReportedByPbx: rtcp.remote.packetsLost } : {}),
+            ...(srtp ? { srtpRejected: srtp.rtpRejected + srtp.rtcpRejected } : {}),
           },
         }
       : {}),

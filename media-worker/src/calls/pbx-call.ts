@@ -14,8 +14,10 @@ import { type CallOwner, type CallStore, metaRefusalOf } from '#core/calls/call-
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { CheckBusinessCall } from '#core/outbound/contract.ts';
 import type { WorkerConfig } from '../config.ts';
-import { answerSipOffer, type SipCodecName } from '../media/sip-sdp.ts';
+import { MediaError } from '../media/errors.ts';
+import { answerSipOffer, parseSipOffer, type SipCodecName } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
+import { SdesNegotiationError } from '../sdp/sdes.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
 import type { ActiveCall } from '../worker.ts';
@@ -62,6 +64,13 @@ export async function handlePbxInvite(invite: InboundSipCall, deps: PbxCallDeps)
   const line = deps.config.line;
   if (!line) return refuse(invite, 503, 'business number not configured');
   if (!invite.sdpOffer) return refuse(invite, 488, 'an SDP offer is required');
+  // RFC 3261 §13.3.1.4: an offer we cannot answer (no common codec, SRTP against SIP_SRTP) is 488,
+  // before anything reaches Meta.
+  const unacceptable = offerProblem(invite.sdpOffer, deps.config.media);
+  if (unacceptable) {
+    log.info({ problem: unacceptable }, 'INVITE refused: its SDP offer is not acceptable');
+    return refuse(invite, 488, unacceptable);
+  }
   if (deps.full()) return refuse(invite, 503, 'worker full');
   const verdict = await deps.checkBusinessCall({ phoneNumberId: line.phoneNumberId, user: { phone: gate.phone } });
   if (!verdict.allowed) {
@@ -71,6 +80,17 @@ export async function handlePbxInvite(invite: InboundSipCall, deps: PbxCallDeps)
   if (!(await deps.calls.acquireSlot(line.phoneNumberId, deps.config.maxConcurrentCalls)))
     return refuse(invite, 503, 'over-capacity');
   await new PbxCall(invite, gate.phone, deps, log).start();
+}
+
+/** Why the PBX's SDP offer cannot be answered with our codecs and SDES policy (SIP_SRTP), or undefined. */
+function offerProblem(offer: string, media: WorkerConfig['media']): string | undefined {
+  try {
+    parseSipOffer(offer, [...media.codecs], media.srtp ?? 'off');
+    return undefined;
+  } catch (error) {
+    if (error instanceof SdesNegotiationError || error instanceof MediaError) return error.message;
+    throw error;
+  }
 }
 
 /** The life of one PBX-started call: connect → 180 on RINGING → 200 on the user's pickup. */
@@ -137,7 +157,7 @@ class PbxCall {
           session.finish({ reason: 'agent-hung-up', by: 'sip' });
         else if (e.type === 'failed')
           session.finish({ reason: 'bridge-error', by: 'sip', sip: { status: e.status, reason: e.reason } });
-        else applySipDialogEvent(e, session.media, this.#codecs);
+        else applySipDialogEvent(e, session.media, this.#codecs, this.#d.config.media.srtp);
       }),
     );
   }

@@ -5,8 +5,10 @@
  */
 import { metaRefusalOf } from '#core/calls/call-record.ts';
 import type { MetaCallError } from '#core/meta/webhook.ts';
+import { SdesNegotiationError } from '../sdp/sdes.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
+import type { Ending } from './call-session.ts';
 
 /** The SIP answer to one of Meta's refusals. */
 export interface SipRefusal {
@@ -92,6 +94,23 @@ export function sipEndForMetaErrors(errors: readonly MetaCallError[] | undefined
     status: mapped.status,
     text,
     headers: { Reason: `${reasonValue('SIP', mapped.status, text)}, ${reasonValue('WhatsApp', error.code, metaText)}` },
+  };
+}
+
+/**
+ * A PBX's SDP answer whose SDES-SRTP does not fit our offer (RFC 4568 §7.1.3, e.g. no key where we
+ * required SRTP): the call ends from the bridge, and the BYE says 488 in a Reason header, as the
+ * refusal of such an offer would. Undefined for any other error.
+ */
+export function sdesAnswerFailure(error: unknown): { ending: Ending; byeHeaders: Record<string, string> } | undefined {
+  if (!(error instanceof SdesNegotiationError)) return undefined;
+  return {
+    ending: {
+      reason: 'media-failed',
+      by: 'bridge',
+      sip: { status: error.sipStatus, reason: reasonPhrase(error.sipStatus) },
+    },
+    byeHeaders: reason(error.sipStatus, error.message),
   };
 }
 

@@ -24,7 +24,7 @@ import { MetaApiError } from '#core/errors.ts';
 import type { MetaGraphClient } from '#core/meta/graph-client.ts';
 import type { WorkerConfig } from '../config.ts';
 import { UnsupportedKeyExchangeError } from '../media/errors.ts';
-import { createSipOffer, parseSipAnswer } from '../media/sip-sdp.ts';
+import { createSipOffer, parseSipAnswer, type SipMediaDescription, type SipSrtpPolicy } from '../media/sip-sdp.ts';
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
@@ -32,7 +32,7 @@ import { applySipDialogEvent } from './call-media.ts';
 import { CallSession, errorFields } from './call-session.ts';
 import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
-import { sipEndForMetaErrors } from './sip-refusal.ts';
+import { sdesAnswerFailure, sipEndForMetaErrors } from './sip-refusal.ts';
 import { xHeaders } from './x-headers.ts';
 
 /** Collaborators of user-initiated calls. */
@@ -68,6 +68,10 @@ export class UserCall {
   readonly #now: () => number;
   readonly #session: CallSession;
   #sipCall: OutboundSipCall | undefined;
+  /** The SDES policy our offer was made with (SIP_SRTP). */
+  #srtp: SipSrtpPolicy = 'off';
+  /** The Reason our BYE gives when the bridge ends the call over the PBX's SDP. */
+  #byeHeaders: Record<string, string> | undefined;
   #sdpAnswer = '';
   /** Settles true once `pre_accept` succeeded, false if it failed; undefined before it was sent. */
   #preAccepted: Promise<boolean> | undefined;
@@ -85,7 +89,8 @@ export class UserCall {
       (deps.openMedia ?? inProcessMedia(deps.config))(log, job.callId),
       {
         // Meta's error, if it ended the call with one, reaches the agent as a Reason on the BYE/CANCEL.
-        hangUpSip: (ending) => this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers),
+        hangUpSip: (ending) =>
+          this.#sipCall?.hangUp(sipEndForMetaErrors(ending.metaErrors)?.headers ?? this.#byeHeaders),
         endAtMeta: () => this.#endAtMeta(),
         recordIds: () => [job.callId],
         sipCallId: () => this.#sipCall?.callId,
@@ -177,7 +182,9 @@ export class UserCall {
       session.finish({ reason: 'unanswered', by: 'bridge' });
       return;
     }
-    const sdpOffer = createSipOffer(await session.media.openSip());
+    const offer = await session.media.openSip();
+    this.#srtp = offer.srtp?.policy ?? 'off';
+    const sdpOffer = createSipOffer(offer);
     const targets = job.sipTarget ? [{ uri: job.sipTarget }] : config.sip.targets;
     this.#inviteAt = this.#now();
     const sipCall = this.#d.sip.placeCall({
@@ -206,8 +213,9 @@ export class UserCall {
     switch (event.type) {
       case 'ringing': {
         const t = this.#now();
-        if (event.sdp) {
-          const early = parseSipAnswer(event.sdp, [...codecs]);
+        // Early media under keys that do not fit our offer is not bridged; the final answer decides.
+        const early = event.sdp ? this.#readAnswer(event.sdp, false) : undefined;
+        if (early) {
           if (this.#d.config.sip.earlyMediaAccept) {
             // EARLY_MEDIA_ACCEPT: accept now so the PBX's early media reaches the caller (whose timer starts now).
             session.media.start(early, job.callId);
@@ -224,8 +232,10 @@ export class UserCall {
       case 'answered': {
         this.#answeredAt = this.#now();
         session.markAnswered(this.#answeredAt);
+        const answer = this.#readAnswer(event.sdp, true);
+        if (!answer) return;
         // The bridge runs from now; the leg holds the agent's first words until `accept` returned.
-        session.media.start(parseSipAnswer(event.sdp, [...codecs]), job.callId);
+        session.media.start(answer, job.callId);
         await this.#accept();
         const t = this.#now();
         await this.#d.calls.transition(
@@ -256,7 +266,29 @@ export class UserCall {
         session.finish({ reason: 'agent-hung-up', by: 'sip' });
         return;
       default:
-        applySipDialogEvent(event, session.media, codecs);
+        applySipDialogEvent(event, session.media, codecs, this.#srtp);
+    }
+  }
+
+  /**
+   * The PBX's (early) answer under our offer's codecs and SDES policy. One whose SRTP does not fit
+   * is undefined; for the final answer (`final`) it also ends the call, the BYE saying why.
+   */
+  #readAnswer(sdp: string, final: boolean): SipMediaDescription | undefined {
+    try {
+      return parseSipAnswer(sdp, [...this.#d.config.media.codecs], this.#srtp);
+    } catch (error) {
+      const failure = sdesAnswerFailure(error);
+      if (!failure) throw error;
+      this.#session.log.warn(
+        { err: errorFields(error), final },
+        "the PBX's SDP answer does not fit our SDES-SRTP offer",
+      );
+      if (final) {
+        this.#byeHeaders = failure.byeHeaders;
+        this.#session.finish(failure.ending);
+      }
+      return undefined;
     }
   }
 

@@ -19,6 +19,11 @@
  * + 1 (§11). Reports from the PBX give the round-trip time and the loss and
  * jitter it sees of our stream.
  *
+ * SDES-SRTP (RFC 4568, setting `SIP_SRTP`): once {@link RtpSession.useSrtp} has the two keys, what
+ * we send is SRTP and SRTCP (RFC 3711 §3.1, §3.4) and what arrives must authenticate; a packet that
+ * does not (wrong key, tampered, replayed, plain RTP) is counted and dropped, and never latches
+ * the session to its source.
+ *
  * @module
  */
 import { randomInt } from 'node:crypto';
@@ -27,6 +32,7 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { type Clock, type ClockTimer, realClock } from '#core/clock.ts';
 import { Emitter } from '../emitter.ts';
+import { SrtpStream } from '../webrtc/srtp.ts';
 import { MediaError } from './errors.ts';
 import type { RtpSource } from './ports.ts';
 import { ReceptionStatistics } from './reception-statistics.ts';
@@ -95,7 +101,30 @@ export interface RtpSessionStats {
   /** True once latched to an observed source. */
   latched: boolean;
   rtcp: RtcpStats;
+  /** SDES-SRTP, while it is on: packets and reports refused (authentication or replay). */
+  srtp?: { rtpRejected: number; rtcpRejected: number };
 }
+
+/** SDES master key ‖ salt of each side (30 bytes each for AES_CM_128_HMAC_SHA1_80). */
+export interface SrtpKeys {
+  /** Ours: protects what we send. */
+  local: Buffer;
+  /** The PBX's: unprotects what it sends. */
+  remote: Buffer;
+}
+
+/** The SRTP and SRTCP streams of each direction, with the keys they were made from. */
+interface SrtpState {
+  local: Buffer;
+  remote: Buffer;
+  rtpOut: SrtpStream;
+  rtpIn: SrtpStream;
+  rtcpOut: SrtpStream;
+  rtcpIn: SrtpStream;
+}
+
+const SRTP_PROFILE = 'AES_CM_128_HMAC_SHA1_80';
+const SDES_KEY_BYTES = 16;
 
 /** A UDP RTP endpoint for the SIP leg; create with {@link RtpSession.open}. */
 export class RtpSession {
@@ -120,6 +149,10 @@ export class RtpSession {
   private retiredRemote: (RtpSource & { until: number }) | undefined;
   private seq = randomInt(0, 0x10000);
   private closing: Promise<void> | undefined;
+  private srtp: SrtpState | undefined;
+  private readonly srtpRejected = { rtp: 0, rtcp: 0 };
+  /** The plain packet before SRTP protects it into a new buffer (one allocation per packet, as plain RTP). */
+  private scratch = Buffer.allocUnsafe(1500);
   // RTCP state.
   private readonly rtcpIntervalMs: number;
   private readonly cname =
@@ -238,6 +271,35 @@ export class RtpSession {
     this.reception = undefined;
   }
 
+  /**
+   * SDES-SRTP on this leg (RFC 4568 with RFC 3711): protect what we send with `keys.local` and
+   * require `keys.remote` on what arrives, RTP and RTCP alike; `undefined` goes back to plain RTP.
+   * A key that did not change keeps its streams, so the rollover counter and replay window carry
+   * on (RFC 4568 §7.1.4 allows keeping the key in a re-offer); a new remote key starts afresh.
+   */
+  useSrtp(keys: SrtpKeys | undefined): void {
+    if (!keys) {
+      this.srtp = undefined;
+      return;
+    }
+    const old = this.srtp;
+    const stream = (key: Buffer, rtcp: boolean) => {
+      const master = key.subarray(0, SDES_KEY_BYTES);
+      const salt = key.subarray(SDES_KEY_BYTES);
+      return rtcp ? SrtpStream.forRtcp(SRTP_PROFILE, master, salt) : SrtpStream.sender(SRTP_PROFILE, master, salt);
+    };
+    const sameLocal = old?.local.equals(keys.local) ?? false;
+    const sameRemote = old?.remote.equals(keys.remote) ?? false;
+    this.srtp = {
+      local: Buffer.from(keys.local),
+      remote: Buffer.from(keys.remote),
+      rtpOut: sameLocal && old ? old.rtpOut : stream(keys.local, false),
+      rtcpOut: sameLocal && old ? old.rtcpOut : stream(keys.local, true),
+      rtpIn: sameRemote && old ? old.rtpIn : stream(keys.remote, false),
+      rtcpIn: sameRemote && old ? old.rtcpIn : stream(keys.remote, true),
+    };
+  }
+
   /** Subscribe to valid RTP from the peer. The view is reused: copy what you keep. */
   onPacket(cb: (packet: RtpView, source: RtpSource) => void): () => void {
     return this.packets.on(cb);
@@ -252,10 +314,14 @@ export class RtpSession {
     const remote = this.latchedRemote ?? this.sdpRemote;
     if (!remote || this.closing) return;
     if (remote.address === '0.0.0.0' || remote.port === 0) return; // RFC 2543 hold: nowhere to send
-    const buf = Buffer.allocUnsafe(RTP_HEADER_BYTES + payload.length);
+    const length = RTP_HEADER_BYTES + payload.length;
+    const srtp = this.srtp;
+    if (srtp && this.scratch.length < length) this.scratch = Buffer.allocUnsafe(length);
+    let buf: Buffer = srtp ? this.scratch.subarray(0, length) : Buffer.allocUnsafe(length);
     const seq = this.seq;
     this.seq = (seq + 1) & 0xffff;
     writeRtp(buf, payloadType, marker, seq, timestamp >>> 0, this.ssrc, payload);
+    if (srtp) buf = srtp.rtpOut.protect(buf);
     this.counters.packetsSent++;
     this.counters.bytesSent += buf.length;
     this.payloadBytesSent += payload.length;
@@ -281,6 +347,7 @@ export class RtpSession {
         jitterMs: r ? (r.jitter / r.clockRate) * 1000 : 0,
         remote: this.rtcpStats.remote && { ...this.rtcpStats.remote },
       },
+      ...(this.srtp ? { srtp: { rtpRejected: this.srtpRejected.rtp, rtcpRejected: this.srtpRejected.rtcp } } : {}),
     };
   }
 
@@ -342,7 +409,9 @@ export class RtpSession {
     }
     this.sentSinceReport = false;
     this.receivedSinceReport = false;
-    const packet = buildRtcpReport({ ssrc: this.ssrc, blocks, cname: this.cname, ...(sender ? { sender } : {}) });
+    const plain = buildRtcpReport({ ssrc: this.ssrc, blocks, cname: this.cname, ...(sender ? { sender } : {}) });
+    // RFC 3711 §3.4: with SRTP the reports are SRTCP, with the same master key as the RTP.
+    const packet = this.srtp ? this.srtp.rtcpOut.protectRtcp(plain) : plain;
     this.rtcpStats.reportsSent++;
     this.rtcp.send(packet, to.port, to.address, (err) => {
       if (err) this.log?.debug({ err }, 'RTCP send failed');
@@ -355,7 +424,17 @@ export class RtpSession {
     if (this.closing) return;
     const peer = this.latchedRemote ?? this.sdpRemote;
     if (!peer || peer.address !== rinfo.address) return;
-    const reports = parseRtcp(msg);
+    let rtcp = msg;
+    if (this.srtp) {
+      const plain = this.srtp.rtcpIn.unprotectRtcp(msg);
+      if (typeof plain === 'string') {
+        if (this.srtpRejected.rtcp++ === 0)
+          this.log?.debug({ why: plain, bytes: msg.length }, 'first SRTCP packet refused');
+        return;
+      }
+      rtcp = plain;
+    }
+    const reports = parseRtcp(rtcp);
     if (reports.length === 0) return;
     this.rtcpStats.reportsReceived++;
     this.rtcpRemote = { address: rinfo.address, port: rinfo.port };
@@ -385,7 +464,26 @@ export class RtpSession {
 
   private onDatagram(msg: Buffer, rinfo: RemoteInfo): void {
     if (this.closing) return;
-    if (!parseRtp(msg, this.view)) {
+    const srtp = this.srtp;
+    if (srtp) {
+      // Only an authenticated packet may latch (RFC 4961 latching must not hand the call to
+      // whoever sends first), and one from another source is not worth a MAC.
+      const latched = this.latchedRemote;
+      if (latched && (latched.port !== rinfo.port || latched.address !== rinfo.address)) {
+        this.counters.packetsFromOtherSources++;
+        return;
+      }
+      const dropped = srtp.rtpIn.unprotect(msg, this.view);
+      if (dropped === 'malformed') {
+        this.counters.packetsRejected++;
+        return;
+      }
+      if (dropped) {
+        if (this.srtpRejected.rtp++ === 0)
+          this.log?.debug({ why: dropped, bytes: msg.length }, 'first SRTP packet refused');
+        return;
+      }
+    } else if (!parseRtp(msg, this.view)) {
       this.counters.packetsRejected++;
       return;
     }

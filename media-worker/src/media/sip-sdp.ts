@@ -1,5 +1,6 @@
 /**
- * SDP for the SIP leg: plain RTP/AVP audio towards the business's PBX.
+ * SDP for the SIP leg: RTP/AVP audio towards the business's PBX, or SRTP keyed by SDES
+ * (RFC 4568) when the setting `SIP_SRTP` asks for it.
  *
  * The bridge offers (RFC 3264 §5) the codecs it can bridge — Opus (passed
  * through to WhatsApp without decoding) and G.711 µ-law/A-law (transcoded) —
@@ -9,15 +10,50 @@
  * way (`a=sendonly` / `a=inactive`) and the old RFC 2543 way (`c=0.0.0.0`),
  * by the one rule in `sdp/sdp.ts` the SIP layer applies too.
  *
+ * SDES (`sdp/sdes.ts` reads and checks the `a=crypto` lines). RFC 4568 has no "SRTP if you can" in
+ * one m-line, so the policy is:
+ * - `required`: we offer `RTP/SAVP` with one `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:…`; the
+ *   answer must be `RTP/SAVP` with one usable line of tag 1. A PBX's offer must carry a usable key
+ *   (`RTP/SAVP`, or `RTP/AVP` with `a=crypto`), else 488.
+ * - `optional`: best-effort SRTP as Asterisk (`media_encryption_optimistic`) and baresip
+ *   (`mediaenc=srtp`) do it: we offer `RTP/AVP` *with* the `a=crypto` line; an answer with a usable
+ *   line gives SRTP, one without gives plain RTP. A PBX's offer with a usable key gets SRTP, one
+ *   without plain RTP (an `RTP/SAVP` offer with no usable key is still 488).
+ * - `off`: plain RTP; an `RTP/SAVP` offer is refused 488, an `a=crypto` line in an `RTP/AVP` offer
+ *   is ignored (RFC 4568 §7.1.2: the answer simply carries none), and an `RTP/SAVP` answer fails.
+ * Our answer to a PBX's offer mirrors its profile and the tag of the line it accepted, with our own
+ * key (RFC 4568 §7.1.2: each side sends with its own key).
+ *
  * @module
  */
 import { randomInt } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import sdpTransform from 'sdp-transform';
+import {
+  answeredCrypto,
+  audioCryptoLines,
+  cryptoAttributeLine,
+  isSecureProfile,
+  pickOfferedCrypto,
+  type SdesKey,
+  SdesNegotiationError,
+  type SipSrtpPolicy,
+} from '../sdp/sdes.ts';
 import { audioDirection, mirrorDirection, type SdpDirection } from '../sdp/sdp.ts';
 import { MediaError } from './errors.ts';
 
+export type { SdesKey, SipSrtpPolicy } from '../sdp/sdes.ts';
 export type { SdpDirection } from '../sdp/sdp.ts';
+
+/** The `a=crypto` tag of the one line we offer. */
+export const OFFER_CRYPTO_TAG = 1;
+
+/** SDES on the SIP leg for one call: the policy (`SIP_SRTP`) and our master key ‖ salt (base64). */
+export interface SipSrtpOptions {
+  policy: SipSrtpPolicy;
+  /** From the CSPRNG, one per call (`newSdesKeySalt`). Never log it. */
+  keySalt: string;
+}
 
 /** Audio codecs the SIP leg can carry. */
 export type SipCodecName = 'opus' | 'PCMU' | 'PCMA';
@@ -71,6 +107,8 @@ export interface SipSdpOptions {
   sessionId?: string;
   /** `o=` session version; bump it on every re-offer (RFC 3264 §8). @default 1 */
   sessionVersion?: number;
+  /** SDES-SRTP (see the module's policy); absent: plain RTP, as with policy `off`. */
+  srtp?: SipSrtpOptions;
 }
 
 /** What {@link parseSipAnswer} and {@link answerSipOffer} negotiated. */
@@ -100,6 +138,8 @@ export interface SipMediaDescription {
   onHold: boolean;
   /** Peer's `a=ptime`, if present. */
   ptime?: number;
+  /** SDES-SRTP was negotiated: the peer's key (it sends with it) and the tag of the accepted line. */
+  srtp?: SdesKey;
 }
 
 const DEFAULT_CODECS: SipCodecName[] = ['opus', 'PCMU', 'PCMA'];
@@ -118,7 +158,15 @@ const STATIC_PT: Record<number, { name: SipCodecName; clockRate: number }> = {
  * @throws {@link MediaError} `invalid-argument` for a bad address, port or codec list
  */
 export function createSipOffer(options: SipSdpOptions): string {
-  return buildSdp(options, options.codecs ?? DEFAULT_CODECS, options.dtmf ?? true);
+  const srtp = options.srtp;
+  const sdes =
+    srtp && srtp.policy !== 'off'
+      ? {
+          protocol: srtp.policy === 'required' ? 'RTP/SAVP' : 'RTP/AVP',
+          key: { tag: OFFER_CRYPTO_TAG, keySalt: srtp.keySalt },
+        }
+      : undefined;
+  return buildSdp(options, options.codecs ?? DEFAULT_CODECS, options.dtmf ?? true, sdes);
 }
 
 /**
@@ -126,19 +174,32 @@ export function createSipOffer(options: SipSdpOptions): string {
  * format of the answer that we offered (RFC 3264 §6.1).
  *
  * @param offered - the codecs we offered (default: all supported)
+ * @param srtp - the SDES policy our offer was made with (default `off`)
  * @throws {@link MediaError} `invalid-sdp` if unparseable, the audio stream
  *   was rejected (port 0), or no offered codec is in the answer
+ * @throws {@link SdesNegotiationError} when the answer's SRTP does not fit the offer
  */
-export function parseSipAnswer(sdp: string, offered: SipCodecName[] = DEFAULT_CODECS): SipMediaDescription {
-  return describe(sdp, offered, 'answer');
+export function parseSipAnswer(
+  sdp: string,
+  offered: SipCodecName[] = DEFAULT_CODECS,
+  srtp: SipSrtpPolicy = 'off',
+): SipMediaDescription {
+  return describe(sdp, offered, 'answer', srtp).description;
 }
 
 /**
  * Parse a SIP offer (INVITE or re-INVITE from the PBX) the same way; used
  * for hold detection on re-INVITEs and for PBX-originated calls.
+ *
+ * @throws {@link MediaError} `invalid-sdp` as {@link parseSipAnswer}
+ * @throws {@link SdesNegotiationError} when the offer's SRTP does not fit the policy (answer 488)
  */
-export function parseSipOffer(sdp: string, supported: SipCodecName[] = DEFAULT_CODECS): SipMediaDescription {
-  return describe(sdp, supported, 'offer');
+export function parseSipOffer(
+  sdp: string,
+  supported: SipCodecName[] = DEFAULT_CODECS,
+  srtp: SipSrtpPolicy = 'off',
+): SipMediaDescription {
+  return describe(sdp, supported, 'offer', srtp).description;
 }
 
 /**
@@ -151,7 +212,21 @@ export function answerSipOffer(
   offerSdp: string,
   options: SipSdpOptions,
 ): { sdp: string; negotiated: SipMediaDescription } {
-  const negotiated = parseSipOffer(offerSdp, options.codecs ?? DEFAULT_CODECS);
+  const srtpOptions = options.srtp;
+  const { description: negotiated, protocol } = describe(
+    offerSdp,
+    options.codecs ?? DEFAULT_CODECS,
+    'offer',
+    srtpOptions?.policy ?? 'off',
+  );
+  const sdes =
+    negotiated.srtp && srtpOptions
+      ? {
+          // The answer keeps the offer's profile (RFC 3264 §6) and the accepted line's tag (RFC 4568 §7.1.2).
+          protocol: isSecureProfile(protocol) ? 'RTP/SAVP' : 'RTP/AVP',
+          key: { tag: negotiated.srtp.tag, keySalt: srtpOptions.keySalt },
+        }
+      : undefined;
   const direction: SdpDirection =
     negotiated.direction === 'sendrecv' ? (options.direction ?? 'sendrecv') : mirrorDirection(negotiated.direction);
   const sdp = buildSdp(
@@ -163,11 +238,17 @@ export function answerSipOffer(
     },
     [negotiated.codec.name],
     (options.dtmf ?? true) && negotiated.dtmfPayloadType !== undefined,
+    sdes,
   );
   return { sdp, negotiated };
 }
 
-function buildSdp(options: SipSdpOptions, codecs: SipCodecName[], dtmf: boolean): string {
+function buildSdp(
+  options: SipSdpOptions,
+  codecs: SipCodecName[],
+  dtmf: boolean,
+  sdes?: { protocol: string; key: SdesKey },
+): string {
   const { address, port } = options;
   const family = isIPv4(address) ? 'IP4' : isIPv6(address) ? 'IP6' : undefined;
   if (!family) throw invalid('invalid-argument', `address must be an IP address, got "${address}"`);
@@ -212,8 +293,9 @@ function buildSdp(options: SipSdpOptions, codecs: SipCodecName[], dtmf: boolean)
     's=wa-sip-bridge',
     `c=IN ${family} ${address}`,
     't=0 0',
-    `m=audio ${port} RTP/AVP ${pts.join(' ')}`,
+    `m=audio ${port} ${sdes?.protocol ?? 'RTP/AVP'} ${pts.join(' ')}`,
     ...attrs,
+    ...(sdes ? [cryptoAttributeLine(sdes.key)] : []),
     `a=ptime:${ptime}`,
     `a=${options.direction ?? 'sendrecv'}`,
     '',
@@ -239,7 +321,12 @@ function opusFmtp(options: SipSdpOptions): string {
   return params.join(';');
 }
 
-function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer'): SipMediaDescription {
+function describe(
+  sdp: string,
+  wanted: SipCodecName[],
+  kind: 'offer' | 'answer',
+  policy: SipSrtpPolicy,
+): { description: SipMediaDescription; protocol: string } {
   let parsed: sdpTransform.SessionDescription;
   try {
     if (typeof sdp !== 'string' || !sdp.trimStart().startsWith('v=0')) throw new Error('it must start with "v=0"');
@@ -283,15 +370,56 @@ function describe(sdp: string, wanted: SipCodecName[], kind: 'offer' | 'answer')
   }
   const { declared: direction, onHold } = audioDirection(parsed);
   const ptime = media.ptime !== undefined ? Number(media.ptime) : undefined;
+  const srtp = sdesOf(sdp, media.protocol, kind, policy);
   return {
-    address,
-    port: media.port,
-    codec,
-    ...(dtmfPayloadType !== undefined ? { dtmfPayloadType } : {}),
-    direction,
-    onHold,
-    ...(ptime !== undefined && Number.isFinite(ptime) ? { ptime } : {}),
+    description: {
+      address,
+      port: media.port,
+      codec,
+      ...(dtmfPayloadType !== undefined ? { dtmfPayloadType } : {}),
+      direction,
+      onHold,
+      ...(ptime !== undefined && Number.isFinite(ptime) ? { ptime } : {}),
+      ...(srtp ? { srtp } : {}),
+    },
+    protocol: media.protocol,
   };
+}
+
+/**
+ * The peer's SDES key under `policy` (the module's rules), undefined for plain RTP.
+ *
+ * @throws {@link SdesNegotiationError} when the SDP does not fit the policy
+ */
+function sdesOf(sdp: string, protocol: string, kind: 'offer' | 'answer', policy: SipSrtpPolicy): SdesKey | undefined {
+  const secure = isSecureProfile(protocol);
+  const lines = audioCryptoLines(sdp);
+  if (kind === 'answer') {
+    if (policy === 'off') {
+      if (secure) throw new SdesNegotiationError('answer', `${protocol} to our RTP/AVP offer (SIP_SRTP is off)`);
+      return undefined;
+    }
+    if (policy === 'required' && !secure) {
+      throw new SdesNegotiationError('answer', `${protocol} to our RTP/SAVP offer`);
+    }
+    // Optional: an answer without a=crypto declined SRTP (plain RTP/AVP); one with it must be usable.
+    if (policy === 'optional' && !secure && lines.length === 0) return undefined;
+    return answeredCrypto(lines, OFFER_CRYPTO_TAG);
+  }
+  if (policy === 'off') {
+    if (secure) throw new SdesNegotiationError('offer', `${protocol} (SIP_SRTP is off: plain RTP only)`);
+    return undefined; // an a=crypto line in an RTP/AVP offer is best effort: declined by answering without one
+  }
+  if (!secure && lines.length === 0) {
+    if (policy === 'required')
+      throw new SdesNegotiationError('offer', `${protocol} without a=crypto (SIP_SRTP is required)`);
+    return undefined;
+  }
+  const picked = pickOfferedCrypto(lines);
+  if ('key' in picked) return picked.key;
+  // A best-effort RTP/AVP offer whose keys we cannot use still gets plain RTP unless SRTP is required.
+  if (!secure && policy === 'optional') return undefined;
+  throw new SdesNegotiationError('offer', `no usable key: ${picked.problems.join('; ')}`);
 }
 
 function invalid(code: 'invalid-sdp' | 'invalid-argument', message: string, cause?: unknown): MediaError {

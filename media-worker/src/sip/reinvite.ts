@@ -5,6 +5,8 @@
  * a re-INVITE the same way.
  */
 
+import sdpTransform from 'sdp-transform';
+import { audioCryptoLines, pickOfferedCrypto } from '../sdp/sdes.ts';
 import type { SdpDirection } from '../sdp/sdp.ts';
 import { isHold, mirrorDirection, remoteDirection, restrictToOffer, withDirection } from '../sdp/sdp.ts';
 import type { SipDialogEvent } from './sip-port.ts';
@@ -12,7 +14,8 @@ import type { SipDialogEvent } from './sip-port.ts';
 /**
  * Our answer to a re-INVITE: our current SDP narrowed to the offered formats, with the offer's
  * direction mirrored (sendonly → recvonly, RFC 3264 §6.1) and the o= version set to `version`. An
- * offerless re-INVITE gets our SDP as a sendrecv offer (§14.2).
+ * offerless re-INVITE gets our SDP as a sendrecv offer (§14.2). With SDES our key stays (RFC 4568
+ * §7.1.4 lets the answerer keep it) under the tag of the offer's line we take (§7.1.2).
  */
 export function reinviteAnswer(
   localSdp: string,
@@ -20,8 +23,20 @@ export function reinviteAnswer(
   version: number,
 ): { sdp: string; direction: SdpDirection } {
   const direction = offer === undefined ? 'sendrecv' : mirrorDirection(remoteDirection(offer));
-  const base = offer === undefined ? localSdp : restrictToOffer(localSdp, offer);
+  const base = offer === undefined ? localSdp : withOfferedCryptoTag(restrictToOffer(localSdp, offer), offer);
   return { sdp: withDirection(base, direction, version), direction };
+}
+
+/** `local`'s one `a=crypto` line re-tagged to the offer's first usable line (unchanged when there is none). */
+function withOfferedCryptoTag(local: string, offer: string): string {
+  const picked = pickOfferedCrypto(audioCryptoLines(offer));
+  if (!('key' in picked)) return local;
+  const session = sdpTransform.parse(local);
+  const audio = session.media.find((m) => m.type === 'audio');
+  const ours = audio?.crypto?.length === 1 ? audio.crypto[0] : undefined;
+  if (!ours || ours.id === picked.key.tag) return local;
+  ours.id = picked.key.tag;
+  return sdpTransform.write(session);
 }
 
 /** Follows the far end's SDP through a dialog and names what each new one means. */

@@ -9,8 +9,10 @@
  * (the counter blocks are encrypted in one call), the HMAC-SHA1 tag comes
  * from pad states computed once per key (hmac-sha1.ts), the header is read with
  * plain byte arithmetic into a caller-owned {@link RtpView}, and the receiver
- * keeps RFC 3711 §3.3.2's replay window. RTCP stays with werift (SRTCP is a
- * few packets per second).
+ * keeps RFC 3711 §3.3.2's replay window. On the WhatsApp leg RTCP stays with
+ * werift (SRTCP is a few packets per second); the SIP leg's SDES-SRTP (RFC 4568)
+ * protects its RTCP with {@link SrtpStream.forRtcp} (SRTCP, RFC 3711 §3.4,
+ * AES-CM only).
  *
  * Keys come from the DTLS exporter (the master key and salt); the session
  * keys are derived here (RFC 3711 §4.3.1, key derivation rate 0).
@@ -56,6 +58,20 @@ export interface SrtpSessionKeys {
  * §11 uses the same PRF; libsrtp does the same).
  */
 export function deriveSrtpSessionKeys(profile: SrtpProfile, masterKey: Buffer, masterSalt: Buffer): SrtpSessionKeys {
+  return deriveSessionKeys(profile, masterKey, masterSalt, 0x00);
+}
+
+/** RFC 3711 §4.3.2: the SRTCP session keys take labels 0x03 (encryption), 0x04 (auth) and 0x05 (salt). */
+export function deriveSrtcpSessionKeys(profile: SrtpProfile, masterKey: Buffer, masterSalt: Buffer): SrtpSessionKeys {
+  return deriveSessionKeys(profile, masterKey, masterSalt, 0x03);
+}
+
+function deriveSessionKeys(
+  profile: SrtpProfile,
+  masterKey: Buffer,
+  masterSalt: Buffer,
+  firstLabel: 0x00 | 0x03,
+): SrtpSessionKeys {
   const lengths = srtpMasterLengths(profile);
   if (masterKey.length !== lengths.key) throw new RangeError(`SRTP master key must be ${lengths.key} bytes`);
   if (masterSalt.length !== lengths.salt) throw new RangeError(`SRTP master salt must be ${lengths.salt} bytes`);
@@ -74,9 +90,9 @@ export function deriveSrtpSessionKeys(profile: SrtpProfile, masterKey: Buffer, m
     return Buffer.concat([ecb.update(input), ecb.final()]).subarray(0, length);
   };
   return {
-    encryptionKey: prf(0x00, 16),
-    salt: prf(0x02, lengths.salt),
-    authKey: profile === 'AES_CM_128_HMAC_SHA1_80' ? prf(0x01, 20) : undefined,
+    encryptionKey: prf(firstLabel, 16),
+    salt: prf(firstLabel + 2, lengths.salt),
+    authKey: profile === 'AES_CM_128_HMAC_SHA1_80' ? prf(firstLabel + 1, 20) : undefined,
   };
 }
 
@@ -98,6 +114,16 @@ interface ReceiveState {
 const REPLAY_WINDOW = 64;
 const AES_CM_TAG = 10;
 const GCM_TAG = 16;
+/** RFC 3711 §3.4: the E flag and the 31-bit SRTCP index follow the encrypted portion. */
+const SRTCP_INDEX_BYTES = 4;
+/** RTCP header bytes sent in the clear (V/P/RC, PT, length, sender SSRC). */
+const RTCP_CLEAR_BYTES = 8;
+
+/** Per-SSRC SRTCP receive state: highest index and a replay window like SRTP's. */
+interface RtcpReceiveState {
+  highestIndex: number;
+  seen: Float64Array;
+}
 
 /**
  * One direction of an SRTP session: use {@link SrtpStream.sender} to protect
@@ -118,13 +144,17 @@ export class SrtpStream {
   /** Send side: ROC and last sequence per SSRC. */
   private readonly sendState = new Map<number, { roc: number; lastSeq: number }>();
   private readonly receiveState = new Map<number, ReceiveState>();
+  /** SRTCP: the next index we send (31 bits) and the receive state per SSRC. */
+  private rtcpIndex = 0;
+  private readonly rtcpReceiveState = new Map<number, RtcpReceiveState>();
 
   private constructor(
     readonly profile: SrtpProfile,
     masterKey: Buffer,
     masterSalt: Buffer,
+    rtcp = false,
   ) {
-    this.keys = deriveSrtpSessionKeys(profile, masterKey, masterSalt);
+    this.keys = (rtcp ? deriveSrtcpSessionKeys : deriveSrtpSessionKeys)(profile, masterKey, masterSalt);
     if (profile === 'AES_CM_128_HMAC_SHA1_80') {
       this.tagLength = AES_CM_TAG;
       this.ecb = createCipheriv('aes-128-ecb', this.keys.encryptionKey, null);
@@ -143,6 +173,67 @@ export class SrtpStream {
   /** The stream that unprotects packets the peer sends (keys: the peer's master key and salt). */
   static receiver(profile: SrtpProfile, masterKey: Buffer, masterSalt: Buffer): SrtpStream {
     return new SrtpStream(profile, masterKey, masterSalt);
+  }
+
+  /**
+   * The SRTCP stream of a master key and salt (RFC 3711 §3.4, session keys of §4.3.2): use
+   * {@link SrtpStream.protectRtcp} on one of ours and {@link SrtpStream.unprotectRtcp} on the
+   * peer's. AES-CM only (SDES offers no GCM here).
+   */
+  static forRtcp(profile: SrtpProfile, masterKey: Buffer, masterSalt: Buffer): SrtpStream {
+    if (profile !== 'AES_CM_128_HMAC_SHA1_80')
+      throw new RangeError(`SRTCP is implemented for AES-CM only, not ${profile}`);
+    return new SrtpStream(profile, masterKey, masterSalt, true);
+  }
+
+  /**
+   * Protect a compound RTCP packet (RFC 3711 §3.4): the first 8 bytes stay clear, the rest is
+   * encrypted with the SRTCP index as the packet index, then `E=1 ‖ index` and the 80-bit tag over
+   * all of it are appended. Returns a new buffer.
+   */
+  protectRtcp(rtcp: Uint8Array): Buffer {
+    const ssrc = readU32(rtcp, 4);
+    const index = this.rtcpIndex;
+    this.rtcpIndex = (index + 1) & 0x7fff_ffff;
+    const authLength = rtcp.length + SRTCP_INDEX_BYTES;
+    const out = Buffer.allocUnsafe(authLength + AES_CM_TAG);
+    out.set(rtcp, 0);
+    this.xorKeystream(out.subarray(RTCP_CLEAR_BYTES, rtcp.length), ssrc, index >>> 16, index & 0xffff);
+    out.writeUInt32BE((0x8000_0000 | index) >>> 0, rtcp.length);
+    (this.hmac as HmacSha1).mac(out.subarray(0, authLength), EMPTY, out.subarray(authLength, authLength + AES_CM_TAG));
+    return out;
+  }
+
+  /**
+   * Authenticate, replay-check and decrypt an SRTCP packet (RFC 3711 §3.4). On success returns the
+   * plain compound RTCP packet (a view into `srtcp`, decrypted in place); otherwise why it was
+   * dropped, with `srtcp` untouched.
+   */
+  unprotectRtcp(srtcp: Buffer): Buffer | SrtpDropReason {
+    const authLength = srtcp.length - AES_CM_TAG;
+    const rtcpLength = authLength - SRTCP_INDEX_BYTES;
+    if (rtcpLength < RTCP_CLEAR_BYTES || (srtcp[0] as number) >> 6 !== 2) return 'malformed';
+    const word = readU32(srtcp, rtcpLength);
+    const encrypted = word >>> 31 === 1;
+    const index = word & 0x7fff_ffff;
+    const ssrc = readU32(srtcp, 4);
+    const st = this.rtcpReceiveState.get(ssrc);
+    if (st && (index <= st.highestIndex - REPLAY_WINDOW || st.seen[index & 127] === index)) return 'replay';
+    const tag = this.tagScratch;
+    (this.hmac as HmacSha1).mac(srtcp.subarray(0, authLength), EMPTY, tag);
+    if (!timingSafeEqual(tag, srtcp.subarray(authLength))) return 'authentication';
+    if (encrypted) {
+      this.xorKeystream(srtcp.subarray(RTCP_CLEAR_BYTES, rtcpLength), ssrc, index >>> 16, index & 0xffff);
+    }
+    if (!st) {
+      const seen = new Float64Array(128).fill(-1);
+      seen[index & 127] = index;
+      this.rtcpReceiveState.set(ssrc, { highestIndex: index, seen });
+    } else {
+      if (index > st.highestIndex) st.highestIndex = index;
+      st.seen[index & 127] = index;
+    }
+    return srtcp.subarray(0, rtcpLength);
   }
 
   /**
@@ -317,6 +408,8 @@ export class SrtpStream {
     return iv;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 function readU32(b: Uint8Array, o: number): number {
   return (

@@ -34,6 +34,11 @@ export interface BaresipEchoOptions {
   readonly codecs?: readonly BaresipCodec[];
   /** RTP port range. @default '51000-51999' (outside the worker's and free-port.ts's ranges) */
   readonly rtpPorts?: string;
+  /**
+   * SDES-SRTP (baresip's srtp.so, account parameter `mediaenc`): `srtp-mand` takes and offers
+   * `RTP/SAVP` with `a=crypto` only; `srtp` is best effort. @default none (plain RTP)
+   */
+  readonly mediaenc?: 'srtp' | 'srtp-mand';
   /** How long to wait for "baresip is ready.". @default 5000 */
   readonly readyTimeoutMs?: number;
   /**
@@ -106,8 +111,14 @@ export async function startBaresipEcho(options: BaresipEchoOptions = {}): Promis
       ...(codecs.includes('opus') ? ['module\t\t\topus.so'] : []),
       ...(codecs.some((c) => c !== 'opus') ? ['module\t\t\tg711.so'] : []),
     ].join('\n'),
-    ACCOUNT_PARAMS: `;audio_codecs=${codecs.map((c) => BARESIP_CODEC[c]).join(',')}`,
+    ACCOUNT_PARAMS:
+      `;audio_codecs=${codecs.map((c) => BARESIP_CODEC[c]).join(',')}` +
+      (options.mediaenc ? `;mediaenc=${options.mediaenc}` : ''),
+    MEDIAENC_MODULES: options.mediaenc ? 'module\t\t\tsrtp.so' : '',
   };
+  if (options.mediaenc && !existsSync(join(moduleDir, 'srtp.so'))) {
+    throw new Error(`baresip's srtp.so is missing from ${moduleDir} (package baresip-core)`);
+  }
   for (const name of ['config', 'accounts']) {
     writeFileSync(join(configDir, name), fill(readFileSync(join(FIXTURES, `${name}.template`), 'utf8'), values));
   }

@@ -11,6 +11,10 @@
  * - PCMU: the bridge offers only PCMU (`CODEC_ORDER=PCMU`) → transcoding.
  * - PCMA: the bridge offers its default order to a baresip whose account only takes PCMA →
  *   transcoding after the far end picked the last codec of the offer.
+ * - SDES-SRTP: the bridge with `SIP_SRTP=required` offers `RTP/SAVP` + `a=crypto` (RFC 4568) to a
+ *   baresip whose account has `mediaenc=srtp-mand` (its srtp.so, libre's own SRTP): the tone
+ *   crosses the PBX leg as SRTP both ways, and its RTCP as SRTCP. And best effort: `SIP_SRTP=optional`
+ *   offers `RTP/AVP` with `a=crypto` to a baresip with `mediaenc=srtp`, which takes the key.
  *
  * The suite fails, never skips, when baresip or its modules are missing.
  */
@@ -48,6 +52,8 @@ interface CodecCase {
   /** Expected `media` of the ended call record. */
   readonly media: { mode: 'passthrough' | 'transcode'; codec: string };
   readonly waId: string;
+  /** SDES-SRTP on the PBX leg: the bridge's `SIP_SRTP` and baresip's `mediaenc`. */
+  readonly srtp?: { readonly bridge: 'required' | 'optional'; readonly baresip: 'srtp' | 'srtp-mand' };
 }
 
 const CASES: readonly CodecCase[] = [
@@ -70,6 +76,21 @@ const CASES: readonly CodecCase[] = [
     baresipCodecs: ['PCMA'],
     media: { mode: 'transcode', codec: 'g711' },
     waId: '5511987654323',
+  },
+  {
+    name: 'SDES-SRTP (SIP_SRTP=required, baresip mediaenc=srtp-mand, Opus)',
+    codec: 'opus',
+    media: { mode: 'passthrough', codec: 'opus' },
+    waId: '5511987654324',
+    srtp: { bridge: 'required', baresip: 'srtp-mand' },
+  },
+  {
+    name: 'best-effort SDES-SRTP (SIP_SRTP=optional, baresip mediaenc=srtp, PCMU)',
+    codec: 'PCMU',
+    codecOrder: 'PCMU',
+    media: { mode: 'transcode', codec: 'g711' },
+    waId: '5511987654325',
+    srtp: { bridge: 'optional', baresip: 'srtp' },
   },
 ];
 
@@ -147,11 +168,18 @@ describe.each(CASES)('a WhatsApp call to baresip echo: $name', (c) => {
       // Started here rather than in a hook so that a missing baresip fails each test (with the
       // apt-get hint) instead of leaving them reported as skipped.
       requireBaresip();
-      const b = await startBaresipEcho(c.baresipCodecs ? { codecs: c.baresipCodecs } : {});
+      const b = await startBaresipEcho({
+        ...(c.baresipCodecs ? { codecs: c.baresipCodecs } : {}),
+        ...(c.srtp ? { mediaenc: c.srtp.baresip } : {}),
+      });
       baresip = b;
+      const workerEnv = {
+        ...(c.codecOrder ? { CODEC_ORDER: c.codecOrder } : {}),
+        ...(c.srtp ? { SIP_SRTP: c.srtp.bridge } : {}),
+      };
       stack = await startTestStack(
         { SIP_TARGET_URI: b.uri, SIP_RING_TIMEOUT_SECONDS: '5' },
-        { bridge: true, ...(c.codecOrder ? { workerEnv: { CODEC_ORDER: c.codecOrder } } : {}) },
+        { bridge: true, workerEnv },
       );
       const mark = b.mark();
       const call = await stack!.simulator!.placeUserCall({ user: { waId: c.waId } });
@@ -164,6 +192,11 @@ describe.each(CASES)('a WhatsApp call to baresip echo: $name', (c) => {
       expect(answered).toMatch(/call: answering call on line \d+ from .* with 200/);
       expect(answered).toContain(`audio: Set audio decoder: ${c.codec} `);
       expect(answered).toContain(`audio: Set audio encoder: ${c.codec} `);
+      if (c.srtp) {
+        // baresip's SIP trace shows our offer: RTP/SAVP (best effort: RTP/AVP) with one AES_CM_128_HMAC_SHA1_80 key.
+        expect(answered).toMatch(c.srtp.bridge === 'required' ? /^m=audio \d+ RTP\/SAVP /m : /^m=audio \d+ RTP\/AVP /m);
+        expect(answered).toMatch(/^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:[A-Za-z0-9+/]{40}/m);
+      }
 
       // Nothing played → nothing audible back: neither the bridge nor baresip adds a tone of its own.
       const silence = await roundTrip(call, 'silence', 1000, 600);
@@ -234,6 +267,15 @@ describe.each(CASES)('a WhatsApp call to baresip echo: $name', (c) => {
       const sip = (withMedia.media as { sip?: { rtcpReportsReceived: number; roundTripTimeMs?: number } }).sip;
       console.info(`[baresip ${c.name}] SIP-leg RTCP: ${JSON.stringify(sip)}`);
       expect(sip?.rtcpReportsReceived, 'RTCP reports from baresip').toBeGreaterThan(0);
+      if (c.srtp) {
+        // SRTP ran on the PBX leg, and the report counted above came as SRTCP that authenticated.
+        // At most one packet was refused: on our BYE baresip 1.0 sends its RTCP BYE (BYE + SDES,
+        // 52 bytes) in the clear, its SRTP already closed (logged in these runs: refused ~10 ms
+        // after our BYE, never before it; the bytes parse as plain RTCP), which SRTCP must refuse.
+        expect((sip as { srtpRejected?: number } | undefined)?.srtpRejected, 'SRTP/SRTCP refused').toBeLessThanOrEqual(
+          1,
+        );
+      }
 
       results.push({
         case: c.name,

@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '#test/helpers/async.ts';
+import { createSipOffer, parseSipAnswer } from '#worker/media/sip-sdp.ts';
+import { newSdesKeySalt } from '#worker/sdp/sdes.ts';
 import type { PlaceCallOptions, SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { type AdapterName, type StartedAdapter, startAdapter } from '../../media-worker/sip/helpers/adapters.ts';
 import { record } from '../../media-worker/sip/helpers/events.ts';
@@ -157,6 +159,25 @@ function sippSuite(name: AdapterName): void {
           expect(await sippExit(sipp)).toBe(0);
         },
       );
+
+      it('uas-answer-sdes.xml: SDES-SRTP (RFC 4568), SIPp checks our RTP/SAVP key, its own key reaches us', async () => {
+        const sipp = await startSipp('uas-answer-sdes.xml');
+        const { call, log } = place(sipp, {
+          sdpOffer: createSipOffer({
+            address: '127.0.0.1',
+            port: 32000,
+            codecs: ['PCMU'],
+            srtp: { policy: 'required', keySalt: newSdesKeySalt() },
+          }),
+        });
+        const answered = await log.next('answered');
+        expect(parseSipAnswer(answered.sdp, ['PCMU'], 'required').srtp).toEqual({
+          tag: 1,
+          keySalt: 'c2lwcC1zZGVzLWtleS0wMTIzNDU2Nzg5YWJjZGVm',
+        });
+        await call.hangUp();
+        expect(await sippExit(sipp)).toBe(0);
+      });
 
       it('uas-busy-486.xml: failed 486, SIPp sees the ACK', async () => {
         const sipp = await startSipp('uas-busy-486.xml');

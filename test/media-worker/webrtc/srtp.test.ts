@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { RtpHeader, RtpPacket, SrtpSession } from 'werift';
+import { RtpHeader, RtpPacket, SrtcpSession, SrtpSession } from 'werift';
+import { buildRtcpReport } from '#worker/media/rtcp.ts';
 import { createRtpView, writeRtp } from '#worker/media/rtp.ts';
 import {
   deriveSrtpSessionKeys,
@@ -145,5 +146,68 @@ describe.each(PROFILES)('SRTP %s', (profile) => {
       }
     }
     expect(ok).toBe(Math.ceil((3 * 65_536 + 10) / 997) * 3);
+  });
+});
+
+describe('SRTCP AES_CM_128_HMAC_SHA1_80 (RFC 3711 §3.4), for the SIP leg’s SDES', () => {
+  const profile: SrtpProfile = 'AES_CM_128_HMAC_SHA1_80';
+
+  function report(ssrc: number, n: number): Buffer {
+    return buildRtcpReport({
+      ssrc,
+      cname: `cname-${n}@test`,
+      blocks: [{ ssrc: 7, fractionLost: n, cumulativeLost: n, highestSeq: 1000 + n, jitter: 3, lsr: 0, dlsr: 0 }],
+    });
+  }
+
+  it('werift decrypts the reports we protect, and we unprotect the ones werift encrypts', () => {
+    const m = masters(profile);
+    const werift = new SrtcpSession({
+      profile: 1,
+      keys: {
+        localMasterKey: m.a.key,
+        localMasterSalt: m.a.salt,
+        remoteMasterKey: m.b.key,
+        remoteMasterSalt: m.b.salt,
+      },
+    });
+    const send = SrtpStream.forRtcp(profile, m.b.key, m.b.salt);
+    const recv = SrtpStream.forRtcp(profile, m.a.key, m.a.salt);
+    for (let n = 0; n < 5; n++) {
+      const plain = report(0x1111_2222, n);
+      const protectedByUs = send.protectRtcp(plain);
+      expect(protectedByUs.length).toBe(plain.length + 4 + 10);
+      expect(protectedByUs.subarray(8, plain.length).equals(plain.subarray(8))).toBe(false);
+      expect(Buffer.from(werift.decrypt(protectedByUs)).equals(plain)).toBe(true);
+
+      const theirs = Buffer.from(werift.encrypt(report(0x3333_4444, n)));
+      const unprotected = recv.unprotectRtcp(theirs);
+      expect(typeof unprotected).not.toBe('string');
+      expect(Buffer.from(unprotected as Buffer).equals(report(0x3333_4444, n))).toBe(true);
+    }
+  });
+
+  it('refuses a tampered report, a wrong key and a replay, and keeps taking new ones', () => {
+    const m = masters(profile);
+    const send = SrtpStream.forRtcp(profile, m.a.key, m.a.salt);
+    const recv = SrtpStream.forRtcp(profile, m.a.key, m.a.salt);
+    const stranger = SrtpStream.forRtcp(profile, m.b.key, m.b.salt);
+    const first = send.protectRtcp(report(5, 1));
+    const second = send.protectRtcp(report(5, 2));
+    for (const at of [1, 9, first.length - 12, first.length - 1]) {
+      const bad = Buffer.from(first);
+      bad[at] = (bad[at] as number) ^ 0x01;
+      expect(recv.unprotectRtcp(bad)).toBe('authentication');
+    }
+    expect(stranger.unprotectRtcp(Buffer.from(first))).toBe('authentication');
+    expect(typeof recv.unprotectRtcp(Buffer.from(first))).not.toBe('string');
+    expect(recv.unprotectRtcp(Buffer.from(first))).toBe('replay');
+    expect(typeof recv.unprotectRtcp(Buffer.from(second))).not.toBe('string');
+    expect(recv.unprotectRtcp(Buffer.alloc(20))).toBe('malformed');
+  });
+
+  it('is AES-CM only', () => {
+    const l = srtpMasterLengths('AEAD_AES_128_GCM');
+    expect(() => SrtpStream.forRtcp('AEAD_AES_128_GCM', randomBytes(l.key), randomBytes(l.salt))).toThrow(/AES-CM/);
   });
 });
