@@ -6,33 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-
-interface Stage {
-  readonly from: string;
-  readonly name: string;
-  readonly instructions: string[];
-}
-
-/** Splits a Dockerfile into stages (continuation lines joined, comments dropped). */
-function stages(text: string): Stage[] {
-  const lines = text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'));
-  const out: Stage[] = [];
-  for (const line of lines) {
-    if (/^FROM\s/i.test(line)) {
-      out.push({ from: line, name: /\sAS\s+(\S+)$/i.exec(line)?.[1] ?? '', instructions: [] });
-    } else {
-      out.at(-1)?.instructions.push(line);
-    }
-  }
-  return out;
-}
+import { parseDockerfile } from '#test/helpers/dockerfile.ts';
 
 describe('the worker Dockerfile', () => {
-  const all = stages(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'));
+  const all = parseDockerfile(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'));
 
   it('runs every command on the build platform, never under emulation', () => {
     const running = all.filter((s) => s.instructions.some((i) => /^RUN\s/i.test(i)));
