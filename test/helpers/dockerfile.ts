@@ -82,7 +82,7 @@ export interface RehearsalOptions {
  */
 export async function rehearseDockerBuild(options: RehearsalOptions): Promise<RehearsedImage> {
   const stages = parseDockerfile(await readFile(options.dockerfile ?? join(options.context, 'Dockerfile'), 'utf8'));
-  const ignore = await dockerignore(options.context);
+  const ignore = await readDockerignore(options.context);
   const roots = new Map<string, string>();
   let last: RehearsedImage | undefined;
   for (const [index, stage] of stages.entries()) {
@@ -176,10 +176,10 @@ async function someFile(dir: string, keep: (path: string) => Promise<boolean>): 
 }
 
 /**
- * `.dockerignore` as the engine reads it: a path is out of the context when the last pattern
- * matching it or one of its parent directories is not a `!` exception.
+ * `.dockerignore` as the engine reads it: a path (relative to the context) is out of the context
+ * when the last pattern matching it or one of its parent directories is not a `!` exception.
  */
-async function dockerignore(context: string): Promise<(path: string) => boolean> {
+export async function readDockerignore(context: string): Promise<(path: string) => boolean> {
   const text = await readFile(join(context, '.dockerignore'), 'utf8').catch(() => '');
   const rules = text
     .split('\n')
