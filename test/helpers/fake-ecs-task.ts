@@ -55,8 +55,8 @@ export interface FakeEcsTask {
   /** The access key the credentials endpoint hands out (seen in the Authorization of signed calls). */
   readonly accessKeyId: string;
   readonly requests: FakeTaskRequest[];
-  /** The next DescribeServices answers this ECS error instead (then it is cleared). */
-  failNextDescribeServices?: { type: string; message: string };
+  /** While set, DescribeServices answers this ECS error. */
+  failDescribeServices?: { type: string; message: string };
   close(): Promise<void>;
 }
 
@@ -154,11 +154,8 @@ export async function startFakeEcsTask(o: FakeTaskOptions): Promise<FakeEcsTask>
       );
     }
     if (req.method === 'POST' && target === 'AmazonEC2ContainerServiceV20141113.DescribeServices') {
-      const failure = fake.failNextDescribeServices;
-      if (failure) {
-        delete fake.failNextDescribeServices;
-        return json(res, 400, { __type: failure.type, message: failure.message }, ecsJson);
-      }
+      const failure = fake.failDescribeServices;
+      if (failure) return json(res, 400, { __type: failure.type, message: failure.message }, ecsJson);
       return json(
         res,
         200,
