@@ -4,35 +4,15 @@
  * build platform, and the final stage only copies files (issue 15 item 3, "The Dockerfile's final
  * stage runs no npm").
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseDockerfile, readDockerignore } from '#test/helpers/dockerfile.ts';
 
-interface Stage {
-  readonly from: string;
-  readonly name: string;
-  readonly instructions: string[];
-}
-
-/** Splits a Dockerfile into stages (continuation lines joined, comments dropped). */
-function stages(text: string): Stage[] {
-  const lines = text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'));
-  const out: Stage[] = [];
-  for (const line of lines) {
-    if (/^FROM\s/i.test(line)) {
-      out.push({ from: line, name: /\sAS\s+(\S+)$/i.exec(line)?.[1] ?? '', instructions: [] });
-    } else {
-      out.at(-1)?.instructions.push(line);
-    }
-  }
-  return out;
-}
+const REPO = new URL('../../', import.meta.url).pathname;
 
 describe('the worker Dockerfile', () => {
-  const all = stages(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'));
+  const all = parseDockerfile(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'));
 
   it('runs every command on the build platform, never under emulation', () => {
     const running = all.filter((s) => s.instructions.some((i) => /^RUN\s/i.test(i)));
@@ -57,5 +37,22 @@ describe('the worker Dockerfile', () => {
     expect(final.instructions.join('\n')).not.toMatch(/\bnpm\b/);
     expect(final.instructions).toContain('COPY --from=deps /app/node_modules ./node_modules');
     expect(final.instructions).toContain('USER node');
+  });
+
+  it('copies only what .dockerignore lets into the build context (docker build fails otherwise)', async () => {
+    const ignored = await readDockerignore(REPO);
+    const sources = all
+      .flatMap((s) => s.instructions)
+      .filter((i) => /^COPY\s/i.test(i) && !/--from=/.test(i))
+      .flatMap((i) => i.split(/\s+/).slice(1, -1));
+    const filesOf = (path: string): string[] =>
+      statSync(join(REPO, path)).isDirectory()
+        ? readdirSync(join(REPO, path), { recursive: true, withFileTypes: true })
+            .filter((e) => e.isFile())
+            .map((e) => join(e.parentPath, e.name).slice(REPO.length))
+        : [path];
+
+    expect(sources).toEqual(expect.arrayContaining(['package.json', 'core', 'adapters', 'media-worker']));
+    for (const source of sources) expect(filesOf(source).filter(ignored), source).toEqual([]);
   });
 });
