@@ -152,7 +152,18 @@ describe('the worker image, rehearsed without a container engine', { timeout: 2 
         npm_config_prefer_offline: 'true',
         npm_config_update_notifier: 'false',
         ...Object.fromEntries(
-          ['npm_config_registry', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'https_proxy', 'http_proxy', 'no_proxy']
+          [
+            'npm_config_registry',
+            'npm_config_cafile',
+            'NODE_EXTRA_CA_CERTS', // a registry behind a TLS-inspecting proxy (a CI machine's CA)
+            'SSL_CERT_FILE',
+            'HTTPS_PROXY',
+            'HTTP_PROXY',
+            'NO_PROXY',
+            'https_proxy',
+            'http_proxy',
+            'no_proxy',
+          ]
             .filter((k) => process.env[k] !== undefined)
             .map((k) => [k, process.env[k]!]),
         ),
@@ -221,7 +232,7 @@ describe('the worker image, rehearsed without a container engine', { timeout: 2 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('holds the two bundles and production dependencies only, on the base image’s Node', async () => {
+  it('holds the three bundles (worker, media thread, address claim) and production dependencies only, on the base image’s Node', async () => {
     const modules = await readdir(join(image.workdir, 'node_modules'));
     const dependencies = Object.keys(
       (JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { dependencies: object }).dependencies,
@@ -232,6 +243,8 @@ describe('the worker image, rehearsed without a container engine', { timeout: 2 
     );
 
     expect((await readdir(join(image.workdir, 'dist'))).sort()).toEqual([
+      'claim-address.mjs',
+      'claim-address.mjs.map',
       'media-thread.mjs',
       'media-thread.mjs.map',
       'worker.mjs',
