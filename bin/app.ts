@@ -12,6 +12,7 @@
  *   anything else stops the synth naming the key)
  * - `peakMinWorkers`, `peakStart`, `peakEnd` — contact-centre hours: at least `peakMinWorkers` between
  *   the two schedules, e.g. `cron(0 7 ? * MON-FRI *)` and `cron(0 19 ? * MON-FRI *)` (UTC)
+ * - `cpuArchitecture` — `arm64` (default, Graviton) or `x86_64`, for the tasks and their images
  * - `vcpus` — vCPUs of a worker task, 1, 2, 4 or 8 (one media thread each; default 2)
  * - `vpcCidr` — the VPC's IPv4 range, /16 to /24 (default 10.0.0.0/16)
  * - `sipAdvertisedAddress` — `public` (default), `private` (a PBX over VPN/Direct Connect) or an IPv4
@@ -68,6 +69,7 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
       }),
   ...(count('maxCallsPerWorker') === undefined ? {} : { maxCallsPerWorker: count('maxCallsPerWorker')! }),
   ...(count('vcpus') === undefined ? {} : { vcpus: count('vcpus') as 1 | 2 | 4 | 8 }),
+  ...(context('cpuArchitecture') ? { cpuArchitecture: context('cpuArchitecture') as 'arm64' | 'x86_64' } : {}),
   ...(context('vpcCidr') ? { vpcCidr: context('vpcCidr')! } : {}),
   ...(context('sipAdvertisedAddress') ? { sipAdvertisedAddress: context('sipAdvertisedAddress')! } : {}),
   ...(context('pbxRouteTarget') ? { pbxRouteTarget: context('pbxRouteTarget')! } : {}),

@@ -176,6 +176,12 @@ export interface MediaWorkersProps {
   };
   /** IPv4 range of the VPC, /16 to /24 (one /24-or-smaller public subnet per zone). @default 10.0.0.0/16 */
   readonly vpcCidr?: string;
+  /**
+   * CPU architecture of the tasks and their images: `arm64` (Graviton, cheaper per vCPU) or `x86_64`.
+   * The images build for either without emulation (every RUN runs on the build platform).
+   * @default 'arm64'
+   */
+  readonly cpuArchitecture?: 'arm64' | 'x86_64';
   /** The worker image. @default built from this repository's Dockerfile (linux/arm64) */
   readonly image?: ContainerImage;
   /** The drachtio-server sidecar image. @default built from media-worker/drachtio/Dockerfile (linux/arm64) */
@@ -224,6 +230,11 @@ export class MediaWorkers extends Construct {
     const sipTlsPort = props.sipTlsPort ?? 5061;
     const [rtpMin, rtpMax] = props.rtpPorts ?? [20000, 30000];
     validateFleet(props);
+    if (props.cpuArchitecture !== undefined && !['arm64', 'x86_64'].includes(props.cpuArchitecture)) {
+      throw new TypeError(`cpuArchitecture must be arm64 or x86_64, got ${JSON.stringify(props.cpuArchitecture)}`);
+    }
+    const x86 = props.cpuArchitecture === 'x86_64';
+    const platform = x86 ? Platform.LINUX_AMD64 : Platform.LINUX_ARM64;
     const sipAdvertised = props.sipAdvertisedAddress ?? 'public';
     if (!/^(public|private|(\d{1,3}\.){3}\d{1,3})$/.test(sipAdvertised)) {
       throw new TypeError(
@@ -305,13 +316,15 @@ export class MediaWorkers extends Construct {
     this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
       cpu: 1024 * vcpus,
       memoryLimitMiB: props.memoryMiB ?? 2048 * vcpus,
-      runtimePlatform: { cpuArchitecture: CpuArchitecture.ARM64, operatingSystemFamily: OperatingSystemFamily.LINUX },
+      runtimePlatform: {
+        cpuArchitecture: x86 ? CpuArchitecture.X86_64 : CpuArchitecture.ARM64,
+        operatingSystemFamily: OperatingSystemFamily.LINUX,
+      },
     });
     // Retained: when a first deploy fails (a missing setting stops the tasks and the circuit breaker
     // rolls the stack back), this log is where the reason is; DESTROY deleted it with the rollback.
     this.logs = new LogGroup(this, 'Logs', { retention: logRetention, removalPolicy: RemovalPolicy.RETAIN });
-    const image =
-      props.image ?? ContainerImage.fromAsset(REPO_ROOT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 });
+    const image = props.image ?? ContainerImage.fromAsset(REPO_ROOT, { file: 'Dockerfile', platform });
     // The shared secret drachtio-server expects from its application (the worker). It never leaves
     // the task's loopback; ECS hands it to both containers as a secret, never as plain environment.
     this.drachtioSecret = new Secret(this, 'DrachtioSecret', {
@@ -382,9 +395,7 @@ export class MediaWorkers extends Construct {
     });
 
     const drachtio = this.taskDefinition.addContainer('drachtio', {
-      image:
-        props.drachtioImage ??
-        ContainerImage.fromAsset(DRACHTIO_CONTEXT, { file: 'Dockerfile', platform: Platform.LINUX_ARM64 }),
+      image: props.drachtioImage ?? ContainerImage.fromAsset(DRACHTIO_CONTEXT, { file: 'Dockerfile', platform }),
       essential: true,
       // A soft reservation out of the task's memory; the worker keeps the rest (the task size is unchanged).
       memoryReservationMiB: DRACHTIO_MEMORY_RESERVATION_MIB,

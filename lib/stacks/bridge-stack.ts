@@ -40,6 +40,8 @@ export interface BridgeStackProps extends StackProps {
   readonly peakHours?: MediaWorkersProps['peakHours'];
   /** Calls per worker (`MAX_CALLS_PER_WORKER`). @default 100 per vCPU of the worker task (200) */
   readonly maxCallsPerWorker?: number;
+  /** CPU architecture of the worker tasks: `arm64` or `x86_64`. @default 'arm64' */
+  readonly cpuArchitecture?: MediaWorkersProps['cpuArchitecture'];
   /** vCPUs of a worker task (one media thread each). @default 2 */
   readonly vcpus?: 1 | 2 | 4 | 8;
   /** IPv4 range of the VPC (pick one that does not overlap your networks). @default 10.0.0.0/16 */
@@ -109,6 +111,7 @@ export class BridgeStack extends Stack {
       ...(props.peakHours === undefined ? {} : { peakHours: props.peakHours }),
       ...(props.maxCallsPerWorker === undefined ? {} : { maxCallsPerWorker: props.maxCallsPerWorker }),
       ...(props.vcpus === undefined ? {} : { vcpus: props.vcpus }),
+      ...(props.cpuArchitecture === undefined ? {} : { cpuArchitecture: props.cpuArchitecture }),
       ...(props.vpcCidr === undefined ? {} : { vpcCidr: props.vpcCidr }),
       ...(props.sipAdvertisedAddress === undefined ? {} : { sipAdvertisedAddress: props.sipAdvertisedAddress }),
       ...(props.pbxRouteTarget === undefined ? {} : { pbxRouteTarget: props.pbxRouteTarget }),

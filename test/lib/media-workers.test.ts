@@ -297,3 +297,18 @@ describe('Construct: MediaWorkers contact-centre hours (context keys peakMinWork
     );
   });
 });
+
+describe('Construct: MediaWorkers CPU architecture (context key cpuArchitecture)', { timeout: 60_000 }, () => {
+  it('runs Graviton (arm64) by default and x86_64 when asked', () => {
+    const platformOf = (t: ReturnType<typeof synth>) =>
+      (Object.values(t.findResources('AWS::ECS::TaskDefinition'))[0] as { Properties: { RuntimePlatform: unknown } })
+        .Properties.RuntimePlatform;
+
+    expect(platformOf(synth())).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
+    expect(platformOf(synth({ cpuArchitecture: 'x86_64' }))).toEqual({
+      CpuArchitecture: 'X86_64',
+      OperatingSystemFamily: 'LINUX',
+    });
+    expect(() => synth({ cpuArchitecture: 'riscv64' as 'arm64' })).toThrow(/cpuArchitecture must be arm64 or x86_64/);
+  });
+});
