@@ -137,49 +137,56 @@ export interface SessionTimerHandlers {
   expire(): void;
 }
 
+/** The session interval a dialog runs on, from our side. */
+export interface ArmedInterval {
+  readonly seconds: number;
+  /** True when we send the refreshes. */
+  readonly weRefresh: boolean;
+}
+
+/**
+ * Our side of an interval negotiated in a transaction where we were `role`: `refresher` names the
+ * UAC or UAS *of that transaction* (RFC 4028 §4), so a refresh the callee sends with
+ * `refresher=uac` makes the callee the refresher.
+ */
+export function armedFor(interval: SessionInterval, role: Refresher): ArmedInterval {
+  return { seconds: interval.seconds, weRefresh: interval.refresher === role };
+}
+
 /**
  * The session timer of one dialog (RFC 4028 §10) on an injected clock: {@link SessionTimer.start}
- * (or restart after every refresh, either way) arms the refresh at half the interval when we are
- * the refresher, else the expiry; {@link SessionTimer.stop} when the dialog ends.
+ * (again after every refresh, either way) arms the refresh at half the interval when we refresh,
+ * else the expiry; {@link SessionTimer.stop} when the dialog ends or timers are switched off.
  */
 export class SessionTimer {
   readonly #clock: Clock;
-  /** Our role in the dialog: the refresher is named by role, not by who sent the last request. */
-  readonly #role: Refresher;
   readonly #handlers: SessionTimerHandlers;
   #timer: ClockTimer | undefined;
-  #interval: SessionInterval | undefined;
+  #armed: ArmedInterval | undefined;
 
-  constructor(clock: Clock, role: Refresher, handlers: SessionTimerHandlers) {
+  constructor(clock: Clock, handlers: SessionTimerHandlers) {
     this.#clock = clock;
-    this.#role = role;
     this.#handlers = handlers;
   }
 
   /** The interval in force, if any. */
-  get interval(): SessionInterval | undefined {
-    return this.#interval;
+  get armed(): ArmedInterval | undefined {
+    return this.#armed;
   }
 
-  /** True when we send the refreshes. */
-  get weRefresh(): boolean {
-    return this.#interval?.refresher === this.#role;
-  }
-
-  /** (Re)arm for `interval`: a refresh arrived or was answered, or the dialog just started. */
-  start(interval: SessionInterval): void {
+  /** (Re)arm for `armed`: the dialog just started, or a refresh went through either way. */
+  start(armed: ArmedInterval): void {
     this.stop();
-    this.#interval = interval;
-    if (interval.refresher === this.#role) {
-      this.#timer = this.#clock.setTimeout(() => this.#handlers.refresh(), refreshDelayMs(interval.seconds));
-    } else {
-      this.#timer = this.#clock.setTimeout(() => this.#handlers.expire(), expiryDelayMs(interval.seconds));
-    }
+    this.#armed = armed;
+    this.#timer = armed.weRefresh
+      ? this.#clock.setTimeout(() => this.#handlers.refresh(), refreshDelayMs(armed.seconds))
+      : this.#clock.setTimeout(() => this.#handlers.expire(), expiryDelayMs(armed.seconds));
   }
 
-  /** Disarm (the dialog ended). */
+  /** Disarm (the dialog ended, or a refresh switched timers off). */
   stop(): void {
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#armed = undefined;
   }
 }

@@ -21,10 +21,13 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
 import sip from 'sip';
-import type { SipDialog, SipStackContext } from './dialog.ts';
+import type { Clock } from '#core/clock.ts';
+import { realClock } from '#core/clock.ts';
+import { type SipDialog, type SipStackContext, saysTimer, sessionExpiresOf } from './dialog.ts';
 import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
+import { DEFAULT_SESSION_EXPIRES_S, decideAsUas, MIN_SESSION_EXPIRES_S, unsupportedRequired } from './session-timer.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -87,6 +90,12 @@ export interface SipPortOptions {
    * credentials gets 401 with a `WWW-Authenticate` challenge and never reaches the handler.
    */
   readonly inboundAuth?: DigestCredentials;
+  /** The Session-Expires our INVITEs ask for (RFC 4028 §4). @default 1800 */
+  readonly sessionExpiresS?: number;
+  /** Our Min-SE: an INVITE, UPDATE or re-INVITE asking for less gets 422 (RFC 4028 §5). @default 90 */
+  readonly minSessionExpiresS?: number;
+  /** The session timers' clock. @default realClock */
+  readonly clock?: Clock;
 }
 
 /** The stack could not start (bad options, port in use). */
@@ -191,6 +200,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
   const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
   const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth) : undefined;
+  const minSe = options.minSessionExpiresS ?? MIN_SESSION_EXPIRES_S;
   const dialogs = new Map<string, SipDialog>();
   /** Unanswered inbound INVITEs by Call-ID and top Via branch, for CANCEL matching (RFC 3261 §9.2). */
   const pendingInvites = new Map<string, InboundCall>();
@@ -262,6 +272,9 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     ackTimeoutMs: options.ackTimeoutMs ?? 32_000,
     t1Ms: options.t1Ms ?? T1_MS,
     transports,
+    clock: options.clock ?? realClock,
+    sessionExpiresS: Math.max(options.sessionExpiresS ?? DEFAULT_SESSION_EXPIRES_S, minSe),
+    minSessionExpiresS: minSe,
     contactFor: (t) =>
       t === 'udp'
         ? `sip:${contactUser}@${host}:${options.port}`
@@ -288,10 +301,16 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
       respond(rq, 503, 'Service Unavailable', { headers: { 'retry-after': '5' } });
       return;
     }
-    const require = headerText(rq, 'require');
-    if (require) {
-      // RFC 3261 §8.2.2.3: we support no extensions (no 100rel, no timer).
-      respond(rq, 420, 'Bad Extension', { headers: { unsupported: require } });
+    const unsupported = unsupportedRequired(headerText(rq, 'require'));
+    if (unsupported.length > 0) {
+      // RFC 3261 §8.2.2.3: of the extensions, we support session timers only (no 100rel).
+      respond(rq, 420, 'Bad Extension', { headers: { unsupported: unsupported.join(', ') } });
+      return;
+    }
+    const session = decideAsUas({ sessionExpires: sessionExpiresOf(rq), uacSupportsTimer: saysTimer(rq) }, minSe);
+    if (session.kind === 'too-small') {
+      // RFC 4028 §8.1: before any handler sees the call.
+      respond(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': String(session.minSe) } });
       return;
     }
     const type = headerText(rq, 'content-type');

@@ -20,7 +20,10 @@ describe('Function: parseInfoDtmf', () => {
   });
 
   it('application/dtmf: the digit alone', () => {
-    expect(parseInfoDtmf('application/dtmf', '7\r\n')).toEqual({ kind: 'digit', digit: { digit: '7', durationMs: 100 } });
+    expect(parseInfoDtmf('application/dtmf', '7\r\n')).toEqual({
+      kind: 'digit',
+      digit: { digit: '7', durationMs: 100 },
+    });
     expect(parseInfoDtmf('application/dtmf', 'd')).toEqual({ kind: 'digit', digit: { digit: 'D', durationMs: 100 } });
     expect(parseInfoDtmf('application/dtmf', '77')).toMatchObject({ kind: 'malformed' });
   });

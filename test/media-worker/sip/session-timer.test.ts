@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '#core/clock.ts';
 import {
+  armedFor,
   decideAsUas,
   expiryDelayMs,
   formatSessionExpires,
@@ -75,41 +76,45 @@ describe('Negotiation', () => {
 });
 
 describe('Class: SessionTimer', () => {
-  function timer(role: 'uac' | 'uas') {
+  function timer() {
     const clock = new ManualClock();
     const fired: string[] = [];
-    const t = new SessionTimer(clock, role, {
+    const t = new SessionTimer(clock, {
       refresh: () => fired.push(`refresh@${clock.now()}`),
       expire: () => fired.push(`expire@${clock.now()}`),
     });
     return { clock, fired, t };
   }
 
+  it('refresher names the transaction’s UAC or UAS: a callee’s refresh with refresher=uac makes the callee refresh', () => {
+    expect(armedFor({ seconds: 90, refresher: 'uac' }, 'uac')).toEqual({ seconds: 90, weRefresh: true });
+    expect(armedFor({ seconds: 90, refresher: 'uac' }, 'uas')).toEqual({ seconds: 90, weRefresh: false });
+  });
+
   it('the refresher refreshes at half the interval, and a restart re-arms from now', () => {
-    const { clock, fired, t } = timer('uac');
-    t.start({ seconds: 90, refresher: 'uac' });
-    expect(t.weRefresh).toBe(true);
+    const { clock, fired, t } = timer();
+    t.start({ seconds: 90, weRefresh: true });
     clock.advance(44_999);
     expect(fired).toEqual([]);
     clock.advance(1);
     expect(fired).toEqual(['refresh@45000']);
-    t.start({ seconds: 120, refresher: 'uac' });
+    t.start({ seconds: 120, weRefresh: true });
     clock.advance(60_000);
     expect(fired).toEqual(['refresh@45000', 'refresh@105000']);
   });
 
   it('the other side expires the session when no refresh came, and a refresh postpones it; stop disarms', () => {
-    const { clock, fired, t } = timer('uas');
-    t.start({ seconds: 90, refresher: 'uac' });
-    expect(t.weRefresh).toBe(false);
+    const { clock, fired, t } = timer();
+    t.start({ seconds: 90, weRefresh: false });
     clock.advance(50_000);
-    t.start({ seconds: 90, refresher: 'uac' }); // a refresh arrived
+    t.start({ seconds: 90, weRefresh: false }); // a refresh arrived
     clock.advance(59_999);
     expect(fired).toEqual([]);
     clock.advance(1);
     expect(fired).toEqual(['expire@110000']);
-    t.start({ seconds: 90, refresher: 'uac' });
+    t.start({ seconds: 90, weRefresh: false });
     t.stop();
+    expect(t.armed).toBeUndefined();
     clock.advance(1_000_000);
     expect(fired).toHaveLength(1);
     expect(clock.pendingTimers).toBe(0);

@@ -4,6 +4,7 @@
  * (drachtio-srf over a drachtio-server the helper starts, `sip/drachtio/`).
  */
 import type { Logger } from 'pino';
+import type { Clock } from '#core/clock.ts';
 import { type DrachtioServer, startDrachtioServer } from '#test/helpers/drachtio-server.ts';
 import type { DigestCredentials } from '#worker/sip/digest-server.ts';
 import { createDrachtioSipPort } from '#worker/sip/drachtio/drachtio-adapter.ts';
@@ -24,6 +25,13 @@ export interface AdapterOptions {
   readonly t1Ms?: number;
   readonly inboundAuth?: DigestCredentials;
   readonly logger?: Logger;
+  /**
+   * The session timers' clock (RFC 4028). In-process only: drachtio-server runs session timers
+   * itself, on its own clock.
+   */
+  readonly clock?: Clock;
+  /** Our Min-SE (RFC 4028 §5); below 90 only so drachtio's real-time stories stay short. */
+  readonly minSessionExpiresS?: number;
 }
 
 /** A started adapter: the port plus where its SIP listens. */
@@ -52,6 +60,8 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.t1Ms === undefined ? {} : { t1Ms: options.t1Ms }),
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.minSessionExpiresS === undefined ? {} : { minSessionExpiresS: options.minSessionExpiresS }),
     });
     return { name, port, address, sipPort, server: undefined, close: () => port.close() };
   }
@@ -65,6 +75,7 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs }),
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
+      ...(options.minSessionExpiresS === undefined ? {} : { minSessionExpiresS: options.minSessionExpiresS }),
     });
     return {
       name,
