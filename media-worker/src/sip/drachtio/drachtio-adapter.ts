@@ -12,11 +12,13 @@
 import Srf from 'drachtio-srf';
 import type { Logger } from 'pino';
 import pino from 'pino';
+import { type Clock, realClock } from '#core/clock.ts';
 import { type DigestCredentials, DigestVerifier, parseAuthorization } from '../digest-server.ts';
+import { DEFAULT_SESSION_EXPIRES_S, MIN_SESSION_EXPIRES_S, unsupportedRequired } from '../session-timer.ts';
 import { SipStackError } from '../sip-adapter.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
-import type { DrachtioContext } from './drachtio-dialog.ts';
+import { type DrachtioContext, sessionDecision } from './drachtio-dialog.ts';
 import { DrachtioInboundCall } from './drachtio-inbound.ts';
 import { DrachtioOutboundCall } from './drachtio-outbound.ts';
 
@@ -46,6 +48,12 @@ export interface DrachtioPortOptions {
   readonly inboundAuth?: DigestCredentials;
   /** How long to wait for drachtio-server to accept the connection. @default 10000 */
   readonly connectTimeoutMs?: number;
+  /** The Session-Expires our INVITEs ask for (RFC 4028 §4). @default 1800 */
+  readonly sessionExpiresS?: number;
+  /** Our Min-SE: an INVITE, UPDATE or re-INVITE asking for less gets 422 (RFC 4028 §5). @default 90 */
+  readonly minSessionExpiresS?: number;
+  /** Clock of the session-expiry watch of calls placed to us. @default realClock */
+  readonly clock?: Clock;
 }
 
 /** `udp/127.0.0.1:5080,tcp/127.0.0.1:5080` (drachtio's hostport list) → first host and port. */
@@ -90,6 +98,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
   const requestTimeoutMs = options.requestTimeoutMs ?? 8000;
   const inboundRingLimitMs = options.inboundRingLimitMs ?? 180_000;
   const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth) : undefined;
+  const minSe = options.minSessionExpiresS ?? MIN_SESSION_EXPIRES_S;
   const srf = new Srf();
   const calls = new Set<DrachtioOutboundCall | DrachtioInboundCall>();
   const background = new Set<Promise<unknown>>();
@@ -121,6 +130,9 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       return fromDomain;
     },
     requestTimeoutMs,
+    sessionExpiresS: Math.max(options.sessionExpiresS ?? DEFAULT_SESSION_EXPIRES_S, minSe),
+    minSessionExpiresS: minSe,
+    clock: options.clock ?? realClock,
     parseUri: (uri) => Srf.parseUri(uri),
     background: (p, what, log) => {
       const tracked = p.then(
@@ -157,10 +169,16 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       res.send(503, { headers: { 'Retry-After': '5' } });
       return;
     }
-    const require = req.get('Require');
-    if (require) {
-      // RFC 3261 §8.2.2.3: we support no extensions (no 100rel, no timer).
-      res.send(420, { headers: { Unsupported: require } });
+    const unsupported = unsupportedRequired(req.get('Require') || undefined);
+    if (unsupported.length > 0) {
+      // RFC 3261 §8.2.2.3: of the extensions, we support session timers only (no 100rel).
+      res.send(420, { headers: { Unsupported: unsupported.join(', ') } });
+      return;
+    }
+    const session = sessionDecision(req, minSe);
+    if (session.kind === 'too-small') {
+      // RFC 4028 §8.1: before any handler sees the call.
+      res.send(422, { headers: { 'Min-SE': String(session.minSe) } });
       return;
     }
     const type = req.get('Content-Type');

@@ -546,7 +546,7 @@ export function outboundCallContract(name: AdapterName): void {
      * drachtio-server runs the timers itself on its own clock, so its stories use a short interval
      * and real time; the in-process adapter's timers run on the suite's ManualClock.
      */
-    const SE = name === 'inprocess' ? 90 : 4;
+    const SE = name === 'inprocess' ? 90 : 8;
     const PEER_ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE';
 
     /** Let `ms` of session time pass: the ManualClock in-process, real time (the wait) on drachtio. */
