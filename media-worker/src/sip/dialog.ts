@@ -203,6 +203,8 @@ export abstract class SipDialog {
   /** The SDP we offered or answered; re-INVITE answers are this with a mirrored direction. */
   protected localSdp: string | undefined;
   protected localSdpVersion = 0;
+  /** The SDP we last sent in this dialog (a re-INVITE or UPDATE answer), which a refresh repeats as is. */
+  #lastSentSdp: string | undefined;
   readonly #remoteSdp = new RemoteSdpTracker();
   /** 2xx responses we sent, waiting for ACK, by CSeq number. */
   readonly #awaitingAck = new Map<number, { rt: TwoXxRetransmitter; offerless: boolean }>();
@@ -409,6 +411,7 @@ export abstract class SipDialog {
       ...session,
     });
     rs.content = toWire(answer);
+    this.#lastSentSdp = answer;
     this.logger.debug(
       {
         source: `${remote.address}:${remote.port}`,
@@ -474,6 +477,7 @@ export abstract class SipDialog {
     const { sdp: answer, direction } = reinviteAnswer(this.localSdp, offer, this.localSdpVersion);
     const rs = this.#response(rq, 200, 'OK', { ...headers, 'content-type': 'application/sdp' });
     rs.content = toWire(answer);
+    this.#lastSentSdp = answer;
     this.ctx.stack.send(rs);
     this.logger.debug({ offer: redactSdp(offer), direction }, 'UPDATE offer answered');
     this.#applyRemoteSdp(offer);
@@ -561,7 +565,8 @@ export abstract class SipDialog {
         allow: ALLOW,
         'content-type': 'application/sdp',
       },
-      toWire(this.localSdp ?? ''),
+      // RFC 3264 §8: an unchanged session repeats the last SDP sent, o= version included.
+      toWire(this.#lastSentSdp ?? this.localSdp ?? ''),
     );
     const rs = await requestFinal(this.ctx.stack, rq, this.ctx.requestTimeoutMs);
     if (rs && (rs.status ?? 0) >= 200 && (rs.status ?? 0) < 300) {

@@ -594,6 +594,33 @@ export function outboundCallContract(name: AdapterName): void {
       await call.hangUp();
     }, 20_000);
 
+    it('a PBX that does not allow UPDATE is refreshed by re-INVITE with our SDP unchanged, and the refresh is ACKed', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 200, 'OK', {
+          content: ANSWER,
+          headers: {
+            'session-expires': `${SE};refresher=uac`,
+            require: 'timer',
+            allow: 'INVITE, ACK, CANCEL, BYE, OPTIONS',
+          },
+        });
+        return true;
+      };
+      const { call, log } = place();
+      await log.next('answered');
+      await fe.next(byCall(call.callId, 'ACK'));
+      pass(refreshDelayMs(SE));
+      const { rq: refresh } = await fe.next(refreshOf(call.callId), name === 'inprocess' ? 5000 : SE * 1000);
+      expect(refresh.method).toBe('INVITE');
+      expect(refresh.content).toMatch(/^o=- 4242 1 IN IP4 127\.0\.0\.1$/m); // the same version: nothing changed
+      const { rq: ack } = await fe.next(byCall(call.callId, 'ACK'));
+      expect(ack.headers.cseq?.seq).toBe(refresh.headers.cseq?.seq);
+      expect(call.state).toBe('confirmed');
+      expect(log.types()).toEqual(['answered']);
+      await call.hangUp();
+    }, 20_000);
+
     it('the PBX is the refresher and never refreshes: we send BYE before the session expires and the call ends session-expired', async () => {
       fe.handler = (rq, _r, f) => {
         if (rq.method !== 'INVITE') return undefined;
