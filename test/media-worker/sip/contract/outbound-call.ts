@@ -649,7 +649,8 @@ export function outboundCallContract(name: AdapterName): void {
         if (rq.method !== 'INVITE') return undefined;
         if (rq.headers['session-expires'] === '1800')
           f.reply(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': '3600' } });
-        else f.reply(rq, 200, 'OK', { content: ANSWER, headers: { 'session-expires': `${SE};refresher=uac` } });
+        // RFC 4028 §9: the UAS keeps the interval at or above the Min-SE it demanded.
+        else f.reply(rq, 200, 'OK', { content: ANSWER, headers: { 'session-expires': '3600;refresher=uac' } });
         return true;
       };
       const { call, log } = place();
