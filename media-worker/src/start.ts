@@ -94,6 +94,7 @@ export async function startMediaWorker(
         port: config.sip.stack.port,
         secret: config.sip.stack.secret,
         fromDomain: config.sip.fromDomain,
+        sessionExpiresS: config.sip.sessionExpiresS,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
         logger: sipLogger,
       })
@@ -111,6 +112,7 @@ export async function startMediaWorker(
             }
           : {}),
         fromDomain: config.sip.fromDomain,
+        sessionExpiresS: config.sip.sessionExpiresS,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
         ...(config.media.publicAddress ? { publicAddress: config.media.publicAddress } : {}),
         logger: sipLogger,
