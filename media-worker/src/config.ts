@@ -262,7 +262,7 @@ export const WORKER_SETTINGS = {
   },
   HEALTH_FILE: {
     schema: z.string().startsWith('/').optional(),
-    doc: "A file the worker touches after every heartbeat the workers table accepted (every 5 s); the ECS container health check fails when it is 30 s old. Unset: none.",
+    doc: 'A file the worker touches after every heartbeat the workers table accepted (every 5 s); the ECS container health check fails when it is 30 s old. Unset: none.',
   },
   RETIREMENT_CHECK_SECONDS: {
     schema: positiveInt.min(5).max(3600),

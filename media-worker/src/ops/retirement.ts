@@ -115,7 +115,8 @@ export class RetirementWatch {
       freshMs: this.#o.freshMs,
     });
     if (!reason) return false;
-    this.close();
+    // Not awaited: close() waits for the check in flight, which is this one.
+    void this.close();
     this.#o.retire(reason, {
       ownDeployment: service.ownDeployment,
       primaryDeployment: service.primaryDeployment,
