@@ -102,6 +102,11 @@ export const WORKER_SETTINGS = {
     doc: "How long the agent may ring before the bridge gives up. A user-initiated call never rings longer than what is left of Meta's answer window (30 s after Meta's connect, less 2 s for the accept), so the agent never answers a call Meta has already ended.",
     default: '45',
   },
+  SIP_SESSION_EXPIRES_SECONDS: {
+    schema: positiveInt.min(90).max(86_400),
+    doc: "SIP session timers (RFC 4028): the Session-Expires the bridge asks for on the INVITEs it sends, with `Supported: timer`. The PBX may shorten it (down to 90 s, the bridge's Min-SE; a 422 with a larger Min-SE is retried once with it) and says who refreshes: when it names the bridge, the bridge refreshes at half the interval (UPDATE when the PBX allows it, else re-INVITE); when it refreshes itself and stops, the bridge sends BYE a little before expiry (the interval less min(32 s, a third)) and the call ends as the SIP side gone. Calls the PBX places follow the interval in its INVITE.",
+    default: '1800',
+  },
   VOICEMAIL: {
     schema: z.string().optional(),
     doc: "Meta voicemail, the same JSON as the control plane's VOICEMAIL (one SSM parameter serves both). With the TIMEOUT trigger Meta diverts a call not accepted within timeoutSeconds, so the agent rings at most timeoutSeconds after Meta's connect, less 2 s for the accept. Unset: voicemail off.",
@@ -344,6 +349,8 @@ export interface WorkerConfig {
       | { readonly kind: 'inprocess' }
       | { readonly kind: 'drachtio'; readonly host: string; readonly port: number; readonly secret: string };
     readonly ringTimeoutMs: number;
+    /** The Session-Expires our INVITEs ask for (SIP_SESSION_EXPIRES_SECONDS, RFC 4028). */
+    readonly sessionExpiresS: number;
     /** Meta diverts an unaccepted user-initiated call to voicemail this long after its connect (VOICEMAIL TIMEOUT). */
     readonly voicemailTimeoutMs?: number;
     /** User-initiated calls: accept at Meta on a 183 with SDP, so early media reaches the caller (EARLY_MEDIA_ACCEPT). */
@@ -491,6 +498,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
             }
           : { kind: 'inprocess' },
       ringTimeoutMs: get<number>('SIP_RING_TIMEOUT_SECONDS') * 1000,
+      sessionExpiresS: get<number>('SIP_SESSION_EXPIRES_SECONDS'),
       ...voicemailTimeout(get<string | undefined>('VOICEMAIL')),
       earlyMediaAccept: get<boolean>('EARLY_MEDIA_ACCEPT'),
       xHeaders,

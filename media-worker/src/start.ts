@@ -95,6 +95,7 @@ export async function startMediaWorker(
         secret: config.sip.stack.secret,
         fromDomain: config.sip.fromDomain,
         tlsVerify: config.sip.tlsVerify,
+        sessionExpiresS: config.sip.sessionExpiresS,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
         logger: sipLogger,
       })
@@ -114,6 +115,7 @@ export async function startMediaWorker(
             }
           : {}),
         fromDomain: config.sip.fromDomain,
+        sessionExpiresS: config.sip.sessionExpiresS,
         ...(config.pbxAuth ? { inboundAuth: config.pbxAuth } : {}),
         ...(config.sip.advertisedAddress ? { publicAddress: config.sip.advertisedAddress } : {}),
         logger: sipLogger,

@@ -24,7 +24,7 @@ import { createSipOffer, parseSipAnswer, type SipSrtpPolicy } from '../media/sip
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall } from '../worker.ts';
-import { applySipDialogEvent } from './call-media.ts';
+import { applySipDialogEvent, sessionExpiredEnding } from './call-media.ts';
 import { CallSession, errorFields } from './call-session.ts';
 import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
@@ -175,6 +175,8 @@ class ApiCall {
       session.finish({ reason: 'sip-rejected', by: 'sip', sip: { status: e.status, reason: e.reason } });
     } else if (e.type === 'remote-hangup') {
       session.finish({ reason: 'agent-hung-up', by: 'sip' });
+    } else if (e.type === 'session-expired') {
+      session.finish(sessionExpiredEnding(e.reason));
     } else applySipDialogEvent(e, session.media, codecs, this.#srtp);
   }
 

@@ -19,6 +19,7 @@ import {
 } from '../media/sip-sdp.ts';
 import type { InboundSipCallEvent, SipCallEvent } from '../sip/sip-port.ts';
 import { WhatsAppLeg } from '../webrtc/whatsapp-leg.ts';
+import type { Ending } from './call-session.ts';
 import type { CallMediaPort } from './media-port.ts';
 import { collectMediaStats } from './media-stats.ts';
 import { openSipMedia } from './sip-media.ts';
@@ -151,6 +152,18 @@ export class CallMedia implements CallMediaPort {
     this.#bridge?.resume();
   }
 
+  /**
+   * A digit from a SIP INFO, played to WhatsApp as RFC 4733 events on the leg's clock (queued
+   * behind digits still playing). A failure (the leg closed meanwhile) is logged: the digit is lost
+   * with the call.
+   */
+  sendDtmfToWhatsApp(digit: string, durationMs: number): void {
+    this.leg.sendDtmf(digit, { durationMs }).then(
+      () => this.#log.debug({ digit, durationMs }, 'INFO digit sent to WhatsApp'),
+      (err: unknown) => this.#log.warn({ err, digit }, 'INFO digit not sent to WhatsApp'),
+    );
+  }
+
   /** The call's media statistics as stored on its record; `undefined` when no media was bridged. */
   stats(): Promise<CallMediaStats | undefined> {
     return collectMediaStats(this.#bridge, this.leg, this.#rtp);
@@ -174,7 +187,8 @@ export class CallMedia implements CallMediaPort {
 /**
  * Applies a mid-dialog SIP event to the call's media: `hold` and `resume` (RFC 3264 §8.4) pause
  * and restart the bridge; `media-update` (a re-INVITE moving the far end's media to another
- * address, port or codec, RFC 3264 §8) points the bridge at the new description. `codecs` are the
+ * address, port or codec, RFC 3264 §8) points the bridge at the new description; `dtmf` (a digit
+ * by INFO) is played to WhatsApp. `codecs` are the
  * codecs the re-offer may pick from: what we offered for calls we place, what we answered for
  * calls placed to us (our answer in the dialog keeps only that codec). The far end's new SDP is an
  * offer, read under the call's SDES policy `srtp`: a new key rekeys what we receive (RFC 4568
@@ -197,7 +211,19 @@ export function applySipDialogEvent(
     case 'media-update':
       media.updateSip(parseSipOffer(event.sdp, [...codecs], srtp));
       return true;
+    case 'dtmf':
+      // A digit by INFO (the PBX's out-of-band DTMF) reaches WhatsApp like one in the RTP does.
+      media.sendDtmfToWhatsApp(event.digit, event.durationMs);
+      return true;
     default:
       return false;
   }
+}
+
+/**
+ * How a call ends when its SIP session timer ran out (RFC 4028 §10; the SIP layer has sent BYE):
+ * the SIP side is gone, as when the agent hangs up, and the record keeps 408 and the reason.
+ */
+export function sessionExpiredEnding(reason: string): Ending {
+  return { reason: 'agent-hung-up', by: 'sip', sip: { status: 408, reason } };
 }

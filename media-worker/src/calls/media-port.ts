@@ -61,6 +61,11 @@ export interface CallMediaPort {
   hold(): void;
   /** The SIP side took the call off hold. */
   resume(): void;
+  /**
+   * A DTMF digit the SIP side signalled out of the media (an INFO, `application/dtmf-relay`): sent
+   * to WhatsApp as RFC 4733 events, as digits arriving in the SIP side's RTP are.
+   */
+  sendDtmfToWhatsApp(digit: string, durationMs: number): void;
   /** The call's media statistics as stored on its record; `undefined` when no media was bridged. */
   stats(): Promise<CallMediaStats | undefined>;
   /** Closes the bridge, the RTP session and the leg. Idempotent; never rejects. */

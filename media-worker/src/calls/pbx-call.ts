@@ -21,7 +21,7 @@ import { SdesNegotiationError } from '../sdp/sdes.ts';
 import type { InboundSipCall } from '../sip/sip-port.ts';
 import { reasonPhrase } from '../sip/sip-wire.ts';
 import type { ActiveCall } from '../worker.ts';
-import { applySipDialogEvent } from './call-media.ts';
+import { applySipDialogEvent, sessionExpiredEnding } from './call-media.ts';
 import { CallSession, type Ending, errorFields } from './call-session.ts';
 import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { PbxGate } from './pbx-gate.ts';
@@ -155,6 +155,7 @@ class PbxCall {
       session.queue('a SIP event', () => {
         if (e.type === 'cancelled' || e.type === 'remote-hangup')
           session.finish({ reason: 'agent-hung-up', by: 'sip' });
+        else if (e.type === 'session-expired') session.finish(sessionExpiredEnding(e.reason));
         else if (e.type === 'failed')
           session.finish({ reason: 'bridge-error', by: 'sip', sip: { status: e.status, reason: e.reason } });
         else applySipDialogEvent(e, session.media, this.#codecs, this.#d.config.media.srtp);

@@ -28,7 +28,7 @@ import { createSipOffer, parseSipAnswer, type SipMediaDescription, type SipSrtpP
 import type { WorkerMetrics } from '../ops/metrics.ts';
 import type { OutboundSipCall, SipCallEvent, SipPort } from '../sip/sip-port.ts';
 import type { ActiveCall, CallRunner } from '../worker.ts';
-import { applySipDialogEvent } from './call-media.ts';
+import { applySipDialogEvent, sessionExpiredEnding } from './call-media.ts';
 import { CallSession, errorFields } from './call-session.ts';
 import { type CallMediaFactory, inProcessMedia } from './media-port.ts';
 import type { BusinessCallOutcomes } from './ports.ts';
@@ -264,6 +264,9 @@ export class UserCall {
         return;
       case 'remote-hangup':
         session.finish({ reason: 'agent-hung-up', by: 'sip' });
+        return;
+      case 'session-expired':
+        session.finish(sessionExpiredEnding(event.reason));
         return;
       default:
         applySipDialogEvent(event, session.media, codecs, this.#srtp);

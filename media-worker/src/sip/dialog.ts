@@ -8,8 +8,19 @@
 import type { Logger } from 'pino';
 import type { SipMessage, SipNameAddr, SipRemote, SipStack } from 'sip';
 import digest from 'sip/digest.js';
+import type { Clock } from '#core/clock.ts';
 import { redactSdp } from '../sdp/sdp.ts';
+import { INFO_ACCEPT, parseInfoDtmf } from './info-dtmf.ts';
 import { RemoteSdpTracker, reinviteAnswer } from './reinvite.ts';
+import {
+  armedFor,
+  decideAsUas,
+  formatSessionExpires,
+  intervalFromUacResponse,
+  listsTimer,
+  parseSessionExpires,
+  SessionTimer,
+} from './session-timer.ts';
 import type { SipCredentials, SipDialogEvent, SipDialogState, SipTransport } from './sip-port.ts';
 import {
   ALLOW,
@@ -19,6 +30,7 @@ import {
   headerText,
   KNOWN_METHODS,
   responseTo,
+  SUPPORTED,
   T2_MS,
   toWire,
   uriText,
@@ -40,6 +52,12 @@ export interface SipStackContext {
   /** First 2xx retransmission interval, doubling up to T2 (RFC 3261 §13.3.1.4; T1 of §17.1.1.1). */
   readonly t1Ms: number;
   readonly transports: ReadonlySet<SipTransport>;
+  /** The session timers' clock (RFC 4028). */
+  readonly clock: Clock;
+  /** The Session-Expires our INVITEs ask for (RFC 4028 §4). */
+  readonly sessionExpiresS: number;
+  /** Our Min-SE: a smaller Session-Expires gets 422 (RFC 4028 §5). */
+  readonly minSessionExpiresS: number;
   /** Our Contact URI for requests and responses on `transport`. */
   contactFor(transport: SipTransport): string;
   registerDialog(callId: string, localTag: string, dialog: SipDialog): void;
@@ -109,6 +127,19 @@ export function signWithChallenge(rq: SipMessage, rs: SipMessage, creds: SipCred
   }
 }
 
+/** The Session-Expires of a message (RFC 4028 §4; `x` is its compact form). */
+export function sessionExpiresOf(m: SipMessage): ReturnType<typeof parseSessionExpires> {
+  return parseSessionExpires(headerText(m, 'session-expires') ?? headerText(m, 'x'));
+}
+
+/** True when a request says its sender supports session timers (Supported or Require lists `timer`). */
+export function saysTimer(m: SipMessage): boolean {
+  return listsTimer(headerText(m, 'supported')) || listsTimer(headerText(m, 'require'));
+}
+
+/** The Reason of a BYE that ends an expired session (RFC 3326; RFC 4028 §10). */
+export const SESSION_EXPIRED_REASON = 'SIP;cause=408;text="Session timer expired"';
+
 /** Retransmits a 2xx over UDP (T1 doubling to T2) until its ACK arrives or `ackTimeoutMs` passes. */
 class TwoXxRetransmitter {
   #timer: NodeJS.Timeout | undefined;
@@ -172,10 +203,16 @@ export abstract class SipDialog {
   /** The SDP we offered or answered; re-INVITE answers are this with a mirrored direction. */
   protected localSdp: string | undefined;
   protected localSdpVersion = 0;
+  /** The SDP we last sent in this dialog (a re-INVITE or UPDATE answer), which a refresh repeats as is. */
+  #lastSentSdp: string | undefined;
   readonly #remoteSdp = new RemoteSdpTracker();
   /** 2xx responses we sent, waiting for ACK, by CSeq number. */
   readonly #awaitingAck = new Map<number, { rt: TwoXxRetransmitter; offerless: boolean }>();
   protected dialogState: SipDialogState = 'calling';
+  /** RFC 4028 session timer of the dialog, armed once confirmed when one was negotiated. */
+  protected readonly sessionTimer: SessionTimer;
+  /** The far end listed UPDATE in its Allow: refreshes go by UPDATE, else by re-INVITE (RFC 4028 §7.4). */
+  protected peerAllowsUpdate = false;
 
   protected constructor(
     ctx: SipStackContext,
@@ -193,6 +230,10 @@ export abstract class SipDialog {
     this.localParty = localParty;
     this.transport = transport;
     this.localCSeq = localCSeq;
+    this.sessionTimer = new SessionTimer(ctx.clock, {
+      refresh: () => this.ctx.background(this.#refreshSession(), 'session refresh', this.logger),
+      expire: () => this.#endExpiredSession('no session refresh from the far end in time'),
+    });
   }
 
   /** Mid-dialog events go to the subclass's listeners. */
@@ -206,8 +247,9 @@ export abstract class SipDialog {
     this.#remoteSdp.start(sdp);
   }
 
-  /** Stop any pending 2xx retransmission (on termination). */
+  /** Stop any pending 2xx retransmission and the session timer (on termination). */
   protected stopRetransmissions(): void {
+    this.sessionTimer.stop();
     for (const { rt } of this.#awaitingAck.values()) rt.cancel();
     this.#awaitingAck.clear();
   }
@@ -318,6 +360,12 @@ export abstract class SipDialog {
       case 'OPTIONS':
         this.ctx.respond(rq, 200, 'OK', { headers: { allow: ALLOW, accept: 'application/sdp' } });
         return;
+      case 'UPDATE':
+        this.#onUpdate(rq);
+        return;
+      case 'INFO':
+        this.#onInfo(rq);
+        return;
       default:
         if (KNOWN_METHODS.has(method)) this.ctx.respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
         else this.ctx.respond(rq, 501, 'Not Implemented', { headers: { allow: ALLOW } });
@@ -344,21 +392,26 @@ export abstract class SipDialog {
       this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
       return;
     }
-    // Target refresh (RFC 3261 §12.2.2).
-    const contact = contactUri(rq);
-    if (contact) this.remoteTarget = contact;
     if (!this.localSdp) {
       this.ctx.respond(rq, 488, 'Not Acceptable Here');
       return;
     }
+    const session = this.#answerSessionRefresh(rq);
+    if (session === undefined) return;
+    // Target refresh (RFC 3261 §12.2.2).
+    const contact = contactUri(rq);
+    if (contact) this.remoteTarget = contact;
     this.localSdpVersion += 1;
     const { sdp: answer, direction } = reinviteAnswer(this.localSdp, offer, this.localSdpVersion);
     const rs = this.#response(rq, 200, 'OK', {
       contact: [{ uri: this.ctx.contactFor(this.transport), params: {} }],
       allow: ALLOW,
+      supported: SUPPORTED,
       'content-type': 'application/sdp',
+      ...session,
     });
     rs.content = toWire(answer);
+    this.#lastSentSdp = answer;
     this.logger.debug(
       {
         source: `${remote.address}:${remote.port}`,
@@ -381,6 +434,181 @@ export abstract class SipDialog {
       this.logger,
     );
     if (offer !== undefined) this.#applyRemoteSdp(offer);
+  }
+
+  /**
+   * UPDATE (RFC 3311): a session refresh (RFC 4028) or target refresh without SDP is answered 200;
+   * an SDP offer in it goes through the same offer/answer as a re-INVITE ({@link reinviteAnswer}),
+   * its answer in the 200 (§5.2: no ACK).
+   */
+  #onUpdate(rq: SipMessage): void {
+    if (this.dialogState !== 'confirmed') {
+      // An early-dialog UPDATE needs PRACK-reliable offers (§5.1), which we do not do.
+      this.ctx.respond(rq, 500, 'Server Internal Error', { headers: { 'retry-after': '1' } });
+      return;
+    }
+    const type = headerText(rq, 'content-type');
+    const offer = bodyOf(rq);
+    if (offer !== undefined && type !== undefined && !/^application\/sdp\b/i.test(type)) {
+      this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
+      return;
+    }
+    if (offer !== undefined && (!this.localSdp || this.#awaitingAck.size > 0)) {
+      // RFC 3311 §5.2: an offer while one of ours is unanswered (a re-INVITE 2xx awaiting its ACK) → 500.
+      this.ctx.respond(rq, 500, 'Server Internal Error', { headers: { 'retry-after': '1' } });
+      return;
+    }
+    const session = this.#answerSessionRefresh(rq);
+    if (session === undefined) return;
+    const contact = contactUri(rq);
+    if (contact) this.remoteTarget = contact;
+    const headers: Record<string, unknown> = {
+      contact: [{ uri: this.ctx.contactFor(this.transport), params: {} }],
+      allow: ALLOW,
+      supported: SUPPORTED,
+      ...session,
+    };
+    if (offer === undefined || !this.localSdp) {
+      this.ctx.stack.send(this.#response(rq, 200, 'OK', headers));
+      this.logger.debug({ sessionExpires: session['session-expires'] }, 'UPDATE answered');
+      return;
+    }
+    this.localSdpVersion += 1;
+    const { sdp: answer, direction } = reinviteAnswer(this.localSdp, offer, this.localSdpVersion);
+    const rs = this.#response(rq, 200, 'OK', { ...headers, 'content-type': 'application/sdp' });
+    rs.content = toWire(answer);
+    this.#lastSentSdp = answer;
+    this.ctx.stack.send(rs);
+    this.logger.debug({ offer: redactSdp(offer), direction }, 'UPDATE offer answered');
+    this.#applyRemoteSdp(offer);
+  }
+
+  /** INFO (RFC 6086 legacy use): a DTMF body becomes a `dtmf` event; other bodies get 415 with Accept. */
+  #onInfo(rq: SipMessage): void {
+    const verdict = parseInfoDtmf(headerText(rq, 'content-type'), bodyOf(rq));
+    switch (verdict.kind) {
+      case 'unsupported':
+        this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: INFO_ACCEPT } });
+        return;
+      case 'malformed':
+        this.ctx.respond(rq, 400, `Bad Request (${verdict.why})`);
+        return;
+      case 'empty':
+        this.ctx.respond(rq, 200, 'OK');
+        return;
+      case 'digit':
+        this.ctx.respond(rq, 200, 'OK');
+        this.logger.info({ digit: verdict.digit.digit, durationMs: verdict.digit.durationMs }, 'DTMF by INFO');
+        this.emitDialogEvent({ type: 'dtmf', ...verdict.digit });
+    }
+  }
+
+  /**
+   * Session timer of a re-INVITE or UPDATE we received (RFC 4028 §9, we are its UAS): the headers
+   * of our 2xx, with the timer re-armed; or `undefined` when it was answered 422. Without
+   * Session-Expires the refresh switches session timers off.
+   */
+  #answerSessionRefresh(rq: SipMessage): Record<string, string> | undefined {
+    const decision = decideAsUas(
+      { sessionExpires: sessionExpiresOf(rq), uacSupportsTimer: saysTimer(rq) },
+      this.ctx.minSessionExpiresS,
+    );
+    if (decision.kind === 'too-small') {
+      this.ctx.respond(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': String(decision.minSe) } });
+      return undefined;
+    }
+    if (decision.kind === 'none') {
+      this.sessionTimer.stop();
+      return {};
+    }
+    this.sessionTimer.start(armedFor(decision.interval, 'uas'));
+    return {
+      'session-expires': formatSessionExpires(decision.interval),
+      ...(decision.requireTimer ? { require: 'timer' } : {}),
+    };
+  }
+
+  /**
+   * Our session refresh (RFC 4028 §7.4, §10): an UPDATE without SDP when the far end allows UPDATE,
+   * else a re-INVITE with our current SDP (version unchanged: nothing changed). Its 2xx re-arms
+   * the timer; 408, 481 or no answer end the session (§10).
+   */
+  async #refreshSession(): Promise<void> {
+    const armed = this.sessionTimer.armed;
+    if (!armed || this.dialogState !== 'confirmed') return;
+    const headers = {
+      supported: SUPPORTED,
+      'session-expires': formatSessionExpires({ seconds: armed.seconds, refresher: 'uac' }),
+      'min-se': String(this.ctx.minSessionExpiresS),
+    };
+    const method = this.peerAllowsUpdate || !this.localSdp ? 'UPDATE' : 'INVITE';
+    this.logger.debug({ method, sessionExpires: armed.seconds }, 'refreshing the session');
+    const rs = method === 'UPDATE' ? await this.sendInDialog('UPDATE', headers) : await this.#reinviteRefresh(headers);
+    if (this.dialogState !== 'confirmed') return;
+    const status = rs?.status ?? 408;
+    if (status >= 200 && status < 300) {
+      const interval = intervalFromUacResponse(sessionExpiresOf(rs as SipMessage));
+      if (interval) this.sessionTimer.start(armedFor(interval, 'uac'));
+      else this.sessionTimer.stop();
+      return;
+    }
+    this.#endExpiredSession(`session refresh ${method} got ${rs ? status : 'no answer'}`);
+  }
+
+  /** A re-INVITE with our SDP as a session refresh, ACKed on its 2xx (RFC 3261 §13.2.2.4). */
+  async #reinviteRefresh(headers: Record<string, string>): Promise<SipMessage | undefined> {
+    const rq = this.buildInDialogRequest(
+      'INVITE',
+      {
+        ...headers,
+        contact: [{ uri: this.ctx.contactFor(this.transport), params: {} }],
+        allow: ALLOW,
+        'content-type': 'application/sdp',
+      },
+      // RFC 3264 §8: an unchanged session repeats the last SDP sent, o= version included.
+      toWire(this.#lastSentSdp ?? this.localSdp ?? ''),
+    );
+    const rs = await requestFinal(this.ctx.stack, rq, this.ctx.requestTimeoutMs);
+    if (rs && (rs.status ?? 0) >= 200 && (rs.status ?? 0) < 300) {
+      this.ctx.stack.send({
+        method: 'ACK',
+        uri: rq.uri,
+        headers: {
+          via: [],
+          to: rs.headers.to ? copyNameAddr(rs.headers.to) : rq.headers.to,
+          from: rq.headers.from,
+          'call-id': this.callId,
+          cseq: { seq: rq.headers.cseq?.seq ?? 0, method: 'ACK' },
+          route: this.routeSet.map(copyNameAddr),
+          'max-forwards': 70,
+          'user-agent': this.ctx.userAgent,
+        },
+      });
+      const sdp = bodyOf(rs);
+      if (sdp) this.#applyRemoteSdp(sdp);
+    }
+    return rs;
+  }
+
+  /** RFC 4028 §10: the session expired (or its refresh failed): BYE, `session-expired`, over. */
+  #endExpiredSession(why: string): void {
+    if (this.dialogState !== 'confirmed') return;
+    this.logger.warn({ why }, 'session timer expired; ending the call');
+    this.sessionTimer.stop();
+    this.emitDialogEvent({ type: 'session-expired', reason: `Session timer expired (${why})` });
+    this.terminate('session expired');
+    this.ctx.background(this.sendBye({ reason: SESSION_EXPIRED_REASON }), 'BYE of an expired session', this.logger);
+  }
+
+  /**
+   * Arm the session timer from the dialog-creating transaction: `interval` as negotiated there,
+   * where we were `role` (RFC 4028 §7.2 for a UAC, §9 for a UAS).
+   */
+  protected armSessionTimer(
+    interval: { seconds: number; refresher: 'uac' | 'uas' } | undefined,
+    role: 'uac' | 'uas',
+  ): void {
+    if (interval) this.sessionTimer.start(armedFor(interval, role));
   }
 
   #response(rq: SipMessage, status: number, reason: string, headers: Record<string, unknown>): SipMessage {

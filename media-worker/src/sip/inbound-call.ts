@@ -9,7 +9,8 @@ import type { SipMessage, SipRemote } from 'sip';
 import { Emitter } from '../emitter.ts';
 import { redactSdp, sessionVersion } from '../sdp/sdp.ts';
 import type { SipStackContext } from './dialog.ts';
-import { SipDialog } from './dialog.ts';
+import { SipDialog, saysTimer, sessionExpiresOf } from './dialog.ts';
+import { decideAsUas, formatSessionExpires } from './session-timer.ts';
 import type {
   InboundSipCall,
   InboundSipCallEvent,
@@ -31,6 +32,7 @@ import {
   newTag,
   partyOf,
   responseTo,
+  SUPPORTED,
   toWire,
   uriText,
 } from './sip-wire.ts';
@@ -178,12 +180,31 @@ export class InboundCall extends SipDialog implements InboundSipCall {
     this.localSdp = sdp;
     this.localSdpVersion = sessionVersion(sdp);
     this.dialogState = 'confirmed';
-    this.logger.info({ sdp: redactSdp(sdp) }, 'answering 200');
-    const rs = this.#respondInvite(200, 'OK', { 'content-type': 'application/sdp' }, sdp);
+    // RFC 4028 §9: the session interval the INVITE asked for (the adapter has refused one too small).
+    const session = decideAsUas(
+      { sessionExpires: sessionExpiresOf(this.#invite), uacSupportsTimer: saysTimer(this.#invite) },
+      this.ctx.minSessionExpiresS,
+    );
+    const sessionHeaders: Record<string, string> =
+      session.kind === 'timer'
+        ? {
+            'session-expires': formatSessionExpires(session.interval),
+            ...(session.requireTimer ? { require: 'timer' } : {}),
+          }
+        : {};
+    this.peerAllowsUpdate = /\bUPDATE\b/i.test(headerText(this.#invite, 'allow') ?? '');
+    this.logger.info({ sdp: redactSdp(sdp), sessionExpires: sessionHeaders['session-expires'] }, 'answering 200');
+    const rs = this.#respondInvite(
+      200,
+      'OK',
+      { 'content-type': 'application/sdp', supported: SUPPORTED, ...sessionHeaders },
+      sdp,
+    );
     this.#ackWait = this.send2xx(this.#invite, rs, false);
     return this.#ackWait.then(async (acked) => {
       if (acked) {
         this.#acked = true;
+        if (session.kind === 'timer' && !this.#terminated) this.armSessionTimer(session.interval, 'uas');
         return;
       }
       if (this.#terminated) throw new SipError(487, 'call ended before ACK', { callId: this.callId });

@@ -9,7 +9,8 @@ import sip from 'sip';
 import { Emitter } from '../emitter.ts';
 import { redactSdp, sessionVersion } from '../sdp/sdp.ts';
 import type { SipStackContext } from './dialog.ts';
-import { dialogRequestUri, requestFinal, SipDialog, signWithChallenge } from './dialog.ts';
+import { dialogRequestUri, requestFinal, SipDialog, sessionExpiresOf, signWithChallenge } from './dialog.ts';
+import { intervalAfter422, intervalFromUacResponse } from './session-timer.ts';
 import type {
   OutboundSipCall,
   PlaceCallOptions,
@@ -26,10 +27,12 @@ import {
   copyNameAddr,
   escapeUser,
   extraHeaders,
+  headerText,
   newCallId,
   newTag,
   quoteDisplayName,
   reasonPhrase,
+  SUPPORTED,
   toWire,
   transportOf,
 } from './sip-wire.ts';
@@ -62,6 +65,10 @@ interface Attempt {
   final: boolean;
   silenceTimer: NodeJS.Timeout | undefined;
   tryingEmitted: boolean;
+  /** The Session-Expires the INVITE asks for (RFC 4028 §4); raised once by a 422. */
+  sessionExpires: number;
+  /** A 422 was answered with a larger interval already (RFC 4028 §7.4: once). */
+  intervalRetried: boolean;
 }
 
 /**
@@ -213,7 +220,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
       target,
       uri,
       transport,
-      invite: this.#buildInvite(target, uri, transport),
+      invite: this.#buildInvite(target, uri, transport, this.ctx.sessionExpiresS),
       authTried: false,
       responded: false,
       provisional: false,
@@ -222,6 +229,8 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
       final: false,
       silenceTimer: undefined,
       tryingEmitted: false,
+      sessionExpires: this.ctx.sessionExpiresS,
+      intervalRetried: false,
     };
     this.#attempt = att;
     this.dialogState = 'calling';
@@ -252,7 +261,17 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.#send(att);
   }
 
-  #buildInvite(target: SipTarget, uri: SipUri, transport: SipTransport): SipMessage {
+  /**
+   * An INVITE to `target` with a new CSeq, asking for session timers (RFC 4028 §7.1: Supported:
+   * timer and a Session-Expires without refresher, so the UAS may choose); `minSe` after a 422.
+   */
+  #buildInvite(
+    target: SipTarget,
+    uri: SipUri,
+    transport: SipTransport,
+    sessionExpires: number,
+    minSe?: number,
+  ): SipMessage {
     this.localCSeq += 1;
     return {
       method: 'INVITE',
@@ -267,6 +286,9 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
         'max-forwards': 70,
         'user-agent': this.ctx.userAgent,
         allow: ALLOW,
+        supported: SUPPORTED,
+        'session-expires': String(sessionExpires),
+        ...(minSe === undefined ? {} : { 'min-se': String(minSe) }),
         'content-type': 'application/sdp',
         ...this.#extra,
       },
@@ -309,7 +331,13 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     if ((status === 401 || status === 407) && att.target.auth && !att.authTried) {
       att.authTried = true;
       // RFC 3261 §22.2: same Call-ID, From tag; new CSeq and branch; credentials added.
-      const retry = this.#buildInvite(att.target, att.uri, att.transport);
+      const retry = this.#buildInvite(
+        att.target,
+        att.uri,
+        att.transport,
+        att.sessionExpires,
+        att.intervalRetried ? att.sessionExpires : undefined,
+      );
       if (signWithChallenge(retry, rs, att.target.auth)) {
         this.logger.info({ status }, 'answering digest challenge');
         att.invite = retry;
@@ -320,6 +348,22 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
         return;
       }
       this.logger.warn({ status }, 'digest challenge not answerable (unsupported algorithm or no nonce)');
+    }
+    if (status === 422 && !att.intervalRetried) {
+      // RFC 4028 §7.4: retry once with the UAS's Min-SE as both Session-Expires and Min-SE. The
+      // same planned target again (a new INVITE in this attempt), not a failover step.
+      const seconds = intervalAfter422(headerText(rs, 'min-se'), att.sessionExpires);
+      if (seconds !== undefined) {
+        this.logger.info({ sessionExpires: seconds }, '422 Session Interval Too Small: retrying with its Min-SE');
+        att.intervalRetried = true;
+        att.sessionExpires = seconds;
+        att.invite = this.#buildInvite(att.target, att.uri, att.transport, seconds, seconds);
+        att.responded = false;
+        att.provisional = false;
+        att.final = false;
+        this.#send(att);
+        return;
+      }
     }
     this.#onAttemptFailed(att, status, rs.reason || reasonPhrase(status), finalInfo(rs));
   }
@@ -377,6 +421,8 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     clearTimeout(this.#ringTimer);
     this.ctx.registerDialog(this.callId, this.localTag, this);
     this.setInitialRemoteSdp(sdp);
+    this.peerAllowsUpdate = /\bUPDATE\b/i.test(headerText(rs, 'allow') ?? '');
+    this.armSessionTimer(intervalFromUacResponse(sessionExpiresOf(rs)), 'uac');
     this.logger.info({ target: att.target.uri, sdp: redactSdp(sdp) }, 'answered');
     this.#events.emit({ type: 'answered', sdp, target: att.target.uri });
   }

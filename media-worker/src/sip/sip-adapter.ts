@@ -22,10 +22,11 @@ import pino from 'pino';
 import type { SipMessage, SipRemote, SipStack, SipStackOptions } from 'sip';
 import sip from 'sip';
 import { type Clock, realClock } from '#core/clock.ts';
-import type { SipDialog, SipStackContext } from './dialog.ts';
+import { type SipDialog, type SipStackContext, saysTimer, sessionExpiresOf } from './dialog.ts';
 import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
+import { DEFAULT_SESSION_EXPIRES_S, decideAsUas, MIN_SESSION_EXPIRES_S, unsupportedRequired } from './session-timer.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
 import { loadSipPackage, resolveTlsNextHop, SipTlsClient, type SipTlsDns, systemDns } from './sip-tls.ts';
 import {
@@ -96,9 +97,13 @@ export interface SipPortOptions {
    * credentials gets 401 with a `WWW-Authenticate` challenge and never reaches the handler.
    */
   readonly inboundAuth?: DigestCredentials;
+  /** The Session-Expires our INVITEs ask for (RFC 4028 §4). @default 1800 */
+  readonly sessionExpiresS?: number;
+  /** Our Min-SE: an INVITE, UPDATE or re-INVITE asking for less gets 422 (RFC 4028 §5). @default 90 */
+  readonly minSessionExpiresS?: number;
   /**
-   * Time source of the 503 `Retry-After` cooldowns of targets and of the digest nonces' lifetime
-   * (tests pass a `ManualClock`). @default realClock
+   * Time source of the 503 `Retry-After` cooldowns of targets, of the digest nonces' lifetime and
+   * of the session timers (tests pass a `ManualClock`). @default realClock
    */
   readonly clock?: Clock;
   /** DNS for TLS next hops named by host name (A/AAAA through the system, SRV). @default the system's */
@@ -264,6 +269,7 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
   /** Targets that answered 503 with Retry-After, shared by every call of this stack (RFC 3261 §21.5.4). */
   const cooldowns = new TargetCooldowns({ clock });
   const received503s = new Received503s();
+  const minSe = options.minSessionExpiresS ?? MIN_SESSION_EXPIRES_S;
   const dialogs = new Map<string, SipDialog>();
   /** Unanswered inbound INVITEs by Call-ID and top Via branch, for CANCEL matching (RFC 3261 §9.2). */
   const pendingInvites = new Map<string, InboundCall>();
@@ -344,6 +350,9 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     ackTimeoutMs: options.ackTimeoutMs ?? 32_000,
     t1Ms: options.t1Ms ?? T1_MS,
     transports,
+    clock,
+    sessionExpiresS: Math.max(options.sessionExpiresS ?? DEFAULT_SESSION_EXPIRES_S, minSe),
+    minSessionExpiresS: minSe,
     contactFor: (t) =>
       t === 'udp'
         ? `sip:${contactUser}@${host}:${options.port}`
@@ -370,10 +379,16 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
       respond(rq, 503, 'Service Unavailable', { headers: { 'retry-after': '5' } });
       return;
     }
-    const require = headerText(rq, 'require');
-    if (require) {
-      // RFC 3261 §8.2.2.3: we support no extensions (no 100rel, no timer).
-      respond(rq, 420, 'Bad Extension', { headers: { unsupported: require } });
+    const unsupported = unsupportedRequired(headerText(rq, 'require'));
+    if (unsupported.length > 0) {
+      // RFC 3261 §8.2.2.3: of the extensions, we support session timers only (no 100rel).
+      respond(rq, 420, 'Bad Extension', { headers: { unsupported: unsupported.join(', ') } });
+      return;
+    }
+    const session = decideAsUas({ sessionExpires: sessionExpiresOf(rq), uacSupportsTimer: saysTimer(rq) }, minSe);
+    if (session.kind === 'too-small') {
+      // RFC 4028 §8.1: before any handler sees the call.
+      respond(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': String(session.minSe) } });
       return;
     }
     const type = headerText(rq, 'content-type');

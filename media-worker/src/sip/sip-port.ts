@@ -63,7 +63,17 @@ export type SipDialogEvent =
   /** re-INVITE taking us off hold; answered like `hold`. */
   | { readonly type: 'resume'; readonly sdp: string }
   /** re-INVITE that changed the far end's SDP without changing hold state (new port, codec…). */
-  | { readonly type: 'media-update'; readonly sdp: string };
+  | { readonly type: 'media-update'; readonly sdp: string }
+  /**
+   * A DTMF digit the far end sent in an INFO (`application/dtmf-relay` or `application/dtmf`); we
+   * have answered 200. Digits sent as RFC 4733 events travel in the media, not here.
+   */
+  | { readonly type: 'dtmf'; readonly digit: string; readonly durationMs: number }
+  /**
+   * The session timer ran out (RFC 4028 §10): the far end was to refresh and did not, or our
+   * refresh got 408/481 or no answer. We have sent BYE; the call is over.
+   */
+  | { readonly type: 'session-expired'; readonly reason: string };
 
 /** Events of a call we place. */
 export type SipCallEvent =

@@ -14,7 +14,10 @@ export const T1_MS = 500;
 export const T2_MS = 4000;
 
 /** Methods we accept (Allow header, RFC 3261 §20.5). */
-export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS';
+export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO';
+
+/** Option tags we support (Supported header, RFC 3261 §20.37): session timers (RFC 4028). */
+export const SUPPORTED = 'timer';
 
 /** Methods RFC 3261 and common extensions define; others are answered 501 rather than 405. */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set([

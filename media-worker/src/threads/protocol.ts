@@ -34,6 +34,8 @@ export type MediaCommand =
   | { readonly op: 'withholdMedia' | 'releaseMedia' | 'startSilence' | 'hold' | 'resume' }
   | { readonly op: 'start'; readonly sip: SipMediaDescription; readonly callId: string }
   | { readonly op: 'updateSip'; readonly sip: SipMediaDescription }
+  /** A digit from a SIP INFO, to WhatsApp. */
+  | { readonly op: 'sendDtmfToWhatsApp'; readonly digit: string; readonly durationMs: number }
   /** Push every peer-connection state change of the leg. */
   | { readonly op: 'watchState' }
   /** Push the next audio packet from Meta (once), or stop waiting for it. */

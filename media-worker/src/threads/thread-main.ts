@@ -115,6 +115,9 @@ function command(message: ToThread & { t: 'command' }): void {
     case 'updateSip':
       media.updateSip(message.sip);
       return;
+    case 'sendDtmfToWhatsApp':
+      media.sendDtmfToWhatsApp(message.digit, message.durationMs);
+      return;
     case 'watchState':
       h.stopState ??= media.leg.onConnectionStateChange((state) => post({ t: 'state', key: message.key, state }));
       return;

@@ -95,6 +95,10 @@ export class ThreadedCallMedia implements CallMediaPort {
     this.#thread.command(this.key, { op: 'resume' });
   }
 
+  sendDtmfToWhatsApp(digit: string, durationMs: number): void {
+    this.#thread.command(this.key, { op: 'sendDtmfToWhatsApp', digit, durationMs });
+  }
+
   async stats(): Promise<CallMediaStats | undefined> {
     return (await this.#thread.request(this.key, 'stats', undefined, this.#callId)) as CallMediaStats | undefined;
   }

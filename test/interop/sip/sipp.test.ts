@@ -234,6 +234,16 @@ function sippSuite(name: AdapterName): void {
         expect(await sippExit(sipp)).toBe(0);
       });
 
+      it('uas-update-info.xml: SIPp’s UPDATE without SDP gets 200, its INFO dtmf-relay digit reaches the call, another INFO body gets 415', async () => {
+        const sipp = await startSipp('uas-update-info.xml');
+        const { call, log } = place(sipp);
+        expect(await log.next('dtmf', 10_000)).toEqual({ type: 'dtmf', digit: '5', durationMs: 160 });
+        await sleep(300); // SIPp's third request (the 415) goes out right after the digit's 200
+        await call.hangUp();
+        expect(await sippExit(sipp)).toBe(0);
+        expect(call.state).toBe('terminated');
+      });
+
       it('failover: a silent target, then SIPp answers', async () => {
         const sipp = await startSipp('uas-answer-pcmu.xml');
         const silent = await freePort(['127.0.0.3']);

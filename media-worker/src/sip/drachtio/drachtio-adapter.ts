@@ -20,11 +20,12 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import { type Clock, realClock } from '#core/clock.ts';
 import { type DigestCredentials, DigestVerifier, parseAuthorization } from '../digest-server.ts';
+import { DEFAULT_SESSION_EXPIRES_S, MIN_SESSION_EXPIRES_S, unsupportedRequired } from '../session-timer.ts';
 import { SipStackError } from '../sip-adapter.ts';
 import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
 import { TargetCooldowns } from '../target-plan.ts';
-import type { DrachtioContext } from './drachtio-dialog.ts';
+import { type DrachtioContext, sessionDecision } from './drachtio-dialog.ts';
 import { DrachtioInboundCall } from './drachtio-inbound.ts';
 import { DrachtioOutboundCall } from './drachtio-outbound.ts';
 
@@ -53,8 +54,8 @@ export interface DrachtioPortOptions {
   /** Challenge inbound INVITEs with digest authentication (RFC 3261 §22.2). */
   readonly inboundAuth?: DigestCredentials;
   /**
-   * Time source of the 503 `Retry-After` cooldowns of targets and of the digest nonces' lifetime
-   * (tests pass a `ManualClock`). @default realClock
+   * Time source of the 503 `Retry-After` cooldowns of targets, of the digest nonces' lifetime and
+   * of the session-expiry watch of calls placed to us (tests pass a `ManualClock`). @default realClock
    */
   readonly clock?: Clock;
   /** How long to wait for drachtio-server to accept the connection. @default 10000 */
@@ -68,6 +69,10 @@ export interface DrachtioPortOptions {
    * over drachtio's TLS unverified (a lab), logged as a warning at start. @default true
    */
   readonly tlsVerify?: boolean;
+  /** The Session-Expires our INVITEs ask for (RFC 4028 §4). @default 1800 */
+  readonly sessionExpiresS?: number;
+  /** Our Min-SE: an INVITE, UPDATE or re-INVITE asking for less gets 422 (RFC 4028 §5). @default 90 */
+  readonly minSessionExpiresS?: number;
 }
 
 /**
@@ -121,6 +126,7 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
   const verifier = options.inboundAuth ? new DigestVerifier(options.inboundAuth, { clock }) : undefined;
   /** Targets that answered 503 with Retry-After, shared by every call of this port (RFC 3261 §21.5.4). */
   const cooldowns = new TargetCooldowns({ clock });
+  const minSe = options.minSessionExpiresS ?? MIN_SESSION_EXPIRES_S;
   const srf = new Srf();
   if (options.tlsVerify === false)
     logger.warn(
@@ -157,6 +163,9 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     },
     requestTimeoutMs,
     tlsVerify: options.tlsVerify !== false,
+    sessionExpiresS: Math.max(options.sessionExpiresS ?? DEFAULT_SESSION_EXPIRES_S, minSe),
+    minSessionExpiresS: minSe,
+    clock,
     parseUri: (uri) => Srf.parseUri(uri),
     background: (p, what, log) => {
       const tracked = p.then(
@@ -193,10 +202,16 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
       res.send(503, { headers: { 'Retry-After': '5' } });
       return;
     }
-    const require = req.get('Require');
-    if (require) {
-      // RFC 3261 §8.2.2.3: we support no extensions (no 100rel, no timer).
-      res.send(420, { headers: { Unsupported: require } });
+    const unsupported = unsupportedRequired(req.get('Require') || undefined);
+    if (unsupported.length > 0) {
+      // RFC 3261 §8.2.2.3: of the extensions, we support session timers only (no 100rel).
+      res.send(420, { headers: { Unsupported: unsupported.join(', ') } });
+      return;
+    }
+    const session = sessionDecision(req, minSe);
+    if (session.kind === 'too-small') {
+      // RFC 4028 §8.1: before any handler sees the call.
+      res.send(422, { headers: { 'Min-SE': String(session.minSe) } });
       return;
     }
     const type = req.get('Content-Type');

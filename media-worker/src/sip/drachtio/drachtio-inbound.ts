@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Emitter } from '../../emitter.ts';
 import { redactSdp, sessionVersion } from '../../sdp/sdp.ts';
 import { RemoteSdpTracker } from '../reinvite.ts';
+import { armedFor } from '../session-timer.ts';
 import type {
   InboundSipCall,
   InboundSipCallEvent,
@@ -19,7 +20,14 @@ import type {
 } from '../sip-port.ts';
 import { SipError } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
-import { attachDialog, type DrachtioContext, destroyDialog, plainHeaders } from './drachtio-dialog.ts';
+import {
+  attachDialog,
+  type DrachtioContext,
+  destroyDialog,
+  plainHeaders,
+  sessionDecision,
+  sessionHeaders,
+} from './drachtio-dialog.ts';
 
 /** Headers the SIP layer keeps (routing) or never exposes (credentials), as in the in-process adapter. */
 const KEPT_HEADERS: ReadonlySet<string> = new Set([
@@ -81,6 +89,8 @@ export class DrachtioInboundCall implements InboundSipCall {
   #ackWait: Promise<boolean> | undefined;
   #hangUp: Promise<void> | undefined;
   #terminated = false;
+  /** Stops the dialog's session-expiry watch. */
+  #detach: { stop(): void } | undefined;
 
   constructor(
     ctx: DrachtioContext,
@@ -152,6 +162,7 @@ export class DrachtioInboundCall implements InboundSipCall {
     this.#finalSent = true;
     this.#state = 'confirmed';
     this.#logger.info({ sdp: redactSdp(sdp) }, 'answering 200');
+    const session = sessionDecision(this.#req, this.#ctx.minSessionExpiresS);
     this.#ackWait = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.#ackTimeoutMs);
       const onDialog = (dialog: Srf.Dialog): void => {
@@ -160,11 +171,12 @@ export class DrachtioInboundCall implements InboundSipCall {
           clearTimeout(timer);
           resolve(true);
         });
-        attachDialog(this.#ctx, dialog, {
+        this.#detach = attachDialog(this.#ctx, dialog, {
           logger: this.#logger,
           localSdp: sdp,
           localVersion: sessionVersion(sdp),
           remoteSdp: this.#remoteSdp,
+          ...(session.kind === 'timer' ? { session: armedFor(session.interval, 'uas') } : {}),
           emit: (e) => this.#events.emit(e),
           onRemoteBye: (_reason, fromServer) => {
             clearTimeout(timer);
@@ -180,7 +192,16 @@ export class DrachtioInboundCall implements InboundSipCall {
       this.#ctx.srf.createUAS(
         this.#req,
         this.#res,
-        { localSdp: sdp, headers: { 'Content-Type': 'application/sdp', Allow: ALLOW, Server: this.#ctx.userAgent } },
+        {
+          localSdp: sdp,
+          headers: {
+            'Content-Type': 'application/sdp',
+            Allow: ALLOW,
+            Server: this.#ctx.userAgent,
+            // RFC 4028 §9 (the adapter refused an interval too small); drachtio-server runs the timer.
+            ...sessionHeaders(session),
+          },
+        },
         (err: unknown, dialog: Srf.Dialog) => {
           if (err || !dialog) {
             clearTimeout(timer);
@@ -259,6 +280,7 @@ export class DrachtioInboundCall implements InboundSipCall {
   #terminate(why: string): void {
     if (this.#terminated) return;
     this.#terminated = true;
+    this.#detach?.stop();
     this.#state = 'terminated';
     this.#logger.debug({ why }, 'call terminated');
     this.#onEnd(this);

@@ -15,8 +15,9 @@ import type { Logger } from 'pino';
 import { Emitter } from '../../emitter.ts';
 import { redactSdp, sessionVersion } from '../../sdp/sdp.ts';
 import { RemoteSdpTracker } from '../reinvite.ts';
+import { intervalAfter422 } from '../session-timer.ts';
 import type { OutboundSipCall, PlaceCallOptions, SipCallEvent, SipDialogEvent, SipDialogState } from '../sip-port.ts';
-import { escapeUser, newCallId, reasonPhrase } from '../sip-wire.ts';
+import { escapeUser, newCallId, reasonPhrase, SUPPORTED } from '../sip-wire.ts';
 import {
   ALL_COOLING_DOWN,
   type FinalResponseInfo,
@@ -62,6 +63,10 @@ interface Attempt {
   responded: boolean;
   abandoned: boolean;
   silenceTimer: NodeJS.Timeout | undefined;
+  /** The Session-Expires the INVITE asks for (RFC 4028 §4); raised once by a 422. */
+  readonly sessionExpires: number;
+  /** This INVITE is the retry after a 422 (RFC 4028 §7.4: once). */
+  readonly intervalRetried: boolean;
 }
 
 /** {@link OutboundSipCall} on drachtio-srf. */
@@ -94,6 +99,8 @@ export class DrachtioOutboundCall implements OutboundSipCall {
   #earlySdp: string | undefined;
   #hangUp: Promise<void> | undefined;
   #endHeaders: Record<string, string> = {};
+  /** Stops the dialog's session-expiry watch. */
+  #detach: { stop(): void } | undefined;
   readonly #onAbort = (): void => {
     this.#ctx.background(this.hangUp(), 'hang-up on abort', this.#logger);
   };
@@ -185,8 +192,20 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     this.#tryTarget(first);
   }
 
-  #tryTarget(target: PlannedTarget): void {
-    const att: Attempt = { target, req: undefined, responded: false, abandoned: false, silenceTimer: undefined };
+  /**
+   * One INVITE to `target`. `retryAfter422` is the interval of the one retry a 422 allows (RFC 4028
+   * §7.4): the same planned target again, not a failover step.
+   */
+  #tryTarget(target: PlannedTarget, retryAfter422?: number): void {
+    const att: Attempt = {
+      target,
+      req: undefined,
+      responded: false,
+      abandoned: false,
+      silenceTimer: undefined,
+      sessionExpires: retryAfter422 ?? this.#ctx.sessionExpiresS,
+      intervalRetried: retryAfter422 !== undefined,
+    };
     this.#attempt = att;
     this.#state = 'calling';
     this.#earlySdp = undefined;
@@ -216,6 +235,10 @@ export class DrachtioOutboundCall implements OutboundSipCall {
           'User-Agent': this.#ctx.userAgent,
           'Content-Type': 'application/sdp',
           'Call-ID': this.#callId,
+          // RFC 4028 §7.1: we do session timers; drachtio-server runs them once the 2xx names an interval.
+          Supported: SUPPORTED,
+          'Session-Expires': String(att.sessionExpires),
+          ...(att.intervalRetried ? { 'Min-SE': String(att.sessionExpires) } : {}),
           ...this.#headers,
         },
         ...(target.auth ? { auth: { username: target.auth.username, password: target.auth.password } } : {}),
@@ -272,7 +295,7 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     }
     this.#answeredTarget = att.target.uri;
     this.#remoteSdp.start(sdp);
-    attachDialog(this.#ctx, dialog, {
+    this.#detach = attachDialog(this.#ctx, dialog, {
       logger: this.#logger,
       localSdp: this.#opts.sdpOffer,
       localVersion: sessionVersion(this.#opts.sdpOffer),
@@ -289,6 +312,16 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     if (att.abandoned || att !== this.#attempt || this.#finished) return;
     const e = err as SrfSipError;
     const status = typeof e?.status === 'number' ? e.status : 503;
+    if (status === 422 && !att.intervalRetried) {
+      // RFC 4028 §7.4: retry once with the UAS's Min-SE as both Session-Expires and Min-SE.
+      const minSe = e.res?.has('Min-SE') ? e.res.get('Min-SE') : undefined;
+      const seconds = intervalAfter422(minSe, att.sessionExpires);
+      if (seconds !== undefined) {
+        this.#logger.info({ sessionExpires: seconds }, '422 Session Interval Too Small: retrying with its Min-SE');
+        this.#tryTarget(att.target, seconds);
+        return;
+      }
+    }
     const reason =
       e?.reason || (err instanceof Error && typeof e?.status !== 'number' ? err.message : reasonPhrase(status));
     this.#onAttemptFailed(att, status, reason, finalInfo(e?.res));
@@ -353,6 +386,7 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     if (this.#state === 'terminated' && this.#finished) return;
     this.#finished = true;
     this.#state = 'terminated';
+    this.#detach?.stop();
     clearTimeout(this.#ringTimer);
     if (this.#attempt) clearTimeout(this.#attempt.silenceTimer);
     this.#opts.signal?.removeEventListener('abort', this.#onAbort);

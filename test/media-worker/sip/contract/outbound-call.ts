@@ -11,7 +11,8 @@ import sip from 'sip';
 import digest from 'sip/digest.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '#core/clock.ts';
-import { sleep } from '#test/helpers/async.ts';
+import { sleep, until } from '#test/helpers/async.ts';
+import { expiryDelayMs, refreshDelayMs } from '#worker/sip/session-timer.ts';
 import type { SipCallEvent, SipPort } from '#worker/sip/sip-port.ts';
 import { SipError, waitForAnswer } from '#worker/sip/sip-port.ts';
 import { type AdapterName, type StartedAdapter, startAdapter } from '../helpers/adapters.ts';
@@ -33,7 +34,10 @@ export function outboundCallContract(name: AdapterName): void {
   let port: SipPort;
   let fe: FarEnd;
   let fe3: FarEnd;
-  /** The adapter's time source for 503 Retry-After cooldowns; moved by hand. */
+  /**
+   * The adapter's time source, moved by hand: 503 Retry-After cooldowns on both adapters, session
+   * timers in-process (drachtio-server runs the timers of the calls we place on its own clock).
+   */
   const clock = new ManualClock(1_000_000);
 
   beforeAll(async () => {
@@ -86,6 +90,11 @@ export function outboundCallContract(name: AdapterName): void {
 
   const byCall = (callId: string, method: string) => (r: { rq: SipMessage }) =>
     r.rq.method === method && r.rq.headers['call-id'] === callId;
+
+  /** A session refresh (RFC 4028 §7.4): an UPDATE, or a re-INVITE (a To tag: inside the dialog). */
+  const refreshOf = (callId: string) => (r: { rq: SipMessage }) =>
+    r.rq.headers['call-id'] === callId &&
+    (r.rq.method === 'UPDATE' || (r.rq.method === 'INVITE' && !!r.rq.headers.to?.params.tag));
 
   describe('Class: OutboundCall (UAC) — answer paths', () => {
     it('200 + SDP over UDP: answered, ACK is end-to-end with the INVITE CSeq and its own branch, X-headers and caller identity arrive', async () => {
@@ -528,6 +537,37 @@ export function outboundCallContract(name: AdapterName): void {
       expect(invitesTo(fe3, call.callId)).toEqual(['plain']);
       expect(invitesTo(fe3, again.call.callId)).toEqual(['plain']); // no cooldown without Retry-After
     });
+
+    it('422 from a redirected target (RFC 4028 §7.4): the one retry with the Min-SE goes to that same Contact, not to the next target, and the call is answered there', async () => {
+      // Prepare: "front" redirects to the agent, who wants at least 3600 s; "backup" would answer anything.
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        if (userOf(rq) === 'front')
+          f.reply(rq, 302, 'Moved Temporarily', { headers: { contact: [{ uri: fe3.uri('agent'), params: {} }] } });
+        else f.reply(rq, 200, 'OK', { content: ANSWER });
+        return true;
+      };
+      fe3.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        if (rq.headers['session-expires'] === '1800')
+          f.reply(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': '3600' } });
+        // RFC 4028 §9: the UAS keeps the interval at or above the Min-SE it demanded.
+        else f.reply(rq, 200, 'OK', { content: ANSWER, headers: { 'session-expires': '3600;refresher=uac' } });
+        return true;
+      };
+      // Act
+      const { call, log } = place({ targets: [{ uri: fe.uri('front') }, { uri: fe.uri('backup') }] });
+      const answered = await log.next('answered');
+      // Assess: two INVITEs to the agent (1800, then 3600 with Min-SE), none to the backup.
+      expect(answered.target).toBe(fe3.uri('agent'));
+      const toAgent = fe3.received.filter(byCall(call.callId, 'INVITE')).map((r) => r.rq);
+      expect(toAgent.map((rq) => [userOf(rq), rq.headers['session-expires'], rq.headers['min-se']])).toEqual([
+        ['agent', '1800', undefined],
+        ['agent', '3600', '3600'],
+      ]);
+      expect(invitesTo(fe, call.callId)).toEqual(['front']);
+      await call.hangUp();
+    });
   });
 
   describe('Class: OutboundCall (UAC) — in dialog', () => {
@@ -618,17 +658,183 @@ export function outboundCallContract(name: AdapterName): void {
       expect(sip.stringifyUri(bye.headers.route?.[0]?.uri ?? '')).toBe(proxyUri);
     }, 15_000);
 
-    it('in-dialog INFO gets 405 with Allow, an unknown method 501, OPTIONS 200', async () => {
+    it('an unknown in-dialog method gets 501, OPTIONS 200', async () => {
       const { call, invite } = await answeredCall();
-      const info = await fe.request(fe.inDialog(invite, 'INFO', 5));
-      expect(info.status).toBe(405);
-      expect(info.headers.allow).toContain('INVITE');
       if (name === 'inprocess') {
         // Unknown methods and CSeq order are drachtio-server's business (it times the FROB out).
         expect((await fe.request(fe.inDialog(invite, 'FROB', 6))).status).toBe(501);
       }
       expect((await fe.request(fe.inDialog(invite, 'OPTIONS', 7))).status).toBe(200);
       if (name === 'inprocess') expect((await fe.request(fe.inDialog(invite, 'OPTIONS', 4))).status).toBe(500); // CSeq went backwards (§12.2.2)
+      await call.hangUp();
+    });
+
+    it('UPDATE without SDP (RFC 3311) is answered 200 and the call goes on; an UPDATE offer is answered like a re-INVITE', async () => {
+      const { call, log, invite } = await answeredCall();
+      const bare = await fe.request(fe.inDialog(invite, 'UPDATE', 2));
+      expect(bare.status).toBe(200);
+      expect(bare.content ?? '').toBe('');
+      // An offer in an UPDATE (§5.1) gets our SDP, direction mirrored, in the 200: no ACK follows.
+      const held = await fe.request(
+        fe.inDialog(invite, 'UPDATE', 3, { content: sdp('127.0.0.2', 40000, 'sendonly', 2) }),
+      );
+      expect(held.status).toBe(200);
+      expect(held.content).toContain('a=recvonly');
+      expect((await log.next('hold')).sdp).toContain('a=sendonly');
+      expect(call.state).toBe('confirmed');
+      await call.hangUp();
+      await fe.next(byCall(call.callId, 'BYE'));
+    });
+
+    it('INFO with DTMF (application/dtmf-relay, application/dtmf) is answered 200 and each digit reaches the call; another body gets 415 with Accept', async () => {
+      const { call, log, invite } = await answeredCall();
+      const relay = await fe.request({
+        ...fe.inDialog(invite, 'INFO', 2, { headers: { 'content-type': 'application/dtmf-relay' } }),
+        content: 'Signal=5\r\nDuration=160\r\n',
+      });
+      expect(relay.status).toBe(200);
+      expect(await log.next('dtmf')).toEqual({ type: 'dtmf', digit: '5', durationMs: 160 });
+      const plain = await fe.request({
+        ...fe.inDialog(invite, 'INFO', 3, { headers: { 'content-type': 'application/dtmf' } }),
+        content: '#',
+      });
+      expect(plain.status).toBe(200);
+      await until(() => log.events.filter((e) => e.type === 'dtmf').length === 2);
+      expect(log.events.filter((e) => e.type === 'dtmf')).toEqual([
+        { type: 'dtmf', digit: '5', durationMs: 160 },
+        { type: 'dtmf', digit: '#', durationMs: 100 },
+      ]);
+      const other = await fe.request({
+        ...fe.inDialog(invite, 'INFO', 4, { headers: { 'content-type': 'application/media_control+xml' } }),
+        content: '<media_control/>',
+      });
+      expect(other.status).toBe(415);
+      expect(other.headers.accept).toBe('application/dtmf-relay, application/dtmf');
+      expect(call.state).toBe('confirmed');
+      await call.hangUp();
+    });
+  });
+
+  describe('Session timers (RFC 4028) — we are the UAC', () => {
+    /**
+     * drachtio-server runs the timers itself on its own clock, so its stories use a short interval
+     * and real time; the in-process adapter's timers run on the suite's ManualClock.
+     */
+    const SE = name === 'inprocess' ? 90 : 8;
+    const PEER_ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE';
+
+    /**
+     * Let `ms` of session time pass: the ManualClock in-process, real time (the wait) on drachtio,
+     * where moving the suite's clock only moves target cooldowns.
+     */
+    const pass = (ms: number): void => {
+      clock.advance(ms);
+    };
+
+    it('our INVITE says Supported: timer and asks for Session-Expires; the PBX names us refresher and our refresh comes at half the interval', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method === 'INVITE' && !rq.headers.to?.params.tag) {
+          f.reply(rq, 200, 'OK', {
+            content: ANSWER,
+            headers: { 'session-expires': `${SE};refresher=uac`, require: 'timer', allow: PEER_ALLOW },
+          });
+          return true;
+        }
+        if (rq.method === 'INVITE' || rq.method === 'UPDATE') {
+          // The refresh: answered with the interval it asked for.
+          f.reply(rq, 200, 'OK', {
+            ...(rq.method === 'INVITE' ? { content: ANSWER } : {}),
+            headers: { 'session-expires': `${SE};refresher=uac`, require: 'timer' },
+          });
+          return true;
+        }
+        return undefined;
+      };
+      const { call, log } = place();
+      await log.next('answered');
+      const { rq: invite } = await fe.next(byCall(call.callId, 'INVITE'));
+      expect(String(invite.headers.supported)).toMatch(/\btimer\b/);
+      expect(invite.headers['session-expires']).toBe('1800');
+      await fe.next(byCall(call.callId, 'ACK'));
+      pass(refreshDelayMs(SE) - 1);
+      await sleep(QUIET_MS);
+      if (name === 'inprocess') expect(fe.received.filter(refreshOf(call.callId))).toHaveLength(0);
+      pass(1);
+      const { rq: refresh } = await fe.next(refreshOf(call.callId), name === 'inprocess' ? 5000 : SE * 1000);
+      expect(String(refresh.headers['session-expires'])).toMatch(new RegExp(`^${SE}\\s*;\\s*refresher=uac$`));
+      expect(call.state).toBe('confirmed');
+      // The refresh was answered: the next one comes a whole half-interval later, not before.
+      pass(refreshDelayMs(SE) - 1);
+      await sleep(QUIET_MS);
+      if (name === 'inprocess') expect(fe.received.filter(refreshOf(call.callId))).toHaveLength(1);
+      expect(log.types()).toEqual(['answered']);
+      await call.hangUp();
+    }, 20_000);
+
+    it('a PBX that does not allow UPDATE is refreshed by re-INVITE with our SDP unchanged, and the refresh is ACKed', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 200, 'OK', {
+          content: ANSWER,
+          headers: {
+            'session-expires': `${SE};refresher=uac`,
+            require: 'timer',
+            allow: 'INVITE, ACK, CANCEL, BYE, OPTIONS',
+          },
+        });
+        return true;
+      };
+      const { call, log } = place();
+      await log.next('answered');
+      await fe.next(byCall(call.callId, 'ACK'));
+      pass(refreshDelayMs(SE));
+      const { rq: refresh } = await fe.next(refreshOf(call.callId), name === 'inprocess' ? 5000 : SE * 1000);
+      expect(refresh.method).toBe('INVITE');
+      expect(refresh.content).toMatch(/^o=- 4242 1 IN IP4 127\.0\.0\.1$/m); // the same version: nothing changed
+      const { rq: ack } = await fe.next(byCall(call.callId, 'ACK'));
+      expect(ack.headers.cseq?.seq).toBe(refresh.headers.cseq?.seq);
+      expect(call.state).toBe('confirmed');
+      expect(log.types()).toEqual(['answered']);
+      await call.hangUp();
+    }, 20_000);
+
+    it('the PBX is the refresher and never refreshes: we send BYE before the session expires and the call ends session-expired', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        f.reply(rq, 200, 'OK', {
+          content: ANSWER,
+          headers: { 'session-expires': `${SE};refresher=uas`, require: 'timer', allow: PEER_ALLOW },
+        });
+        return true;
+      };
+      const { call, log } = place();
+      await log.next('answered');
+      await fe.next(byCall(call.callId, 'ACK'));
+      pass(expiryDelayMs(SE) - 1);
+      await sleep(QUIET_MS);
+      if (name === 'inprocess') expect(log.types()).not.toContain('session-expired');
+      pass(1);
+      const ended = await log.next('session-expired', name === 'inprocess' ? 5000 : SE * 1000);
+      expect(ended.reason).toMatch(/session timer/i);
+      await fe.next(byCall(call.callId, 'BYE'));
+      expect(call.state).toBe('terminated');
+      expect(port.activeCalls).toBe(0);
+    }, 20_000);
+
+    it('422 Session Interval Too Small: the INVITE goes again with the Min-SE as its Session-Expires, and the call is answered', async () => {
+      fe.handler = (rq, _r, f) => {
+        if (rq.method !== 'INVITE') return undefined;
+        if (rq.headers['session-expires'] === '1800')
+          f.reply(rq, 422, 'Session Interval Too Small', { headers: { 'min-se': '3600' } });
+        // RFC 4028 §9: the UAS keeps the interval at or above the Min-SE it demanded.
+        else f.reply(rq, 200, 'OK', { content: ANSWER, headers: { 'session-expires': '3600;refresher=uac' } });
+        return true;
+      };
+      const { call, log } = place();
+      await log.next('answered');
+      const invites = fe.received.filter(byCall(call.callId, 'INVITE')).map((r) => r.rq);
+      expect(invites.map((rq) => rq.headers['session-expires'])).toEqual(['1800', '3600']);
+      expect(invites[1]?.headers['min-se']).toBe('3600');
       await call.hangUp();
     });
   });
@@ -650,7 +856,7 @@ export function outboundCallContract(name: AdapterName): void {
     it('OPTIONS is answered 200 with Allow and Accept', async () => {
       const rs = await fe.request(outOfDialog('OPTIONS'));
       expect(rs.status).toBe(200);
-      expect(rs.headers.allow).toBe('INVITE, ACK, CANCEL, BYE, OPTIONS');
+      expect(rs.headers.allow).toBe('INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO');
       expect(rs.headers.accept).toBe('application/sdp');
       expect(rs.headers.to?.params.tag).toBeTruthy();
     });

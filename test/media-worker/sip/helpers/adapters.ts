@@ -25,8 +25,14 @@ export interface AdapterOptions {
   readonly t1Ms?: number;
   readonly inboundAuth?: DigestCredentials;
   readonly logger?: Logger;
-  /** Time source of the adapter's cooldowns and digest nonces (tests pass a ManualClock). */
+  /**
+   * Time source of the adapter's target cooldowns, digest nonces and session timers (tests pass a
+   * ManualClock). drachtio-server runs the timers of sessions we place itself, on its own clock;
+   * the drachtio adapter's clock watches the expiry of sessions placed to us.
+   */
   readonly clock?: Clock;
+  /** Our Min-SE (RFC 4028 §5); below 90 only so drachtio's real-time stories stay short. */
+  readonly minSessionExpiresS?: number;
 }
 
 /** A started adapter: the port plus where its SIP listens. */
@@ -56,6 +62,7 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.minSessionExpiresS === undefined ? {} : { minSessionExpiresS: options.minSessionExpiresS }),
     });
     return { name, port, address, sipPort, server: undefined, close: () => port.close() };
   }
@@ -70,6 +77,7 @@ export async function startAdapter(name: AdapterName, options: AdapterOptions = 
       ...(options.inboundAuth === undefined ? {} : { inboundAuth: options.inboundAuth }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.minSessionExpiresS === undefined ? {} : { minSessionExpiresS: options.minSessionExpiresS }),
     });
     return {
       name,
