@@ -48,6 +48,14 @@ import {
 /** Default time a target may stay silent before failover. */
 export const DEFAULT_FAILOVER_TIMEOUT_MS = 4000;
 
+/**
+ * The port a target URI names, or its transport's default (RFC 3261 §19.1.2: 5060, 5061 for TLS) when it
+ * names none — the `sip` package parses a missing port as `NaN`, not `undefined`.
+ */
+export function targetPort(port: number | undefined, transport: string): number {
+  return port !== undefined && Number.isFinite(port) && port > 0 ? port : transport === 'tls' ? 5061 : 5060;
+}
+
 /** One INVITE transaction towards one target (re-created once for a digest retry). */
 interface Attempt {
   readonly target: PlannedTarget;
@@ -238,7 +246,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.transport = transport;
     this.credentials = target.auth;
     const ownHost = uri.host === this.ctx.localHost || uri.host === this.ctx.stack.hostname();
-    if (ownHost && (uri.port ?? (transport === 'tls' ? 5061 : 5060)) === this.ctx.ownPort(transport)) {
+    if (ownHost && targetPort(uri.port, transport) === this.ctx.ownPort(transport)) {
       // Our own address and port: the INVITE would come back to us. (Our host at another port is a
       // PBX beside the worker; the adapter routes to it, see `routeToOwnHost` in sip-adapter.ts.)
       this.logger.warn({ target: target.uri }, 'target is this SIP stack’s own address');
