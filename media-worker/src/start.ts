@@ -67,6 +67,14 @@ export async function startMediaWorker(
   const opus = checkOpusBackend(config.opusAllowWasm);
   if (opus === 'wasm')
     logger.warn('libopus runs as WebAssembly (OPUS_ALLOW_WASM=true): transcoding costs several times the CPU');
+  // RFC 4568 §8.1: SDES keys travel in the SDP, so over plain UDP/TCP anyone on the path reads them.
+  const plainTargets = config.sip.targets.filter((t) => !/^sips:|;transport=tls\b/i.test(t.uri));
+  if ((config.media.srtp ?? 'off') !== 'off' && plainTargets.length > 0) {
+    logger.warn(
+      { targets: plainTargets.map((t) => t.uri.replace(/^(sips?:)[^@]*@/i, '$1…@')) },
+      'SIP_SRTP is on but these targets are reached without TLS: their SRTP keys cross the network in clear',
+    );
+  }
   // Long polls wait up to 20 s, so the SQS request timeout sits above that.
   const { dynamo, sqs } = createAwsClients({ ...config.aws, sqsRequestTimeoutMs: 25_000 });
   const calls = new DynamoCallStore(dynamo, config.tables.calls);
