@@ -41,8 +41,11 @@ function synth(props: Partial<ConstructorParameters<typeof MediaWorkers>[2]> = {
 }
 const resources = (t: Template, type: string) =>
   Object.entries(t.findResources(type)) as Array<[string, { Properties: Cfn }]>;
-const ingress = (t: Template) =>
-  resources(t, 'AWS::EC2::SecurityGroup').flatMap(([, sg]) => (sg.Properties.SecurityGroupIngress ?? []) as Cfn[]);
+/** Inbound rules, inline in the group or standalone (CDK puts prefix-list rules in their own resource). */
+const ingress = (t: Template): Cfn[] => [
+  ...resources(t, 'AWS::EC2::SecurityGroup').flatMap(([, sg]) => sg.Properties.SecurityGroupIngress ?? []),
+  ...resources(t, 'AWS::EC2::SecurityGroupIngress').map(([, rule]) => rule.Properties),
+];
 
 // Synths load most of aws-cdk-lib (CPU, slow on a loaded 2-core machine): room, not a wall-clock rule.
 describe('Construct: MediaWorkers with a SIP domain name over the fixed-address pool', { timeout: 60_000 }, () => {
@@ -109,10 +112,16 @@ describe('Construct: MediaWorkers with a SIP domain name over the fixed-address 
       { staticAddresses: 4, maxWorkers: 2, sipDomainZoneId: ZONE, sipDomainName: 'sip.example.com' },
       /sipDomainName needs healthCheckPrefixList/,
     ],
-    [{ staticAddresses: 4, maxWorkers: 2, healthCheckPrefixList: PREFIX_LIST }, /healthCheckPrefixList needs sipDomainName/],
+    [
+      { staticAddresses: 4, maxWorkers: 2, healthCheckPrefixList: PREFIX_LIST },
+      /healthCheckPrefixList needs sipDomainName/,
+    ],
     [{ staticAddresses: 4, maxWorkers: 2, ...DOMAIN, sipDomainZoneId: 'example.com' }, /sipDomainZoneId must be/],
     [{ staticAddresses: 4, maxWorkers: 2, ...DOMAIN, sipDomainName: 'sip_example' }, /sipDomainName must be/],
-    [{ staticAddresses: 4, maxWorkers: 2, ...DOMAIN, healthCheckPrefixList: 'sg-0123' }, /healthCheckPrefixList must be/],
+    [
+      { staticAddresses: 4, maxWorkers: 2, ...DOMAIN, healthCheckPrefixList: 'sg-0123' },
+      /healthCheckPrefixList must be/,
+    ],
   ])('refuses %j, naming the context keys', (props, message) => {
     expect(() => synth(props)).toThrow(message);
   });
