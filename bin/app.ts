@@ -21,6 +21,10 @@
  *   subnets (comma-separated) and their zones in the same order (synth stays offline: no lookup)
  * - `staticAddresses` — fixed-address mode: a pool of this many Elastic IPs the workers claim, at
  *   least maxWorkers × 2; output `PbxAllowList` (default: none, each task's public IP changes)
+ * - `sipDomainZoneId`, `sipDomainName`, `healthCheckPrefixList` — with `staticAddresses`: a DNS name
+ *   (e.g. `sip.example.com`) in that Route 53 hosted zone answering with the live workers' pool
+ *   addresses (a TCP health check per address), output `SipDomainName`; the prefix list is the
+ *   region's `com.amazonaws.<region>.route53-healthchecks` (`pl-…`), admitted to SIP over TCP
  * - `sipTlsSecret` — SIP over TLS on 5061: a Secrets Manager secret (ARN or name) or an SSM
  *   SecureString (`/name` or ARN) holding the PEM certificate chain, then the PEM private key
  *   (default: no TLS listener)
@@ -83,6 +87,9 @@ const stack = new BridgeStack(app, `WaSipBridge-${stage}`, {
       }
     : {}),
   ...(count('staticAddresses') === undefined ? {} : { staticAddresses: count('staticAddresses')! }),
+  ...(context('sipDomainZoneId') ? { sipDomainZoneId: context('sipDomainZoneId')! } : {}),
+  ...(context('sipDomainName') ? { sipDomainName: context('sipDomainName')! } : {}),
+  ...(context('healthCheckPrefixList') ? { healthCheckPrefixList: context('healthCheckPrefixList')! } : {}),
   ...(context('sipTlsSecret') ? { sipTlsSecret: context('sipTlsSecret')! } : {}),
 });
 if (!pbxCidrs) {

@@ -20,6 +20,10 @@
  * worker image) associates a free one with the task's ENI and waits until checkip sees it; drachtio
  * and the worker start only after it exited 0, so they discover the pool address as their public
  * one, and a task that got none never serves. The PBX allow-lists the pool (`pbxAllowList`).
+ * With a SIP domain (`sipDomainName` in `sipDomainZoneId`), every pool address gets a Route 53 TCP
+ * health check on the SIP port and a multivalue-answer A record gated by it: the name answers with
+ * the addresses live workers hold (unassigned addresses fail their checks), the target of
+ * PBX-started calls. Route 53's health checkers reach TCP 5060 through their managed prefix list.
  *
  * Scaling tracks the average number of active calls per worker; a worker with calls protects its
  * task from scale-in through the ECS agent (`$ECS_AGENT_URI/task-protection/v1/state`), and on
@@ -65,6 +69,7 @@ import {
 } from 'aws-cdk-lib/aws-ecs';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { CfnHealthCheck, CfnRecordSet } from 'aws-cdk-lib/aws-route53';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { StringParameter } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
@@ -201,6 +206,24 @@ export interface MediaWorkersProps {
    * @default none — each task keeps the public IP Fargate gives it (it changes with every task)
    */
   readonly staticAddresses?: number;
+  /**
+   * Fixed-address mode: the Route 53 hosted zone (`Z…`) that holds {@link sipDomainName}.
+   * @default none — no DNS name
+   */
+  readonly sipDomainZoneId?: string;
+  /**
+   * Fixed-address mode: a DNS name (e.g. `sip.example.com`, inside {@link sipDomainZoneId}) that
+   * answers with the pool addresses whose worker accepts SIP over TCP (one health-checked
+   * multivalue A record per address, TTL 60): the stable target of PBX-started calls.
+   * @default none — the PBX targets the pool addresses itself
+   */
+  readonly sipDomainName?: string;
+  /**
+   * With {@link sipDomainName}: the id (`pl-…`) of this region's AWS-managed prefix list
+   * `com.amazonaws.<region>.route53-healthchecks`, admitted to SIP over TCP so the health checks
+   * can pass. Regional, and CloudFormation cannot resolve it by name, so it is given (synth stays offline).
+   */
+  readonly healthCheckPrefixList?: string;
 }
 
 /** VPC, cluster, task definition, service, security group and scaling of the media workers. */
@@ -221,6 +244,8 @@ export class MediaWorkers extends Construct {
   public readonly addressPool: readonly CfnEIP[] = [];
   /** Fixed-address mode: the pool's public addresses (tokens), what the PBX allow-lists. @default [] */
   public readonly pbxAllowList: readonly string[] = [];
+  /** The health-checked DNS name of the pool, when one was given. */
+  public readonly sipDomainName?: string;
 
   constructor(scope: Construct, id: string, props: MediaWorkersProps) {
     super(scope, id);
@@ -438,6 +463,10 @@ export class MediaWorkers extends Construct {
     if (props.staticAddresses !== undefined) {
       this.addressPool = this.claimFromPool(props.staticAddresses, props.stage, image, [drachtio, worker]);
       this.pbxAllowList = this.addressPool.map((eip) => eip.ref);
+      if (props.sipDomainName && props.sipDomainZoneId && props.healthCheckPrefixList) {
+        this.sipDomainName = props.sipDomainName;
+        this.publishSipDomain(props.sipDomainZoneId, props.sipDomainName, props.healthCheckPrefixList, sipPort);
+      }
     }
 
     this.service = new FargateService(this, 'Service', {
@@ -635,6 +664,43 @@ export class MediaWorkers extends Construct {
     return pool;
   }
 
+  /**
+   * One TCP health check and one multivalue-answer A record per pool address. An address no task
+   * holds fails its check (nothing answers) and drops out of the answer; a task's address comes
+   * back after three passing checks. The PBX resolves the name and, on a failed or 503-answered
+   * INVITE, tries the next address (RFC 3263 §4.3); in-dialog requests go to the worker's Contact.
+   */
+  private publishSipDomain(zoneId: string, name: string, prefixList: string, sipPort: number): void {
+    this.securityGroup.addIngressRule(
+      Peer.prefixList(prefixList),
+      Port.tcp(sipPort),
+      'SIP over TCP from the Route 53 health checkers (connect only)',
+    );
+    this.addressPool.forEach((eip, i) => {
+      const id = `pool-${i + 1}`;
+      const check = new CfnHealthCheck(this, `PoolHealthCheck${i + 1}`, {
+        healthCheckConfig: {
+          type: 'TCP',
+          ipAddress: eip.ref,
+          port: sipPort,
+          requestInterval: 30,
+          failureThreshold: 3,
+        },
+        healthCheckTags: [{ key: 'Name', value: `${name} ${id}` }],
+      });
+      new CfnRecordSet(this, `PoolRecord${i + 1}`, {
+        hostedZoneId: zoneId,
+        name,
+        type: 'A',
+        ttl: '60',
+        resourceRecords: [eip.ref],
+        multiValueAnswer: true,
+        setIdentifier: id,
+        healthCheckId: check.ref,
+      });
+    });
+  }
+
   /** The ECS secret carrying the TLS PEM, from Secrets Manager or an SSM SecureString. */
   private tlsSecret(source: SipTlsSource): EcsSecret {
     if (source.kind === 'ssm')
@@ -672,10 +738,40 @@ function validateFleet(props: MediaWorkersProps): void {
       `staticAddresses (${props.staticAddresses}) must be at least maxWorkers × 2 = ${surge}: every task holds one address, and a deployment starts the new tasks before it stops the old (maxHealthyPercent 200)`,
     );
   }
+  validateSipDomain(props);
   if (props.vcpus !== undefined && ![1, 2, 4, 8].includes(props.vcpus)) {
     throw new TypeError(`vcpus must be 1, 2, 4 or 8 (a Fargate task size), got ${JSON.stringify(props.vcpus)}`);
   }
   subnetMask(props.vpcCidr);
+}
+
+/** A SIP domain needs the pool, its zone, its name and the health checkers' prefix list, all well formed. */
+function validateSipDomain(props: MediaWorkersProps): void {
+  const { sipDomainZoneId: zone, sipDomainName: name, healthCheckPrefixList: prefixList } = props;
+  if (zone === undefined && name === undefined && prefixList === undefined) return;
+  if (props.staticAddresses === undefined) {
+    throw new TypeError(
+      'sipDomainZoneId, sipDomainName and healthCheckPrefixList need staticAddresses: the name answers with the fixed-address pool',
+    );
+  }
+  if (name !== undefined && zone === undefined)
+    throw new TypeError('sipDomainName needs sipDomainZoneId (its hosted zone)');
+  if (zone !== undefined && name === undefined) throw new TypeError('sipDomainZoneId needs sipDomainName');
+  if (name !== undefined && prefixList === undefined) {
+    throw new TypeError(
+      'sipDomainName needs healthCheckPrefixList: the id of com.amazonaws.<region>.route53-healthchecks (aws ec2 describe-managed-prefix-lists)',
+    );
+  }
+  if (prefixList !== undefined && name === undefined) throw new TypeError('healthCheckPrefixList needs sipDomainName');
+  if (!/^Z[A-Z0-9]{4,31}$/.test(zone!)) {
+    throw new TypeError(`sipDomainZoneId must be a Route 53 hosted zone id (Z…), got ${JSON.stringify(zone)}`);
+  }
+  if (!/^(?=.{1,253}\.?$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\.?$/i.test(name!)) {
+    throw new TypeError(`sipDomainName must be a DNS name such as sip.example.com, got ${JSON.stringify(name)}`);
+  }
+  if (!/^pl-[0-9a-f]{8,17}$/.test(prefixList!)) {
+    throw new TypeError(`healthCheckPrefixList must be a prefix list id (pl-…), got ${JSON.stringify(prefixList)}`);
+  }
 }
 
 /** The public subnets' mask: /24 in a /16–/22 VPC, half the VPC in a /23 or /24. */

@@ -67,6 +67,17 @@ export interface BridgeStackProps extends StackProps {
    * @default none — each task has a changing public IP that no PBX can allow-list
    */
   readonly staticAddresses?: number;
+  /** Fixed-address mode: the Route 53 hosted zone id holding {@link sipDomainName}. @default none */
+  readonly sipDomainZoneId?: string;
+  /**
+   * Fixed-address mode: a DNS name (`-c sipDomainName=sip.example.com`) answering with the live
+   * workers' pool addresses (health-checked multivalue A records), output as `SipDomainName`: the
+   * target of PBX-started calls. Needs {@link sipDomainZoneId} and {@link healthCheckPrefixList}.
+   * @default none
+   */
+  readonly sipDomainName?: string;
+  /** The region's `com.amazonaws.<region>.route53-healthchecks` prefix list id (`pl-…`). @default none */
+  readonly healthCheckPrefixList?: string;
 }
 
 /** The whole bridge in one stack. */
@@ -119,6 +130,9 @@ export class BridgeStack extends Stack {
       ...(props.workerImage ? { image: props.workerImage } : {}),
       ...(props.sipTlsSecret ? { sipTls: sipTlsSource(props.sipTlsSecret) } : {}),
       ...(props.staticAddresses === undefined ? {} : { staticAddresses: props.staticAddresses }),
+      ...(props.sipDomainZoneId === undefined ? {} : { sipDomainZoneId: props.sipDomainZoneId }),
+      ...(props.sipDomainName === undefined ? {} : { sipDomainName: props.sipDomainName }),
+      ...(props.healthCheckPrefixList === undefined ? {} : { healthCheckPrefixList: props.healthCheckPrefixList }),
     });
     this.settingsSync = new SettingsSync(this, 'SettingsSync', {
       settingsPrefix: this.settingsPrefix,
@@ -158,6 +172,12 @@ export class BridgeStack extends Stack {
         stringValue: allowList,
         description: `wa-sip-bridge (${stage}): the media workers' fixed addresses, comma-separated (stack-owned)`,
         tier: ParameterTier.STANDARD,
+      });
+    }
+    if (this.workers.sipDomainName) {
+      new CfnOutput(this, 'SipDomainName', {
+        value: this.workers.sipDomainName,
+        description: 'Target of PBX-started calls: answers with the addresses of live workers (health-checked, TTL 60)',
       });
     }
   }
