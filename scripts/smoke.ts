@@ -8,9 +8,12 @@
  * - unsigned `POST /webhook` → 401, and one signed with a wrong secret → 401
  * - with the app secret: a correctly signed POST of an envelope with no entries → 200 (the deployed
  *   secret is the one you hold; nothing is stored or enqueued)
+ * - with the control API key: `GET /v1/workers` → 200 with at least one live worker, and per live
+ *   worker (`worker-sip:<id>`) every SIP target answered the worker's OPTIONS (any final response,
+ *   RFC 3261 §11) within the last 90 s: the PBX is reachable from the workers and answers
  *
- * Secrets come from `--verify-token`/`--app-secret` or the environment (`META_VERIFY_TOKEN`,
- * `META_APP_SECRET`), so they need not appear in shell history. Prints one JSON report; exits 1
+ * Secrets come from `--verify-token`/`--app-secret`/`--api-key` or the environment
+ * (`META_VERIFY_TOKEN`, `META_APP_SECRET`, `CONTROL_API_KEY`), so they need not appear in shell history. Prints one JSON report; exits 1
  * when any check fails, 2 on bad usage.
  */
 import { createHmac, randomBytes, randomInt } from 'node:crypto';
@@ -24,6 +27,10 @@ export interface SmokeOptions {
   readonly verifyToken?: string;
   /** Meta app secret; without it the correctly signed POST is skipped, and the report is not ok. */
   readonly appSecret?: string;
+  /** Control API key; without it the worker checks are skipped, and the report is not ok. */
+  readonly apiKey?: string;
+  /** Epoch ms, to age the workers' SIP checks. @default Date.now */
+  readonly now?: () => number;
   /** Timeout of each request. @default 10000 */
   readonly timeoutMs?: number;
   /** @default globalThis.fetch */
@@ -126,7 +133,52 @@ export async function runSmoke(options: SmokeOptions): Promise<SmokeReport> {
   } else {
     skip('post-signed', 'no --app-secret (or META_APP_SECRET)');
   }
+  if (options.apiKey) {
+    let listed: SmokeWorker[] | undefined;
+    await request('workers', 200, '/v1/workers', { headers: { authorization: `Bearer ${options.apiKey}` } }, (text) => {
+      try {
+        listed = (JSON.parse(text) as { workers?: SmokeWorker[] }).workers;
+      } catch {
+        return 'body is not JSON';
+      }
+      if (!Array.isArray(listed)) return 'no workers list';
+      return listed.length === 0 ? 'no live worker' : undefined;
+    });
+    const now = (options.now ?? Date.now)();
+    for (const worker of listed ?? []) {
+      const problems = sipProblems(worker, now);
+      checks.push({
+        name: `worker-sip:${worker.workerId}`,
+        ok: problems.length === 0,
+        ...(problems.length === 0 ? {} : { detail: problems.join('; ') }),
+      });
+    }
+  } else {
+    skip('workers', 'no --api-key (or CONTROL_API_KEY)');
+  }
   return { url: base, ok: checks.every((c) => c.ok), checks };
+}
+
+/** How recent a worker's OPTIONS answer must be: three of its 30 s rounds. */
+export const SIP_ANSWER_MAX_AGE_MS = 90_000;
+
+/** A worker as `GET /v1/workers` lists it (the fields the smoke test reads). */
+interface SmokeWorker {
+  readonly workerId: string;
+  readonly sipTargets?: ReadonlyArray<{ uri: string; status?: number; error?: string; checkedAt: number }>;
+}
+
+/** What is wrong with a worker's SIP targets: none checked, one unanswered, one answered too long ago. */
+function sipProblems(worker: SmokeWorker, now: number): string[] {
+  const targets = worker.sipTargets ?? [];
+  if (targets.length === 0) return ['no SIP target checked yet'];
+  return targets.flatMap((t) => {
+    if (t.status === undefined) return [`${t.uri}: no answer (${t.error ?? 'unknown'})`];
+    const age = now - t.checkedAt;
+    return age > SIP_ANSWER_MAX_AGE_MS
+      ? [`${t.uri}: last answer ${Math.round(age / 1000)} s ago (over ${SIP_ANSWER_MAX_AGE_MS / 1000} s)`]
+      : [];
+  });
 }
 
 /** Command line: parses arguments and environment, prints the report, returns the exit code. */
@@ -135,7 +187,14 @@ export async function main(
   env: Record<string, string | undefined>,
   out: (line: string) => void,
 ): Promise<number> {
-  let values: { url?: string; 'verify-token'?: string; 'app-secret'?: string; 'timeout-ms'?: string; help?: boolean };
+  let values: {
+    url?: string;
+    'verify-token'?: string;
+    'app-secret'?: string;
+    'api-key'?: string;
+    'timeout-ms'?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -143,6 +202,7 @@ export async function main(
         url: { type: 'string' },
         'verify-token': { type: 'string' },
         'app-secret': { type: 'string' },
+        'api-key': { type: 'string' },
         'timeout-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -154,17 +214,19 @@ export async function main(
   }
   if (values.help || !values.url) {
     out(
-      'usage: npm run smoke -- --url <api base> [--verify-token T] [--app-secret S] [--timeout-ms N]\n' +
-        '       (or META_VERIFY_TOKEN / META_APP_SECRET in the environment)',
+      'usage: npm run smoke -- --url <api base> [--verify-token T] [--app-secret S] [--api-key K] [--timeout-ms N]\n' +
+        '       (or META_VERIFY_TOKEN / META_APP_SECRET / CONTROL_API_KEY in the environment)',
     );
     return values.help ? 0 : 2;
   }
   const verifyToken = values['verify-token'] ?? env.META_VERIFY_TOKEN;
   const appSecret = values['app-secret'] ?? env.META_APP_SECRET;
+  const apiKey = values['api-key'] ?? env.CONTROL_API_KEY;
   const report = await runSmoke({
     url: values.url,
     ...(verifyToken ? { verifyToken } : {}),
     ...(appSecret ? { appSecret } : {}),
+    ...(apiKey ? { apiKey } : {}),
     ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}),
   });
   out(JSON.stringify(report, null, 2));

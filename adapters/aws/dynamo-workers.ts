@@ -5,6 +5,23 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 
+/**
+ * The last reachability check of one SIP target by a worker: an OPTIONS (RFC 3261 §11) and its
+ * final response, or why none came. Any final response means the PBX is reachable.
+ */
+export interface SipTargetHealth {
+  /** The target's URI, without any password. */
+  readonly uri: string;
+  /** Status of the final response, when one came. */
+  readonly status?: number;
+  /** Round trip of the OPTIONS, ms, when a response came. */
+  readonly rttMs?: number;
+  /** Why no response came (`timeout`, or the transport failure), when none did. */
+  readonly error?: string;
+  /** When the check ended, epoch ms. */
+  readonly checkedAt: number;
+}
+
 /** A worker as registered. */
 export interface WorkerInfo {
   readonly workerId: string;
@@ -18,6 +35,8 @@ export interface WorkerInfo {
   readonly deployment?: string;
   readonly heartbeatAt: number;
   readonly startedAt: number;
+  /** The last OPTIONS check of each configured SIP target (absent before the first). */
+  readonly sipTargets?: readonly SipTargetHealth[];
 }
 
 /** DynamoDB registry of workers: `WORKER#<id>` / `WORKER`. */

@@ -5,6 +5,7 @@
  * - `GET /v1/calls/{callId}` — a call by Meta's call id or by request id.
  * - `GET /v1/permissions/{userId}` — the permission ledger entry (reconciled with Meta when stale).
  * - `POST /v1/permissions/{userId}/request` — a call-permission request within Meta's limits.
+ * - `GET /v1/workers` — the live media workers and whether their PBX answered OPTIONS.
  * - `GET /healthz`, `GET /openapi.json` — no key.
  *
  * Thin: authenticate, parse with the zod schemas, call the domain, map to HTTP. Every refusal is
@@ -45,6 +46,10 @@ export function createControlApiHandler(runtime: ControlPlaneRuntime) {
     if (path === '/v1/calls') {
       if (method !== 'POST') return fail(405, 'method-not-allowed', `${method} is not allowed on ${path}`);
       return createCall(event, runtime);
+    }
+    if (path === '/v1/workers') {
+      if (method !== 'GET') return fail(405, 'method-not-allowed', `${method} is not allowed on ${path}`);
+      return listWorkers(runtime);
     }
     const call = /^\/v1\/calls\/([^/]+)$/.exec(path);
     if (call) {
@@ -129,6 +134,25 @@ async function getCall(id: string, runtime: ControlPlaneRuntime): Promise<Result
     ...(found.requestId === undefined ? {} : { requestId: found.requestId }),
     history: found.history,
   });
+}
+
+/** The workers whose last heartbeat is within the dead-after bound, by id; never their queues or calls. */
+async function listWorkers(runtime: ControlPlaneRuntime): Promise<Result> {
+  const liveSince = runtime.now() - runtime.config.workerDeadAfterMs;
+  const workers = (await runtime.workers.list())
+    .filter((w) => w.heartbeatAt >= liveSince)
+    .sort((a, b) => a.workerId.localeCompare(b.workerId))
+    .map((w) => ({
+      workerId: w.workerId,
+      activeCalls: w.activeCalls,
+      maxCalls: w.maxCalls,
+      draining: w.draining,
+      ...(w.deployment === undefined ? {} : { deployment: w.deployment }),
+      startedAt: w.startedAt,
+      heartbeatAt: w.heartbeatAt,
+      sipTargets: w.sipTargets ?? [],
+    }));
+  return json(200, { workers });
 }
 
 async function getPermission(

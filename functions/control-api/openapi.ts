@@ -14,6 +14,7 @@ import {
   permissionRequestSent,
   permissionSummary,
   permissionView,
+  workersList,
 } from './schemas.ts';
 
 type JsonSchema = Record<string, unknown>;
@@ -29,6 +30,7 @@ const COMPONENTS: Record<string, { schema: z.ZodType; io: 'input' | 'output' }> 
   PermissionRequestSent: { schema: permissionRequestSent, io: 'output' },
   Health: { schema: healthOk, io: 'output' },
   HealthDegraded: { schema: healthDegraded, io: 'output' },
+  Workers: { schema: workersList, io: 'output' },
 };
 
 const ref = (name: keyof typeof COMPONENTS) => ({ $ref: `#/components/schemas/${name}` });
@@ -126,6 +128,17 @@ function build(): JsonSchema {
             '200': jsonBody('Call', 'The call record and its history.'),
             '401': unauthorized,
             '404': error('`call-not-found`.'),
+          },
+        },
+      },
+      '/v1/workers': {
+        get: {
+          operationId: 'listWorkers',
+          summary:
+            'The live media workers (heartbeat within WORKER_DEAD_AFTER_SECONDS): load, drain state, deployment, and the last SIP OPTIONS check of each SIP target.',
+          responses: {
+            '200': jsonBody('Workers', 'The live workers, by id.'),
+            '401': unauthorized,
           },
         },
       },

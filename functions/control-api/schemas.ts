@@ -153,3 +153,24 @@ export const healthOk = z.strictObject({
   storeLatencyMs: z.number(),
 });
 export const healthDegraded = z.strictObject({ status: z.literal('degraded'), store: z.literal('unreachable') });
+
+/** The last SIP OPTIONS check of one target by a worker. */
+export const sipTargetHealth = z.strictObject({
+  uri: z.string().describe('The target, without any password.'),
+  status: z.number().int().optional().describe('Final response to OPTIONS; any final response means reachable.'),
+  rttMs: z.number().optional().describe('Round trip of the OPTIONS.'),
+  error: z.string().optional().describe('Why no response came: `timeout` or the transport failure.'),
+  checkedAt: epochMs,
+});
+/** A live media worker. */
+export const workerView = z.strictObject({
+  workerId: z.string(),
+  activeCalls: z.number().int(),
+  maxCalls: z.number().int(),
+  draining: z.boolean(),
+  deployment: z.string().optional().describe('Task definition `family:revision`, in ECS.'),
+  startedAt: epochMs,
+  heartbeatAt: epochMs,
+  sipTargets: z.array(sipTargetHealth).describe('Empty until the first check.'),
+});
+export const workersList = z.strictObject({ workers: z.array(workerView) });

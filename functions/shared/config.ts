@@ -46,6 +46,11 @@ export const CONTROL_PLANE_SETTINGS = {
   CALLS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of calls, history and admission counters.' },
   PERMISSIONS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of call permissions.' },
   WORKERS_TABLE: { schema: z.string().min(3), doc: 'DynamoDB table of media workers.' },
+  WORKER_DEAD_AFTER_SECONDS: {
+    schema: positiveInt.max(600),
+    doc: "A worker silent this long is not live: `GET /v1/workers` leaves it out. Set the media workers' value.",
+    default: '30',
+  },
   CALL_JOBS_QUEUE_URL: { schema: z.url(), doc: 'SQS queue of call jobs for the media workers.' },
   AWS_REGION: { schema: z.string().min(1), doc: 'AWS region (set by Lambda).', default: 'us-east-1' },
   DYNAMODB_ENDPOINT: { schema: z.url().optional(), doc: 'DynamoDB endpoint override (local mode only).' },
@@ -141,6 +146,8 @@ export interface ControlPlaneConfig {
   /** META_PERMISSION_LIMITS: Meta's production or sandbox/test-number permission limits (OVR26). */
   readonly permissionLimits: PermissionLimits;
   readonly staleConnectMs: number;
+  /** WORKER_DEAD_AFTER_SECONDS: a worker whose last heartbeat is older is not live. */
+  readonly workerDeadAfterMs: number;
   /** PERMISSION_REQUEST_TEMPLATE: the approved permission-request template. */
   readonly permissionTemplate?: { readonly name: string; readonly language: string };
   readonly finishedRetentionSeconds: number;
@@ -201,6 +208,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined> =
       reconcileAfterMs: r.PERMISSION_RECONCILE_SECONDS * 1000,
     },
     staleConnectMs: r.STALE_CONNECT_SECONDS * 1000,
+    workerDeadAfterMs: r.WORKER_DEAD_AFTER_SECONDS * 1000,
     permissionLimits: permissionLimitsFor(r.META_PERMISSION_LIMITS),
     ...(r.PERMISSION_REQUEST_TEMPLATE === undefined
       ? {}

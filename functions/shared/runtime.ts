@@ -10,6 +10,7 @@ import { createAwsClients } from '#adapters/aws/aws-clients.ts';
 import { DynamoCallStore } from '#adapters/aws/dynamo-call-store.ts';
 import { DynamoPermissionReplies, type PermissionReplies } from '#adapters/aws/dynamo-permission-replies.ts';
 import { DynamoPermissionStore } from '#adapters/aws/dynamo-permission-store.ts';
+import { DynamoWorkerRegistry, type WorkerInfo } from '#adapters/aws/dynamo-workers.ts';
 import { SqsCallJobQueue, SqsWorkerSignals } from '#adapters/aws/sqs.ts';
 import type { CallJobQueue, CallStore, WorkerSignals } from '#core/calls/call-record.ts';
 import type { IntakePolicy } from '#core/calls/intake.ts';
@@ -39,6 +40,8 @@ export interface ControlPlaneRuntime {
   readonly checkBusinessCall: CheckBusinessCall;
   readonly jobs: CallJobQueue;
   readonly signals: WorkerSignals;
+  /** The workers table: every registered media worker's last heartbeat. */
+  readonly workers: { list(): Promise<WorkerInfo[]> };
   readonly meta: MetaGraphClient;
   readonly policy: IntakePolicy;
   readonly logger: Logger;
@@ -98,6 +101,7 @@ export function buildControlPlaneRuntime(
     }),
     jobs: new SqsCallJobQueue(sqs, config.callJobsQueueUrl),
     signals: new SqsWorkerSignals(sqs),
+    workers: new DynamoWorkerRegistry(dynamo, config.tables.workers),
     meta: new MetaGraphClient({
       baseUrl: config.meta.graphUrl,
       accessToken: config.meta.accessToken,

@@ -25,6 +25,7 @@ import type { WorkerConfig } from './config.ts';
 import { checkOpusBackend } from './media/opus-backend.ts';
 import { type WorkerMetrics, workerMetrics } from './ops/metrics.ts';
 import { RetirementWatch } from './ops/retirement.ts';
+import { SipTargetWatch } from './ops/sip-target-watch.ts';
 import { TaskProtection } from './ops/task-protection.ts';
 import { reapDeadWorkers } from './reaper.ts';
 import { createDrachtioSipPort } from './sip/drachtio/drachtio-adapter.ts';
@@ -224,7 +225,16 @@ export async function startMediaWorker(
   const protection = config.taskProtection
     ? new TaskProtection({ ...config.taskProtection, logger: logger.child({ component: 'task-protection' }) })
     : undefined;
+  // Is the PBX reachable from here? OPTIONS to each target, every 30 s; the heartbeat carries it.
+  const targetWatch = new SipTargetWatch({
+    port: sip,
+    targets: config.sip.targets.map((t) => t.uri),
+    clock: wallClock,
+    logger: logger.child({ component: 'sip-target-watch' }),
+  });
+  targetWatch.start();
   worker = new MediaWorker({
+    sipTargets: () => targetWatch.results(),
     onLoadChange: (active) => protection?.update(active),
     onHeartbeat: (active, max) => metrics.emit({ ActiveCalls: active, WorkerLoad: (100 * active) / max }),
     workerId: config.workerId,
@@ -245,6 +255,7 @@ export async function startMediaWorker(
     ...(config.healthFile ? { onHeartbeatWritten: healthFileToucher(config.healthFile) } : {}),
   });
   await worker.start().catch(async (error: unknown) => {
+    targetWatch.stop();
     await sip.close();
     await mediaThreads?.close();
     throw error;
@@ -290,6 +301,7 @@ export async function startMediaWorker(
     stop(options) {
       stopped ??= (async () => {
         await retirement?.close();
+        targetWatch.stop();
         await running.stop(options);
         await mediaThreads?.close();
         await protection?.close();

@@ -8,7 +8,7 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
-import type { DynamoWorkerRegistry } from '#adapters/aws/dynamo-workers.ts';
+import type { DynamoWorkerRegistry, SipTargetHealth } from '#adapters/aws/dynamo-workers.ts';
 import { createControlQueue, deleteControlQueue, SqsQueueReader } from '#adapters/aws/sqs-queues.ts';
 import type { CallJob, CallStore, WorkerSignal } from '#core/calls/call-record.ts';
 
@@ -62,6 +62,8 @@ export interface MediaWorkerDeps {
   readonly onHeartbeatWritten?: () => Promise<void>;
   /** The task definition this worker runs (`family:revision`), in its heartbeat for the retirement rule. */
   readonly deployment?: string;
+  /** The last OPTIONS check of each SIP target (`ops/sip-target-watch.ts`), put in every heartbeat. */
+  readonly sipTargets?: () => readonly SipTargetHealth[];
 }
 
 /** The worker. */
@@ -220,6 +222,7 @@ export class MediaWorker {
       maxCalls: this.#d.maxCalls,
       draining: this.#draining,
       ...(this.#d.deployment ? { deployment: this.#d.deployment } : {}),
+      ...(this.#d.sipTargets ? { sipTargets: this.#d.sipTargets() } : {}),
       heartbeatAt: this.#now(),
       startedAt: this.#startedAt,
     });

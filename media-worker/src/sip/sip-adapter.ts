@@ -26,14 +26,23 @@ import { type SipDialog, type SipStackContext, saysTimer, sessionExpiresOf } fro
 import { type AuthorizationHeader, type DigestCredentials, DigestVerifier } from './digest-server.ts';
 import { InboundCall } from './inbound-call.ts';
 import { OutboundCall } from './outbound-call.ts';
+import { runProbe } from './probe.ts';
 import { DEFAULT_SESSION_EXPIRES_S, decideAsUas, MIN_SESSION_EXPIRES_S, unsupportedRequired } from './session-timer.ts';
-import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipTransport } from './sip-port.ts';
+import type {
+  InboundInviteHandler,
+  OutboundSipCall,
+  PlaceCallOptions,
+  SipPort,
+  SipProbeResult,
+  SipTransport,
+} from './sip-port.ts';
 import { loadSipPackage, resolveTlsNextHop, SipTlsClient, type SipTlsDns, systemDns } from './sip-tls.ts';
 import {
   ALLOW,
   bodyOf,
   headerText,
   KNOWN_METHODS,
+  newCallId,
   newTag,
   redactedWireText,
   responseTo,
@@ -572,6 +581,33 @@ export async function createSipPort(options: SipPortOptions): Promise<SipPort> {
     },
     onInvite(handler: InboundInviteHandler): void {
       inviteHandler = handler;
+    },
+    probe(uri: string, timeoutMs: number): Promise<SipProbeResult> {
+      return runProbe(uri, timeoutMs, clock, (outcome) => {
+        if (closing) throw new SipStackError('SIP port is closed');
+        const parsed = sip.parseUri(uri);
+        if (!parsed) throw new SipStackError(`not a SIP URI: ${uri}`);
+        // RFC 3261 §11.1: an OPTIONS outside any dialog, constructed like an INVITE.
+        const rq: SipMessage = {
+          method: 'OPTIONS',
+          uri,
+          headers: {
+            via: [],
+            to: { uri, params: {} },
+            from: { uri: `sip:${contactUser}@${ctx.fromDomain}`, params: { tag: newTag() } },
+            'call-id': newCallId(),
+            cseq: { seq: 1, method: 'OPTIONS' },
+            contact: [{ uri: ctx.contactFor(transportOf(parsed)), params: {} }],
+            'max-forwards': 70,
+            'user-agent': userAgent,
+            accept: 'application/sdp',
+          },
+        };
+        routedStack.send(rq, (rs) => {
+          const status = rs.status ?? 0;
+          if (status >= 200) outcome.final(status, rs.reason ?? '', !!rs.headers.to?.params.tag);
+        });
+      });
     },
     close(): Promise<void> {
       closing ??= (async () => {

@@ -175,10 +175,39 @@ export interface SipPort {
   onInvite(handler: InboundInviteHandler): void;
   /** Contact URI of this stack (without transport parameter), e.g. `sip:wa-sip-bridge@127.0.0.1:5060`. */
   readonly localContact: string;
+  /**
+   * Send one out-of-dialog OPTIONS to `uri` (RFC 3261 §11: no authentication, Max-Forwards 70)
+   * and resolve with its final response: any final response — 200, but also 404, 405, 403 or a
+   * digest challenge — means the far end is reachable. Rejects with {@link SipProbeError} when no
+   * final response comes within `timeoutMs` or the request cannot be sent.
+   */
+  probe(uri: string, timeoutMs: number): Promise<SipProbeResult>;
   /** Calls not yet terminated. */
   readonly activeCalls: number;
   /** Hang up every call (bounded wait), then close sockets. Idempotent. */
   close(): Promise<void>;
+}
+
+/** What {@link SipPort.probe} found: the far end's final response and how long it took. */
+export interface SipProbeResult {
+  readonly status: number;
+  readonly reason: string;
+  /** From sending the OPTIONS to its final response, on the port's clock. */
+  readonly rttMs: number;
+}
+
+/** A probe got no answer: `timeout` (nothing in time) or `transport` (could not send, or no route). */
+export class SipProbeError extends Error {
+  override readonly name = 'SipProbeError';
+  readonly kind: 'timeout' | 'transport';
+  /** The probed URI. */
+  readonly target: string;
+
+  constructor(kind: 'timeout' | 'transport', target: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.kind = kind;
+    this.target = target;
+  }
 }
 
 /** A SIP-level failure: a final response, a timeout (408) or a cancellation (487). */

@@ -631,6 +631,7 @@ describe('OpenAPI document', () => {
       '/v1/calls/{callId}',
       '/v1/permissions/{userId}',
       '/v1/permissions/{userId}/request',
+      '/v1/workers',
     ]);
   });
 

@@ -20,14 +20,15 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import { type Clock, realClock } from '#core/clock.ts';
 import { type DigestCredentials, DigestVerifier, parseAuthorization } from '../digest-server.ts';
+import { runProbe } from '../probe.ts';
 import { DEFAULT_SESSION_EXPIRES_S, MIN_SESSION_EXPIRES_S, unsupportedRequired } from '../session-timer.ts';
 import { SipStackError } from '../sip-adapter.ts';
-import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort } from '../sip-port.ts';
+import type { InboundInviteHandler, OutboundSipCall, PlaceCallOptions, SipPort, SipProbeResult } from '../sip-port.ts';
 import { ALLOW } from '../sip-wire.ts';
 import { TargetCooldowns } from '../target-plan.ts';
 import { type DrachtioContext, sessionDecision } from './drachtio-dialog.ts';
 import { DrachtioInboundCall } from './drachtio-inbound.ts';
-import { DrachtioOutboundCall } from './drachtio-outbound.ts';
+import { DrachtioOutboundCall, isTlsTarget } from './drachtio-outbound.ts';
 
 /** Options of {@link createDrachtioSipPort}. */
 export interface DrachtioPortOptions {
@@ -311,6 +312,42 @@ export async function createDrachtioSipPort(options: DrachtioPortOptions): Promi
     },
     onInvite(handler: InboundInviteHandler): void {
       inviteHandler = handler;
+    },
+    probe(uri: string, timeoutMs: number): Promise<SipProbeResult> {
+      return runProbe(uri, timeoutMs, clock, (outcome) => {
+        if (closing) throw new SipStackError('SIP port is closed');
+        // As for calls: drachtio-server cannot verify a TLS peer by name (see `tlsVerify`).
+        if (ctx.tlsVerify && isTlsTarget(uri))
+          throw new SipStackError('TLS failed: drachtio-server cannot verify the PBX certificate');
+        // RFC 3261 §11.1: an OPTIONS outside any dialog; drachtio-server adds Via, Call-ID, CSeq.
+        const request = srf.request as unknown as (
+          uri: string,
+          opts: { method: string; headers: Record<string, string> },
+          callback: (err: Error | null, req: Srf.SrfRequest) => void,
+        ) => void;
+        request.call(
+          srf,
+          uri,
+          {
+            method: 'OPTIONS',
+            headers: {
+              From: `<sip:${contactUser}@${fromDomain}>`,
+              'Max-Forwards': '70',
+              'User-Agent': userAgent,
+              Accept: 'application/sdp',
+            },
+          },
+          (err, req) => {
+            if (err) {
+              outcome.failed(err);
+              return;
+            }
+            (req as unknown as NodeJS.EventEmitter).on('response', (res: Srf.SrfResponse) => {
+              if (res.status >= 200) outcome.final(res.status, res.reason ?? '', /;\s*tag=/i.test(res.get('To') ?? ''));
+            });
+          },
+        );
+      });
     },
     close(): Promise<void> {
       closing ??= (async () => {
