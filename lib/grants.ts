@@ -9,10 +9,11 @@ import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 
 /** How a principal uses a table. */
-export type TableAccess = 'read' | 'readWrite' | 'readWriteScan';
+export type TableAccess = 'read' | 'readScan' | 'readWrite' | 'readWriteScan';
 
 const TABLE_ACTIONS: Record<TableAccess, string[]> = {
   read: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:DescribeTable'],
+  readScan: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:DescribeTable'],
   readWrite: [
     'dynamodb:GetItem',
     'dynamodb:Query',

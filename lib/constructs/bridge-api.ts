@@ -92,6 +92,8 @@ export class BridgeApi extends Construct {
       logRetention,
     });
 
+    // GET /v1/workers lists the live workers (a small table: one item per worker, scanned).
+    bindTable(this.controlApi, data.tables.workers, 'readScan');
     for (const fn of [this.webhook, this.controlApi]) {
       bindSettings(fn, this, props.settingsPrefix, props.settingsKeyArn);
       bindTable(fn, data.tables.calls, 'readWrite');
@@ -133,6 +135,8 @@ export class BridgeApi extends Construct {
       ['AwsSolutions::AwsSolutions-APIG4'],
       'Meta signs its webhooks (X-Hub-Signature-256, verified over the raw body before anything is parsed; 401 otherwise) and cannot present API Gateway credentials; the control API checks its bearer key (CONTROL_API_KEY, constant-time compare) in the function; /healthz and /openapi.json are public by design (health and the API description, no data).',
     );
+    // GET /v1/workers lists the live workers (a small table: one item per worker, scanned).
+    bindTable(this.controlApi, data.tables.workers, 'readScan');
     for (const fn of [this.webhook, this.controlApi]) {
       acknowledge(
         fn,
