@@ -378,6 +378,17 @@ export abstract class SipDialog {
     this.terminate('remote BYE');
   }
 
+  /** The request's SDP offer (undefined: no body); false when the body is not SDP and 415 was sent. */
+  #sdpBody(rq: SipMessage): string | undefined | false {
+    const type = headerText(rq, 'content-type');
+    const offer = bodyOf(rq);
+    if (offer !== undefined && type !== undefined && !/^application\/sdp\b/i.test(type)) {
+      this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
+      return false;
+    }
+    return offer;
+  }
+
   #onReinvite(rq: SipMessage, remote: SipRemote): void {
     if (this.dialogState !== 'confirmed' || this.#awaitingAck.size > 0) {
       // RFC 3261 §14.2: an INVITE while a previous one is still in progress → 500 with Retry-After.
@@ -386,12 +397,8 @@ export abstract class SipDialog {
       });
       return;
     }
-    const type = headerText(rq, 'content-type');
-    const offer = bodyOf(rq);
-    if (offer !== undefined && type !== undefined && !/^application\/sdp\b/i.test(type)) {
-      this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
-      return;
-    }
+    const offer = this.#sdpBody(rq);
+    if (offer === false) return;
     if (!this.localSdp) {
       this.ctx.respond(rq, 488, 'Not Acceptable Here');
       return;
@@ -447,12 +454,8 @@ export abstract class SipDialog {
       this.ctx.respond(rq, 500, 'Server Internal Error', { headers: { 'retry-after': '1' } });
       return;
     }
-    const type = headerText(rq, 'content-type');
-    const offer = bodyOf(rq);
-    if (offer !== undefined && type !== undefined && !/^application\/sdp\b/i.test(type)) {
-      this.ctx.respond(rq, 415, 'Unsupported Media Type', { headers: { accept: 'application/sdp' } });
-      return;
-    }
+    const offer = this.#sdpBody(rq);
+    if (offer === false) return;
     if (offer !== undefined && (!this.localSdp || this.#awaitingAck.size > 0)) {
       // RFC 3311 §5.2: an offer while one of ours is unanswered (a re-INVITE 2xx awaiting its ACK) → 500.
       this.ctx.respond(rq, 500, 'Server Internal Error', { headers: { 'retry-after': '1' } });

@@ -164,19 +164,30 @@ export function attachDialog(ctx: DrachtioContext, dialog: Srf.Dialog, hooks: Di
     hooks.onRemoteBye(reason, fromServer);
   });
   // With no hold/unhold/refresh listeners, drachtio-srf hands every re-INVITE to 'modify'.
-  dialog.on('modify', (req: Srf.SrfRequest, res: Srf.SrfResponse) => {
+  /**
+   * What a re-INVITE and an UPDATE share: a body must be SDP (else 415), the session interval must
+   * reach our Min-SE (else 422, RFC 4028 §5), and an accepted interval re-arms the expiry watch.
+   * Undefined when the request was already answered.
+   */
+  const admit = (req: Srf.SrfRequest, res: Srf.SrfResponse) => {
     const type = req.get('Content-Type');
     const offer = req.body ? req.body : undefined;
     if (offer !== undefined && type && !/^application\/sdp\b/i.test(type)) {
       res.send(415, { headers: { Accept: 'application/sdp' } });
-      return;
+      return undefined;
     }
     const session = sessionDecision(req, ctx.minSessionExpiresS);
     if (session.kind === 'too-small') {
       res.send(422, { headers: { 'Min-SE': String(session.minSe) } });
-      return;
+      return undefined;
     }
     watch(session.kind === 'timer' ? armedFor(session.interval, 'uas') : undefined);
+    return { offer, session };
+  };
+  dialog.on('modify', (req: Srf.SrfRequest, res: Srf.SrfResponse) => {
+    const admitted = admit(req, res);
+    if (!admitted) return;
+    const { offer, session } = admitted;
     version += 1;
     const { sdp, direction } = reinviteAnswer(hooks.localSdp, offer, version);
     res.send(200, {
@@ -197,18 +208,9 @@ export function attachDialog(ctx: DrachtioContext, dialog: Srf.Dialog, hooks: Di
   };
   // UPDATE (RFC 3311): a refresh without SDP gets 200; an offer goes through the re-INVITE's offer/answer.
   dialog.on('update', (req: Srf.SrfRequest, res: Srf.SrfResponse) => {
-    const type = req.get('Content-Type');
-    const offer = req.body ? req.body : undefined;
-    if (offer !== undefined && type && !/^application\/sdp\b/i.test(type)) {
-      res.send(415, { headers: { Accept: 'application/sdp' } });
-      return;
-    }
-    const session = sessionDecision(req, ctx.minSessionExpiresS);
-    if (session.kind === 'too-small') {
-      res.send(422, { headers: { 'Min-SE': String(session.minSe) } });
-      return;
-    }
-    watch(session.kind === 'timer' ? armedFor(session.interval, 'uas') : undefined);
+    const admitted = admit(req, res);
+    if (!admitted) return;
+    const { offer, session } = admitted;
     const headers: Record<string, string> = { Allow: ALLOW, ...sessionHeaders(session) };
     if (offer === undefined) {
       res.send(200, { headers });
