@@ -33,11 +33,13 @@ import {
   quoteDisplayName,
   reasonPhrase,
   SUPPORTED,
+  targetPort,
   toWire,
   transportOf,
 } from './sip-wire.ts';
 import {
   ALL_COOLING_DOWN,
+  assertPlaceCallOptions,
   type FinalResponseInfo,
   type PlannedTarget,
   type RedirectContact,
@@ -47,14 +49,6 @@ import {
 
 /** Default time a target may stay silent before failover. */
 export const DEFAULT_FAILOVER_TIMEOUT_MS = 4000;
-
-/**
- * The port a target URI names, or its transport's default (RFC 3261 §19.1.2: 5060, 5061 for TLS) when it
- * names none — the `sip` package parses a missing port as `NaN`, not `undefined`.
- */
-export function targetPort(port: number | undefined, transport: string): number {
-  return port !== undefined && Number.isFinite(port) && port > 0 ? port : transport === 'tls' ? 5061 : 5060;
-}
 
 /** One INVITE transaction towards one target (re-created once for a digest retry). */
 interface Attempt {
@@ -136,11 +130,8 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     onEnd: (call: OutboundCall) => void,
     cooldowns: TargetCooldowns,
   ) {
-    if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
-    if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
-    const parsedTargets = opts.targets.map((t) => sip.parseUri(t.uri));
-    const bad = opts.targets.find((_t, i) => parsedTargets[i] === undefined);
-    if (bad) throw new TypeError(`invalid SIP target URI: ${bad.uri}`);
+    const isValid = (uri: string): boolean => sip.parseUri(uri) !== undefined;
+    assertPlaceCallOptions(opts, isValid);
     const extra = extraHeaders(opts.headers);
     const callId = newCallId();
     const localTag = newTag();
@@ -153,7 +144,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     super(ctx, log, callId, localTag, from, 'udp', 1 + Math.floor(Math.random() * 10000));
     this.#events = new Emitter(log);
     this.#opts = opts;
-    this.#plan = new TargetPlan(opts.targets, cooldowns, { isValid: (uri) => sip.parseUri(uri) !== undefined });
+    this.#plan = new TargetPlan(opts.targets, cooldowns, { isValid });
     this.#extra = extra;
     this.#onEnd = onEnd;
     this.localSdp = opts.sdpOffer;
@@ -246,7 +237,7 @@ export class OutboundCall extends SipDialog implements OutboundSipCall {
     this.transport = transport;
     this.credentials = target.auth;
     const ownHost = uri.host === this.ctx.localHost || uri.host === this.ctx.stack.hostname();
-    if (ownHost && targetPort(uri.port, transport) === this.ctx.ownPort(transport)) {
+    if (ownHost && targetPort(uri, transport) === this.ctx.ownPort(transport)) {
       // Our own address and port: the INVITE would come back to us. (Our host at another port is a
       // PBX beside the worker; the adapter routes to it, see `routeToOwnHost` in sip-adapter.ts.)
       this.logger.warn({ target: target.uri }, 'target is this SIP stack’s own address');

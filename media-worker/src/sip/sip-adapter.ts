@@ -40,6 +40,7 @@ import { loadSipPackage, resolveTlsNextHop, SipTlsClient, type SipTlsDns, system
 import {
   ALLOW,
   bodyOf,
+  explicitPort,
   headerText,
   KNOWN_METHODS,
   newCallId,
@@ -47,6 +48,7 @@ import {
   redactedWireText,
   responseTo,
   T1_MS,
+  targetPort,
   transportOf,
 } from './sip-wire.ts';
 import { TargetCooldowns } from './target-plan.ts';
@@ -172,10 +174,6 @@ function listening(s: PackageSocket): Promise<void> {
   });
 }
 
-/** The port a URI names, if any (the package parses a missing port as `NaN`). */
-const explicitPort = (uri: { port?: number }): number | undefined =>
-  Number.isInteger(uri.port) && (uri.port ?? 0) > 0 ? uri.port : undefined;
-
 const dialogKey = (callId: string, tag: string): string => `${callId}\n${tag}`;
 
 /**
@@ -228,7 +226,7 @@ export function routeToOwnHost(
   const hop = next === undefined ? undefined : typeof next === 'string' ? sip.parseUri(next) : next;
   if (!hop || hop.host !== stack.hostname()) return;
   const transport = transportOf(hop);
-  const port = explicitPort(hop) ?? (transport === 'tls' ? 5061 : 5060);
+  const port = targetPort(hop, transport);
   if (port === own.port(transport)) return;
   const flow = stack.encodeFlowUri({
     protocol: transport === 'tls' ? 'TLS' : transport === 'tcp' ? 'TCP' : 'UDP',

@@ -327,3 +327,13 @@ export function responseTo(
     ...(options.content === undefined ? {} : { content: options.content }),
   };
 }
+
+/** The port a URI names, if any (the `sip` package parses a missing port as `NaN`, not `undefined`). */
+export function explicitPort(uri: { port?: number }): number | undefined {
+  return Number.isInteger(uri.port) && (uri.port ?? 0) > 0 ? uri.port : undefined;
+}
+
+/** The port a URI names, else its transport's default (RFC 3261 §19.1.2: 5060, 5061 for TLS). */
+export function targetPort(uri: { port?: number }, transport: string): number {
+  return explicitPort(uri) ?? (transport === 'tls' ? 5061 : 5060);
+}

@@ -20,7 +20,7 @@
  * - Other 4xx and every 6xx (global failure, RFC 3261 §21.6): the call fails, nothing else tried.
  */
 import { type Clock, realClock } from '#core/clock.ts';
-import type { SipTarget } from './sip-port.ts';
+import type { PlaceCallOptions, SipTarget } from './sip-port.ts';
 
 /** Redirects followed per call at most. */
 export const DEFAULT_MAX_REDIRECTS = 5;
@@ -130,6 +130,19 @@ export interface PlannedTarget extends SipTarget {
 }
 
 /** Status and reason of a call that fails before any INVITE because every target cools down. */
+/**
+ * The synchronous checks `placeCall` makes in both adapters: at least one target, a positive answer
+ * timeout, every target a SIP URI as the adapter's own parser reads it.
+ *
+ * @throws TypeError naming what is wrong
+ */
+export function assertPlaceCallOptions(opts: PlaceCallOptions, isSipUri: (uri: string) => boolean): void {
+  if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
+  if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
+  const bad = opts.targets.find((t) => !isSipUri(t.uri));
+  if (bad) throw new TypeError(`invalid SIP target URI: ${bad.uri}`);
+}
+
 export const ALL_COOLING_DOWN = {
   status: 503,
   reason: 'Service Unavailable (every target is cooling down after 503 Retry-After)',

@@ -20,6 +20,7 @@ import type { OutboundSipCall, PlaceCallOptions, SipCallEvent, SipDialogEvent, S
 import { escapeUser, newCallId, reasonPhrase, SUPPORTED } from '../sip-wire.ts';
 import {
   ALL_COOLING_DOWN,
+  assertPlaceCallOptions,
   type FinalResponseInfo,
   type PlannedTarget,
   type RedirectContact,
@@ -113,11 +114,8 @@ export class DrachtioOutboundCall implements OutboundSipCall {
     onEnd: (c: DrachtioOutboundCall) => void,
     cooldowns: TargetCooldowns,
   ) {
-    if (opts.targets.length === 0) throw new TypeError('placeCall needs at least one target');
-    if (!(opts.answerTimeoutMs > 0)) throw new TypeError('answerTimeoutMs must be positive');
     const isValid = (uri: string): boolean => /^sips?:[^\s@]*@?[^\s]+$/.test(uri) && !!ctx.parseUri(uri);
-    const bad = opts.targets.find((t) => !isValid(t.uri));
-    if (bad) throw new TypeError(`invalid SIP target URI: ${bad.uri}`);
+    assertPlaceCallOptions(opts, isValid);
     this.#plan = new TargetPlan(opts.targets, cooldowns, { isValid });
     this.#headers = plainHeaders(opts.headers);
     this.#ctx = ctx;
